@@ -1,0 +1,400 @@
+//! `Host`: a host name or address normalised once, at the edge.
+//!
+//! Every later stage takes a `&Host`, never a bare `&str`, so that no rule can be
+//! slipped past with another spelling of the same name. Normalisation follows the
+//! WHATWG URL host parser (the one browsers use), then our own stricter checks:
+//!
+//! - lower case; one trailing dot removed; a port removed by [`Host::parse_authority`];
+//! - IDN converted to punycode (UTS #46 mapping, so full-width dots and letters fold too);
+//! - IPv4 in every spelling browsers accept (`0x7f.1`, `2130706433`, `0177.0.0.1`) turned
+//!   into dotted decimal; IPv6 into its canonical text (RFC 5952), IPv4-mapped forms kept
+//!   as IPv6 so that the address checks of later stages see what will be connected to;
+//! - anything that is not a valid DNS name or address is an error, never a miss.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Longest host name we accept, in bytes (RFC 1035, without the trailing dot).
+pub const MAX_HOST_LEN: usize = 253;
+/// Longest label (RFC 1035).
+pub const MAX_LABEL_LEN: usize = 63;
+
+/// A normalised host: a DNS name in lower-case ASCII, or an IP address.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Host {
+    /// Canonical text: the name, dotted-decimal IPv4, or IPv6 without brackets.
+    text: Box<str>,
+    kind: HostKind,
+}
+
+/// What kind of host this is; addresses keep their parsed value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HostKind {
+    Domain,
+    Ip(IpAddr),
+}
+
+/// Why a host was refused. Each variant has a stable code for logs and tests.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    #[error("the host is empty")]
+    Empty,
+    #[error("the host is longer than {MAX_HOST_LEN} bytes")]
+    TooLong,
+    #[error("the host has an empty label (two dots in a row, or a leading dot)")]
+    EmptyLabel,
+    #[error("a label of the host is longer than {MAX_LABEL_LEN} bytes")]
+    LabelTooLong,
+    #[error("the host contains a character not allowed in a name: {0:?}")]
+    InvalidChar(char),
+    #[error("the host is not a valid internationalised name or address: {0}")]
+    Invalid(String),
+    #[error("the port is not a number between 1 and 65535: {0:?}")]
+    InvalidPort(String),
+}
+
+impl HostError {
+    /// Stable short code, for traces and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            HostError::Empty => "host-empty",
+            HostError::TooLong => "host-too-long",
+            HostError::EmptyLabel => "host-empty-label",
+            HostError::LabelTooLong => "host-label-too-long",
+            HostError::InvalidChar(_) => "host-invalid-char",
+            HostError::Invalid(_) => "host-invalid",
+            HostError::InvalidPort(_) => "port-invalid",
+        }
+    }
+}
+
+impl Host {
+    /// Normalises a bare host: a name, an IPv4 address in any spelling, or an IPv6
+    /// address with or without brackets. No port.
+    pub fn parse(input: &str) -> Result<Host, HostError> {
+        if input.is_empty() {
+            return Err(HostError::Empty);
+        }
+        // Bare IPv6 (as written in list files and CLI arguments).
+        if !input.starts_with('[') && input.contains(':') {
+            return match input.parse::<Ipv6Addr>() {
+                Ok(v6) => Ok(Host::from_ip(IpAddr::V6(v6))),
+                Err(_) => Err(HostError::InvalidChar(':')),
+            };
+        }
+        // One trailing dot is the fully-qualified spelling of the same name.
+        let trimmed = input.strip_suffix('.').unwrap_or(input);
+        if trimmed.is_empty() {
+            return Err(HostError::Empty);
+        }
+        if let Some(fast) = Self::parse_plain_name(trimmed)? {
+            return Ok(fast);
+        }
+        // Slow path: IDN, numeric IPv4 forms, bracketed IPv6, odd characters.
+        match url::Host::parse(trimmed) {
+            Ok(url::Host::Domain(d)) => {
+                let d = d.strip_suffix('.').unwrap_or(&d);
+                Self::check_name(d)?;
+                Ok(Host {
+                    text: d.into(),
+                    kind: HostKind::Domain,
+                })
+            }
+            Ok(url::Host::Ipv4(v4)) => Ok(Host::from_ip(IpAddr::V4(v4))),
+            Ok(url::Host::Ipv6(v6)) => Ok(Host::from_ip(IpAddr::V6(v6))),
+            Err(e) => Err(HostError::Invalid(e.to_string())),
+        }
+    }
+
+    /// Normalises `host[:port]` (an HTTP authority without user info). The port, if
+    /// any, is returned apart; `[v6]:port` is understood.
+    pub fn parse_authority(input: &str) -> Result<(Host, Option<u16>), HostError> {
+        if input.contains('@') {
+            // user@host is never accepted as an authority: it is a classic way to
+            // show one name to a filter and connect to another.
+            return Err(HostError::InvalidChar('@'));
+        }
+        let (host, port) = if let Some(rest) = input.strip_prefix('[') {
+            let end = rest.find(']').ok_or(HostError::InvalidChar('['))?;
+            let after = &rest[end + 1..];
+            let port = match after {
+                "" => None,
+                p => Some(p.strip_prefix(':').ok_or(HostError::InvalidChar(']'))?),
+            };
+            (&input[..end + 2], port)
+        } else {
+            match input.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (input, None),
+            }
+        };
+        let port = match port {
+            None => None,
+            Some(p) => Some(parse_port(p)?),
+        };
+        Ok((Host::parse(host)?, port))
+    }
+
+    /// Builds a host from an address (always valid).
+    pub fn from_ip(ip: IpAddr) -> Host {
+        Host {
+            text: ip.to_string().into(),
+            kind: HostKind::Ip(ip),
+        }
+    }
+
+    /// The canonical text: name, dotted-decimal IPv4, or IPv6 without brackets.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub fn kind(&self) -> HostKind {
+        self.kind
+    }
+
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self.kind {
+            HostKind::Ip(ip) => Some(ip),
+            HostKind::Domain => None,
+        }
+    }
+
+    pub fn is_domain(&self) -> bool {
+        self.kind == HostKind::Domain
+    }
+
+    /// Byte offsets at which the host and each of its parent domains start, from the
+    /// host itself to its last label. An address has only itself.
+    /// `www.example.com` → 0 (`www.example.com`), 4 (`example.com`), 12 (`com`).
+    pub fn suffix_starts(&self) -> SuffixStarts<'_> {
+        SuffixStarts {
+            text: self.text.as_bytes(),
+            next: Some(0),
+            whole_only: !self.is_domain(),
+        }
+    }
+
+    /// Text to put in a URL or a `Host` header: IPv6 in brackets.
+    pub fn to_authority(&self) -> String {
+        match self.kind {
+            HostKind::Ip(IpAddr::V6(_)) => format!("[{}]", self.text),
+            _ => self.text.to_string(),
+        }
+    }
+
+    /// Plain ASCII names (the overwhelming majority) are checked and lowered without
+    /// going through the URL parser. Returns `None` when the slow path must decide.
+    fn parse_plain_name(s: &str) -> Result<Option<Host>, HostError> {
+        let bytes = s.as_bytes();
+        if !bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            return Ok(None);
+        }
+        // A last label made of digits (or hex) makes it an IPv4 address for browsers.
+        let last = s.rsplit('.').next().unwrap_or(s);
+        if last.bytes().all(|b| b.is_ascii_digit())
+            || last.starts_with("0x")
+            || last.starts_with("0X")
+        {
+            return Ok(None);
+        }
+        // xn-- labels must be valid punycode: let the IDNA code judge them.
+        let lower = s.to_ascii_lowercase();
+        if lower.starts_with("xn--") || lower.contains(".xn--") {
+            return Ok(None);
+        }
+        Self::check_name(&lower)?;
+        Ok(Some(Host {
+            text: lower.into(),
+            kind: HostKind::Domain,
+        }))
+    }
+
+    fn check_name(s: &str) -> Result<(), HostError> {
+        if s.is_empty() {
+            return Err(HostError::Empty);
+        }
+        if s.len() > MAX_HOST_LEN {
+            return Err(HostError::TooLong);
+        }
+        for label in s.split('.') {
+            if label.is_empty() {
+                return Err(HostError::EmptyLabel);
+            }
+            if label.len() > MAX_LABEL_LEN {
+                return Err(HostError::LabelTooLong);
+            }
+            if let Some(c) = label
+                .chars()
+                .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
+            {
+                return Err(HostError::InvalidChar(c));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses a decimal TCP port, 1..=65535.
+pub fn parse_port(p: &str) -> Result<u16, HostError> {
+    if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(HostError::InvalidPort(p.to_string()));
+    }
+    match p.parse::<u16>() {
+        Ok(0) | Err(_) => Err(HostError::InvalidPort(p.to_string())),
+        Ok(n) => Ok(n),
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Debug for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Host({})", self.text)
+    }
+}
+
+impl From<Ipv4Addr> for Host {
+    fn from(v4: Ipv4Addr) -> Host {
+        Host::from_ip(IpAddr::V4(v4))
+    }
+}
+
+/// Iterator over the start offsets of a host's suffixes; see [`Host::suffix_starts`].
+pub struct SuffixStarts<'a> {
+    text: &'a [u8],
+    next: Option<usize>,
+    whole_only: bool,
+}
+
+impl Iterator for SuffixStarts<'_> {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        let start = self.next?;
+        self.next = if self.whole_only {
+            None
+        } else {
+            memchr_dot(&self.text[start..]).map(|i| start + i + 1)
+        };
+        Some(start)
+    }
+}
+
+#[inline]
+fn memchr_dot(s: &[u8]) -> Option<usize> {
+    s.iter().position(|&b| b == b'.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(s: &str) -> String {
+        Host::parse(s).unwrap().as_str().to_string()
+    }
+
+    #[test]
+    fn names_are_lowered_and_lose_one_trailing_dot() {
+        assert_eq!(norm("WWW.Example.COM"), "www.example.com");
+        assert_eq!(norm("example.com."), "example.com");
+        assert!(Host::parse("example.com..").is_err());
+        assert_eq!(norm("_dmarc.example.com"), "_dmarc.example.com");
+    }
+
+    #[test]
+    fn idn_becomes_punycode_and_fullwidth_folds() {
+        assert_eq!(norm("bücher.de"), "xn--bcher-kva.de");
+        assert_eq!(norm("BÜCHER.de"), "xn--bcher-kva.de");
+        assert_eq!(norm("xn--bcher-kva.de"), "xn--bcher-kva.de");
+        // full-width letters and the ideographic full stop
+        assert_eq!(norm("ｃｈａｔｇｐｔ。ｃｏｍ"), "chatgpt.com");
+        assert!(
+            Host::parse("xn--zz.de").is_err(),
+            "invalid punycode is refused"
+        );
+    }
+
+    #[test]
+    fn ipv4_in_every_spelling_is_dotted_decimal() {
+        for s in [
+            "127.0.0.1",
+            "0x7f.1",
+            "2130706433",
+            "0177.0.0.1",
+            "0x7f000001",
+            "127.1",
+            "127.0.0.1.",
+        ] {
+            assert_eq!(norm(s), "127.0.0.1", "{s}");
+            assert_eq!(
+                Host::parse(s).unwrap().ip(),
+                Some("127.0.0.1".parse().unwrap())
+            );
+        }
+        assert!(Host::parse("256.1.1.1").is_err());
+        assert!(Host::parse("example.0x7f").is_err(), "numeric last label");
+    }
+
+    #[test]
+    fn ipv6_is_canonical_with_or_without_brackets() {
+        assert_eq!(norm("[2001:DB8:0:0::1]"), "2001:db8::1");
+        assert_eq!(norm("2001:db8:0000::0001"), "2001:db8::1");
+        assert_eq!(norm("[::ffff:127.0.0.1]"), "::ffff:127.0.0.1");
+        assert!(Host::parse("[2001:db8::zz]").is_err());
+    }
+
+    #[test]
+    fn authority_ports_are_split_off() {
+        let (h, p) = Host::parse_authority("Example.com:8080").unwrap();
+        assert_eq!((h.as_str(), p), ("example.com", Some(8080)));
+        let (h, p) = Host::parse_authority("[::1]:443").unwrap();
+        assert_eq!((h.as_str(), p), ("::1", Some(443)));
+        let (h, p) = Host::parse_authority("example.com").unwrap();
+        assert_eq!((h.as_str(), p), ("example.com", None));
+        assert!(Host::parse_authority("example.com:0").is_err());
+        assert!(Host::parse_authority("example.com:99999").is_err());
+        assert!(Host::parse_authority("example.com:+80").is_err());
+        assert!(Host::parse_authority("user@example.com").is_err());
+        assert!(Host::parse_authority("[::1]x").is_err());
+    }
+
+    #[test]
+    fn invalid_names_are_errors_not_misses() {
+        for s in [
+            "",
+            ".",
+            "a..b",
+            ".example.com",
+            "exa mple.com",
+            "example.com/x",
+            "a*b.com",
+            "exa\u{0}mple.com",
+        ] {
+            assert!(Host::parse(s).is_err(), "{s:?} must be refused");
+        }
+        let long_label = format!("{}.com", "a".repeat(64));
+        assert_eq!(Host::parse(&long_label), Err(HostError::LabelTooLong));
+        let long = format!("{}com", "abcdefghi.".repeat(26));
+        assert_eq!(Host::parse(&long), Err(HostError::TooLong));
+    }
+
+    #[test]
+    fn suffixes_walk_from_the_host_to_its_last_label() {
+        let h = Host::parse("a.b.example.com").unwrap();
+        let s: Vec<&str> = h.suffix_starts().map(|i| &h.as_str()[i..]).collect();
+        assert_eq!(
+            s,
+            ["a.b.example.com", "b.example.com", "example.com", "com"]
+        );
+        let ip = Host::parse("10.1.2.3").unwrap();
+        assert_eq!(ip.suffix_starts().count(), 1);
+    }
+}

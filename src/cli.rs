@@ -1,0 +1,398 @@
+//! Command line: `check`, `explain`, `categories import|list`. Each command runs the
+//! real compile and decide code; this module only reads arguments and prints.
+//!
+//! Exit codes: 0 success, 2 usage or configuration error, 1 runtime failure.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::classify::TagKind;
+use crate::config::{Diags, Severity};
+use crate::explain::{self, Query};
+use crate::policy::{Action, Lang, Mode};
+use crate::snapshot::Snapshot;
+
+/// Exit code for usage and configuration errors.
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit code for runtime failures.
+pub const EXIT_RUNTIME: u8 = 1;
+
+/// The shipped policy, relative to the repository (or the container's working folder).
+pub const DEFAULT_POLICY: &str = "policies/charte.yaml";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "charte-proxy",
+    version,
+    about = "Forward web-filtering proxy that puts a local authority's IT charter into force",
+    long_about = "Forward web-filtering proxy that puts a French local authority's IT charter \
+(charte informatique) into force: group-based category filtering with allow and block lists, \
+no upload to unapproved cloud and AI services, banking and health never inspected, and the \
+reason for every block recorded."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PolicyArg {
+    /// Policy file (YAML).
+    #[arg(long, short = 'p', env = "CHARTE_POLICY", default_value = DEFAULT_POLICY, value_name = "FILE")]
+    pub policy: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate a policy and the files it names; print a summary, or every problem.
+    Check {
+        #[command(flatten)]
+        policy: PolicyArg,
+        /// Print only problems, not the summary.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+        /// Treat warnings as errors (exit 2 if there is any).
+        #[arg(long)]
+        deny_warnings: bool,
+    },
+    /// Show what the policy decides for a client and a target, and why.
+    Explain(ExplainArgs),
+    /// Manage category folders (squidGuard/UT1 format).
+    #[command(subcommand)]
+    Categories(CategoriesCmd),
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub policy: PolicyArg,
+    /// Client address (decides the groups from `networks`).
+    #[arg(long, default_value = "10.0.0.1", value_name = "ADDR")]
+    pub ip: IpAddr,
+    /// Authenticated user name (decides the groups from `users`).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// HTTP method of the request; CONNECT explains the tunnel itself.
+    #[arg(long, short = 'm', default_value = "GET", value_name = "M")]
+    pub method: String,
+    /// Language of the reason.
+    #[arg(long, value_enum, default_value_t = LangArg::Fr)]
+    pub lang: LangArg,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// A URL (https://host/path) or a host (host, host:port, host/path).
+    #[arg(value_name = "TARGET")]
+    pub target: String,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub enum LangArg {
+    Fr,
+    En,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CategoriesCmd {
+    /// Copy a downloaded UT1/squidGuard tree (one sub-folder per category) into place.
+    Import {
+        /// The downloaded tree (for instance the unpacked `blacklists/` folder of UT1).
+        source: PathBuf,
+        /// Where to copy it.
+        #[arg(long, default_value = "categories/ut1", value_name = "DIR")]
+        dest: PathBuf,
+    },
+    /// List the categories the policy loads, with their entry counts.
+    List {
+        #[command(flatten)]
+        policy: PolicyArg,
+    },
+}
+
+/// Runs a parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Check {
+            policy,
+            quiet,
+            deny_warnings,
+        } => check(&policy.policy, quiet, deny_warnings),
+        Command::Explain(args) => explain_cmd(args),
+        Command::Categories(CategoriesCmd::Import { source, dest }) => import(&source, &dest),
+        Command::Categories(CategoriesCmd::List { policy }) => list_categories(&policy.policy),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+fn print_diags(d: &Diags) {
+    let mut err = std::io::stderr().lock();
+    for diag in d.sorted() {
+        let _ = writeln!(err, "{diag}");
+    }
+}
+
+fn load_or_report(policy: &Path) -> Result<Snapshot, ExitCode> {
+    match Snapshot::load(policy, 1) {
+        Ok(s) => Ok(s),
+        Err(d) => {
+            print_diags(&d);
+            let n = d.errors().count();
+            eprintln!(
+                "{}: {n} error{} — the policy is not valid",
+                policy.display(),
+                if n == 1 { "" } else { "s" }
+            );
+            Err(ExitCode::from(EXIT_CONFIG))
+        }
+    }
+}
+
+fn check(policy: &Path, quiet: bool, deny_warnings: bool) -> anyhow::Result<ExitCode> {
+    let snap = match load_or_report(policy) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    print_diags(&snap.warnings);
+    let warnings = snap
+        .warnings
+        .items
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+        .count();
+    if !quiet {
+        print!("{}", summary(&snap));
+    }
+    println!(
+        "{}: OK, {warnings} warning{}",
+        policy.display(),
+        if warnings == 1 { "" } else { "s" }
+    );
+    if deny_warnings && warnings > 0 {
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `check` summary: groups, rules, categories with their domain counts.
+pub fn summary(snap: &Snapshot) -> String {
+    let p = &snap.policy;
+    let c = &snap.classifier;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Policy {} (version {}), compiled in {:.2} s",
+        snap.stats.source.display(),
+        crate::config::POLICY_VERSION,
+        snap.stats.build_time.as_secs_f64()
+    );
+    let _ = writeln!(s, "Groups ({}):", p.groups.groups.len());
+    for g in &p.groups.groups {
+        let mut parts = Vec::new();
+        if !g.networks.is_empty() {
+            parts.push(
+                g.networks
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
+        }
+        if !g.users.is_empty() {
+            parts.push(format!(
+                "{} user{}",
+                g.users.len(),
+                if g.users.len() == 1 { "" } else { "s" }
+            ));
+        }
+        if !g.inspect {
+            parts.push("never inspected".into());
+        }
+        let _ = writeln!(s, "  {:<20} {}", g.name, parts.join(", "));
+    }
+    let _ = writeln!(s, "Rules ({}):", p.rules.len());
+    for (i, r) in p.rules.iter().enumerate() {
+        let mut flags = Vec::new();
+        if r.mode == Mode::Report {
+            flags.push("report only");
+        }
+        if !r.overridable && r.action != Action::Allow {
+            flags.push("not overridable");
+        }
+        let flags = if flags.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", flags.join(", "))
+        };
+        let _ = writeln!(
+            s,
+            "  {:>2}. {:<32} {}{flags}",
+            i + 1,
+            r.id,
+            r.action.as_str()
+        );
+    }
+    let _ = writeln!(s, "  default: {}", p.default.action.as_str());
+    let cats: Vec<_> = c
+        .tags
+        .iter()
+        .filter(|t| t.kind == TagKind::Category)
+        .collect();
+    let total: u64 = cats.iter().map(|t| t.domains as u64).sum();
+    let _ = writeln!(
+        s,
+        "Categories ({}, {} domain entries, {} URL entries, index of {} distinct names, {:.1} MiB):",
+        cats.len(),
+        total,
+        cats.iter().map(|t| t.urls as u64).sum::<u64>(),
+        c.domains.len(),
+        (c.domains.heap_bytes() + c.urls.heap_bytes()) as f64 / 1048576.0
+    );
+    for t in &cats {
+        let _ = writeln!(
+            s,
+            "  {:<24} {:>9} domains {:>7} urls",
+            t.name, t.domains, t.urls
+        );
+    }
+    let lists: Vec<_> = c.tags.iter().filter(|t| t.kind == TagKind::List).collect();
+    let _ = writeln!(s, "Lists ({}):", lists.len());
+    for t in lists {
+        let _ = writeln!(
+            s,
+            "  {:<24} {:>9} domains {:>7} urls",
+            t.name, t.domains, t.urls
+        );
+    }
+    let ni: Vec<&str> = p.no_inspect.iter().map(|t| &*c.tag(t).name).collect();
+    let _ = writeln!(
+        s,
+        "Never inspected: {}",
+        if ni.is_empty() {
+            "-".into()
+        } else {
+            ni.join(", ")
+        }
+    );
+    s
+}
+
+fn explain_cmd(a: ExplainArgs) -> anyhow::Result<ExitCode> {
+    let snap = match load_or_report(&a.policy.policy) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let q = Query {
+        target: a.target.clone(),
+        ip: a.ip,
+        user: a.user.clone(),
+        method: a.method.to_ascii_uppercase(),
+        lang: match a.lang {
+            LangArg::Fr => Lang::Fr,
+            LangArg::En => Lang::En,
+        },
+    };
+    match explain::explain(&snap, &q) {
+        Ok(e) => {
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&e)?);
+            } else {
+                print!("{}", explain::render_text(&e));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            Ok(ExitCode::from(EXIT_CONFIG))
+        }
+    }
+}
+
+fn list_categories(policy: &Path) -> anyhow::Result<ExitCode> {
+    let snap = match load_or_report(policy) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    for t in snap
+        .classifier
+        .tags
+        .iter()
+        .filter(|t| t.kind == TagKind::Category)
+    {
+        println!("{}\t{}\t{}\t{}", t.name, t.domains, t.urls, t.title(false));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Files of a squidGuard/UT1 category folder worth copying.
+const CATEGORY_FILES: &[&str] = &["domains", "urls", "usage", "expressions"];
+
+fn import(source: &Path, dest: &Path) -> anyhow::Result<ExitCode> {
+    let rd = match fs::read_dir(source) {
+        Ok(rd) => rd,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", source.display());
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    let mut dirs: Vec<PathBuf> = rd
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    fs::create_dir_all(dest)?;
+    let mut copied = 0usize;
+    let mut lines = 0usize;
+    for d in &dirs {
+        let name = d.file_name().expect("read_dir entries have names");
+        let mut any = false;
+        for f in CATEGORY_FILES {
+            let from = d.join(f);
+            if from.is_file() {
+                let to_dir = dest.join(name);
+                fs::create_dir_all(&to_dir)?;
+                fs::copy(&from, to_dir.join(f))?;
+                if *f == "domains" || *f == "urls" {
+                    lines += fs::read(&from)?
+                        .split(|b| *b == b'\n')
+                        .filter(|l| !l.is_empty())
+                        .count();
+                }
+                any = true;
+            }
+        }
+        copied += usize::from(any);
+    }
+    for f in ["global_usage", "README.md", "README", "LICENSE"] {
+        let from = source.join(f);
+        if from.is_file() {
+            fs::copy(&from, dest.join(f))?;
+        }
+    }
+    if copied == 0 {
+        eprintln!(
+            "error: {} holds no category folder (sub-folders with a `domains` or `urls` file)",
+            source.display()
+        );
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
+    println!(
+        "imported {copied} categories ({lines} lines) from {} into {}",
+        source.display(),
+        dest.display()
+    );
+    println!("name the folder under `categories:` in the policy, then run `charte-proxy check`");
+    Ok(ExitCode::SUCCESS)
+}

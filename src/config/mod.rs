@@ -1,0 +1,15 @@
+//! Configuration — COLD PATH ONLY. Nothing on the request path imports this module.
+//!
+//! `raw` mirrors the YAML with serde; `positions` knows where each key stands;
+//! `compile` turns raw into a runtime [`crate::policy::Policy`] and
+//! [`crate::classify::Classifier`], with every cross-check; `diag` words the problems;
+//! `categories` reads squidGuard/UT1 folders and list files.
+
+pub mod categories;
+pub mod compile;
+pub mod diag;
+pub mod positions;
+pub mod raw;
+
+pub use compile::{CompileStats, Compiled, POLICY_VERSION, compile_str, load};
+pub use diag::{Diag, Diags, Severity};

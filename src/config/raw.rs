@@ -1,0 +1,126 @@
+//! Serde mirrors of the policy YAML. No behaviour: every check lives in `compile`.
+//! Unknown keys are refused (`deny_unknown_fields`) so that a typo is an error, not a
+//! silently ignored rule.
+
+use serde::Deserialize;
+
+/// Top-level keys, in the order the README documents them.
+pub const TOP_KEYS: &[&str] = &[
+    "version",
+    "categories",
+    "groups",
+    "lists",
+    "no_inspect",
+    "rules",
+    "default",
+    "default_reason",
+];
+
+/// A group of clients.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroup {
+    pub description: Option<String>,
+    #[serde(default)]
+    pub networks: Vec<String>,
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// `false`: never decrypt this group's traffic.
+    #[serde(default = "yes")]
+    pub inspect: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A named list: a file (one entry a line) or inline entries.
+#[derive(Debug, Deserialize)]
+#[serde(untagged, expecting = "a file path (text) or a list of sites")]
+pub enum RawList {
+    File(String),
+    Inline(Vec<String>),
+}
+
+/// `no_inspect`: sites that are never decrypted (§6.3: banking and health).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNoInspect {
+    #[serde(default)]
+    pub categories: Vec<String>,
+    #[serde(default)]
+    pub lists: Vec<String>,
+    #[serde(default)]
+    pub domains: Vec<String>,
+}
+
+/// A text for people: plain (French), or `{fr: …, en: …}`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a text, or a map with `fr` (required) and `en` (optional)"
+)]
+pub enum RawText {
+    Plain(String),
+    Localized(RawLocalized),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLocalized {
+    pub fr: String,
+    pub en: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawAction {
+    Allow,
+    Block,
+    BlockUpload,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawMode {
+    Enforce,
+    Report,
+}
+
+/// Rule keys, for suggestions.
+pub const RULE_KEYS: &[&str] = &[
+    "id",
+    "description",
+    "groups",
+    "users",
+    "categories",
+    "lists",
+    "domains",
+    "urls",
+    "methods",
+    "approved_requests",
+    "action",
+    "mode",
+    "overridable",
+    "reason",
+];
+
+/// A rule, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub id: String,
+    pub description: Option<String>,
+    pub groups: Option<Vec<String>>,
+    pub users: Option<Vec<String>>,
+    pub categories: Option<Vec<String>>,
+    pub lists: Option<Vec<String>>,
+    pub domains: Option<Vec<String>>,
+    pub urls: Option<Vec<String>>,
+    pub methods: Option<Vec<String>>,
+    pub approved_requests: Option<bool>,
+    pub action: RawAction,
+    pub mode: Option<RawMode>,
+    pub overridable: Option<bool>,
+    pub reason: Option<RawText>,
+}

@@ -1,0 +1,181 @@
+//! Identity: who is asking. A client is in every group whose `networks` hold its
+//! address and in every group that names its user. Built from the compiled policy's
+//! [`GroupTable`]; used by the policy stage, never the other way round.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+/// Most groups a policy may define (the width of [`GroupSet`]).
+pub const MAX_GROUPS: usize = 256;
+
+/// Index of a group in the [`GroupTable`].
+pub type GroupId = u16;
+
+/// A set of groups, as a fixed bit set: copying and testing cost nothing.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct GroupSet([u64; MAX_GROUPS / 64]);
+
+impl GroupSet {
+    pub const EMPTY: GroupSet = GroupSet([0; MAX_GROUPS / 64]);
+
+    pub fn insert(&mut self, g: GroupId) {
+        self.0[g as usize / 64] |= 1 << (g % 64);
+    }
+
+    pub fn contains(&self, g: GroupId) -> bool {
+        self.0[g as usize / 64] & (1 << (g % 64)) != 0
+    }
+
+    pub fn intersects(&self, other: &GroupSet) -> bool {
+        self.0.iter().zip(other.0.iter()).any(|(a, b)| a & b != 0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|w| *w == 0)
+    }
+
+    /// Whether every group of `self` is also in `other`.
+    pub fn is_subset(&self, other: &GroupSet) -> bool {
+        self.0.iter().zip(other.0.iter()).all(|(a, b)| a & !b == 0)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = GroupId> + '_ {
+        (0..MAX_GROUPS as GroupId).filter(|g| self.contains(*g))
+    }
+}
+
+impl fmt::Debug for GroupSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+/// A group of the policy, compiled.
+#[derive(Clone, Debug)]
+pub struct Group {
+    pub name: Box<str>,
+    pub description: Option<Box<str>>,
+    pub networks: Vec<IpNet>,
+    pub users: HashSet<Box<str>>,
+    /// `false`: traffic of this group's members is never decrypted (guest devices that
+    /// do not trust the organisation's CA, for instance).
+    pub inspect: bool,
+}
+
+/// All groups of the policy, in the order they were written.
+#[derive(Clone, Debug, Default)]
+pub struct GroupTable {
+    pub groups: Vec<Group>,
+}
+
+/// Who is asking, as far as the proxy knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub addr: IpAddr,
+    /// Authenticated user name, when proxy authentication gave one.
+    pub user: Option<Box<str>>,
+    pub groups: GroupSet,
+}
+
+impl GroupTable {
+    /// The identity of a client at `addr`, authenticated as `user` if any.
+    pub fn resolve(&self, addr: IpAddr, user: Option<&str>) -> Identity {
+        // An IPv4 client seen through an IPv6 socket (::ffff:a.b.c.d) is the IPv4 client.
+        let addr = match addr {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+            v4 => v4,
+        };
+        let mut groups = GroupSet::EMPTY;
+        for (i, g) in self.groups.iter().enumerate() {
+            let by_net = g.networks.iter().any(|n| n.contains(&addr));
+            let by_user = user.is_some_and(|u| g.users.contains(u));
+            if by_net || by_user {
+                groups.insert(i as GroupId);
+            }
+        }
+        Identity {
+            addr,
+            user: user.map(Into::into),
+            groups,
+        }
+    }
+
+    pub fn id(&self, name: &str) -> Option<GroupId> {
+        self.groups
+            .iter()
+            .position(|g| &*g.name == name)
+            .map(|i| i as GroupId)
+    }
+
+    pub fn name(&self, id: GroupId) -> &str {
+        &self.groups[id as usize].name
+    }
+
+    /// Names of the groups in `set`, in policy order.
+    pub fn names<'a>(&'a self, set: &'a GroupSet) -> impl Iterator<Item = &'a str> + 'a {
+        set.iter().map(|g| self.name(g))
+    }
+
+    /// Whether inspection is off for any group of `set`.
+    pub fn inspection_off(&self, set: &GroupSet) -> bool {
+        set.iter().any(|g| !self.groups[g as usize].inspect)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> GroupTable {
+        let g = |name: &str, nets: &[&str], users: &[&str], inspect| Group {
+            name: name.into(),
+            description: None,
+            networks: nets.iter().map(|n| n.parse().unwrap()).collect(),
+            users: users.iter().map(|u| (*u).into()).collect(),
+            inspect,
+        };
+        GroupTable {
+            groups: vec![
+                g("agents", &["10.0.0.0/8"], &[], true),
+                g("communication", &[], &["c.martin"], true),
+                g("invites", &["192.168.100.0/24"], &[], false),
+            ],
+        }
+    }
+
+    #[test]
+    fn groups_come_from_address_and_user() {
+        let t = table();
+        let id = t.resolve("10.1.2.3".parse().unwrap(), None);
+        assert_eq!(t.names(&id.groups).collect::<Vec<_>>(), ["agents"]);
+        let id = t.resolve("10.1.2.3".parse().unwrap(), Some("c.martin"));
+        assert_eq!(
+            t.names(&id.groups).collect::<Vec<_>>(),
+            ["agents", "communication"]
+        );
+        let id = t.resolve("172.16.0.1".parse().unwrap(), None);
+        assert!(id.groups.is_empty());
+    }
+
+    #[test]
+    fn mapped_ipv4_clients_are_ipv4() {
+        let t = table();
+        let id = t.resolve("::ffff:192.168.100.7".parse().unwrap(), None);
+        assert_eq!(id.addr, "192.168.100.7".parse::<IpAddr>().unwrap());
+        assert!(t.inspection_off(&id.groups));
+    }
+
+    #[test]
+    fn group_sets() {
+        let mut a = GroupSet::EMPTY;
+        a.insert(3);
+        a.insert(200);
+        let mut b = GroupSet::EMPTY;
+        b.insert(200);
+        assert!(a.intersects(&b) && b.is_subset(&a) && !a.is_subset(&b));
+        assert_eq!(a.iter().collect::<Vec<_>>(), [3, 200]);
+    }
+}

@@ -1,0 +1,28 @@
+//! charte-proxy: a forward web-filtering proxy that puts a French local authority's IT
+//! charter ("charte informatique") into force on the wire.
+//!
+//! Data flows one way; a stage may use the types of the stages before it and never
+//! calls the ones after it:
+//!
+//! ```text
+//! request → identity → classification → decision (+ reason) → action → audit record
+//!            identity/   classify/         policy/
+//! ```
+//!
+//! - [`config`] (cold path only) parses the YAML policy and the category folders and
+//!   compiles them into a [`snapshot::Snapshot`]: a [`classify::Classifier`] (domain and
+//!   URL indexes over tags) and a [`policy::Policy`] (groups, rules, default).
+//! - [`identity`] says which groups a client is in (address, user).
+//! - [`classify`] normalises the host once ([`classify::Host`]) and finds every tag of
+//!   a request in one pass over the host's suffixes — the hot path: synchronous, pure,
+//!   no allocation per lookup.
+//! - [`policy`] decides, purely: first matching rule, with a [`policy::Reason`].
+//! - [`explain`] shows a decision step by step, through the very same code.
+
+pub mod classify;
+pub mod cli;
+pub mod config;
+pub mod explain;
+pub mod identity;
+pub mod policy;
+pub mod snapshot;

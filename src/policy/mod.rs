@@ -1,0 +1,427 @@
+//! Policy: the decision. `decide(&Identity, &Classification, &RequestFacts)` →
+//! [`Decision`] `{verdict, action, rule, reason, inspection}`. Pure: no I/O, no HTTP
+//! types, no YAML (the rules arrive compiled from `config`).
+//!
+//! Rules are tried top to bottom and the first that matches decides. A rule matches when
+//! every condition it has holds; each condition lists alternatives. A rule in `report`
+//! mode decides nothing: evaluation goes on, and the decision records that it *would*
+//! have blocked. `explain` runs this same code with an observer that sees every rule.
+
+mod reason;
+
+pub use reason::{Lang, Reason, ReasonCode, Text};
+
+use smallvec::SmallVec;
+
+use crate::classify::{Classification, TagId};
+use crate::identity::{GroupSet, GroupTable, Identity};
+
+/// Index of a rule in [`Policy::rules`].
+pub type RuleIdx = u16;
+
+/// What a rule does when it matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Allow,
+    Block,
+    /// Reading is allowed, sending data is refused (a body, or a WebSocket upgrade).
+    BlockUpload,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Block => "block",
+            Action::BlockUpload => "block-upload",
+        }
+    }
+}
+
+/// Whether a rule enforces or only reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Enforce,
+    /// Shadow rule: "would block" is recorded, nothing is blocked.
+    Report,
+}
+
+/// The outcome for this very request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    Block,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Block => "block",
+        }
+    }
+}
+
+/// Whether TLS to this site may be decrypted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inspection {
+    Inspect,
+    /// Bytes are relayed untouched; only the host name is known and logged (§6.3).
+    Tunnel,
+}
+
+impl Inspection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Inspection::Inspect => "inspect",
+            Inspection::Tunnel => "tunnel",
+        }
+    }
+}
+
+/// A set of tags, as a bit set over all tags of the snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TagSet(Box<[u64]>);
+
+impl TagSet {
+    pub fn new(tag_count: usize) -> TagSet {
+        TagSet(vec![0; tag_count.div_ceil(64)].into())
+    }
+
+    pub fn insert(&mut self, t: TagId) {
+        self.0[t as usize / 64] |= 1 << (t % 64);
+    }
+
+    #[inline]
+    pub fn contains(&self, t: TagId) -> bool {
+        self.0
+            .get(t as usize / 64)
+            .is_some_and(|w| w & (1 << (t % 64)) != 0)
+    }
+
+    pub fn is_subset(&self, other: &TagSet) -> bool {
+        self.0
+            .iter()
+            .enumerate()
+            .all(|(i, w)| w & !other.0.get(i).copied().unwrap_or(0) == 0)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = TagId> + '_ {
+        self.0.iter().enumerate().flat_map(|(i, w)| {
+            (0..64)
+                .filter(move |b| w & (1 << b) != 0)
+                .map(move |b| (i * 64 + b) as TagId)
+        })
+    }
+}
+
+/// The conditions of a rule; `None` means "not a condition of this rule".
+#[derive(Clone, Debug, Default)]
+pub struct Conditions {
+    pub groups: Option<GroupSet>,
+    pub users: Option<Box<[Box<str>]>>,
+    pub categories: Option<TagSet>,
+    pub lists: Option<TagSet>,
+    /// The rule's inline domains (one tag).
+    pub domains: Option<TagSet>,
+    /// The rule's inline URL prefixes (one tag); only matches where the path is visible.
+    pub urls: Option<TagSet>,
+    /// Upper-case method names.
+    pub methods: Option<Box<[Box<str>]>>,
+    pub approved_requests: Option<bool>,
+}
+
+/// Which condition, for `explain`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cond {
+    Groups,
+    Users,
+    Categories,
+    Lists,
+    Domains,
+    Urls,
+    Methods,
+    ApprovedRequests,
+}
+
+impl Cond {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cond::Groups => "groups",
+            Cond::Users => "users",
+            Cond::Categories => "categories",
+            Cond::Lists => "lists",
+            Cond::Domains => "domains",
+            Cond::Urls => "urls",
+            Cond::Methods => "methods",
+            Cond::ApprovedRequests => "approved_requests",
+        }
+    }
+}
+
+/// A compiled rule.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    pub id: Box<str>,
+    pub conds: Conditions,
+    pub action: Action,
+    pub mode: Mode,
+    /// `false`: no unblock request can open what this rule blocks.
+    pub overridable: bool,
+    /// Required for `block` and `block-upload`.
+    pub reason: Option<Text>,
+}
+
+/// What the policy falls back to when no rule matches.
+#[derive(Clone, Debug)]
+pub struct DefaultRule {
+    pub action: Action,
+    pub reason: Option<Text>,
+}
+
+/// A compiled policy: groups, rules, default, and what is never inspected.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub groups: GroupTable,
+    pub rules: Vec<Rule>,
+    pub default: DefaultRule,
+    /// Tags whose sites are never decrypted (`no_inspect`).
+    pub no_inspect: TagSet,
+}
+
+/// What is known of the request besides who asks and what the site is.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestFacts<'a> {
+    /// Upper-case method; `CONNECT` for a tunnel whose requests cannot be seen.
+    pub method: &'a str,
+    /// The request carries data: a body (Content-Length > 0 or chunked) or an upgrade.
+    pub sends_data: bool,
+    /// Whether the path is visible (plain HTTP, or inside an inspected tunnel).
+    pub path_visible: bool,
+    /// An approved unblock request covers this site for this client.
+    pub approved: bool,
+}
+
+impl<'a> RequestFacts<'a> {
+    /// A request as `explain` imagines it for a method: bodies for POST, PUT, PATCH.
+    pub fn for_method(method: &'a str, path_visible: bool) -> RequestFacts<'a> {
+        RequestFacts {
+            method,
+            sends_data: matches!(method, "POST" | "PUT" | "PATCH"),
+            path_visible,
+            approved: false,
+        }
+    }
+
+    pub fn is_tunnel(&self) -> bool {
+        self.method == "CONNECT"
+    }
+}
+
+/// The policy's answer, with its reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    /// The action of the rule (or default) that decided.
+    pub action: Action,
+    /// The deciding rule; `None` for the default.
+    pub rule: Option<RuleIdx>,
+    pub reason: Reason,
+    pub inspection: Inspection,
+    /// First report-mode rule that would have blocked this request, if any.
+    pub would_block: Option<(RuleIdx, Reason)>,
+}
+
+/// How one rule fared, for `explain`.
+#[derive(Clone, Debug)]
+pub struct RuleOutcome {
+    pub conditions: SmallVec<[(Cond, bool); 8]>,
+    pub matched: bool,
+}
+
+/// Sees every rule as `decide` evaluates it. The default observer does nothing and
+/// costs nothing; `explain` records each outcome.
+pub trait Observer {
+    /// Evaluate every condition (not only up to the first that fails).
+    const DETAIL: bool;
+    fn rule(&mut self, idx: RuleIdx, outcome: &RuleOutcome);
+}
+
+/// The observer of the hot path.
+pub struct NoObserver;
+
+impl Observer for NoObserver {
+    const DETAIL: bool = false;
+    #[inline]
+    fn rule(&mut self, _: RuleIdx, _: &RuleOutcome) {}
+}
+
+impl Policy {
+    /// Decides a request. This is the one decision function: the proxy, `check` and
+    /// `explain` all go through it.
+    #[inline]
+    pub fn decide(&self, who: &Identity, class: &Classification, facts: &RequestFacts) -> Decision {
+        self.decide_observed(who, class, facts, &mut NoObserver)
+    }
+
+    /// Whether TLS to this site, for this client, may be decrypted.
+    pub fn inspection(&self, who: &Identity, class: &Classification) -> Inspection {
+        if class.host_tags().any(|t| self.no_inspect.contains(t))
+            || self.groups.inspection_off(&who.groups)
+        {
+            Inspection::Tunnel
+        } else {
+            Inspection::Inspect
+        }
+    }
+
+    /// [`Policy::decide`] with an observer that sees each rule's outcome.
+    pub fn decide_observed<O: Observer>(
+        &self,
+        who: &Identity,
+        class: &Classification,
+        facts: &RequestFacts,
+        obs: &mut O,
+    ) -> Decision {
+        let inspection = self.inspection(who, class);
+        // The path of a site that is never inspected is not looked at, even over plain
+        // HTTP (§6.3); in a tunnel that is not decrypted it cannot be seen anyway.
+        let path_visible = facts.path_visible && inspection == Inspection::Inspect;
+        let mut would_block = None;
+        let mut outcome = RuleOutcome {
+            conditions: SmallVec::new(),
+            matched: false,
+        };
+        for (i, rule) in self.rules.iter().enumerate() {
+            let i = i as RuleIdx;
+            outcome.conditions.clear();
+            outcome.matched =
+                rule_matches::<O>(rule, who, class, facts, path_visible, &mut outcome);
+            obs.rule(i, &outcome);
+            if !outcome.matched {
+                continue;
+            }
+            let (verdict, code) = verdict_for(rule.action, facts, inspection, false);
+            let reason = Reason::new(code, Some(i));
+            if rule.mode == Mode::Report {
+                if verdict == Verdict::Block && would_block.is_none() {
+                    would_block = Some((i, reason));
+                }
+                continue;
+            }
+            return Decision {
+                verdict,
+                action: rule.action,
+                rule: Some(i),
+                reason,
+                inspection,
+                would_block,
+            };
+        }
+        let (verdict, code) = verdict_for(self.default.action, facts, inspection, true);
+        Decision {
+            verdict,
+            action: self.default.action,
+            rule: None,
+            reason: Reason::new(code, None),
+            inspection,
+            would_block,
+        }
+    }
+
+    /// The rule a decision came from.
+    pub fn rule(&self, idx: RuleIdx) -> &Rule {
+        &self.rules[idx as usize]
+    }
+
+    /// Whether an unblock request may be offered for this decision.
+    pub fn overridable(&self, d: &Decision) -> bool {
+        match d.rule {
+            Some(r) => self.rule(r).overridable,
+            None => true,
+        }
+    }
+}
+
+/// The verdict of an action for these facts, with the reason code.
+fn verdict_for(
+    action: Action,
+    facts: &RequestFacts,
+    inspection: Inspection,
+    default: bool,
+) -> (Verdict, ReasonCode) {
+    match action {
+        Action::Allow if default => (Verdict::Allow, ReasonCode::DefaultAllow),
+        Action::Allow => (Verdict::Allow, ReasonCode::RuleAllow),
+        Action::Block if default => (Verdict::Block, ReasonCode::DefaultBlock),
+        Action::Block => (Verdict::Block, ReasonCode::RuleBlock),
+        Action::BlockUpload if facts.is_tunnel() => match inspection {
+            // Inside a decrypted tunnel every request is decided on its own.
+            Inspection::Inspect => (Verdict::Allow, ReasonCode::UploadReadAllowed),
+            // Without inspection, reading cannot be told from sending: refuse it all.
+            Inspection::Tunnel => (Verdict::Block, ReasonCode::UploadTunnelBlocked),
+        },
+        Action::BlockUpload if facts.sends_data => (Verdict::Block, ReasonCode::UploadBlocked),
+        Action::BlockUpload => (Verdict::Allow, ReasonCode::UploadReadAllowed),
+    }
+}
+
+fn rule_matches<O: Observer>(
+    rule: &Rule,
+    who: &Identity,
+    class: &Classification,
+    facts: &RequestFacts,
+    path_visible: bool,
+    out: &mut RuleOutcome,
+) -> bool {
+    let c = &rule.conds;
+    let mut all = true;
+    // Each check runs only if the rule has the condition and, on the hot path, only
+    // while every earlier one held.
+    macro_rules! check {
+        ($cond:expr, $kind:expr, $test:expr) => {
+            if let Some(v) = &$cond {
+                if O::DETAIL || all {
+                    let ok: bool = $test(v);
+                    if O::DETAIL {
+                        out.conditions.push(($kind, ok));
+                    }
+                    all &= ok;
+                }
+            }
+        };
+    }
+    check!(c.groups, Cond::Groups, |g: &GroupSet| g
+        .intersects(&who.groups));
+    check!(c.users, Cond::Users, |u: &Box<[Box<str>]>| who
+        .user
+        .as_deref()
+        .is_some_and(|me| u.iter().any(|x| &**x == me)));
+    check!(c.methods, Cond::Methods, |m: &Box<[Box<str>]>| m
+        .iter()
+        .any(|x| &**x == facts.method));
+    check!(
+        c.approved_requests,
+        Cond::ApprovedRequests,
+        |want: &bool| *want == facts.approved
+    );
+    check!(c.categories, Cond::Categories, |t: &TagSet| class
+        .host_tags()
+        .any(|x| t.contains(x))
+        || (path_visible
+            && class.urls.iter().any(|u| t.contains(u.tag))));
+    check!(c.lists, Cond::Lists, |t: &TagSet| class
+        .host_tags()
+        .any(|x| t.contains(x))
+        || (path_visible
+            && class.urls.iter().any(|u| t.contains(u.tag))));
+    check!(c.domains, Cond::Domains, |t: &TagSet| class
+        .host_tags()
+        .any(|x| t.contains(x)));
+    check!(c.urls, Cond::Urls, |t: &TagSet| path_visible
+        && class.urls.iter().any(|u| t.contains(u.tag)));
+    all
+}
+
+#[cfg(test)]
+mod tests;

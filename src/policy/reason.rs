@@ -1,0 +1,167 @@
+//! `Reason`: why a request was allowed or blocked. One value feeds the trace field, the
+//! metric label (its code), the block page and the `X-Charte-Reason` header; no reason
+//! text is built anywhere else.
+
+use std::borrow::Cow;
+
+use super::{Policy, RuleIdx};
+
+/// Language of what people read. French by default; English when the browser asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Lang {
+    #[default]
+    Fr,
+    En,
+}
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Fr => "fr",
+            Lang::En => "en",
+        }
+    }
+}
+
+/// A text written by administrators, in French and optionally in English.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Text {
+    pub fr: Box<str>,
+    pub en: Option<Box<str>>,
+}
+
+impl Text {
+    pub fn get(&self, lang: Lang) -> &str {
+        match lang {
+            Lang::En => self.en.as_deref().unwrap_or(&self.fr),
+            Lang::Fr => &self.fr,
+        }
+    }
+}
+
+/// Stable reason codes: metric labels, trace fields, tests. Never renamed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReasonCode {
+    /// An `allow` rule matched.
+    RuleAllow,
+    /// No rule matched; the default allows.
+    DefaultAllow,
+    /// A `block-upload` rule matched a request that only reads.
+    UploadReadAllowed,
+    /// A `block` rule matched.
+    RuleBlock,
+    /// No rule matched; the default blocks.
+    DefaultBlock,
+    /// A `block-upload` rule matched a request that sends data.
+    UploadBlocked,
+    /// A `block-upload` rule matched a tunnel that is not inspected.
+    UploadTunnelBlocked,
+}
+
+impl ReasonCode {
+    pub const ALL: [ReasonCode; 7] = [
+        ReasonCode::RuleAllow,
+        ReasonCode::DefaultAllow,
+        ReasonCode::UploadReadAllowed,
+        ReasonCode::RuleBlock,
+        ReasonCode::DefaultBlock,
+        ReasonCode::UploadBlocked,
+        ReasonCode::UploadTunnelBlocked,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasonCode::RuleAllow => "allow-rule",
+            ReasonCode::DefaultAllow => "allow-default",
+            ReasonCode::UploadReadAllowed => "allow-read-only",
+            ReasonCode::RuleBlock => "block-rule",
+            ReasonCode::DefaultBlock => "block-default",
+            ReasonCode::UploadBlocked => "block-upload",
+            ReasonCode::UploadTunnelBlocked => "block-upload-tunnel",
+        }
+    }
+
+    pub fn is_block(self) -> bool {
+        matches!(
+            self,
+            ReasonCode::RuleBlock
+                | ReasonCode::DefaultBlock
+                | ReasonCode::UploadBlocked
+                | ReasonCode::UploadTunnelBlocked
+        )
+    }
+}
+
+/// Why: a code and the rule it came from (`None`: the policy's default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reason {
+    pub code: ReasonCode,
+    pub rule: Option<RuleIdx>,
+}
+
+impl Reason {
+    pub fn new(code: ReasonCode, rule: Option<RuleIdx>) -> Reason {
+        Reason { code, rule }
+    }
+}
+
+const DEFAULT_BLOCK_FR: &str = "Site non autorisé : aucune règle ne l'ouvre et la politique le bloque par défaut (charte §6.3)";
+const DEFAULT_BLOCK_EN: &str =
+    "Site not allowed: no rule opens it and the policy blocks by default (charter §6.3)";
+const TUNNEL_FR: &str = "Ce site n'est pas inspecté : le proxy ne peut pas distinguer la lecture de l'envoi de données, la connexion chiffrée est donc refusée en entier.";
+const TUNNEL_EN: &str = "This site is not inspected: the proxy cannot tell reading from sending data, so the encrypted connection is refused as a whole.";
+
+impl Policy {
+    /// The text of a reason, for people, in their language.
+    pub fn reason_text(&self, r: &Reason, lang: Lang) -> Cow<'_, str> {
+        let en = lang == Lang::En;
+        let rule = r.rule.map(|i| self.rule(i));
+        let configured = match rule {
+            Some(rule) => rule.reason.as_ref(),
+            None => self.default.reason.as_ref(),
+        };
+        match r.code {
+            ReasonCode::RuleAllow => match configured {
+                Some(t) => Cow::Borrowed(t.get(lang)),
+                None => {
+                    let id = rule.map_or("", |r| &r.id);
+                    Cow::Owned(if en {
+                        format!("Allowed by rule \u{ab} {id} \u{bb}")
+                    } else {
+                        format!("Autorisé par la règle \u{ab} {id} \u{bb}")
+                    })
+                }
+            },
+            ReasonCode::DefaultAllow => Cow::Borrowed(match (configured, en) {
+                (Some(t), _) => t.get(lang),
+                (None, true) => "Allowed: no rule applies to this site",
+                (None, false) => "Autorisé : aucune règle ne s'applique à ce site",
+            }),
+            ReasonCode::UploadReadAllowed => {
+                let base = configured.map_or("", |t| t.get(lang));
+                Cow::Owned(if en {
+                    format!("Reading allowed; sending data is refused. {base}")
+                } else {
+                    format!("Lecture autorisée ; l'envoi de données est refusé. {base}")
+                })
+            }
+            ReasonCode::RuleBlock | ReasonCode::UploadBlocked => {
+                Cow::Borrowed(configured.map_or("", |t| t.get(lang)))
+            }
+            ReasonCode::DefaultBlock => Cow::Borrowed(match (configured, en) {
+                (Some(t), _) => t.get(lang),
+                (None, true) => DEFAULT_BLOCK_EN,
+                (None, false) => DEFAULT_BLOCK_FR,
+            }),
+            ReasonCode::UploadTunnelBlocked => {
+                let base = configured.map_or("", |t| t.get(lang));
+                Cow::Owned(format!("{base} {}", if en { TUNNEL_EN } else { TUNNEL_FR }))
+            }
+        }
+    }
+
+    /// The id of the rule behind a reason, or `default`.
+    pub fn reason_rule_id(&self, r: &Reason) -> &str {
+        r.rule.map_or("default", |i| &self.rule(i).id)
+    }
+}
