@@ -75,6 +75,9 @@ impl Host {
         if input.is_empty() {
             return Err(HostError::Empty);
         }
+        if let Some(c) = input.chars().find(|c| c.is_whitespace() || c.is_control()) {
+            return Err(HostError::InvalidChar(c));
+        }
         // Bare IPv6 (as written in list files and CLI arguments).
         if !input.starts_with('[') && input.contains(':') {
             return match input.parse::<Ipv6Addr>() {
@@ -86,6 +89,9 @@ impl Host {
         let trimmed = input.strip_suffix('.').unwrap_or(input);
         if trimmed.is_empty() {
             return Err(HostError::Empty);
+        }
+        if trimmed.ends_with('.') {
+            return Err(HostError::EmptyLabel);
         }
         if let Some(fast) = Self::parse_plain_name(trimmed)? {
             return Ok(fast);

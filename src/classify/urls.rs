@@ -1,14 +1,15 @@
 //! `UrlIndex`: host + path prefixes (squidGuard `urls` files, rule `urls`), matched only
 //! where the path is visible (plain HTTP, or inside an inspected tunnel).
 //!
-//! All patterns go into one Aho-Corasick automaton searched *anchored* and *overlapping*
-//! at each label boundary of `host + path`: every pattern that is a prefix of
-//! `sub.host/path…` starting at a label is reported, which is exactly "this host or a
-//! parent domain, and a path that starts with the pattern's path". Patterns and text are
+//! All patterns go into one Aho-Corasick automaton, searched once, *overlapping*, over
+//! `host + path`; a match counts when it starts at a label boundary of the host. Since
+//! every pattern holds the `/` that ends its host, such a match is exactly "this host or
+//! a parent domain, and a path that starts with the pattern's path". (Anchored searches
+//! cannot be overlapping in aho-corasick, hence one unanchored pass and a filter.) Patterns and text are
 //! lower-cased so that `/Casino` and `/casino` are the same path; the leading `www.` of a
 //! pattern's host is dropped as squidGuard does.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Anchored, Input, MatchKind, StartKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use smallvec::SmallVec;
 
 use super::host::Host;
@@ -63,19 +64,17 @@ impl UrlIndex {
         for c in path.chars() {
             scratch.push(c.to_ascii_lowercase());
         }
-        for start in host.suffix_starts() {
-            let input = Input::new(scratch.as_str())
-                .range(start..)
-                .anchored(Anchored::Yes);
-            let Ok(iter) = ac.try_find_overlapping_iter(input) else {
-                return;
-            };
-            for m in iter {
-                let id = m.pattern().as_u32();
-                let tag = self.patterns[id as usize].1;
-                if !out.iter().any(|u| u.tag == tag) {
-                    out.push(UrlMatch { tag, pattern: id });
-                }
+        let host_len = host.as_str().len();
+        let text = scratch.as_bytes();
+        for m in ac.find_overlapping_iter(scratch.as_str()) {
+            let s = m.start();
+            if s >= host_len || (s > 0 && text[s - 1] != b'.') {
+                continue;
+            }
+            let id = m.pattern().as_u32();
+            let tag = self.patterns[id as usize].1;
+            if !out.iter().any(|u| u.tag == tag) {
+                out.push(UrlMatch { tag, pattern: id });
             }
         }
     }
@@ -124,7 +123,6 @@ impl UrlBuilder {
         }
         let ac = AhoCorasickBuilder::new()
             .match_kind(MatchKind::Standard)
-            .start_kind(StartKind::Anchored)
             .build(self.patterns.iter().map(|p| p.0.as_bytes()))
             .expect("URL patterns are bounded in size");
         UrlIndex {

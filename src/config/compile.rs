@@ -137,41 +137,55 @@ impl Cx<'_> {
         );
     }
 
-    /// Deserializes one section, reporting a failure at the right place.
+    /// Deserializes one section, reporting every failure at the right place: a field
+    /// that fails is reported, removed, and the rest is tried again, so that one bad
+    /// field does not hide the others.
     fn de<T: DeserializeOwned>(&mut self, v: &Value, path: &str, keys: &[&str]) -> Option<T> {
-        match serde_path_to_error::deserialize::<_, T>(v.clone()) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                let inner = e.path().to_string();
-                let full = match (path.is_empty(), inner.as_str()) {
-                    (_, ".") => path.to_string(),
-                    (true, i) => i.to_string(),
-                    (false, i) if i.starts_with('[') => format!("{path}{i}"),
-                    (false, i) => format!("{path}.{i}"),
+        let mut v = v.clone();
+        let mut removed: Vec<String> = Vec::new();
+        for _ in 0..32 {
+            let e = match serde_path_to_error::deserialize::<_, T>(v.clone()) {
+                Ok(t) => return Some(t),
+                Err(e) => e,
+            };
+            let inner = e.path().to_string();
+            let full = match (path.is_empty(), inner.as_str()) {
+                (_, ".") => path.to_string(),
+                (true, i) => i.to_string(),
+                (false, i) if i.starts_with('[') => format!("{path}{i}"),
+                (false, i) => format!("{path}.{i}"),
+            };
+            let msg = e.into_inner().to_string();
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+            // The field of this item that failed, to remove before trying again.
+            let mut culprit = inner
+                .split(['.', '['])
+                .next()
+                .filter(|f| !f.is_empty() && *f != ".")
+                .map(str::to_string);
+            if let Some(field) = between(&msg, "unknown field `", "`") {
+                let at = if full.ends_with(field) {
+                    full.clone()
+                } else {
+                    format!("{full}.{field}")
                 };
-                let msg = e.into_inner().to_string();
-                if let Some(field) = between(&msg, "unknown field `", "`") {
-                    let at = format!("{full}.{field}");
-                    let at = if self.pos.key(&at) == Pos::default() {
-                        full.clone()
-                    } else {
-                        at
-                    };
-                    let help = suggest(field, keys.iter().copied()).or_else(|| {
-                        Some(format!(
-                            "known keys here: {}",
-                            some_names(keys.iter().copied(), 20)
-                        ))
-                    });
-                    let pos = self.pos.key(&at);
-                    self.err(
-                        "unknown-key",
-                        &at,
-                        pos,
-                        format!("unknown key `{field}`"),
-                        help,
-                    );
-                } else if let Some(field) = between(&msg, "missing field `", "`") {
+                let help = suggest(field, keys.iter().copied()).or_else(|| {
+                    Some(format!(
+                        "known keys here: {}",
+                        some_names(keys.iter().copied(), 20)
+                    ))
+                });
+                let pos = self.pos.key(&at);
+                self.err(
+                    "unknown-key",
+                    &at,
+                    pos,
+                    format!("unknown key `{field}`"),
+                    help,
+                );
+                culprit = Some(field.to_string());
+            } else if let Some(field) = between(&msg, "missing field `", "`") {
+                if !removed.iter().any(|r| r == field) {
                     let pos = self.pos.key(&full);
                     self.err(
                         "missing-key",
@@ -180,14 +194,22 @@ impl Cx<'_> {
                         format!("missing key `{field}`"),
                         Some(format!("add `{field}:` here")),
                     );
-                } else {
-                    let pos = self.pos.value(&full);
-                    let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-                    self.err("invalid-value", &full, pos, msg, None);
                 }
-                None
+                return None;
+            } else {
+                let pos = self.pos.value(&full);
+                self.err("invalid-value", &full, pos, msg, None);
+            }
+            // Remove the failing field and try the rest.
+            match (&mut v, culprit) {
+                (Value::Mapping(m), Some(f)) if m.contains_key(f.as_str()) => {
+                    m.remove(f.as_str());
+                    removed.push(f);
+                }
+                _ => return None,
             }
         }
+        None
     }
 
     fn compile(&mut self, src: &str) -> Option<(Policy, Classifier, CompileStats)> {
@@ -319,7 +341,7 @@ impl Cx<'_> {
         // Categories: discover folders, assign tags.
         let mut folder_paths = Vec::new();
         for (i, f) in folders.iter().enumerate() {
-            let p = self.dir.join(f);
+            let p = clean_path(&self.dir.join(f));
             if !p.is_dir() {
                 let key = format!("categories[{i}]");
                 let pos = self.pos.value(&key);
@@ -445,7 +467,7 @@ impl Cx<'_> {
                     self.add_entries(&mut tags, id, entries, &key, true);
                 }
                 RawList::File(f) => {
-                    let p = self.dir.join(f);
+                    let p = clean_path(&self.dir.join(f));
                     match categories::load_file(
                         &p,
                         id,
@@ -983,16 +1005,38 @@ fn covers(a: &Conditions, b: &Conditions) -> bool {
             (Some(x), Some(y)) => f(y, x),
         }
     }
-    let names = |x: &Box<[Box<str>]>, y: &Box<[Box<str>]>| x.iter().all(|n| y.contains(n));
     sub(&a.groups, &b.groups, |x, y| x.is_subset(y))
-        && sub(&a.users, &b.users, names)
-        && sub(&a.methods, &b.methods, names)
+        && sub(&a.users, &b.users, |x, y| all_in(x, y))
+        && sub(&a.methods, &b.methods, |x, y| all_in(x, y))
         && sub(&a.categories, &b.categories, |x, y| x.is_subset(y))
         && sub(&a.lists, &b.lists, |x, y| x.is_subset(y))
         // a rule's own inline sites are never a subset of another rule's
         && a.domains.is_none()
         && a.urls.is_none()
         && sub(&a.approved_requests, &b.approved_requests, |x, y| x == y)
+}
+
+/// `a/b/../c` → `a/c`, without touching the file system (for readable messages).
+fn clean_path(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Whether every name of `x` is in `y`.
+fn all_in(x: &[Box<str>], y: &[Box<str>]) -> bool {
+    x.iter().all(|n| y.contains(n))
 }
 
 fn parse_net(s: &str) -> Option<IpNet> {

@@ -393,11 +393,11 @@ fn rule_matches<O: Observer>(
     }
     check!(c.groups, Cond::Groups, |g: &GroupSet| g
         .intersects(&who.groups));
-    check!(c.users, Cond::Users, |u: &Box<[Box<str>]>| who
+    check!(c.users, Cond::Users, |u: &[Box<str>]| who
         .user
         .as_deref()
         .is_some_and(|me| u.iter().any(|x| &**x == me)));
-    check!(c.methods, Cond::Methods, |m: &Box<[Box<str>]>| m
+    check!(c.methods, Cond::Methods, |m: &[Box<str>]| m
         .iter()
         .any(|x| &**x == facts.method));
     check!(

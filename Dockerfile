@@ -1,0 +1,29 @@
+# charte-proxy — multi-stage build: compile with the Rust image, run on Debian slim as a
+# non-root user, with the shipped policy and categories checked at build time.
+
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src src
+# Cargo.toml declares the benchmark target, so its source must be present to build.
+COPY benches benches
+RUN cargo build --release --locked --bin charte-proxy
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin charte
+WORKDIR /app
+COPY --from=build /src/target/release/charte-proxy /usr/local/bin/charte-proxy
+COPY policies policies
+COPY categories categories
+# A broken policy fails the image build, not the first request.
+RUN ["charte-proxy", "check", "--quiet", "--policy", "policies/charte.yaml"]
+RUN mkdir -p /app/data && chown charte:charte /app/data
+USER charte
+ENV CHARTE_POLICY=/app/policies/charte.yaml
+# proxy, portal (block page assets, unblock requests, PAC file), admin (metrics, health)
+EXPOSE 3128 3129 3130
+ENTRYPOINT ["charte-proxy"]
+CMD ["check"]

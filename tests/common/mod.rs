@@ -1,0 +1,46 @@
+//! Shared helpers for the integration tests: run the real binary as a process.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// The binary under test.
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_charte-proxy"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c.env_remove("CHARTE_POLICY");
+    c.env("CHARTE_LOG", "warn");
+    c
+}
+
+/// Result of one run.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(args: &[&str]) -> Run {
+    let out: Output = bin().args(args).output().expect("the binary runs");
+    Run {
+        code: out.status.code().expect("exited normally"),
+        stdout: String::from_utf8(out.stdout).expect("utf-8 stdout"),
+        stderr: String::from_utf8(out.stderr).expect("utf-8 stderr"),
+    }
+}
+
+/// `explain --json` for a target, parsed.
+pub fn explain_json(extra: &[&str], target: &str) -> serde_json::Value {
+    let mut args = vec!["explain", "--json"];
+    args.extend_from_slice(extra);
+    args.push(target);
+    let r = run(&args);
+    assert_eq!(r.code, 0, "explain {target} failed: {}", r.stderr);
+    serde_json::from_str(&r.stdout).expect("explain --json prints JSON")
+}
+
+/// The shared UT1 snapshot beside the repository, when present.
+pub fn shared_ut1() -> Option<std::path::PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/ut1");
+    p.is_dir().then_some(p)
+}

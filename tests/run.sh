@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The test command: installs, idempotently, what the suite needs beyond the Rust
+# toolchain on a fresh Debian machine, then runs the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the integration tests drive (real clients against real listeners).
+PACKAGES=(curl ca-certificates)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  echo "installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+cargo test --locked "$@"
