@@ -19,6 +19,8 @@
 //! - [`policy`] decides, purely: first matching rule, with a [`policy::Reason`].
 //! - [`explain`] shows a decision step by step, through the very same code.
 
+pub mod action;
+pub mod audit;
 pub mod classify;
 pub mod cli;
 pub mod config;
@@ -26,3 +28,4 @@ pub mod explain;
 pub mod identity;
 pub mod policy;
 pub mod snapshot;
+pub mod unblock;

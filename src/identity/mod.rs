@@ -2,6 +2,10 @@
 //! address and in every group that names its user. Built from the compiled policy's
 //! [`GroupTable`]; used by the policy stage, never the other way round.
 
+pub mod auth;
+pub mod users_cli;
+pub mod workstation;
+
 use std::collections::HashSet;
 use std::fmt;
 use std::net::IpAddr;

@@ -1,0 +1,1 @@
+//! Pages people read: filled in by its owner.

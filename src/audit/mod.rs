@@ -1,0 +1,1 @@
+//! Audit trail (§4.8): see the helper brief; filled in by its owner.

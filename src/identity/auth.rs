@@ -1,0 +1,1 @@
+//! Proxy authentication: filled in by its owner.

@@ -1,0 +1,1 @@
+//! `charte-proxy users`: filled in by its owner.

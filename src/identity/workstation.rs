@@ -1,0 +1,1 @@
+//! Reverse-DNS workstation names: filled in by its owner.

@@ -1,0 +1,1 @@
+//! Signed unblock tokens: filled in by its owner.
