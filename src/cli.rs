@@ -50,6 +50,8 @@ pub struct PolicyArg {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the proxy: proxy, portal and admin listeners (loopback by default).
+    Serve(Box<ServeArgs>),
     /// Validate a policy and the files it names; print a summary, or every problem.
     Check {
         #[command(flatten)]
@@ -66,6 +68,137 @@ pub enum Command {
     /// Manage category folders (squidGuard/UT1 format).
     #[command(subcommand)]
     Categories(CategoriesCmd),
+    /// Manage the users of proxy authentication (the users file).
+    Users(crate::identity::users_cli::UsersArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// Server configuration file (YAML); flags override it.
+    #[arg(long, short = 'c', env = "CHARTE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Policy file [default: policies/charte.yaml].
+    #[arg(long, short = 'p', env = "CHARTE_POLICY", value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Proxy listener [default: 127.0.0.1:3128].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Portal listener (block page assets, unblock requests, PAC file) [default: 127.0.0.1:3129].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub portal_listen: Option<std::net::SocketAddr>,
+    /// Admin listener (/metrics, /health) [default: 127.0.0.1:3130].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub admin_listen: Option<std::net::SocketAddr>,
+    /// Data folder (trace, keys, users, requests) [default: data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Trace file, or `-` for standard output [default: DATA/trace.log].
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<String>,
+    /// Trace format: `json` (the full §4.8 record) or `squid` (Squid's access.log).
+    #[arg(long, value_name = "FORMAT")]
+    pub trace_format: Option<String>,
+    /// Address workstations use to reach the proxy, written in the PAC file.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub public_proxy: Option<String>,
+    /// Base URL of the portal as workstations reach it.
+    #[arg(long, value_name = "URL")]
+    pub portal_url: Option<String>,
+    /// Port that CONNECT may reach (repeat for several) [default: 443].
+    #[arg(long = "connect-port", value_name = "PORT")]
+    pub connect_ports: Vec<u16>,
+    /// Pin a name to an address, NAME=IP (repeatable), before the system resolver.
+    #[arg(long = "host", value_name = "NAME=IP", value_parser = parse_pin)]
+    pub hosts: Vec<(String, std::net::IpAddr)>,
+    /// Networks whose clients must authenticate (repeatable).
+    #[arg(long = "auth-required", value_name = "NET")]
+    pub auth_required: Vec<ipnet::IpNet>,
+    /// Networks whose clients may authenticate (repeatable).
+    #[arg(long = "auth-optional", value_name = "NET")]
+    pub auth_optional: Vec<ipnet::IpNet>,
+    /// Users file for proxy authentication [default: DATA/users].
+    #[arg(long, env = "CHARTE_USERS", value_name = "FILE")]
+    pub users_file: Option<PathBuf>,
+    /// Do not reload when policy files change (SIGHUP still reloads).
+    #[arg(long)]
+    pub no_watch: bool,
+    /// Do not look up workstation names by reverse DNS.
+    #[arg(long)]
+    pub no_reverse_dns: bool,
+    /// Seconds given to exchanges in flight at shutdown [default: 10].
+    #[arg(long, value_name = "SECONDS")]
+    pub shutdown_grace: Option<u64>,
+}
+
+fn parse_pin(s: &str) -> Result<(String, std::net::IpAddr), String> {
+    let (n, ip) = s.split_once('=').ok_or("expected NAME=IP")?;
+    let ip = ip.parse().map_err(|e| format!("{ip}: {e}"))?;
+    Ok((n.to_ascii_lowercase(), ip))
+}
+
+impl ServeArgs {
+    /// The server configuration: defaults, then the file, then these flags.
+    pub fn resolve(&self) -> Result<crate::config::server::ServerConfig, Diags> {
+        let mut c = crate::config::server::ServerConfig::load(self.config.as_deref())?;
+        if let Some(p) = &self.policy {
+            c.policy = p.clone();
+        }
+        if let Some(d) = &self.data_dir {
+            c.data_dir = d.clone();
+            c.auth.users_file = d.join("users");
+            c.trace_path = Some(d.join("trace.log"));
+        }
+        if let Some(a) = self.listen {
+            if c.public_proxy == c.proxy.to_string() {
+                c.public_proxy = a.to_string();
+            }
+            c.proxy = a;
+        }
+        if let Some(a) = self.portal_listen {
+            if c.portal_url == format!("http://{}", c.portal) {
+                c.portal_url = format!("http://{a}");
+            }
+            c.portal = a;
+        }
+        if let Some(a) = self.admin_listen {
+            c.admin = a;
+        }
+        if let Some(t) = &self.trace {
+            c.trace_path = if t == "-" {
+                None
+            } else {
+                Some(PathBuf::from(t))
+            };
+        }
+        if let Some(f) = &self.trace_format {
+            c.trace_format = f.clone();
+        }
+        if let Some(p) = &self.public_proxy {
+            c.public_proxy = p.clone();
+        }
+        if let Some(u) = &self.portal_url {
+            c.portal_url = u.trim_end_matches('/').to_string();
+        }
+        if !self.connect_ports.is_empty() {
+            c.connect_ports = self.connect_ports.clone();
+        }
+        c.hosts.extend(self.hosts.iter().cloned());
+        c.auth.required.extend(self.auth_required.iter().cloned());
+        c.auth.optional.extend(self.auth_optional.iter().cloned());
+        if let Some(u) = &self.users_file {
+            c.auth.users_file = u.clone();
+        }
+        if self.no_watch {
+            c.watch = false;
+        }
+        if self.no_reverse_dns {
+            c.reverse_dns = false;
+        }
+        if let Some(g) = self.shutdown_grace {
+            c.shutdown_grace = std::time::Duration::from_secs(g);
+        }
+        Ok(c)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -118,6 +251,7 @@ pub enum CategoriesCmd {
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
+        Command::Serve(args) => serve(&args),
         Command::Check {
             policy,
             quiet,
@@ -126,6 +260,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Explain(args) => explain_cmd(args),
         Command::Categories(CategoriesCmd::Import { source, dest }) => import(&source, &dest),
         Command::Categories(CategoriesCmd::List { policy }) => list_categories(&policy.policy),
+        Command::Users(a) => crate::identity::users_cli::run(a),
     };
     match result {
         Ok(code) => code,
@@ -133,6 +268,27 @@ pub fn run(cli: Cli) -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(EXIT_RUNTIME)
         }
+    }
+}
+
+fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let cfg = match args.resolve() {
+        Ok(c) => c,
+        Err(d) => {
+            print_diags(&d);
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match rt.block_on(crate::server::serve(cfg)) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.downcast_ref::<crate::server::ConfigError>().is_some() => {
+            eprintln!("error: {e:#}");
+            Ok(ExitCode::from(EXIT_CONFIG))
+        }
+        Err(e) => Err(e),
     }
 }
 

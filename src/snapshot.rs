@@ -35,3 +35,199 @@ impl Snapshot {
         })
     }
 }
+
+/// How the last reload went, for `/health` and the logs.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadStatus {
+    /// The last reload failed: an older policy is still in force.
+    pub stale: bool,
+    /// Every diagnostic of the last failed reload, one a line.
+    pub last_error: Option<String>,
+    pub last_attempt: Option<SystemTime>,
+}
+
+/// The snapshot in force, swapped whole on reload. Readers never wait: a request loads
+/// the current `Arc<Snapshot>` once and keeps it until it is done.
+pub struct Live {
+    current: arc_swap::ArcSwap<Snapshot>,
+    path: std::path::PathBuf,
+    status: std::sync::Mutex<ReloadStatus>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl Live {
+    pub fn new(
+        first: Snapshot,
+        path: &Path,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+    ) -> Live {
+        let live = Live {
+            current: arc_swap::ArcSwap::from_pointee(first),
+            path: path.to_path_buf(),
+            status: std::sync::Mutex::new(ReloadStatus::default()),
+            metrics,
+            reloading: tokio::sync::Mutex::new(()),
+        };
+        live.publish(&live.get());
+        live
+    }
+
+    /// The snapshot in force now.
+    #[inline]
+    pub fn get(&self) -> std::sync::Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    pub fn status(&self) -> ReloadStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn policy_path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Builds a new snapshot aside and swaps it in if it compiled; otherwise keeps the
+    /// one in force, logs every error and marks the policy stale.
+    pub async fn reload(self: &std::sync::Arc<Self>) -> Result<u64, Diags> {
+        let _one = self.reloading.lock().await;
+        let next_gen = self.get().generation + 1;
+        let path = self.path.clone();
+        let built = tokio::task::spawn_blocking(move || Snapshot::load(&path, next_gen))
+            .await
+            .unwrap_or_else(|e| {
+                let mut d = Diags::default();
+                d.error(
+                    "internal",
+                    Path::new("-"),
+                    Default::default(),
+                    None,
+                    format!("reload task failed: {e}"),
+                    None,
+                );
+                Err(d)
+            });
+        let mut status = ReloadStatus {
+            last_attempt: Some(SystemTime::now()),
+            ..Default::default()
+        };
+        let result = match built {
+            Ok(snap) => {
+                for w in snap.warnings.warnings() {
+                    tracing::warn!(target: "charte::policy", "{w}");
+                }
+                let snap = std::sync::Arc::new(snap);
+                self.current.store(snap.clone());
+                self.publish(&snap);
+                self.metrics.reloads.with_label_values(&["ok"]).inc();
+                tracing::info!(
+                    generation = snap.generation,
+                    rules = snap.policy.rules.len(),
+                    "policy reloaded"
+                );
+                Ok(snap.generation)
+            }
+            Err(diags) => {
+                let text: Vec<String> = diags.sorted().iter().map(|d| d.to_string()).collect();
+                for line in &text {
+                    tracing::error!(target: "charte::policy", "{line}");
+                }
+                tracing::error!(
+                    generation = self.get().generation,
+                    "the new policy was refused; the last good policy stays in force"
+                );
+                status.stale = true;
+                status.last_error = Some(text.join("\n"));
+                self.metrics.reloads.with_label_values(&["error"]).inc();
+                Err(diags)
+            }
+        };
+        self.metrics.policy_stale.set(i64::from(status.stale));
+        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = status;
+        result
+    }
+
+    fn publish(&self, s: &Snapshot) {
+        let m = &self.metrics;
+        m.policy_generation.set(s.generation as i64);
+        m.policy_loaded_timestamp.set(
+            s.loaded_at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
+        m.policy_build_seconds.set(s.stats.build_time.as_secs_f64());
+        m.index_entries
+            .with_label_values(&["domains"])
+            .set(s.classifier.domains.len() as i64);
+        m.index_entries
+            .with_label_values(&["urls"])
+            .set(s.classifier.urls.len() as i64);
+        m.index_bytes
+            .set((s.classifier.domains.heap_bytes() + s.classifier.urls.heap_bytes()) as i64);
+    }
+
+    /// Files and folders whose changes trigger a reload: the policy's folder, its category
+    /// folders, the folders of its list files.
+    fn watched(&self) -> Vec<std::path::PathBuf> {
+        let s = self.get();
+        let mut v = vec![
+            self.path
+                .parent()
+                .map_or_else(|| ".".into(), Path::to_path_buf),
+        ];
+        v.extend(s.stats.category_folders.iter().cloned());
+        v.extend(
+            s.stats
+                .list_files
+                .iter()
+                .filter_map(|f| f.parent().map(Path::to_path_buf)),
+        );
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Reloads when a watched file changes, after things have been quiet for `debounce`.
+    /// Runs until the returned task is dropped or the runtime stops.
+    pub fn watch(
+        self: &std::sync::Arc<Self>,
+        debounce: std::time::Duration,
+    ) -> notify::Result<tokio::task::JoinHandle<()>> {
+        use notify::{EventKind, RecursiveMode, Watcher};
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+            if let Ok(ev) = ev
+                && matches!(
+                    ev.kind,
+                    EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+                )
+            {
+                let _ = tx.send(());
+            }
+        })?;
+        for p in self.watched() {
+            let mode = if p == self.path.parent().unwrap_or(Path::new(".")) {
+                RecursiveMode::NonRecursive
+            } else {
+                RecursiveMode::Recursive
+            };
+            if let Err(e) = watcher.watch(&p, mode) {
+                tracing::warn!(path = %p.display(), "cannot watch for changes: {e}");
+            }
+        }
+        let live = self.clone();
+        Ok(tokio::spawn(async move {
+            let _watcher = watcher; // lives as long as the task
+            while rx.recv().await.is_some() {
+                // Debounce: wait until no event came for `debounce`.
+                while let Ok(Some(())) = tokio::time::timeout(debounce, rx.recv()).await {}
+                tracing::info!("policy files changed: reloading");
+                let _ = live.reload().await;
+            }
+        }))
+    }
+}

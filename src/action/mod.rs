@@ -2,3 +2,5 @@
 //! tunnel, answer with a page. Never re-evaluates the policy.
 
 pub mod block_page;
+pub mod forward;
+pub mod tunnel;

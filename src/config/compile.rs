@@ -41,6 +41,8 @@ pub struct CompileStats {
     pub category_folders: Vec<PathBuf>,
     pub domain_entries: u64,
     pub url_entries: u64,
+    /// List files the policy reads (watched for changes).
+    pub list_files: Vec<PathBuf>,
     pub build_time: Duration,
 }
 
@@ -458,6 +460,7 @@ impl Cx<'_> {
 
         // Lists.
         let mut list_ids: BTreeMap<String, TagId> = BTreeMap::new();
+        let mut list_files: Vec<PathBuf> = Vec::new();
         for (name, l) in &raw_lists {
             let id = tags.add(TagInfo::new(name, TagKind::List));
             list_ids.insert(name.clone(), id);
@@ -468,6 +471,7 @@ impl Cx<'_> {
                 }
                 RawList::File(f) => {
                     let p = clean_path(&self.dir.join(f));
+                    list_files.push(p.clone());
                     match categories::load_file(
                         &p,
                         id,
@@ -765,6 +769,7 @@ impl Cx<'_> {
             category_folders: folder_paths,
             domain_entries: tags.domains.len() as u64,
             url_entries: tags.urls.len() as u64,
+            list_files,
             build_time: Duration::ZERO,
         };
         let classifier = Classifier {

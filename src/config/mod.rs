@@ -10,6 +10,7 @@ pub mod compile;
 pub mod diag;
 pub mod positions;
 pub mod raw;
+pub mod server;
 
 pub use compile::{CompileStats, Compiled, POLICY_VERSION, compile_str, load};
 pub use diag::{Diag, Diags, Severity};

@@ -1,1 +1,136 @@
-//! `charte-proxy users`: filled in by its owner.
+//! `charte-proxy users add|remove|list`: manages the proxy's users file (see
+//! [`super::auth`]). Messages go to stderr, the list to stdout.
+//!
+//! Exit codes: 0 success, 2 usage problem (bad user name, empty or mismatched password,
+//! unknown user, unreadable users file), 1 runtime failure (cannot write the file).
+//!
+//! Passwords are read from standard input, one line. At a terminal the line is asked
+//! for twice but shown as typed: hiding it needs a terminal crate (`rpassword`) that
+//! the project does not carry.
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::auth::{AuthError, UsersFile, validate_user};
+use crate::cli::EXIT_CONFIG;
+
+#[derive(clap::Args, Debug)]
+pub struct UsersArgs {
+    /// The users file (`user:$argon2id$…` lines).
+    #[arg(
+        long,
+        env = "CHARTE_USERS",
+        default_value = "data/users",
+        value_name = "FILE",
+        global = true
+    )]
+    pub file: PathBuf,
+    #[command(subcommand)]
+    pub cmd: UsersCmd,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum UsersCmd {
+    /// Add a user or change their password.
+    ///
+    /// The password is one line read from standard input. At a terminal it is asked for
+    /// twice and shown as it is typed; otherwise (or with --password-stdin) the first
+    /// line is taken without a prompt, e.g. `printf '%s\n' "$PW" | charte-proxy users
+    /// add c.martin --password-stdin`.
+    Add {
+        /// User name: no ':', no white space, no control character.
+        user: String,
+        /// Read the password from standard input without prompting nor confirming.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove a user.
+    Remove { user: String },
+    /// List the users, one a line.
+    List,
+}
+
+/// Runs a `users` subcommand and returns the process exit code.
+pub fn run(args: UsersArgs) -> anyhow::Result<ExitCode> {
+    let usage = |msg: &dyn std::fmt::Display| {
+        eprintln!("error: {msg}");
+        Ok(ExitCode::from(EXIT_CONFIG))
+    };
+    let path = &args.file;
+    // Check the name before asking for a password.
+    if let UsersCmd::Add { user, .. } | UsersCmd::Remove { user } = &args.cmd {
+        if let Err(e) = validate_user(user) {
+            return usage(&e);
+        }
+    }
+    let mut users = match UsersFile::load(path) {
+        Ok(u) => u,
+        Err(e) => return usage(&e),
+    };
+    match args.cmd {
+        UsersCmd::Add {
+            user,
+            password_stdin,
+        } => {
+            let prompt = !password_stdin && std::io::stdin().is_terminal();
+            let password = match read_password(&user, prompt)? {
+                Ok(p) => p,
+                Err(msg) => return usage(&msg),
+            };
+            let existed = users.contains(&user);
+            match users.add(&user, &password) {
+                Ok(()) => {}
+                Err(e @ (AuthError::EmptyPassword | AuthError::BadUser { .. })) => {
+                    return usage(&e);
+                }
+                Err(e) => return Err(e.into()),
+            }
+            users.save()?;
+            if existed {
+                eprintln!("changed the password of {user} in {}", path.display());
+            } else {
+                eprintln!("added user {user} to {}", path.display());
+            }
+        }
+        UsersCmd::Remove { user } => {
+            if !users.remove(&user) {
+                return usage(&format_args!("no user {user:?} in {}", path.display()));
+            }
+            users.save()?;
+            eprintln!("removed user {user} from {}", path.display());
+        }
+        UsersCmd::List => {
+            let mut out = std::io::stdout().lock();
+            for u in users.users() {
+                writeln!(out, "{u}")?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads the password: one line, or at a terminal two matching lines after prompts.
+/// The inner `Err` is a usage problem to report.
+fn read_password(user: &str, prompt: bool) -> anyhow::Result<Result<String, String>> {
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let mut line = |label: &str| -> anyhow::Result<String> {
+        if prompt {
+            eprint!("{label}");
+            std::io::stderr().flush()?;
+        }
+        let mut s = String::new();
+        input.read_line(&mut s)?;
+        let s = s.strip_suffix('\n').unwrap_or(&s);
+        Ok(s.strip_suffix('\r').unwrap_or(s).to_owned())
+    };
+    let password = line(&format!("Password for {user} (shown as typed): "))?;
+    if password.is_empty() {
+        return Ok(Err("the password is empty".into()));
+    }
+    if prompt && line("Same password again: ")? != password {
+        return Ok(Err("the two passwords differ".into()));
+    }
+    Ok(Ok(password))
+}

@@ -200,6 +200,9 @@ pub struct RequestFacts<'a> {
     pub path_visible: bool,
     /// An approved unblock request covers this site for this client.
     pub approved: bool,
+    /// Whether the proxy can decrypt this traffic at all (TLS interception configured).
+    /// When it cannot, every tunnel is a tunnel, whatever the policy would allow.
+    pub inspectable: bool,
 }
 
 impl<'a> RequestFacts<'a> {
@@ -210,6 +213,7 @@ impl<'a> RequestFacts<'a> {
             sends_data: matches!(method, "POST" | "PUT" | "PATCH"),
             path_visible,
             approved: false,
+            inspectable: true,
         }
     }
 
@@ -266,13 +270,16 @@ impl Policy {
 
     /// Whether TLS to this site, for this client, may be decrypted.
     pub fn inspection(&self, who: &Identity, class: &Classification) -> Inspection {
-        if class.host_tags().any(|t| self.no_inspect.contains(t))
-            || self.groups.inspection_off(&who.groups)
-        {
+        if self.never_inspected(class) || self.groups.inspection_off(&who.groups) {
             Inspection::Tunnel
         } else {
             Inspection::Inspect
         }
+    }
+
+    /// Whether the site is listed as never inspected (`no_inspect`), whoever asks.
+    pub fn never_inspected(&self, class: &Classification) -> bool {
+        class.host_tags().any(|t| self.no_inspect.contains(t))
     }
 
     /// [`Policy::decide`] with an observer that sees each rule's outcome.
@@ -283,7 +290,11 @@ impl Policy {
         facts: &RequestFacts,
         obs: &mut O,
     ) -> Decision {
-        let inspection = self.inspection(who, class);
+        let inspection = if facts.inspectable {
+            self.inspection(who, class)
+        } else {
+            Inspection::Tunnel
+        };
         // The path of a site that is never inspected is not looked at, even over plain
         // HTTP (§6.3); in a tunnel that is not decrypted it cannot be seen anyway.
         let path_visible = facts.path_visible && inspection == Inspection::Inspect;

@@ -56,10 +56,16 @@ pub enum ReasonCode {
     UploadBlocked,
     /// A `block-upload` rule matched a tunnel that is not inspected.
     UploadTunnelBlocked,
+    /// A tunnel to a port the server configuration does not allow.
+    PortNotAllowed,
+    /// Proxy authentication is required and was missing or wrong.
+    AuthRequired,
+    /// The request names no valid host.
+    BadHost,
 }
 
 impl ReasonCode {
-    pub const ALL: [ReasonCode; 7] = [
+    pub const ALL: [ReasonCode; 10] = [
         ReasonCode::RuleAllow,
         ReasonCode::DefaultAllow,
         ReasonCode::UploadReadAllowed,
@@ -67,6 +73,9 @@ impl ReasonCode {
         ReasonCode::DefaultBlock,
         ReasonCode::UploadBlocked,
         ReasonCode::UploadTunnelBlocked,
+        ReasonCode::PortNotAllowed,
+        ReasonCode::AuthRequired,
+        ReasonCode::BadHost,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +87,9 @@ impl ReasonCode {
             ReasonCode::DefaultBlock => "block-default",
             ReasonCode::UploadBlocked => "block-upload",
             ReasonCode::UploadTunnelBlocked => "block-upload-tunnel",
+            ReasonCode::PortNotAllowed => "block-port",
+            ReasonCode::AuthRequired => "auth-required",
+            ReasonCode::BadHost => "bad-host",
         }
     }
 
@@ -88,6 +100,9 @@ impl ReasonCode {
                 | ReasonCode::DefaultBlock
                 | ReasonCode::UploadBlocked
                 | ReasonCode::UploadTunnelBlocked
+                | ReasonCode::PortNotAllowed
+                | ReasonCode::AuthRequired
+                | ReasonCode::BadHost
         )
     }
 }
@@ -152,6 +167,21 @@ impl Policy {
                 (Some(t), _) => t.get(lang),
                 (None, true) => DEFAULT_BLOCK_EN,
                 (None, false) => DEFAULT_BLOCK_FR,
+            }),
+            ReasonCode::PortNotAllowed => Cow::Borrowed(if en {
+                "This port is not allowed for encrypted connections through the proxy (charter §6.4: security tools must not be bypassed)"
+            } else {
+                "Ce port n'est pas autorisé pour les connexions chiffrées via le proxy (charte §6.4 : pas de contournement des outils de sécurité)"
+            }),
+            ReasonCode::AuthRequired => Cow::Borrowed(if en {
+                "Identification required: sign in with your account to use the Internet (charter §4.8)"
+            } else {
+                "Identification requise : connectez-vous avec votre compte pour accéder à Internet (charte §4.8)"
+            }),
+            ReasonCode::BadHost => Cow::Borrowed(if en {
+                "The address of the site is not valid"
+            } else {
+                "L'adresse du site n'est pas valide"
             }),
             ReasonCode::UploadTunnelBlocked => {
                 let base = configured.map_or("", |t| t.get(lang));

@@ -347,6 +347,7 @@ fn table() {
             sends_data: c.body,
             path_visible: c.path.is_some(),
             approved: c.approved,
+            inspectable: true,
         };
         let d = f.c.policy.decide(&who, &class, &facts);
         let rule = d.rule.map(|r| &*f.c.policy.rule(r).id);

@@ -1,0 +1,351 @@
+//! Forwarding plain HTTP: a pooled HTTP/1.1 upstream client, hop-by-hop headers handled
+//! per RFC 9110 §7.6.1, a `Via` header, and bodies streamed both ways — counted on the
+//! way through, never held whole in memory.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::BodyExt;
+use http_body_util::combinators::BoxBody;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::Name;
+use hyper_util::rt::TokioExecutor;
+
+/// Error type of every body the proxy sends.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body of every response the proxy sends.
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// A whole body from bytes (pages, short texts).
+pub fn full(b: impl Into<Bytes>) -> Body {
+    http_body_util::Full::new(b.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// An empty body.
+pub fn empty() -> Body {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// Resolves upstream names: the server configuration's pinned `hosts` first, then the
+/// system resolver.
+#[derive(Clone)]
+pub struct Resolver {
+    pinned: Arc<BTreeMap<String, IpAddr>>,
+}
+
+impl Resolver {
+    pub fn new(pinned: BTreeMap<String, IpAddr>) -> Resolver {
+        Resolver {
+            pinned: Arc::new(pinned),
+        }
+    }
+
+    /// Every address of `host`, port `port`.
+    pub async fn resolve(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+        if let Some(ip) = self.pinned.get(host) {
+            return Ok(vec![SocketAddr::new(*ip, port)]);
+        }
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+        if addrs.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no address",
+            ));
+        }
+        Ok(addrs)
+    }
+}
+
+impl tower_service::Service<Name> for Resolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let me = self.clone();
+        Box::pin(async move { Ok(me.resolve(name.as_str(), 0).await?.into_iter()) })
+    }
+}
+
+/// Request bodies on their way upstream, counted.
+pub struct CountedIncoming {
+    inner: Incoming,
+    count: Arc<AtomicU64>,
+}
+
+impl CountedIncoming {
+    pub fn new(inner: Incoming, count: Arc<AtomicU64>) -> Self {
+        CountedIncoming { inner, count }
+    }
+}
+
+impl HttpBody for CountedIncoming {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let p = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &p
+            && let Some(d) = f.data_ref()
+        {
+            self.count.fetch_add(d.len() as u64, Ordering::Relaxed);
+        }
+        p
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The pooled upstream client for plain HTTP.
+pub type Upstream = Client<HttpConnector<Resolver>, CountedIncoming>;
+
+/// Builds the upstream client.
+pub fn upstream_client(resolver: Resolver, connect_timeout: Duration) -> Upstream {
+    let mut conn = HttpConnector::new_with_resolver(resolver);
+    conn.set_connect_timeout(Some(connect_timeout));
+    conn.set_nodelay(true);
+    conn.enforce_http(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(64)
+        .build(conn)
+}
+
+/// Response bodies on their way to the client, counted; `on_end` runs once, when the
+/// body ends, fails or is dropped (client gone), with the byte count and any error.
+pub struct CountedBody<F: FnOnce(u64, Option<String>) + Send + 'static> {
+    inner: Body,
+    count: u64,
+    on_end: Option<F>,
+}
+
+impl<F: FnOnce(u64, Option<String>) + Send + 'static> CountedBody<F> {
+    pub fn new(inner: Body, on_end: F) -> Self {
+        CountedBody {
+            inner,
+            count: 0,
+            on_end: Some(on_end),
+        }
+    }
+
+    fn finish(&mut self, err: Option<String>) {
+        if let Some(f) = self.on_end.take() {
+            f(self.count, err);
+        }
+    }
+}
+
+impl<F: FnOnce(u64, Option<String>) + Send + Unpin + 'static> HttpBody for CountedBody<F> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let p = Pin::new(&mut self.inner).poll_frame(cx);
+        match &p {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    self.count += d.len() as u64;
+                }
+                // hyper stops polling once a Content-Length is satisfied.
+                if self.inner.is_end_stream() {
+                    self.finish(None);
+                }
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let msg = e.to_string();
+                self.finish(Some(msg));
+            }
+            Poll::Ready(None) => self.finish(None),
+            Poll::Pending => {}
+        }
+        p
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<F: FnOnce(u64, Option<String>) + Send + 'static> Drop for CountedBody<F> {
+    fn drop(&mut self) {
+        if self.on_end.is_some() {
+            let err = (!self.inner.is_end_stream())
+                .then(|| "client closed before the end of the body".to_string());
+            self.finish(err);
+        }
+    }
+}
+
+/// The `Via` pseudonym of this proxy (RFC 9110 §7.6.3).
+pub const VIA: &str = "1.1 charte-proxy";
+
+/// Removes hop-by-hop headers: `Connection` and every header it names, and the fixed
+/// list of RFC 9110 (`Proxy-Connection`, `Keep-Alive`, `TE`, `Trailer`,
+/// `Transfer-Encoding`, `Upgrade`, `Proxy-Authorization`, `Proxy-Authenticate`).
+/// With `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive (WebSocket relay).
+pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        if keep_upgrade && n == header::UPGRADE {
+            continue;
+        }
+        h.remove(n);
+    }
+    for n in [
+        "proxy-connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "proxy-authorization",
+        "proxy-authenticate",
+    ] {
+        h.remove(n);
+    }
+    h.remove(header::CONNECTION);
+    if keep_upgrade {
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        h.remove(header::UPGRADE);
+    }
+}
+
+/// Appends this proxy to `Via`.
+pub fn add_via(h: &mut HeaderMap) {
+    let v = match h.get(header::VIA).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.is_empty() => format!("{prev}, {VIA}"),
+        _ => VIA.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&v) {
+        h.insert(header::VIA, v);
+    }
+}
+
+/// Whether this proxy already handled the request (a loop).
+pub fn seen_by_us(h: &HeaderMap) -> bool {
+    h.get_all(header::VIA)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|p| p.trim() == VIA))
+}
+
+/// Whether a request carries data: a body (non-zero `Content-Length`, or any
+/// `Transfer-Encoding`) or a protocol upgrade.
+pub fn sends_data(h: &HeaderMap) -> bool {
+    let cl = h
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() != "0");
+    cl || h.contains_key(header::TRANSFER_ENCODING) || wants_upgrade(h)
+}
+
+/// Whether the request asks for a protocol upgrade (WebSocket).
+pub fn wants_upgrade(h: &HeaderMap) -> bool {
+    h.contains_key(header::UPGRADE)
+        && h.get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "close, x-secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("proxy-authorization", "Basic eA==".parse().unwrap());
+        h.insert("proxy-connection", "keep-alive".parse().unwrap());
+        h.insert("te", "trailers".parse().unwrap());
+        h.insert("upgrade", "websocket".parse().unwrap());
+        h.insert("x-kept", "yes".parse().unwrap());
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn upgrade_survives_when_relayed() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "Upgrade".parse().unwrap());
+        h.insert("upgrade", "websocket".parse().unwrap());
+        assert!(wants_upgrade(&h) && sends_data(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+    }
+
+    #[test]
+    fn via_and_loops() {
+        let mut h = HeaderMap::new();
+        assert!(!seen_by_us(&h));
+        h.insert("via", "1.0 other".parse().unwrap());
+        add_via(&mut h);
+        assert_eq!(h["via"], "1.0 other, 1.1 charte-proxy");
+        assert!(seen_by_us(&h));
+    }
+
+    #[test]
+    fn bodies() {
+        let mut h = HeaderMap::new();
+        assert!(!sends_data(&h));
+        h.insert("content-length", "0".parse().unwrap());
+        assert!(!sends_data(&h));
+        h.insert("content-length", "12".parse().unwrap());
+        assert!(sends_data(&h));
+        let mut h = HeaderMap::new();
+        h.insert("transfer-encoding", "chunked".parse().unwrap());
+        assert!(sends_data(&h));
+    }
+}

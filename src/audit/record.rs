@@ -1,0 +1,340 @@
+//! The fixed-schema access record (§4.8) and its two line encodings.
+//!
+//! [`Record`] is what the pipeline fills in once per request or tunnel, at the end.
+//! [`Format::Json`] writes every field — it is the complete §4.8 trace. [`Format::Squid`]
+//! writes Squid's native `access.log` line and nothing more, so that existing analysers
+//! (SARG, LightSquid, …) read it unchanged; the charter-specific fields (rule, reason,
+//! categories, groups, workstation, bytes sent, error) exist only in the JSON format.
+//!
+//! Encoding is pure and synchronous: it runs on the writer task, never on the request path.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+/// Values of [`Record::decision`]. The Squid encoding maps them to result codes, so use
+/// these rather than retyping the strings.
+pub mod decision {
+    pub const ALLOW: &str = "allow";
+    pub const BLOCK: &str = "block";
+    pub const ERROR: &str = "error";
+    pub const AUTH_REQUIRED: &str = "auth-required";
+}
+
+/// Values of [`Record::scheme`].
+pub mod scheme {
+    pub const HTTP: &str = "http";
+    /// A request seen inside an inspected (bumped) TLS tunnel.
+    pub const HTTPS: &str = "https";
+    /// A CONNECT relayed as opaque bytes.
+    pub const TUNNEL: &str = "tunnel";
+}
+
+/// Values of [`Record::inspection`].
+pub mod inspection {
+    pub const INSPECT: &str = "inspect";
+    pub const TUNNEL: &str = "tunnel";
+}
+
+/// One access, fixed schema: one per request, or one per tunnel relayed as bytes.
+///
+/// JSON field names are the field names, except `duration`, written `duration_ms`.
+/// `time` is RFC 3339 UTC with milliseconds, addresses are strings, `None` is `null`:
+/// every key is present in every line, so consumers never guess.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    /// When the request or tunnel started (not when it was logged).
+    #[serde(serialize_with = "ser::rfc3339_millis")]
+    pub time: SystemTime,
+    pub client: IpAddr,
+    /// Reverse-DNS name of the client, when known (the charter's "poste de travail").
+    #[serde(serialize_with = "ser::opt_str")]
+    pub workstation: Option<Arc<str>>,
+    /// Authenticated user.
+    #[serde(serialize_with = "ser::opt_str")]
+    pub user: Option<Arc<str>>,
+    #[serde(serialize_with = "ser::strs")]
+    pub groups: Vec<Arc<str>>,
+    /// "GET", "CONNECT", …
+    #[serde(serialize_with = "ser::str")]
+    pub method: Arc<str>,
+    /// See [`scheme`]: "http", "https" (inside an inspected tunnel) or "tunnel".
+    pub scheme: &'static str,
+    #[serde(serialize_with = "ser::str")]
+    pub host: Arc<str>,
+    pub port: u16,
+    /// Path and query, only where visible; `None` for CONNECT and never-inspected sites.
+    #[serde(serialize_with = "ser::opt_str")]
+    pub path: Option<Arc<str>>,
+    #[serde(serialize_with = "ser::strs")]
+    pub categories: Vec<Arc<str>>,
+    /// See [`decision`]: "allow" | "block" | "error" | "auth-required".
+    pub decision: &'static str,
+    /// Deciding rule id; `None` = policy default, or not a policy decision.
+    #[serde(serialize_with = "ser::opt_str")]
+    pub rule: Option<Arc<str>>,
+    /// Stable code, e.g. "block-rule", "allow-default", "block-port", "upstream-connect".
+    pub reason_code: &'static str,
+    /// The reason text (French) for blocks; `None` for plain allows.
+    #[serde(serialize_with = "ser::opt_str")]
+    pub reason: Option<Arc<str>>,
+    /// A report-mode rule that would have blocked (habit 14).
+    #[serde(serialize_with = "ser::opt_str")]
+    pub would_block: Option<Arc<str>>,
+    /// See [`inspection`]: "inspect" | "tunnel".
+    pub inspection: &'static str,
+    /// HTTP status sent to the client (200 for an established CONNECT).
+    pub status: u16,
+    /// Bytes from the client towards the site (request body / tunnel upstream).
+    pub bytes_sent: u64,
+    /// Bytes from the site towards the client (response body / tunnel downstream).
+    pub bytes_received: u64,
+    #[serde(rename = "duration_ms", serialize_with = "ser::millis")]
+    pub duration: Duration,
+    /// Address actually connected to.
+    pub upstream: Option<SocketAddr>,
+    /// Error text, if any.
+    #[serde(serialize_with = "ser::opt_str")]
+    pub error: Option<Arc<str>>,
+}
+
+/// How records are written, one line each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON object per line: the complete §4.8 record.
+    Json,
+    /// Squid's native `access.log` line, for existing analysers; Squid's fields only.
+    Squid,
+}
+
+/// `--audit-format` got something else than `json` or `squid`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown audit format {0:?}: expected \"json\" or \"squid\"")]
+pub struct UnknownFormat(pub String);
+
+impl std::str::FromStr for Format {
+    type Err = UnknownFormat;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "json" => Ok(Format::Json),
+            "squid" => Ok(Format::Squid),
+            other => Err(UnknownFormat(other.to_owned())),
+        }
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Format::Json => "json",
+            Format::Squid => "squid",
+        })
+    }
+}
+
+impl Format {
+    /// Appends `r` as one line, `\n` included, to `out`. On error `out` is left as it was.
+    ///
+    /// Only JSON can fail, and only for a `time` outside years ±9999.
+    pub fn write_line(self, r: &Record, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        match self {
+            Format::Json => {
+                let start = out.len();
+                // serde_json escapes control characters, so no field can split the line.
+                if let Err(e) = serde_json::to_writer(&mut *out, r) {
+                    out.truncate(start);
+                    return Err(e);
+                }
+                out.push(b'\n');
+            }
+            Format::Squid => {
+                let mut line = String::with_capacity(160);
+                write_squid(r, &mut line);
+                line.push('\n');
+                out.extend_from_slice(line.as_bytes());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Record {
+    /// The JSON line, without its `\n`.
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
+    }
+
+    /// The Squid native line, without its `\n`.
+    pub fn to_squid(&self) -> String {
+        let mut line = String::with_capacity(160);
+        write_squid(self, &mut line);
+        line
+    }
+
+    /// Squid's result code (`%Ss`). Errors are `NONE_NONE`, as Squid 5 and later log a
+    /// transaction that got no usable answer from the site (e.g. connect failure);
+    /// an unknown decision string is treated the same way.
+    pub fn squid_result(&self) -> &'static str {
+        match self.decision {
+            decision::BLOCK | decision::AUTH_REQUIRED => "TCP_DENIED",
+            decision::ALLOW if self.is_connect() => "TCP_TUNNEL",
+            decision::ALLOW => "TCP_MISS",
+            _ => "NONE_NONE",
+        }
+    }
+
+    fn is_connect(&self) -> bool {
+        self.method.eq_ignore_ascii_case("CONNECT") || self.scheme == scheme::TUNNEL
+    }
+}
+
+/// `%ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru %[un %Sh/%<a %mt`, Squid's `squid` logformat.
+fn write_squid(r: &Record, out: &mut String) {
+    // A time before 1970 cannot be written as Squid's unsigned seconds: clamp to 0.
+    let since = r
+        .time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let elapsed = r.duration.as_millis();
+    // Writing into a String cannot fail.
+    let _ = write!(
+        out,
+        "{}.{:03} {:>6} {} {}/{:03} {} ",
+        since.as_secs(),
+        since.subsec_millis(),
+        elapsed,
+        r.client,
+        r.squid_result(),
+        r.status,
+        r.bytes_received,
+    );
+    push_escaped(out, &r.method, false);
+    out.push(' ');
+    write_squid_url(r, out);
+    out.push(' ');
+    match r.user.as_deref() {
+        Some(u) if !u.is_empty() => push_escaped(out, u, true),
+        _ => out.push('-'),
+    }
+    match r.upstream {
+        Some(a) => {
+            let _ = write!(out, " HIER_DIRECT/{}", a.ip());
+        }
+        None => out.push_str(" HIER_NONE/-"),
+    }
+    out.push_str(" -");
+}
+
+/// `%ru`: `host:port` for a CONNECT; `scheme://host[:port]path` otherwise, the port left out
+/// when it is the scheme's default; `scheme://host:port` when the path was never seen.
+fn write_squid_url(r: &Record, out: &mut String) {
+    if r.is_connect() {
+        push_host(out, &r.host);
+        let _ = write!(out, ":{}", r.port);
+        return;
+    }
+    out.push_str(r.scheme);
+    out.push_str("://");
+    push_host(out, &r.host);
+    let Some(path) = r.path.as_deref() else {
+        let _ = write!(out, ":{}", r.port);
+        return;
+    };
+    let default_port = match r.scheme {
+        scheme::HTTP => 80,
+        scheme::HTTPS => 443,
+        _ => 0,
+    };
+    if r.port != default_port {
+        let _ = write!(out, ":{}", r.port);
+    }
+    if !path.starts_with('/') {
+        out.push('/');
+    }
+    // Already percent-encoded on the wire: keep '%' as is.
+    push_escaped(out, path, false);
+}
+
+/// An IPv6 literal gets its brackets back so `host:port` stays readable.
+fn push_host(out: &mut String, host: &str) {
+    if host.contains(':') && !host.starts_with('[') {
+        out.push('[');
+        push_escaped(out, host, false);
+        out.push(']');
+    } else {
+        push_escaped(out, host, false);
+    }
+}
+
+/// Squid's fields are separated by spaces: percent-encode spaces, control characters and
+/// non-ASCII bytes (as Squid's own RFC 1738 escaping does), and '%' itself when asked
+/// (user names, which are not already encoded).
+fn push_escaped(out: &mut String, s: &str, escape_percent: bool) {
+    let unsafe_byte = |b: u8| b <= b' ' || b >= 0x7f || (escape_percent && b == b'%');
+    if !s.bytes().any(unsafe_byte) {
+        out.push_str(s);
+        return;
+    }
+    for b in s.bytes() {
+        if unsafe_byte(b) {
+            let _ = write!(out, "%{b:02X}");
+        } else {
+            out.push(char::from(b));
+        }
+    }
+}
+
+/// Serde helpers: `Arc<str>` without serde's `rc` feature, and the time and duration shapes.
+mod ser {
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use serde::Serializer;
+    use serde::ser::{Error as _, SerializeSeq as _};
+    use time::OffsetDateTime;
+    use time::format_description::FormatItem;
+    use time::macros::format_description;
+
+    const RFC3339_MILLIS: &[FormatItem<'static>] =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+
+    pub(super) fn rfc3339_millis<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        // Through nanoseconds, not `From<SystemTime>`, which panics out of range.
+        let nanos = match t.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(d) => d.as_nanos() as i128,
+            Err(e) => -(e.duration().as_nanos() as i128),
+        };
+        let text = OffsetDateTime::from_unix_timestamp_nanos(nanos)
+            .map_err(S::Error::custom)?
+            .format(RFC3339_MILLIS)
+            .map_err(S::Error::custom)?;
+        s.serialize_str(&text)
+    }
+
+    pub(super) fn millis<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_nanos() as f64 / 1e6)
+    }
+
+    pub(super) fn str<S: Serializer>(v: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v)
+    }
+
+    pub(super) fn opt_str<S: Serializer>(v: &Option<Arc<str>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_str(v),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn strs<S: Serializer>(v: &[Arc<str>], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for item in v {
+            seq.serialize_element(&**item)?;
+        }
+        seq.end()
+    }
+}

@@ -1,0 +1,571 @@
+//! Record encodings (exact lines for a fixed time) and the writer's guarantees: everything
+//! queued is written by shutdown, a full queue drops and counts, reopen after rename
+//! loses nothing. No sleeps: every wait is on `shutdown()`.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use prometheus::IntCounter;
+use serde_json::Value;
+
+use super::writer::Throttle;
+use super::*;
+
+/// 2023-11-14T22:13:20.123Z
+fn t0() -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)
+}
+
+fn counter() -> IntCounter {
+    IntCounter::new("audit_records_dropped_total", "test").expect("valid metric")
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("ip")
+}
+
+fn sock(s: &str) -> SocketAddr {
+    s.parse().expect("socket address")
+}
+
+fn s(v: &str) -> Arc<str> {
+    Arc::from(v)
+}
+
+fn allowed_get() -> Record {
+    Record {
+        time: t0(),
+        client: ip("10.0.0.5"),
+        workstation: Some(s("pc-accueil-01.mairie.local")),
+        user: Some(s("c.martin")),
+        groups: vec![s("agents")],
+        method: s("GET"),
+        scheme: scheme::HTTP,
+        host: s("example.com"),
+        port: 80,
+        path: Some(s("/page")),
+        categories: vec![],
+        decision: decision::ALLOW,
+        rule: None,
+        reason_code: "allow-default",
+        reason: None,
+        would_block: None,
+        inspection: inspection::INSPECT,
+        status: 200,
+        bytes_sent: 0,
+        bytes_received: 5120,
+        duration: Duration::from_millis(157),
+        upstream: Some(sock("93.184.216.34:80")),
+        error: None,
+    }
+}
+
+/// Every optional field filled in.
+fn blocked() -> Record {
+    Record {
+        time: t0(),
+        client: ip("10.0.0.5"),
+        workstation: Some(s("pc-accueil-01.mairie.local")),
+        user: Some(s("c.martin")),
+        groups: vec![s("agents"), s("accueil")],
+        method: s("GET"),
+        scheme: scheme::HTTP,
+        host: s("jeux.example"),
+        port: 8080,
+        path: Some(s("/partie?id=1")),
+        categories: vec![s("jeux"), s("loisirs")],
+        decision: decision::BLOCK,
+        rule: Some(s("pas-de-jeux")),
+        reason_code: "block-rule",
+        reason: Some(s("Les jeux en ligne sont interdits (charte §3.2).")),
+        would_block: Some(s("essai-reseaux-sociaux")),
+        inspection: inspection::INSPECT,
+        status: 403,
+        bytes_sent: 12,
+        bytes_received: 1234,
+        duration: Duration::from_micros(2_500),
+        upstream: Some(sock("[2001:db8::1]:8080")),
+        error: Some(s("aucune")),
+    }
+}
+
+fn tunnel() -> Record {
+    Record {
+        method: s("CONNECT"),
+        scheme: scheme::TUNNEL,
+        host: s("example.com"),
+        port: 443,
+        path: None,
+        inspection: inspection::TUNNEL,
+        status: 200,
+        bytes_sent: 4321,
+        bytes_received: 987_654,
+        duration: Duration::from_secs(60),
+        upstream: Some(sock("93.184.216.34:443")),
+        ..allowed_get()
+    }
+}
+
+const FIELDS: [&str; 23] = [
+    "time",
+    "client",
+    "workstation",
+    "user",
+    "groups",
+    "method",
+    "scheme",
+    "host",
+    "port",
+    "path",
+    "categories",
+    "decision",
+    "rule",
+    "reason_code",
+    "reason",
+    "would_block",
+    "inspection",
+    "status",
+    "bytes_sent",
+    "bytes_received",
+    "duration_ms",
+    "upstream",
+    "error",
+];
+
+fn json(r: &Record) -> Value {
+    serde_json::from_str(&r.to_json().expect("encodes")).expect("valid JSON")
+}
+
+#[test]
+fn json_line_has_every_field_with_its_type() {
+    let v = json(&blocked());
+    let obj = v.as_object().expect("an object");
+    let keys: BTreeSet<&str> = obj.keys().map(String::as_str).collect();
+    assert_eq!(keys, FIELDS.into_iter().collect::<BTreeSet<_>>());
+
+    assert_eq!(v["time"], "2023-11-14T22:13:20.123Z");
+    assert_eq!(v["client"], "10.0.0.5");
+    assert_eq!(v["workstation"], "pc-accueil-01.mairie.local");
+    assert_eq!(v["user"], "c.martin");
+    assert_eq!(v["groups"], serde_json::json!(["agents", "accueil"]));
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["scheme"], "http");
+    assert_eq!(v["host"], "jeux.example");
+    assert_eq!(v["port"].as_u64(), Some(8080));
+    assert_eq!(v["path"], "/partie?id=1");
+    assert_eq!(v["categories"], serde_json::json!(["jeux", "loisirs"]));
+    assert_eq!(v["decision"], "block");
+    assert_eq!(v["rule"], "pas-de-jeux");
+    assert_eq!(v["reason_code"], "block-rule");
+    assert_eq!(
+        v["reason"],
+        "Les jeux en ligne sont interdits (charte §3.2)."
+    );
+    assert_eq!(v["would_block"], "essai-reseaux-sociaux");
+    assert_eq!(v["inspection"], "inspect");
+    assert_eq!(v["status"].as_u64(), Some(403));
+    assert_eq!(v["bytes_sent"].as_u64(), Some(12));
+    assert_eq!(v["bytes_received"].as_u64(), Some(1234));
+    assert!(v["duration_ms"].is_f64(), "{}", v["duration_ms"]);
+    assert_eq!(v["duration_ms"].as_f64(), Some(2.5));
+    assert_eq!(v["upstream"], "[2001:db8::1]:8080");
+    assert_eq!(v["error"], "aucune");
+}
+
+#[test]
+fn json_absent_values_are_null_not_missing() {
+    let r = Record {
+        workstation: None,
+        user: None,
+        groups: vec![],
+        path: None,
+        upstream: None,
+        ..tunnel()
+    };
+    let v = json(&r);
+    assert_eq!(v.as_object().map(|o| o.len()), Some(FIELDS.len()));
+    for key in [
+        "workstation",
+        "user",
+        "path",
+        "rule",
+        "reason",
+        "would_block",
+        "upstream",
+        "error",
+    ] {
+        assert!(v[key].is_null(), "{key} = {}", v[key]);
+    }
+    assert_eq!(v["groups"], serde_json::json!([]));
+    assert_eq!(v["duration_ms"].as_f64(), Some(60_000.0));
+}
+
+#[test]
+fn json_time_is_utc_with_milliseconds_truncated() {
+    let r = Record {
+        time: UNIX_EPOCH + Duration::from_nanos(1_700_000_000_999_999_999),
+        ..allowed_get()
+    };
+    assert_eq!(json(&r)["time"], "2023-11-14T22:13:20.999Z");
+    let r = Record {
+        time: UNIX_EPOCH,
+        ..allowed_get()
+    };
+    assert_eq!(json(&r)["time"], "1970-01-01T00:00:00.000Z");
+}
+
+#[test]
+fn no_field_can_split_a_line() {
+    let r = Record {
+        reason: Some(s("ligne 1\nligne 2\r\n")),
+        user: Some(s("a\nb")),
+        path: Some(s("/a\nb c")),
+        ..blocked()
+    };
+    for format in [Format::Json, Format::Squid] {
+        let mut out = Vec::new();
+        format.write_line(&r, &mut out).expect("encodes");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert_eq!(text.matches('\n').count(), 1, "{format}: {text:?}");
+        assert!(!text.contains('\r'), "{format}: {text:?}");
+        assert!(text.ends_with('\n'));
+    }
+}
+
+#[test]
+fn squid_allowed_get() {
+    assert_eq!(
+        allowed_get().to_squid(),
+        "1700000000.123    157 10.0.0.5 TCP_MISS/200 5120 GET http://example.com/page c.martin HIER_DIRECT/93.184.216.34 -"
+    );
+}
+
+#[test]
+fn squid_blocked_request() {
+    let r = Record {
+        user: None,
+        upstream: None,
+        ..blocked()
+    };
+    assert_eq!(
+        r.to_squid(),
+        "1700000000.123      2 10.0.0.5 TCP_DENIED/403 1234 GET http://jeux.example:8080/partie?id=1 - HIER_NONE/- -"
+    );
+    let r = Record {
+        decision: decision::AUTH_REQUIRED,
+        status: 407,
+        ..r
+    };
+    assert!(
+        r.to_squid().contains(" TCP_DENIED/407 "),
+        "{}",
+        r.to_squid()
+    );
+}
+
+#[test]
+fn squid_connect_tunnel() {
+    assert_eq!(
+        tunnel().to_squid(),
+        "1700000000.123  60000 10.0.0.5 TCP_TUNNEL/200 987654 CONNECT example.com:443 c.martin HIER_DIRECT/93.184.216.34 -"
+    );
+}
+
+#[test]
+fn squid_inspected_https_error_and_escaping() {
+    let r = Record {
+        scheme: scheme::HTTPS,
+        host: s("example.com"),
+        port: 443,
+        path: Some(s("/caf%C3%A9 noël")),
+        user: Some(s("Jean Dupont%")),
+        decision: decision::ERROR,
+        reason_code: "upstream-connect",
+        status: 502,
+        bytes_received: 0,
+        upstream: None,
+        ..allowed_get()
+    };
+    assert_eq!(
+        r.to_squid(),
+        "1700000000.123    157 10.0.0.5 NONE_NONE/502 0 GET https://example.com/caf%C3%A9%20no%C3%ABl Jean%20Dupont%25 HIER_NONE/- -"
+    );
+}
+
+#[test]
+fn squid_url_ports_and_missing_paths() {
+    let https_8443 = Record {
+        scheme: scheme::HTTPS,
+        port: 8443,
+        ..allowed_get()
+    };
+    assert!(
+        https_8443
+            .to_squid()
+            .contains(" https://example.com:8443/page ")
+    );
+    let http_443 = Record {
+        port: 443,
+        ..allowed_get()
+    };
+    assert!(
+        http_443
+            .to_squid()
+            .contains(" http://example.com:443/page ")
+    );
+    let never_seen = Record {
+        path: None,
+        ..allowed_get()
+    };
+    assert!(
+        never_seen
+            .to_squid()
+            .contains(" GET http://example.com:80 ")
+    );
+    let ipv6_connect = Record {
+        host: s("2001:db8::2"),
+        ..tunnel()
+    };
+    assert!(
+        ipv6_connect
+            .to_squid()
+            .contains(" CONNECT [2001:db8::2]:443 ")
+    );
+}
+
+#[test]
+fn squid_time_before_1970_is_clamped() {
+    let r = Record {
+        time: UNIX_EPOCH - Duration::from_secs(5),
+        ..allowed_get()
+    };
+    assert!(
+        r.to_squid().starts_with("0.000    157 "),
+        "{}",
+        r.to_squid()
+    );
+}
+
+#[test]
+fn format_parses_its_two_names() {
+    assert_eq!("json".parse::<Format>(), Ok(Format::Json));
+    assert_eq!("squid".parse::<Format>(), Ok(Format::Squid));
+    let err = "csv".parse::<Format>().expect_err("unknown");
+    assert_eq!(
+        err.to_string(),
+        "unknown audit format \"csv\": expected \"json\" or \"squid\""
+    );
+}
+
+#[test]
+fn throttle_reports_at_most_once_per_ten_seconds() {
+    let base = Instant::now();
+    let t = Throttle::new(base);
+    assert_eq!(t.due(base), None, "nothing pending");
+    t.add(1);
+    assert_eq!(t.due(base), Some(1), "the first event is reported at once");
+    t.add(1);
+    t.add(2);
+    assert_eq!(t.due(base + Duration::from_secs(1)), None);
+    assert_eq!(t.due(base + Duration::from_millis(9_999)), None);
+    assert_eq!(t.due(base + Duration::from_secs(10)), Some(3));
+    t.add(1);
+    assert_eq!(t.due(base + Duration::from_secs(15)), None);
+    assert_eq!(t.take(), 1, "the rest is reported at the end");
+}
+
+fn lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .expect("readable")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn numbered(prefix: &str, i: usize) -> Record {
+    Record {
+        path: Some(Arc::from(format!("/{prefix}{i}"))),
+        ..allowed_get()
+    }
+}
+
+#[tokio::test]
+async fn writer_writes_every_record_and_shutdown_flushes() {
+    const N: usize = 1000;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("sous-dossier").join("trace.log");
+    let dropped = counter();
+    let (sink, writer) = AuditWriter::start(
+        Destination::File(path.clone()),
+        Format::Json,
+        N,
+        dropped.clone(),
+    )
+    .expect("starts");
+    for i in 0..N {
+        sink.clone().record(numbered("p", i));
+    }
+    writer.shutdown().await;
+
+    let lines = lines(&path);
+    assert_eq!(lines.len(), N);
+    for (i, line) in lines.iter().enumerate() {
+        let v: Value = serde_json::from_str(line).expect("JSON line");
+        assert_eq!(v["path"], format!("/p{i}"), "in order");
+    }
+    assert_eq!(dropped.get(), 0);
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777 & !0o640, 0, "mode {mode:o} is at most 0640");
+    }
+}
+
+#[tokio::test]
+async fn writer_appends_to_an_existing_file_in_squid_format() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("access.log");
+    std::fs::write(&path, "ancienne ligne\n").expect("writable");
+    let (sink, writer) =
+        AuditWriter::start(Destination::File(path.clone()), Format::Squid, 8, counter())
+            .expect("starts");
+    sink.record(allowed_get());
+    sink.record(tunnel());
+    writer.shutdown().await;
+    assert_eq!(
+        lines(&path),
+        [
+            "ancienne ligne".to_owned(),
+            allowed_get().to_squid(),
+            tunnel().to_squid()
+        ]
+    );
+}
+
+#[tokio::test]
+async fn full_queue_drops_and_counts_without_blocking() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("trace.log");
+    let dropped = counter();
+    // The writer task is not running yet, so nothing drains the one slot.
+    let (sink, unstarted) = AuditWriter::open(
+        Destination::File(path.clone()),
+        Format::Json,
+        1,
+        dropped.clone(),
+    )
+    .expect("opens");
+    sink.record(numbered("kept", 0));
+    sink.record(numbered("dropped", 1));
+    sink.record(numbered("dropped", 2));
+    assert_eq!(dropped.get(), 2);
+
+    let writer = unstarted.spawn(&tokio::runtime::Handle::current());
+    writer.shutdown().await;
+    let written = lines(&path);
+    assert_eq!(written.len(), 1);
+    assert!(written[0].contains("\"/kept0\""), "{}", written[0]);
+
+    // After shutdown the queue is closed: still no block, no panic, one more counted.
+    sink.record(numbered("late", 3));
+    assert_eq!(dropped.get(), 3);
+    assert_eq!(lines(&path).len(), 1);
+}
+
+#[tokio::test]
+async fn reopen_after_rename_loses_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("trace.log");
+    let rotated = dir.path().join("trace.log.1");
+    let dropped = counter();
+    let (sink, writer) = AuditWriter::start(
+        Destination::File(path.clone()),
+        Format::Json,
+        64,
+        dropped.clone(),
+    )
+    .expect("starts");
+    for i in 0..10 {
+        sink.record(numbered("avant", i));
+    }
+    // So that the old file really holds something when it is renamed.
+    writer.wait_written(10).await;
+    // logrotate: rename, then signal.
+    std::fs::rename(&path, &rotated).expect("rename");
+    writer.reopen();
+    for i in 0..10 {
+        sink.record(numbered("apres", i));
+    }
+    writer.shutdown().await;
+
+    let new = lines(&path);
+    let old = lines(&rotated);
+    let path_of = |line: &String| -> String {
+        let v: Value = serde_json::from_str(line).expect("JSON line");
+        v["path"].as_str().expect("path").to_owned()
+    };
+    let new_paths: Vec<String> = new.iter().map(path_of).collect();
+    let old_paths: Vec<String> = old.iter().map(path_of).collect();
+    let expected =
+        |prefix: &str| -> Vec<String> { (0..10).map(|i| format!("/{prefix}{i}")).collect() };
+    // What was written before stays in the renamed file; everything given after
+    // reopen() went to a new file at the original path; nothing lost or doubled.
+    assert_eq!(old_paths, expected("avant"));
+    assert_eq!(new_paths, expected("apres"));
+    assert_eq!(dropped.get(), 0);
+}
+
+#[tokio::test]
+async fn reopen_and_shutdown_on_stdout_are_harmless() {
+    let (_sink, writer) =
+        AuditWriter::start(Destination::Stdout, Format::Json, 4, counter()).expect("starts");
+    writer.reopen();
+    writer.shutdown().await;
+}
+
+#[tokio::test]
+async fn start_fails_when_the_file_cannot_be_opened() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A folder is not a file.
+    let err = AuditWriter::start(
+        Destination::File(dir.path().to_owned()),
+        Format::Json,
+        4,
+        counter(),
+    )
+    .expect_err("cannot open a folder");
+    assert!(err.to_string().contains("cannot open audit file"), "{err}");
+}
+
+#[test]
+fn start_outside_a_runtime_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let err = AuditWriter::start(
+        Destination::File(dir.path().join("trace.log")),
+        Format::Json,
+        4,
+        counter(),
+    )
+    .expect_err("no runtime");
+    assert!(!err.to_string().is_empty());
+}
+
+#[tokio::test]
+async fn capture_and_disabled_sinks() {
+    let dropped = counter();
+    let (sink, mut rx) = AuditSink::capture(1, dropped.clone());
+    sink.record(allowed_get());
+    sink.record(tunnel());
+    assert_eq!(dropped.get(), 1);
+    let got = rx.recv().await.expect("one record");
+    assert_eq!(got.to_squid(), allowed_get().to_squid());
+
+    AuditSink::disabled().record(allowed_get());
+}

@@ -1,0 +1,496 @@
+//! The two ends of the trace: [`AuditSink`], which connections hold and which never waits,
+//! and [`AuditWriter`], the handle on the one task that encodes records and appends them
+//! to the destination. See the module doc of [`crate::audit`] for the guarantees.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use prometheus::IntCounter;
+use tokio::io::AsyncWriteExt as _;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::record::{Format, Record};
+
+/// Records taken from the queue at once.
+const BATCH: usize = 256;
+/// Encoded bytes gathered before a write even when more records are queued.
+const WRITE_AT: usize = 64 * 1024;
+/// At most one warning per period about dropped or lost records.
+const WARN_PERIOD: Duration = Duration::from_secs(10);
+const WARN_PERIOD_MS: u64 = WARN_PERIOD.as_millis() as u64;
+
+/// Where the trace goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    Stdout,
+    /// Appended to; created with its parent folders (mode 0640 on unix when created).
+    File(PathBuf),
+}
+
+/// Cheap to clone (one reference count); given to every connection.
+#[derive(Clone)]
+pub struct AuditSink {
+    /// `None` for [`AuditSink::disabled`].
+    inner: Option<Arc<SinkInner>>,
+}
+
+struct SinkInner {
+    tx: mpsc::Sender<Record>,
+    drops: Arc<Drops>,
+}
+
+impl AuditSink {
+    /// Never blocks, never fails: a full (or shut) queue drops the record and counts it.
+    pub fn record(&self, r: Record) {
+        let Some(inner) = &self.inner else { return };
+        if inner.tx.try_send(r).is_err() {
+            inner.drops.dropped(Instant::now());
+        }
+    }
+
+    /// A sink that discards everything, silently and without counting: for tests and
+    /// tools that run the pipeline without a trace.
+    pub fn disabled() -> Self {
+        AuditSink { inner: None }
+    }
+
+    /// A sink whose records are handed to the returned receiver instead of a writer task:
+    /// for tests that assert what the pipeline traces. Full queue: dropped and counted.
+    pub fn capture(capacity: usize, dropped: IntCounter) -> (Self, mpsc::Receiver<Record>) {
+        let (sink, rx, _) = Self::channel(capacity, dropped);
+        (sink, rx)
+    }
+
+    fn channel(capacity: usize, dropped: IntCounter) -> (Self, mpsc::Receiver<Record>, Arc<Drops>) {
+        // tokio's channel panics on 0; one slot is the least that makes sense.
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let drops = Arc::new(Drops {
+            counter: dropped,
+            throttle: Throttle::new(Instant::now()),
+        });
+        let inner = SinkInner {
+            tx,
+            drops: Arc::clone(&drops),
+        };
+        let sink = AuditSink {
+            inner: Some(Arc::new(inner)),
+        };
+        (sink, rx, drops)
+    }
+}
+
+impl fmt::Debug for AuditSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditSink")
+            .field("enabled", &self.inner.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Records that never reached the trace: the metric, and the rate-limited warning about
+/// a full queue.
+struct Drops {
+    counter: IntCounter,
+    throttle: Throttle,
+}
+
+impl Drops {
+    /// A record refused by a full or closed queue (request path: atomics only, and a log
+    /// line at most every [`WARN_PERIOD`]).
+    fn dropped(&self, now: Instant) {
+        self.counter.inc();
+        self.throttle.add(1);
+        self.warn_if_due(now);
+    }
+
+    fn warn_if_due(&self, now: Instant) {
+        if let Some(n) = self.throttle.due(now) {
+            tracing::warn!(
+                target: "charte::audit",
+                dropped = n,
+                "audit queue full: {n} record(s) dropped since the last warning"
+            );
+        }
+    }
+
+    /// Whatever was never reported, at the end.
+    fn warn_rest(&self) {
+        let n = self.throttle.take();
+        if n > 0 {
+            tracing::warn!(
+                target: "charte::audit",
+                dropped = n,
+                "audit queue full: {n} record(s) dropped since the last warning"
+            );
+        }
+    }
+
+    /// Records encoded or written in vain: counted, reported by the writer's own log line.
+    fn lost(&self, n: u64) {
+        self.counter.inc_by(n);
+    }
+}
+
+/// At most one report per [`WARN_PERIOD`], carrying how many events happened since the
+/// previous one. Lock-free, since it is shared by every connection.
+pub(super) struct Throttle {
+    base: Instant,
+    /// Milliseconds from `base` to the last report, plus one; 0 = never reported.
+    last: AtomicU64,
+    /// Events not reported yet.
+    pending: AtomicU64,
+}
+
+impl Throttle {
+    pub(super) fn new(base: Instant) -> Self {
+        Throttle {
+            base,
+            last: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
+        }
+    }
+
+    pub(super) fn add(&self, n: u64) {
+        self.pending.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// If something is pending and no report was made in the last period, claims the
+    /// report (one caller wins) and returns how many events it covers.
+    pub(super) fn due(&self, now: Instant) -> Option<u64> {
+        if self.pending.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let since_base = now.saturating_duration_since(self.base).as_millis();
+        let now_ms = u64::try_from(since_base).unwrap_or(u64::MAX - 1) + 1;
+        let last = self.last.load(Ordering::Relaxed);
+        if last != 0 && now_ms.saturating_sub(last) < WARN_PERIOD_MS {
+            return None;
+        }
+        self.last
+            .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+            .ok()?;
+        let n = self.pending.swap(0, Ordering::Relaxed);
+        (n > 0).then_some(n)
+    }
+
+    pub(super) fn take(&self) -> u64 {
+        self.pending.swap(0, Ordering::Relaxed)
+    }
+}
+
+/// What the server asks of the writer task, outside the record queue.
+struct Control {
+    /// Reopen before writing the next records (set by `reopen()`).
+    reopen: AtomicBool,
+    /// Close the queue, drain it, flush, stop.
+    shutdown: AtomicBool,
+    /// Wakes the task when idle, so both take effect at once.
+    wake: Notify,
+    /// Records handed to the OS so far, for [`AuditWriter::wait_written`].
+    written: watch::Sender<u64>,
+}
+
+/// The writer task's handle, kept by the server.
+pub struct AuditWriter {
+    control: Arc<Control>,
+    task: JoinHandle<()>,
+    /// `reopen()` is a no-op for stdout.
+    is_file: bool,
+}
+
+impl fmt::Debug for AuditWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditWriter")
+            .field("is_file", &self.is_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditWriter {
+    /// Opens the destination (creating parent folders and the file, append mode, file mode
+    /// 0640 on unix) and spawns the writer task on the current tokio runtime. Errors if the
+    /// file cannot be opened or if there is no current runtime. A `capacity` of 0 means 1.
+    pub fn start(
+        dest: Destination,
+        format: Format,
+        capacity: usize,
+        dropped: IntCounter,
+    ) -> io::Result<(AuditSink, AuditWriter)> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
+        let (sink, unstarted) = Self::open(dest, format, capacity, dropped)?;
+        Ok((sink, unstarted.spawn(&runtime)))
+    }
+
+    /// `start` without the spawn: the queue fills with nothing draining it, so tests can
+    /// make it full deterministically.
+    pub(super) fn open(
+        dest: Destination,
+        format: Format,
+        capacity: usize,
+        dropped: IntCounter,
+    ) -> io::Result<(AuditSink, Unstarted)> {
+        let out = Output::open(&dest)?;
+        let (sink, rx, drops) = AuditSink::channel(capacity, dropped);
+        let task = Task {
+            rx,
+            out,
+            format,
+            drops,
+            control: Arc::new(Control {
+                reopen: AtomicBool::new(false),
+                shutdown: AtomicBool::new(false),
+                wake: Notify::new(),
+                written: watch::Sender::new(0),
+            }),
+            errors: Throttle::new(Instant::now()),
+        };
+        Ok((sink, Unstarted(task)))
+    }
+
+    /// Close and reopen the file at the same path (after rotation). No-op for stdout.
+    /// Returns at once; every record given to a sink afterwards goes to the new file.
+    pub fn reopen(&self) {
+        if self.is_file {
+            self.control.reopen.store(true, Ordering::SeqCst);
+            self.control.wake.notify_one();
+        }
+    }
+
+    /// Records written to the destination so far (handed to the OS; lost ones excluded).
+    pub fn written(&self) -> u64 {
+        *self.control.written.borrow()
+    }
+
+    /// Waits until at least `n` records have been written in total: lets a test read the
+    /// trace without sleeping. Waits forever if that never happens — use a timeout.
+    pub async fn wait_written(&self, n: u64) {
+        let mut written = self.control.written.subscribe();
+        // The sender lives in `self.control`, so this cannot fail while `self` is borrowed.
+        let _ = written.wait_for(|&w| w >= n).await;
+    }
+
+    /// Drain everything queued, flush, stop the task. Records sent after this are dropped
+    /// (counted).
+    pub async fn shutdown(self) {
+        self.control.shutdown.store(true, Ordering::SeqCst);
+        self.control.wake.notify_one();
+        if let Err(e) = self.task.await {
+            tracing::error!(target: "charte::audit", "audit writer task failed: {e}");
+        }
+    }
+}
+
+/// A writer whose task is not running yet.
+pub(super) struct Unstarted(Task);
+
+impl Unstarted {
+    pub(super) fn spawn(self, runtime: &tokio::runtime::Handle) -> AuditWriter {
+        let control = Arc::clone(&self.0.control);
+        let is_file = matches!(self.0.out, Output::File { .. });
+        let task = runtime.spawn(self.0.run());
+        AuditWriter {
+            control,
+            task,
+            is_file,
+        }
+    }
+}
+
+enum Output {
+    Stdout(tokio::io::Stdout),
+    File {
+        path: PathBuf,
+        file: tokio::fs::File,
+    },
+}
+
+impl Output {
+    fn open(dest: &Destination) -> io::Result<Self> {
+        Ok(match dest {
+            Destination::Stdout => Output::Stdout(tokio::io::stdout()),
+            Destination::File(path) => Output::File {
+                file: tokio::fs::File::from_std(open_file(path)?),
+                path: path.clone(),
+            },
+        })
+    }
+
+    /// Writes and waits until the bytes are handed to the OS (tokio's file and stdout
+    /// finish their writes on the blocking pool, and `flush` waits for them).
+    async fn write(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Output::Stdout(out) => {
+                out.write_all(buf).await?;
+                out.flush().await
+            }
+            Output::File { file, .. } => {
+                file.write_all(buf).await?;
+                file.flush().await
+            }
+        }
+    }
+
+    /// Opens the path again; on failure the old file is kept.
+    async fn reopen(&mut self) -> io::Result<()> {
+        let Output::File { path, file } = self else {
+            return Ok(());
+        };
+        let p = path.clone();
+        let new = tokio::task::spawn_blocking(move || open_file(&p))
+            .await
+            .map_err(io::Error::other)??;
+        *file = tokio::fs::File::from_std(new);
+        Ok(())
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Output::Stdout(_) => "stdout".to_owned(),
+            Output::File { path, .. } => path.display().to_string(),
+        }
+    }
+}
+
+/// Appending, with the parent folders; 0640 when created, as the trace names people.
+fn open_file(path: &Path) -> io::Result<std::fs::File> {
+    let with_path = |e: io::Error| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot open audit file {}: {e}", path.display()),
+        )
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(with_path)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o640);
+    }
+    options.open(path).map_err(with_path)
+}
+
+/// The writer task's state.
+struct Task {
+    rx: mpsc::Receiver<Record>,
+    out: Output,
+    format: Format,
+    drops: Arc<Drops>,
+    control: Arc<Control>,
+    /// Rate limit of the writer's own error lines (records lost to encode or I/O errors).
+    errors: Throttle,
+}
+
+/// Encoded lines not written yet, and how many records they hold.
+struct Pending {
+    buf: Vec<u8>,
+    records: u64,
+}
+
+impl Task {
+    async fn run(mut self) {
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut pending = Pending {
+            buf: Vec::with_capacity(WRITE_AT + 4096),
+            records: 0,
+        };
+        loop {
+            let open = tokio::select! {
+                biased;
+                () = self.control.wake.notified() => true,
+                n = self.rx.recv_many(&mut batch, BATCH) => n > 0,
+            };
+            // After the receive: a record sent after `reopen()` returned was received here
+            // or later, so it sees the flag and lands in the new file.
+            if self.control.reopen.swap(false, Ordering::SeqCst) {
+                self.write_out(&mut pending).await;
+                match self.out.reopen().await {
+                    Ok(()) => tracing::info!(target: "charte::audit", "audit file reopened"),
+                    Err(e) => tracing::error!(
+                        target: "charte::audit",
+                        "{e}; still writing to the previous file"
+                    ),
+                }
+            }
+            self.encode(&mut batch, &mut pending);
+            if self.control.shutdown.load(Ordering::SeqCst) {
+                // Refuse new records (senders see "closed" and count a drop), keep
+                // those already queued.
+                self.rx.close();
+                while self.rx.recv_many(&mut batch, BATCH).await > 0 {
+                    self.encode(&mut batch, &mut pending);
+                    if pending.buf.len() >= WRITE_AT {
+                        self.write_out(&mut pending).await;
+                    }
+                }
+                self.write_out(&mut pending).await;
+                break;
+            }
+            if !open {
+                // Every sink is gone: nothing more can come.
+                self.write_out(&mut pending).await;
+                break;
+            }
+            if pending.buf.len() >= WRITE_AT || self.rx.is_empty() {
+                self.write_out(&mut pending).await;
+            }
+            self.drops.warn_if_due(Instant::now());
+        }
+        self.drops.warn_rest();
+        let lost = self.errors.take();
+        if lost > 0 {
+            tracing::error!(
+                target: "charte::audit",
+                lost,
+                "{lost} audit record(s) lost to errors since the last report"
+            );
+        }
+    }
+
+    fn encode(&mut self, batch: &mut Vec<Record>, pending: &mut Pending) {
+        for r in batch.drain(..) {
+            match self.format.write_line(&r, &mut pending.buf) {
+                Ok(()) => pending.records += 1,
+                Err(e) => self.lose(1, &format!("cannot encode an audit record: {e}")),
+            }
+        }
+    }
+
+    async fn write_out(&mut self, pending: &mut Pending) {
+        if pending.buf.is_empty() {
+            return;
+        }
+        match self.out.write(&pending.buf).await {
+            Ok(()) => {
+                let n = pending.records;
+                self.control.written.send_modify(|w| *w += n);
+            }
+            Err(e) => {
+                let what = format!("cannot write the audit trail to {}: {e}", self.out.name());
+                self.lose(pending.records, &what);
+            }
+        }
+        pending.buf.clear();
+        pending.records = 0;
+    }
+
+    /// Counts lost records; logs at most once per period with how many since last time.
+    fn lose(&self, n: u64, what: &str) {
+        self.drops.lost(n);
+        self.errors.add(n);
+        if let Some(total) = self.errors.due(Instant::now()) {
+            tracing::error!(
+                target: "charte::audit",
+                lost = total,
+                "{what}; {total} record(s) lost since the last report"
+            );
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! Server configuration: listeners, data folder, trace, authentication, name pinning,
+//! PAC settings. Optional YAML file (`--config`), every setting also a `serve` flag;
+//! flags win over the file, the file over the defaults. Cold path only.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use super::diag::{Diags, Pos};
+use super::positions::Positions;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub policy: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<RawListen>,
+    /// Address workstations use to reach the proxy (for the PAC file).
+    pub public_proxy: Option<String>,
+    /// Base URL of the portal as workstations reach it (block page links, PAC DIRECT).
+    pub portal_url: Option<String>,
+    pub connect_ports: Option<Vec<u16>>,
+    /// Names pinned to addresses, before the system resolver.
+    pub hosts: Option<BTreeMap<String, IpAddr>>,
+    pub internal: Option<RawInternal>,
+    pub auth: Option<RawAuth>,
+    pub trace: Option<RawTrace>,
+    pub reverse_dns: Option<bool>,
+    pub shutdown_grace_seconds: Option<u64>,
+    pub watch: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListen {
+    pub proxy: Option<SocketAddr>,
+    pub portal: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInternal {
+    #[serde(default)]
+    pub domains: Vec<String>,
+    #[serde(default)]
+    pub networks: Vec<IpNet>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub users_file: Option<PathBuf>,
+    #[serde(default)]
+    pub required: Vec<IpNet>,
+    #[serde(default)]
+    pub optional: Vec<IpNet>,
+    pub realm: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrace {
+    /// File path, or `-` for standard output.
+    pub path: Option<String>,
+    pub format: Option<String>,
+    pub queue: Option<usize>,
+}
+
+/// Where proxy authentication applies.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    pub users_file: PathBuf,
+    /// Clients here must authenticate (407 otherwise).
+    pub required: Vec<IpNet>,
+    /// Clients here may authenticate; wrong credentials are refused, none is anonymous.
+    pub optional: Vec<IpNet>,
+    pub realm: String,
+}
+
+/// How a client at an address is treated for authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    Off,
+    Optional,
+    Required,
+}
+
+impl AuthConfig {
+    pub fn mode(&self, ip: IpAddr) -> AuthMode {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        if self.required.iter().any(|n| n.contains(&ip)) {
+            AuthMode::Required
+        } else if self.optional.iter().any(|n| n.contains(&ip)) {
+            AuthMode::Optional
+        } else {
+            AuthMode::Off
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.required.is_empty() || !self.optional.is_empty()
+    }
+}
+
+/// Resolved server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub policy: PathBuf,
+    pub data_dir: PathBuf,
+    pub proxy: SocketAddr,
+    pub portal: SocketAddr,
+    pub admin: SocketAddr,
+    pub public_proxy: String,
+    pub portal_url: String,
+    pub connect_ports: Vec<u16>,
+    pub hosts: BTreeMap<String, IpAddr>,
+    pub internal_domains: Vec<String>,
+    pub internal_networks: Vec<IpNet>,
+    pub auth: AuthConfig,
+    /// `None`: standard output.
+    pub trace_path: Option<PathBuf>,
+    pub trace_format: String,
+    pub trace_queue: usize,
+    pub reverse_dns: bool,
+    pub shutdown_grace: Duration,
+    /// Reload when a file under the policy changes (SIGHUP always reloads).
+    pub watch: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let data = PathBuf::from("data");
+        ServerConfig {
+            policy: PathBuf::from(crate::cli::DEFAULT_POLICY),
+            proxy: "127.0.0.1:3128".parse().unwrap(),
+            portal: "127.0.0.1:3129".parse().unwrap(),
+            admin: "127.0.0.1:3130".parse().unwrap(),
+            public_proxy: "127.0.0.1:3128".into(),
+            portal_url: "http://127.0.0.1:3129".into(),
+            connect_ports: vec![443],
+            hosts: BTreeMap::new(),
+            internal_domains: Vec::new(),
+            internal_networks: Vec::new(),
+            auth: AuthConfig {
+                users_file: data.join("users"),
+                required: Vec::new(),
+                optional: Vec::new(),
+                realm: "charte-proxy".into(),
+            },
+            trace_path: Some(data.join("trace.log")),
+            trace_format: "json".into(),
+            trace_queue: 65_536,
+            reverse_dns: true,
+            shutdown_grace: Duration::from_secs(10),
+            watch: true,
+            data_dir: data,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Reads the optional YAML file over the defaults; every problem is reported with its
+    /// place.
+    pub fn load(path: Option<&Path>) -> Result<ServerConfig, Diags> {
+        let mut cfg = ServerConfig::default();
+        let Some(path) = path else { return Ok(cfg) };
+        let mut diags = Diags::default();
+        let src = match std::fs::read_to_string(path) {
+            Ok(s) => s,
+            Err(e) => {
+                diags.error(
+                    "io",
+                    path,
+                    Pos::default(),
+                    None,
+                    format!("cannot read the server configuration: {e}"),
+                    None,
+                );
+                return Err(diags);
+            }
+        };
+        let pos = match Positions::parse(&src) {
+            Ok(p) => p,
+            Err(e) => {
+                diags.error(
+                    "yaml-syntax",
+                    path,
+                    e.pos,
+                    None,
+                    format!("YAML syntax error: {}", e.message),
+                    None,
+                );
+                return Err(diags);
+            }
+        };
+        let de = serde_yaml::Deserializer::from_str(&src);
+        let raw: RawServer = match serde_path_to_error::deserialize(de) {
+            Ok(r) => r,
+            Err(e) => {
+                let key = e.path().to_string();
+                let msg = e.into_inner().to_string();
+                let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+                diags.error("invalid-value", path, pos.key(&key), Some(&key), msg, None);
+                return Err(diags);
+            }
+        };
+        let base = path.parent().unwrap_or(Path::new("."));
+        let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        if let Some(p) = raw.policy {
+            cfg.policy = rel(p);
+        }
+        if let Some(d) = raw.data_dir {
+            cfg.data_dir = rel(d);
+            cfg.auth.users_file = cfg.data_dir.join("users");
+            cfg.trace_path = Some(cfg.data_dir.join("trace.log"));
+        }
+        if let Some(l) = raw.listen {
+            cfg.proxy = l.proxy.unwrap_or(cfg.proxy);
+            cfg.portal = l.portal.unwrap_or(cfg.portal);
+            cfg.admin = l.admin.unwrap_or(cfg.admin);
+        }
+        cfg.public_proxy = raw.public_proxy.unwrap_or_else(|| cfg.proxy.to_string());
+        cfg.portal_url = raw
+            .portal_url
+            .unwrap_or_else(|| format!("http://{}", cfg.portal));
+        if let Some(p) = raw.connect_ports {
+            cfg.connect_ports = p;
+        }
+        if let Some(h) = raw.hosts {
+            cfg.hosts = h
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect();
+        }
+        if let Some(i) = raw.internal {
+            cfg.internal_domains = i.domains;
+            cfg.internal_networks = i.networks;
+        }
+        if let Some(a) = raw.auth {
+            if let Some(f) = a.users_file {
+                cfg.auth.users_file = rel(f);
+            }
+            cfg.auth.required = a.required;
+            cfg.auth.optional = a.optional;
+            if let Some(r) = a.realm {
+                cfg.auth.realm = r;
+            }
+        }
+        if let Some(t) = raw.trace {
+            if let Some(p) = t.path {
+                cfg.trace_path = if p == "-" {
+                    None
+                } else {
+                    Some(rel(PathBuf::from(p)))
+                };
+            }
+            if let Some(f) = t.format {
+                if f != "json" && f != "squid" {
+                    diags.error(
+                        "invalid-value",
+                        path,
+                        pos.value("trace.format"),
+                        Some("trace.format"),
+                        format!("unknown trace format {f:?}"),
+                        Some(
+                            "use `json` (the full §4.8 record) or `squid` (Squid's access.log)"
+                                .into(),
+                        ),
+                    );
+                }
+                cfg.trace_format = f;
+            }
+            if let Some(q) = t.queue {
+                cfg.trace_queue = q.max(1);
+            }
+        }
+        if let Some(r) = raw.reverse_dns {
+            cfg.reverse_dns = r;
+        }
+        if let Some(s) = raw.shutdown_grace_seconds {
+            cfg.shutdown_grace = Duration::from_secs(s);
+        }
+        if let Some(w) = raw.watch {
+            cfg.watch = w;
+        }
+        if diags.has_errors() {
+            Err(diags)
+        } else {
+            Ok(cfg)
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Every metric, declared in one place. Labels come from closed sets only — decisions,
+//! reason codes, categories and groups of the policy — never a host, a URL or a user.
+
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+/// The proxy's metrics, registered in their own registry.
+pub struct Metrics {
+    pub registry: Registry,
+    /// Requests and tunnels by kind (`http`, `connect`), decision, most specific category
+    /// and first group (`none` when there is none).
+    pub requests: IntCounterVec,
+    /// Refusals by reason code.
+    pub blocks: IntCounterVec,
+    /// Open client connections by listener.
+    pub active_connections: IntGaugeVec,
+    /// Bytes relayed, by direction (`sent`: client → site, `received`: site → client).
+    pub bytes: IntCounterVec,
+    pub request_duration: HistogramVec,
+    /// Upstream failures by kind (`dns`, `connect`, `timeout`, `reset`, `other`).
+    pub upstream_errors: IntCounterVec,
+    /// Policy reloads by result (`ok`, `error`).
+    pub reloads: IntCounterVec,
+    pub policy_generation: IntGauge,
+    pub policy_loaded_timestamp: Gauge,
+    pub policy_build_seconds: Gauge,
+    /// 1 when the last reload failed and an older policy is still in force.
+    pub policy_stale: IntGauge,
+    pub index_entries: IntGaugeVec,
+    pub index_bytes: IntGauge,
+    /// Trace lines dropped because the writer could not keep up.
+    pub trace_dropped: IntCounter,
+    /// Clients refused for lack of valid proxy credentials.
+    pub auth_failures: IntCounter,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new_custom(Some("charte".into()), None).expect("valid prefix");
+        macro_rules! reg {
+            ($m:expr) => {{
+                let m = $m;
+                registry
+                    .register(Box::new(m.clone()))
+                    .expect("metric names are unique");
+                m
+            }};
+        }
+        let requests = reg!(
+            IntCounterVec::new(
+                Opts::new(
+                    "requests_total",
+                    "Requests and tunnels by kind, decision, category and group"
+                ),
+                &["kind", "decision", "category", "group"],
+            )
+            .unwrap()
+        );
+        let blocks = reg!(
+            IntCounterVec::new(
+                Opts::new("blocks_total", "Refusals by reason code"),
+                &["reason"]
+            )
+            .unwrap()
+        );
+        let active_connections = reg!(
+            IntGaugeVec::new(
+                Opts::new("active_connections", "Open client connections by listener"),
+                &["listener"],
+            )
+            .unwrap()
+        );
+        let bytes = reg!(
+            IntCounterVec::new(
+                Opts::new("bytes_total", "Bytes relayed by direction"),
+                &["direction"]
+            )
+            .unwrap()
+        );
+        let request_duration = reg!(
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "request_duration_seconds",
+                    "Duration of requests and tunnels"
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+                    600.0,
+                ]),
+                &["kind"],
+            )
+            .unwrap()
+        );
+        let upstream_errors = reg!(
+            IntCounterVec::new(
+                Opts::new("upstream_errors_total", "Upstream failures by kind"),
+                &["kind"],
+            )
+            .unwrap()
+        );
+        let reloads = reg!(
+            IntCounterVec::new(
+                Opts::new("policy_reloads_total", "Policy reloads by result"),
+                &["result"]
+            )
+            .unwrap()
+        );
+        let policy_generation =
+            reg!(IntGauge::new("policy_generation", "Generation of the policy in force").unwrap());
+        let policy_loaded_timestamp = reg!(
+            Gauge::new(
+                "policy_loaded_timestamp_seconds",
+                "When the policy in force was loaded (Unix time)"
+            )
+            .unwrap()
+        );
+        let policy_build_seconds = reg!(
+            Gauge::new(
+                "policy_build_seconds",
+                "Time taken to compile the policy in force"
+            )
+            .unwrap()
+        );
+        let policy_stale = reg!(
+            IntGauge::new(
+                "policy_stale",
+                "1 when the last reload failed and an older policy is still in force"
+            )
+            .unwrap()
+        );
+        let index_entries = reg!(
+            IntGaugeVec::new(
+                Opts::new("index_entries", "Entries in the classification indexes"),
+                &["kind"],
+            )
+            .unwrap()
+        );
+        let index_bytes =
+            reg!(IntGauge::new("index_bytes", "Heap bytes of the classification indexes").unwrap());
+        let trace_dropped = reg!(
+            IntCounter::new(
+                "trace_dropped_total",
+                "Trace lines dropped (writer too slow)"
+            )
+            .unwrap()
+        );
+        let auth_failures = reg!(
+            IntCounter::new(
+                "auth_failures_total",
+                "Requests refused for missing or wrong credentials"
+            )
+            .unwrap()
+        );
+        // Every reason and byte direction exists from the start, so dashboards see zeros.
+        for code in crate::policy::ReasonCode::ALL {
+            if code.is_block() {
+                blocks.with_label_values(&[code.as_str()]);
+            }
+        }
+        for d in ["sent", "received"] {
+            bytes.with_label_values(&[d]);
+        }
+        for r in ["ok", "error"] {
+            reloads.with_label_values(&[r]);
+        }
+        Metrics {
+            registry,
+            requests,
+            blocks,
+            active_connections,
+            bytes,
+            request_duration,
+            upstream_errors,
+            reloads,
+            policy_generation,
+            policy_loaded_timestamp,
+            policy_build_seconds,
+            policy_stale,
+            index_entries,
+            index_bytes,
+            trace_dropped,
+            auth_failures,
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("prometheus text is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

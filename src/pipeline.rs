@@ -1,0 +1,684 @@
+//! The request pipeline: composes the stages for one request or tunnel —
+//! identity → classification → decision (+ reason) → action → audit record —
+//! and is the only place that does. Every path out of here emits exactly one record.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+
+use crate::action::block_page::{self, BlockPage, Unblock};
+use crate::action::forward::{
+    self, Body, CountedBody, CountedIncoming, Resolver, Upstream, add_via, full, seen_by_us,
+    sends_data, strip_hop_by_hop, wants_upgrade,
+};
+use crate::action::tunnel;
+use crate::audit::{AuditSink, Record};
+use crate::classify::{Classification, Host, TagKind};
+use crate::config::server::{AuthMode, ServerConfig};
+use crate::identity::Identity;
+use crate::identity::auth::{AuthOutcome, Authenticator};
+use crate::identity::workstation::Workstations;
+use crate::metrics::Metrics;
+use crate::policy::{Decision, Lang, Reason, ReasonCode, RequestFacts, Verdict};
+use crate::snapshot::{Live, Snapshot};
+use crate::unblock::token;
+
+/// Everything a request needs that outlives it.
+pub struct State {
+    pub cfg: ServerConfig,
+    pub live: Arc<Live>,
+    pub metrics: Arc<Metrics>,
+    pub audit: AuditSink,
+    /// `None` when authentication is off everywhere.
+    pub auth: Option<Arc<Authenticator>>,
+    pub workstations: Workstations,
+    pub upstream: Upstream,
+    pub resolver: Resolver,
+    /// Key that signs the unblock tokens of block pages.
+    pub token_key: Arc<[u8]>,
+    /// Tunnels and upgraded connections in flight (for graceful shutdown).
+    pub tunnels: Tracker,
+    pub connect_timeout: Duration,
+}
+
+/// Counts tasks in flight so that shutdown can wait for them.
+#[derive(Clone, Default)]
+pub struct Tracker(Arc<(AtomicU64, tokio::sync::Notify)>);
+
+impl Tracker {
+    pub fn enter(&self) -> TrackerGuard {
+        self.0.0.fetch_add(1, Ordering::SeqCst);
+        TrackerGuard(self.clone())
+    }
+
+    pub fn active(&self) -> u64 {
+        self.0.0.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no task is in flight.
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.0.1.notified();
+            if self.active() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+pub struct TrackerGuard(Tracker);
+
+impl Drop for TrackerGuard {
+    fn drop(&mut self) {
+        if self.0.0.0.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.0.1.notify_waiters();
+        }
+    }
+}
+
+/// What the pipeline knows of a request, filled in as the stages go; becomes the record.
+struct Ctx {
+    st: Arc<State>,
+    snap: Arc<Snapshot>,
+    started: Instant,
+    rec: Record,
+    kind: &'static str,
+    lang: Lang,
+    category_label: String,
+    group_label: String,
+}
+
+impl Ctx {
+    fn new(
+        st: &Arc<State>,
+        peer: SocketAddr,
+        method: &Method,
+        kind: &'static str,
+        lang: Lang,
+    ) -> Ctx {
+        let snap = st.live.get();
+        let client = match peer.ip() {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer.ip(), std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        let rec = Record {
+            time: SystemTime::now(),
+            client,
+            workstation: st.workstations.get(client),
+            user: None,
+            groups: Vec::new(),
+            method: method.as_str().into(),
+            scheme: if kind == "connect" { "tunnel" } else { "http" },
+            host: "".into(),
+            port: 0,
+            path: None,
+            categories: Vec::new(),
+            decision: "allow",
+            rule: None,
+            reason_code: "",
+            reason: None,
+            would_block: None,
+            inspection: "inspect",
+            status: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            duration: Duration::ZERO,
+            upstream: None,
+            error: None,
+        };
+        Ctx {
+            st: st.clone(),
+            snap,
+            started: Instant::now(),
+            rec,
+            kind,
+            lang,
+            category_label: "none".into(),
+            group_label: "none".into(),
+        }
+    }
+
+    fn identify(&mut self, who: &Identity) {
+        let groups = &self.snap.policy.groups;
+        self.rec.groups = groups.names(&who.groups).map(Into::into).collect();
+        if let Some(g) = self.rec.groups.first() {
+            self.group_label = g.to_string();
+        }
+        self.rec.user = who.user.as_deref().map(Into::into);
+    }
+
+    fn classified(&mut self, host: &Host, port: u16, class: &Classification) {
+        self.rec.host = host.as_str().into();
+        self.rec.port = port;
+        let cls = &self.snap.classifier;
+        self.rec.categories = class
+            .tags()
+            .filter(|t| cls.tag(*t).kind == TagKind::Category)
+            .map(|t| Arc::from(&*cls.tag(t).name))
+            .collect();
+        if let Some(c) = self.rec.categories.first() {
+            self.category_label = c.to_string();
+        }
+    }
+
+    fn decided(&mut self, d: &Decision) {
+        let p = &self.snap.policy;
+        self.rec.decision = d.verdict.as_str();
+        self.rec.rule = d.rule.map(|r| Arc::from(&*p.rule(r).id));
+        self.rec.reason_code = d.reason.code.as_str();
+        if d.verdict == Verdict::Block {
+            self.rec.reason = Some(p.reason_text(&d.reason, Lang::Fr).into());
+        }
+        self.rec.would_block = d.would_block.map(|(r, _)| Arc::from(&*p.rule(r).id));
+        self.rec.inspection = d.inspection.as_str();
+    }
+
+    fn refused(&mut self, code: ReasonCode) {
+        self.rec.decision = if code == ReasonCode::AuthRequired {
+            "auth-required"
+        } else {
+            "block"
+        };
+        self.rec.reason_code = code.as_str();
+        self.rec.reason = Some(
+            self.snap
+                .policy
+                .reason_text(&Reason::new(code, None), Lang::Fr)
+                .into(),
+        );
+    }
+
+    /// Emits the one record of this request, and its metrics.
+    fn finish(mut self, status: u16, sent: u64, received: u64, error: Option<String>) {
+        self.rec.status = status;
+        self.rec.bytes_sent = sent;
+        self.rec.bytes_received = received;
+        self.rec.duration = self.started.elapsed();
+        if let Some(e) = error {
+            if self.rec.decision == "allow" {
+                self.rec.decision = "error";
+            }
+            self.rec.error = Some(e.into());
+        }
+        let m = &self.st.metrics;
+        m.requests
+            .with_label_values(&[
+                self.kind,
+                self.rec.decision,
+                &self.category_label,
+                &self.group_label,
+            ])
+            .inc();
+        if self.rec.decision == "block" || self.rec.decision == "auth-required" {
+            m.blocks.with_label_values(&[self.rec.reason_code]).inc();
+        }
+        m.bytes.with_label_values(&["sent"]).inc_by(sent);
+        m.bytes.with_label_values(&["received"]).inc_by(received);
+        m.request_duration
+            .with_label_values(&[self.kind])
+            .observe(self.rec.duration.as_secs_f64());
+        self.st.audit.record(self.rec);
+    }
+}
+
+/// Entry point for every request on the proxy listener.
+pub async fn handle(
+    st: Arc<State>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let lang = block_page::negotiate_lang(
+        req.headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    if req.method() != Method::CONNECT && req.uri().authority().is_none() {
+        // Someone browsed to the proxy itself: explain, do not loop.
+        let pac = format!("{}/proxy.pac", st.cfg.portal_url);
+        let page =
+            block_page::render_help_page(lang, &st.cfg.public_proxy, &pac, &st.cfg.portal_url);
+        return Ok(html(StatusCode::OK, page));
+    }
+    let kind = if req.method() == Method::CONNECT {
+        "connect"
+    } else {
+        "http"
+    };
+    let mut cx = Ctx::new(&st, peer, req.method(), kind, lang);
+
+    // Identity.
+    let user = match authenticate(&st, cx.rec.client, &req).await {
+        Ok(u) => u,
+        Err(()) => {
+            cx.refused(ReasonCode::AuthRequired);
+            st.metrics.auth_failures.inc();
+            let reason = cx
+                .snap
+                .policy
+                .reason_text(&Reason::new(ReasonCode::AuthRequired, None), lang)
+                .into_owned();
+            let mut res = text(
+                StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+                format!("{reason}\n"),
+            );
+            let challenge = format!(
+                "Basic realm=\"{}\", charset=\"UTF-8\"",
+                st.cfg.auth.realm.replace('"', "")
+            );
+            if let Ok(v) = HeaderValue::from_str(&challenge) {
+                res.headers_mut().insert(header::PROXY_AUTHENTICATE, v);
+            }
+            reason_header(&mut res, ReasonCode::AuthRequired, None);
+            cx.finish(407, 0, 0, None);
+            return Ok(res);
+        }
+    };
+    let who = cx
+        .snap
+        .policy
+        .groups
+        .resolve(cx.rec.client, user.as_deref());
+    cx.identify(&who);
+
+    if seen_by_us(req.headers()) {
+        cx.rec.decision = "error";
+        cx.rec.reason_code = "loop";
+        let page = block_page::render_error_page(lang, 508, loop_title(lang), "");
+        cx.finish(
+            508,
+            0,
+            0,
+            Some("request loop: this proxy is already in Via".into()),
+        );
+        return Ok(html(StatusCode::LOOP_DETECTED, page));
+    }
+
+    if kind == "connect" {
+        Ok(connect(cx, who, req).await)
+    } else {
+        Ok(http(cx, who, req).await)
+    }
+}
+
+fn loop_title(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Fr => "Boucle détectée : la requête revient vers le proxy",
+        Lang::En => "Loop detected: the request comes back to the proxy",
+    }
+}
+
+/// `Ok(user)` when the client may go on (authenticated or anonymous where allowed).
+async fn authenticate(
+    st: &State,
+    client: std::net::IpAddr,
+    req: &Request<Incoming>,
+) -> Result<Option<Arc<str>>, ()> {
+    let Some(auth) = &st.auth else {
+        return Ok(None);
+    };
+    let mode = st.cfg.auth.mode(client);
+    if mode == AuthMode::Off {
+        return Ok(None);
+    }
+    let header = req
+        .headers()
+        .get(header::PROXY_AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    match (auth.check(header).await, mode) {
+        (AuthOutcome::Authenticated(u), _) => Ok(Some(u)),
+        (AuthOutcome::Missing, AuthMode::Optional) => Ok(None),
+        _ => Err(()),
+    }
+}
+
+async fn http(mut cx: Ctx, who: Identity, mut req: Request<Incoming>) -> Response<Body> {
+    let st = cx.st.clone();
+    let uri = req.uri().clone();
+    if uri.scheme_str() != Some("http") {
+        cx.refused(ReasonCode::BadHost);
+        let page = block_page::render_error_page(
+            cx.lang,
+            400,
+            match cx.lang {
+                Lang::Fr => "Seules les adresses http:// passent en clair par le proxy",
+                Lang::En => "Only http:// addresses go through the proxy in clear",
+            },
+            uri.scheme_str().unwrap_or(""),
+        );
+        cx.finish(400, 0, 0, None);
+        return html(StatusCode::BAD_REQUEST, page);
+    }
+    let authority = uri.authority().map(|a| a.as_str()).unwrap_or("");
+    let (host, port) = match Host::parse_authority(authority) {
+        Ok((h, p)) => (h, p.unwrap_or(80)),
+        Err(e) => return bad_host(cx, authority, &e.to_string()),
+    };
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let snap = cx.snap.clone();
+    let mut class = Classification::default();
+    let mut scratch = String::new();
+    snap.classifier
+        .classify(&host, Some(path), &mut scratch, &mut class);
+    let facts = RequestFacts {
+        method: req.method().as_str(),
+        sends_data: sends_data(req.headers()),
+        path_visible: true,
+        approved: false,
+        inspectable: false,
+    };
+    let d = snap.policy.decide(&who, &class, &facts);
+    cx.classified(&host, port, &class);
+    cx.decided(&d);
+    // Plain HTTP shows the path, but a never-inspected site's path is never recorded.
+    if snap.policy.never_inspected(&class) {
+        cx.rec.inspection = "tunnel";
+    } else {
+        cx.rec.inspection = "inspect";
+        cx.rec.path = Some(path.into());
+    }
+
+    if d.verdict == Verdict::Block {
+        let url = uri.to_string();
+        let res = block_response(&cx, &who, &d, &host, &url);
+        cx.finish(403, 0, 0, None);
+        return res;
+    }
+
+    // Forward.
+    let upgrade = wants_upgrade(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers, upgrade);
+    add_via(&mut parts.headers);
+    let canonical = if port == 80 {
+        host.to_authority()
+    } else {
+        format!("{}:{port}", host.to_authority())
+    };
+    if let Ok(v) = HeaderValue::from_str(&canonical) {
+        parts.headers.insert(header::HOST, v);
+    }
+    parts.version = Version::HTTP_11;
+    parts.uri = match Uri::builder()
+        .scheme("http")
+        .authority(canonical.as_str())
+        .path_and_query(path)
+        .build()
+    {
+        Ok(u) => u,
+        Err(e) => return bad_host(cx, authority, &e.to_string()),
+    };
+    let sent = Arc::new(AtomicU64::new(0));
+    let out = Request::from_parts(parts, CountedIncoming::new(body, sent.clone()));
+    let mut res = match st.upstream.request(out).await {
+        Ok(r) => r,
+        Err(e) => return upstream_failed(cx, &e, sent.load(Ordering::Relaxed)),
+    };
+    cx.rec.upstream = res
+        .extensions()
+        .get::<hyper_util::client::legacy::connect::HttpInfo>()
+        .map(|i| i.remote_addr());
+    let status = res.status();
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_up) = client_upgrade {
+            let server_up = hyper::upgrade::on(&mut res);
+            let guard = st.tunnels.enter();
+            tokio::spawn(async move {
+                let _guard = guard;
+                let (a, b) = tokio::join!(client_up, server_up);
+                let (sent_n, recv_n, err) = match (a, b) {
+                    (Ok(a), Ok(b)) => {
+                        let mut a = hyper_util::rt::TokioIo::new(a);
+                        let mut b = hyper_util::rt::TokioIo::new(b);
+                        match tokio::io::copy_bidirectional(&mut a, &mut b).await {
+                            Ok((s, r)) => (s, r, None),
+                            Err(e) => (0, 0, Some(e.to_string())),
+                        }
+                    }
+                    (Err(e), _) | (_, Err(e)) => (0, 0, Some(e.to_string())),
+                };
+                cx.finish(101, sent_n, recv_n, err);
+            });
+            let (mut parts, _) = res.into_parts();
+            strip_hop_by_hop(&mut parts.headers, true);
+            add_via(&mut parts.headers);
+            return Response::from_parts(parts, forward::empty());
+        }
+    }
+    let (mut parts, body) = res.into_parts();
+    strip_hop_by_hop(&mut parts.headers, false);
+    add_via(&mut parts.headers);
+    use http_body_util::BodyExt;
+    let body: Body = body.map_err(|e| Box::new(e) as forward::BoxError).boxed();
+    let code = status.as_u16();
+    let counted = CountedBody::new(body, move |received, err| {
+        cx.finish(code, sent.load(Ordering::Relaxed), received, err);
+    });
+    Response::from_parts(parts, http_body_util::BodyExt::boxed(counted))
+}
+
+async fn connect(mut cx: Ctx, who: Identity, req: Request<Incoming>) -> Response<Body> {
+    let st = cx.st.clone();
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .unwrap_or_default();
+    let (host, port) = match Host::parse_authority(&authority) {
+        Ok((h, Some(p))) => (h, p),
+        Ok((_, None)) => return bad_host(cx, &authority, "CONNECT needs host:port"),
+        Err(e) => return bad_host(cx, &authority, &e.to_string()),
+    };
+    let snap = cx.snap.clone();
+    let mut class = Classification::default();
+    snap.classifier
+        .classify(&host, None, &mut String::new(), &mut class);
+    cx.classified(&host, port, &class);
+    if !st.cfg.connect_ports.contains(&port) {
+        cx.refused(ReasonCode::PortNotAllowed);
+        let res = tunnel_refusal(&cx, &Reason::new(ReasonCode::PortNotAllowed, None), None);
+        cx.finish(403, 0, 0, None);
+        return res;
+    }
+    let facts = RequestFacts {
+        method: "CONNECT",
+        sends_data: false,
+        path_visible: false,
+        approved: false,
+        // TLS interception comes with the organisation's CA; until then every tunnel is
+        // relayed as bytes, so block-upload sites are refused as a whole.
+        inspectable: false,
+    };
+    let d = snap.policy.decide(&who, &class, &facts);
+    cx.decided(&d);
+    if d.verdict == Verdict::Block {
+        let rule = d.rule.map(|r| snap.policy.rule(r).id.to_string());
+        let res = tunnel_refusal(&cx, &d.reason, rule.as_deref());
+        cx.finish(403, 0, 0, None);
+        return res;
+    }
+    let (upstream, addr) =
+        match tunnel::connect(&st.resolver, host.as_str(), port, st.connect_timeout).await {
+            Ok(x) => x,
+            Err(e) => {
+                st.metrics
+                    .upstream_errors
+                    .with_label_values(&[e.kind()])
+                    .inc();
+                cx.rec.reason_code = e.code();
+                let msg = e.to_string();
+                let res = text(StatusCode::BAD_GATEWAY, format!("{msg}\n"));
+                cx.finish(502, 0, 0, Some(msg));
+                return res;
+            }
+        };
+    cx.rec.upstream = Some(addr);
+    let guard = st.tunnels.enter();
+    tokio::spawn(async move {
+        let _guard = guard;
+        match hyper::upgrade::on(req).await {
+            Ok(client) => {
+                let (up, down, err) = tunnel::splice(client, upstream).await;
+                cx.finish(200, up, down, err);
+            }
+            Err(e) => cx.finish(200, 0, 0, Some(format!("client upgrade failed: {e}"))),
+        }
+    });
+    Response::new(forward::empty())
+}
+
+fn bad_host(mut cx: Ctx, authority: &str, why: &str) -> Response<Body> {
+    cx.refused(ReasonCode::BadHost);
+    cx.rec.host = authority.chars().take(255).collect::<String>().into();
+    let title = cx
+        .snap
+        .policy
+        .reason_text(&Reason::new(ReasonCode::BadHost, None), cx.lang)
+        .into_owned();
+    let page = block_page::render_error_page(cx.lang, 400, &title, why);
+    cx.finish(400, 0, 0, None);
+    html(StatusCode::BAD_REQUEST, page)
+}
+
+fn upstream_failed(cx: Ctx, e: &hyper_util::client::legacy::Error, sent: u64) -> Response<Body> {
+    let kind = if e.is_connect() { "connect" } else { "other" };
+    cx.st
+        .metrics
+        .upstream_errors
+        .with_label_values(&[kind])
+        .inc();
+    let mut detail = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        src = s.source();
+    }
+    let title = match cx.lang {
+        Lang::Fr => "Le site n'a pas pu être joint",
+        Lang::En => "The site could not be reached",
+    };
+    let page = block_page::render_error_page(cx.lang, 502, title, &detail);
+    let mut cx = cx;
+    cx.rec.reason_code = if e.is_connect() {
+        "upstream-connect"
+    } else {
+        "upstream-error"
+    };
+    cx.finish(502, sent, 0, Some(detail));
+    html(StatusCode::BAD_GATEWAY, page)
+}
+
+/// 403 with the block page and its unblock button (or why there is none).
+fn block_response(
+    cx: &Ctx,
+    who: &Identity,
+    d: &Decision,
+    host: &Host,
+    url: &str,
+) -> Response<Body> {
+    let snap = &cx.snap;
+    let p = &snap.policy;
+    let en = cx.lang == Lang::En;
+    let titles: Vec<&str> = cx
+        .rec
+        .categories
+        .iter()
+        .filter_map(|c| snap.classifier.find_tag(TagKind::Category, c))
+        .map(|t| snap.classifier.tag(t).title(en))
+        .collect();
+    let reason = p.reason_text(&d.reason, cx.lang);
+    let rule = d.rule.map(|r| &*p.rule(r).id);
+    let who_text = match &who.user {
+        Some(u) => u.to_string(),
+        None => who.addr.to_string(),
+    };
+    let claims = token::Claims {
+        url: url.to_string(),
+        host: host.to_string(),
+        rule: rule.map(str::to_string),
+        reason_code: d.reason.code.as_str().to_string(),
+        categories: cx.rec.categories.iter().map(|c| c.to_string()).collect(),
+        user: who.user.as_deref().map(str::to_string),
+        ip: who.addr.to_string(),
+        groups: cx.rec.groups.iter().map(|g| g.to_string()).collect(),
+        iat: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    };
+    let href = format!(
+        "{}/demande?token={}",
+        cx.st.cfg.portal_url,
+        token::sign(&cx.st.token_key, &claims)
+    );
+    let unblock = if p.overridable(d) {
+        Unblock::Offer { href: &href }
+    } else {
+        Unblock::NotOverridable
+    };
+    let page = block_page::render_block_page(&BlockPage {
+        lang: cx.lang,
+        url,
+        host: host.as_str(),
+        categories: &titles,
+        reason: &reason,
+        reason_code: d.reason.code.as_str(),
+        rule,
+        time: cx.rec.time,
+        who: &who_text,
+        unblock,
+    });
+    let mut res = html(StatusCode::FORBIDDEN, page);
+    reason_header(&mut res, d.reason.code, rule);
+    res
+}
+
+/// 403 for a tunnel: browsers show their own error, so a short text and the header.
+fn tunnel_refusal(cx: &Ctx, reason: &Reason, rule: Option<&str>) -> Response<Body> {
+    let text_ = cx.snap.policy.reason_text(reason, cx.lang);
+    let mut res = text(StatusCode::FORBIDDEN, format!("{text_}\n"));
+    reason_header(&mut res, reason.code, rule);
+    res
+}
+
+/// `X-Charte-Reason: <code>[; rule=<id>]` — ASCII, stable, for tools and tests.
+fn reason_header(res: &mut Response<Body>, code: ReasonCode, rule: Option<&str>) {
+    let v = match rule {
+        Some(r) => format!("{}; rule={r}", code.as_str()),
+        None => code.as_str().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&v) {
+        res.headers_mut().insert("x-charte-reason", v);
+    }
+}
+
+pub fn html(status: StatusCode, page: String) -> Response<Body> {
+    let mut res = Response::new(full(page));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+pub fn text(status: StatusCode, body: String) -> Response<Body> {
+    let mut res = Response::new(full(body));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}

@@ -1,0 +1,330 @@
+//! Sockets only, no decisions: binds the three listeners, runs the accept loops with
+//! hyper, counts connections, and shuts down gracefully (stop accepting, let exchanges
+//! and tunnels in flight finish within a bounded time, flush the trace).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::action::forward::{Body, Resolver, upstream_client};
+use crate::audit::{AuditWriter, Destination, Format};
+use crate::config::server::ServerConfig;
+use crate::identity::auth::{Authenticator, UsersFile};
+use crate::identity::workstation::Workstations;
+use crate::metrics::Metrics;
+use crate::pipeline::{State, Tracker};
+use crate::snapshot::{Live, Snapshot};
+use crate::unblock::token;
+
+/// Addresses actually bound (port 0 becomes a real port).
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub proxy: SocketAddr,
+    pub portal: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+/// Runs the proxy until SIGTERM or SIGINT. Prints the banner once listening.
+pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let first = match Snapshot::load(&cfg.policy, 1) {
+        Ok(s) => s,
+        Err(d) => {
+            for diag in d.sorted() {
+                eprintln!("{diag}");
+            }
+            anyhow::bail!(ConfigError(format!(
+                "the policy {} is not valid",
+                cfg.policy.display()
+            )));
+        }
+    };
+    for w in first.warnings.warnings() {
+        tracing::warn!(target: "charte::policy", "{w}");
+    }
+    let live = Arc::new(Live::new(first, &cfg.policy, metrics.clone()));
+
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create the data folder {}", cfg.data_dir.display()))?;
+    let token_key: Arc<[u8]> = token::load_or_create_key(&cfg.data_dir.join("secret.key"))
+        .with_context(|| {
+            format!(
+                "cannot use the key {}",
+                cfg.data_dir.join("secret.key").display()
+            )
+        })?
+        .into();
+
+    let auth = if cfg.auth.enabled() {
+        let users = UsersFile::load(&cfg.auth.users_file)
+            .map_err(|e| anyhow::anyhow!(ConfigError(e.to_string())))?;
+        Some(Arc::new(Authenticator::new(users)))
+    } else {
+        None
+    };
+
+    let format: Format = cfg
+        .trace_format
+        .parse()
+        .map_err(|_| anyhow::anyhow!(ConfigError("bad trace format".into())))?;
+    let dest = match &cfg.trace_path {
+        Some(p) => Destination::File(p.clone()),
+        None => Destination::Stdout,
+    };
+    let (audit, writer) =
+        AuditWriter::start(dest, format, cfg.trace_queue, metrics.trace_dropped.clone())
+            .with_context(|| "cannot open the trace")?;
+
+    let proxy_l = TcpListener::bind(cfg.proxy)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.proxy))?;
+    let portal_l = TcpListener::bind(cfg.portal)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.portal))?;
+    let admin_l = TcpListener::bind(cfg.admin)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.admin))?;
+    let bound = Bound {
+        proxy: proxy_l.local_addr()?,
+        portal: portal_l.local_addr()?,
+        admin: admin_l.local_addr()?,
+    };
+    // Port 0 in a listen address means "any": say where we really are.
+    if cfg.proxy.port() == 0 && cfg.public_proxy == cfg.proxy.to_string() {
+        cfg.public_proxy = bound.proxy.to_string();
+    }
+    if cfg.portal.port() == 0 && cfg.portal_url == format!("http://{}", cfg.portal) {
+        cfg.portal_url = format!("http://{}", bound.portal);
+    }
+
+    let resolver = Resolver::new(cfg.hosts.clone());
+    let connect_timeout = Duration::from_secs(10);
+    let state = Arc::new(State {
+        upstream: upstream_client(resolver.clone(), connect_timeout),
+        resolver,
+        live: live.clone(),
+        metrics: metrics.clone(),
+        audit,
+        auth,
+        workstations: Workstations::new(cfg.reverse_dns, Duration::from_secs(600)),
+        token_key,
+        tunnels: Tracker::default(),
+        connect_timeout,
+        cfg: cfg.clone(),
+    });
+
+    let _watcher = if cfg.watch {
+        match live.watch(Duration::from_millis(300)) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::warn!("cannot watch the policy files ({e}); reload with SIGHUP");
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    banner(&cfg, &bound, &live);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let writer = Arc::new(writer);
+    let w = writer.clone();
+    let signals = tokio::spawn(signal_loop(live.clone(), move || w.reopen(), stop_tx));
+
+    let st = state.clone();
+    let proxy = tokio::spawn(accept_loop(
+        proxy_l,
+        "proxy",
+        metrics.clone(),
+        stop_rx.clone(),
+        cfg.shutdown_grace,
+        move |peer, req| crate::pipeline::handle(st.clone(), peer, req),
+    ));
+    let st = state.clone();
+    let portal = tokio::spawn(accept_loop(
+        portal_l,
+        "portal",
+        metrics.clone(),
+        stop_rx.clone(),
+        cfg.shutdown_grace,
+        move |_peer, req| crate::portal::portal(st.clone(), req),
+    ));
+    let st = state.clone();
+    let admin = tokio::spawn(accept_loop(
+        admin_l,
+        "admin",
+        metrics.clone(),
+        stop_rx.clone(),
+        cfg.shutdown_grace,
+        move |_peer, req| crate::portal::admin(st.clone(), req),
+    ));
+
+    let _ = tokio::join!(proxy, portal, admin);
+    // Tunnels outlive their HTTP exchange: give them the same grace.
+    if tokio::time::timeout(cfg.shutdown_grace, state.tunnels.idle())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            tunnels = state.tunnels.active(),
+            "grace period over: closing the remaining tunnels"
+        );
+    }
+    signals.abort();
+    let _ = signals.await;
+    drop(state);
+    match Arc::try_unwrap(writer) {
+        Ok(w) => w.shutdown().await,
+        Err(_) => {
+            tracing::error!("the trace writer is still shared at shutdown; some lines may be lost")
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// A configuration problem found at start (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+async fn signal_loop(
+    live: Arc<Live>,
+    reopen: impl Fn() + Send + 'static,
+    stop: watch::Sender<bool>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut hup), Ok(mut usr1), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the policy");
+                let _ = live.reload().await;
+            }
+            _ = usr1.recv() => {
+                tracing::info!("SIGUSR1: reopening the trace file");
+                reopen();
+            }
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); let _ = stop.send(true); return; }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); let _ = stop.send(true); return; }
+        }
+    }
+}
+
+fn banner(cfg: &ServerConfig, b: &Bound, live: &Live) {
+    let s = live.get();
+    let trace = match &cfg.trace_path {
+        Some(p) => p.display().to_string(),
+        None => "standard output".into(),
+    };
+    println!(
+        "charte-proxy {} — policy {} (generation {}, {} rules, {} names indexed, compiled in {:.2} s)",
+        env!("CARGO_PKG_VERSION"),
+        cfg.policy.display(),
+        s.generation,
+        s.policy.rules.len(),
+        s.classifier.domains.len(),
+        s.stats.build_time.as_secs_f64()
+    );
+    println!(
+        "  proxy   http://{}   (HTTP and CONNECT; point workstations here)",
+        b.proxy
+    );
+    println!(
+        "  portal  http://{}   (PAC file: {}/proxy.pac)",
+        b.portal, cfg.portal_url
+    );
+    println!("  admin   http://{}   (/metrics, /health)", b.admin);
+    println!("  trace   {trace} ({})", cfg.trace_format);
+    // One machine-readable line for scripts and tests.
+    println!(
+        "listening proxy={} portal={} admin={}",
+        b.proxy, b.portal, b.admin
+    );
+}
+
+/// Accepts connections until `stop`, serving each with hyper (HTTP/1.1 keep-alive,
+/// upgrades for CONNECT and WebSocket); then waits up to `grace` for open exchanges.
+async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    name: &'static str,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+    handler: F,
+) where
+    F: Fn(SocketAddr, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<Body>, std::convert::Infallible>> + Send + 'static,
+{
+    let open = Tracker::default();
+    let gauge = metrics.active_connections.with_label_values(&[name]);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait a little, do not spin.
+                        tracing::warn!(listener = name, "accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let h = handler.clone();
+                let svc = service_fn(move |req| h(peer, req));
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .preserve_header_case(true)
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .with_upgrades();
+                let gauge = gauge.clone();
+                let guard = open.enter();
+                let mut stop = stop.clone();
+                gauge.inc();
+                tokio::spawn(async move {
+                    let _guard = guard;
+                    let mut conn = std::pin::pin!(conn);
+                    let ended = tokio::select! {
+                        r = conn.as_mut() => r,
+                        _ = stop.changed() => {
+                            // Finish the exchange in flight, then close.
+                            conn.as_mut().graceful_shutdown();
+                            conn.await
+                        }
+                    };
+                    if let Err(e) = ended {
+                        tracing::debug!(listener = name, %peer, "connection ended: {e}");
+                    }
+                    gauge.dec();
+                });
+            }
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, open.idle()).await.is_err() {
+        tracing::warn!(
+            listener = name,
+            open = open.active(),
+            "grace period over: closing the remaining connections"
+        );
+    }
+}

@@ -1,0 +1,450 @@
+//! Test harness for the running proxy: starts the real binary on ephemeral loopback
+//! ports with a throw-away data folder, waits for its "listening" line (a condition, not
+//! a sleep), and runs local upstream servers.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+
+pub type TestBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+/// A running proxy.
+pub struct Proxy {
+    pub child: Child,
+    pub proxy: SocketAddr,
+    pub portal: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Proxy {
+    /// Copies the test policy and categories into a temp folder and starts the proxy
+    /// with `extra` arguments.
+    pub fn start(extra: &[&str]) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        copy_dir(&root.join("categories"), &dir.path().join("categories"));
+        std::fs::copy(
+            root.join("proxy-policy.yaml"),
+            dir.path().join("policy.yaml"),
+        )
+        .unwrap();
+        Self::start_in(dir, extra)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Proxy {
+        let data = dir.path().join("data");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_charte-proxy"));
+        cmd.current_dir(dir.path())
+            .env("CHARTE_LOG", "info")
+            .env_remove("CHARTE_POLICY")
+            .env_remove("CHARTE_CONFIG")
+            .args([
+                "serve",
+                "--policy",
+                "policy.yaml",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args([
+                "--portal-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--no-reverse-dns", "--shutdown-grace", "5"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("the proxy starts");
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stderr);
+            let mut line = String::new();
+            while r.read_line(&mut line).unwrap_or(0) > 0 {
+                log2.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix("listening ") {
+                    let _ = tx.send(rest.to_string());
+                }
+            }
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the proxy did not start:\n{}", log.lock().unwrap());
+            }
+        };
+        let get = |k: &str| -> SocketAddr {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        Proxy {
+            proxy: get("proxy"),
+            portal: get("portal"),
+            admin: get("admin"),
+            child,
+            dir,
+            stderr: log,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.proxy)
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn trace_path(&self) -> PathBuf {
+        self.dir.path().join("data/trace.log")
+    }
+
+    /// Trace lines (JSON), waiting until at least `n` are there.
+    pub fn trace(&self, n: usize) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let text = std::fs::read_to_string(self.trace_path()).unwrap_or_default();
+            let lines: Vec<serde_json::Value> = text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| {
+                    serde_json::from_str(l).unwrap_or_else(|e| panic!("bad trace line {l}: {e}"))
+                })
+                .collect();
+            if lines.len() >= n || Instant::now() > deadline {
+                assert!(
+                    lines.len() >= n,
+                    "expected {n} trace lines, got {}: {text}",
+                    lines.len()
+                );
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The trace record whose host and method match, waiting for it.
+    pub fn trace_for(&self, host: &str, method: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let text = std::fs::read_to_string(self.trace_path()).unwrap_or_default();
+            if let Some(v) = text
+                .lines()
+                .rev()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| v["host"] == host && v["method"] == method)
+            {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no trace for {method} {host}: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// GET on the admin listener.
+    pub fn admin_get(&self, path: &str) -> String {
+        http_get(self.admin, path).1
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([format!("-{sig}"), self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+
+    /// Waits until `/health` reports `generation` (a reload took effect).
+    pub fn wait_generation(&self, generation: u64) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let h: serde_json::Value = serde_json::from_str(&self.admin_get("/health")).unwrap();
+            if h["generation"].as_u64() >= Some(generation) {
+                return h;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "generation {generation} never came: {h}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Peak resident memory of the proxy, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the proxy did not exit:\n{}",
+                self.stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// A raw HTTP/1.1 GET (origin-form) to a listener; returns (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let status = buf[9..12].parse().unwrap();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Runs `curl` with arguments; returns (exit code, stdout, stderr).
+pub fn curl(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "30", "--noproxy", ""])
+        .args(args)
+        .env_remove("http_proxy")
+        .env_remove("https_proxy")
+        .env_remove("HTTP_PROXY")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("ALL_PROXY")
+        .env_remove("NO_PROXY")
+        .output()
+        .expect("curl is installed (tests/run.sh installs it)");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A local upstream web server, on its own thread and runtime. Routes:
+/// `/small` → "hello"; `/big?n=N` → N bytes streamed; `POST /upload` → the byte count
+/// read; `/headers` → the request headers it received, one a line; `/ws` → 101 then
+/// echoes bytes; `/slow?ms=N` → waits N ms then "slow done".
+pub struct Upstream {
+    pub addr: SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Upstream {
+    pub fn start() -> Upstream {
+        let (tx, rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(l.local_addr().unwrap()).unwrap();
+                let serve = async {
+                    loop {
+                        let (s, _) = l.accept().await.unwrap();
+                        tokio::spawn(async move {
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(
+                                    TokioIo::new(s),
+                                    hyper::service::service_fn(route),
+                                )
+                                .with_upgrades()
+                                .await;
+                        });
+                    }
+                };
+                tokio::select! { _ = serve => {}, _ = stop_rx => {} }
+            });
+        });
+        Upstream {
+            addr: rx.recv().unwrap(),
+            _stop: stop_tx,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
+fn full(s: impl Into<Bytes>) -> TestBody {
+    Full::new(s.into()).boxed()
+}
+
+async fn route(mut req: Request<Incoming>) -> Result<Response<TestBody>, Infallible> {
+    let q = req.uri().query().unwrap_or("").to_string();
+    let num = |k: &str| -> u64 {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let res = match req.uri().path() {
+        "/small" => Response::new(full("hello")),
+        "/headers" => {
+            let mut s = String::new();
+            for (k, v) in req.headers() {
+                s.push_str(&format!("{k}: {}\n", v.to_str().unwrap_or("?")));
+            }
+            s.push_str(&format!("request-uri: {}\n", req.uri()));
+            Response::new(full(s))
+        }
+        "/big" => {
+            let n = num("n");
+            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+            let stream = futures_util::stream::unfold(n, move |left| {
+                let chunk = chunk.clone();
+                async move {
+                    if left == 0 {
+                        return None;
+                    }
+                    let take = left.min(chunk.len() as u64);
+                    Some((
+                        Ok::<_, Infallible>(Frame::data(chunk.slice(..take as usize))),
+                        left - take,
+                    ))
+                }
+            });
+            let mut r = Response::new(StreamBody::new(stream).boxed());
+            r.headers_mut()
+                .insert("content-length", n.to_string().parse().unwrap());
+            r
+        }
+        "/upload" => {
+            let mut body = req.into_body();
+            let mut n = 0u64;
+            while let Some(f) = body.frame().await {
+                if let Ok(d) = f.unwrap().into_data() {
+                    n += d.len() as u64;
+                }
+            }
+            Response::new(full(n.to_string()))
+        }
+        "/slow" => {
+            tokio::time::sleep(Duration::from_millis(num("ms"))).await;
+            Response::new(full("slow done"))
+        }
+        "/ws" => {
+            let up = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                if let Ok(u) = up.await {
+                    let mut io = TokioIo::new(u);
+                    let (mut r, mut w) = tokio::io::split(&mut io);
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                }
+            });
+            let mut r = Response::new(full(""));
+            *r.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+            r.headers_mut()
+                .insert("upgrade", "websocket".parse().unwrap());
+            r.headers_mut()
+                .insert("connection", "upgrade".parse().unwrap());
+            r
+        }
+        _ => {
+            let mut r = Response::new(full("not found"));
+            *r.status_mut() = hyper::StatusCode::NOT_FOUND;
+            r
+        }
+    };
+    Ok(res)
+}
+
+/// A TCP server that answers every connection with `banner` then echoes.
+pub fn tcp_echo(banner: &'static str) -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { break };
+            std::thread::spawn(move || {
+                let _ = s.write_all(banner.as_bytes());
+                let mut buf = [0u8; 4096];
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if s.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}

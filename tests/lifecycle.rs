@@ -1,0 +1,246 @@
+//! The proxy over time: proxy authentication, live reload (good and broken), malformed
+//! requests, graceful shutdown.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::proxy::{Proxy, Upstream, curl};
+
+fn pins() -> Vec<String> {
+    ["allowed.test", "casino-royal.example", "hate.example"]
+        .iter()
+        .map(|h| format!("--host={h}=127.0.0.1"))
+        .collect()
+}
+
+fn start(extra: &[&str]) -> Proxy {
+    let mut args: Vec<String> = pins();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    Proxy::start(&refs)
+}
+
+/// Sends one keep-alive request on `s` and reads one response; returns (status, body).
+fn exchange(s: &mut BufReader<TcpStream>, target: &str, host: &str) -> (u16, String) {
+    write!(s.get_mut(), "GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut status_line = String::new();
+    s.read_line(&mut status_line).unwrap();
+    assert!(!status_line.is_empty(), "the connection was closed");
+    let status: u16 = status_line[9..12].parse().unwrap();
+    let mut len = 0usize;
+    loop {
+        let mut h = String::new();
+        s.read_line(&mut h).unwrap();
+        if h == "\r\n" {
+            break;
+        }
+        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[test]
+fn authentication_is_required_then_succeeds_with_a_users_file_login() {
+    let up = Upstream::start();
+    let users = tempfile::tempdir().unwrap();
+    let file = users.path().join("users");
+    let mut add = Command::new(env!("CARGO_BIN_EXE_charte-proxy"))
+        .args(["users", "--file"])
+        .arg(&file)
+        .args(["add", "c.martin", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(b"s3cret pass\n")
+        .unwrap();
+    assert!(add.wait().unwrap().success());
+    let p = start(&[
+        "--auth-required",
+        "127.0.0.0/8",
+        "--users-file",
+        file.to_str().unwrap(),
+    ]);
+    let url = format!("http://allowed.test:{}/small", up.port());
+    let (_, out, _) = curl(&["-x", &p.url(), "-i", &url]);
+    assert!(out.starts_with("HTTP/1.1 407"), "{out}");
+    assert!(
+        out.to_ascii_lowercase()
+            .contains("proxy-authenticate: basic realm=\"charte-proxy\""),
+        "{out}"
+    );
+    let (_, out, _) = curl(&["-x", &p.url(), "-i", "--proxy-user", "c.martin:wrong", &url]);
+    assert!(out.starts_with("HTTP/1.1 407"), "wrong password: {out}");
+    let (code, out, err) = curl(&["-x", &p.url(), "--proxy-user", "c.martin:s3cret pass", &url]);
+    assert_eq!((code, out.as_str()), (0, "hello"), "{err}");
+    let t = p.trace_for("allowed.test", "GET");
+    let lines = p.trace(3);
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l["decision"] == "auth-required")
+            .count(),
+        2,
+        "{lines:?}"
+    );
+    let ok = lines.iter().find(|l| l["decision"] == "allow").unwrap();
+    assert_eq!(ok["user"], "c.martin");
+    assert_eq!(ok["groups"], serde_json::json!(["communication"]));
+    let _ = t;
+}
+
+#[test]
+fn a_good_reload_changes_decisions_without_dropping_a_connection() {
+    let up = Upstream::start();
+    let p = start(&["--no-watch"]);
+    let target = format!("http://allowed.test:{}/small", up.port());
+    let mut conn = BufReader::new(TcpStream::connect(p.proxy).unwrap());
+    conn.get_mut()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(
+        exchange(&mut conn, &target, "allowed.test"),
+        (200, "hello".into())
+    );
+    // Block allowed.test in a new version of the policy.
+    let policy = p.path("policy.yaml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    let text = text.replace(
+        "rules:\n",
+        "rules:\n  - id: nouveau\n    domains: [allowed.test]\n    action: block\n    reason: \"Bloqué après rechargement (charte §6.3)\"\n",
+    );
+    std::fs::write(&policy, text).unwrap();
+    p.signal("HUP");
+    let h = p.wait_generation(2);
+    assert_eq!(h["stale"], false);
+    let (status, body) = exchange(&mut conn, &target, "allowed.test");
+    assert_eq!(status, 403, "same connection, new decision: {body}");
+    assert!(body.contains("Bloqué après rechargement"), "{body}");
+}
+
+#[test]
+fn a_file_change_is_picked_up_by_the_watcher() {
+    let up = Upstream::start();
+    let p = start(&[]);
+    let target = format!("http://allowed.test:{}/small", up.port());
+    let policy = p.path("policy.yaml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(
+        &policy,
+        text.replace(
+            "rules:\n",
+            "rules:\n  - id: vu\n    domains: [allowed.test]\n    action: block\n    reason: Vu\n",
+        ),
+    )
+    .unwrap();
+    p.wait_generation(2);
+    let (_, out, _) = curl(&["-x", &p.url(), "-i", &target]);
+    assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+}
+
+#[test]
+fn a_broken_reload_is_refused_and_the_old_policy_keeps_working() {
+    let up = Upstream::start();
+    let p = start(&["--no-watch"]);
+    let target = format!("http://casino-royal.example:{}/small", up.port());
+    let policy = p.path("policy.yaml");
+    let good = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(
+        &policy,
+        good.replace("categories: [gambling]", "categories: [gamblng]"),
+    )
+    .unwrap();
+    p.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let health = loop {
+        let h: serde_json::Value = serde_json::from_str(&p.admin_get("/health")).unwrap();
+        if h["stale"] == true {
+            break h;
+        }
+        assert!(Instant::now() < deadline, "never stale: {h}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(health["status"], "stale");
+    assert_eq!(health["generation"], 1);
+    let err = health["last_error"].as_str().unwrap();
+    assert!(
+        err.contains("policy.yaml:") && err.contains("unknown category `gamblng`"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `gambling`?"), "{err}");
+    assert!(p.admin_get("/metrics").contains("charte_policy_stale 1"));
+    assert!(
+        p.admin_get("/metrics")
+            .contains("charte_policy_reloads_total{result=\"error\"} 1")
+    );
+    // The old policy still decides.
+    let (_, out, _) = curl(&["-x", &p.url(), "--interface", "127.0.0.2", "-i", &target]);
+    assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+    // The error was logged with its place.
+    let log = p.stderr.lock().unwrap().clone();
+    assert!(log.contains("unknown category `gamblng`"), "{log}");
+    // Fixing it clears the stale flag.
+    std::fs::write(&policy, good).unwrap();
+    p.signal("HUP");
+    let h = p.wait_generation(2);
+    assert_eq!(h["stale"], false);
+}
+
+#[test]
+fn malformed_requests_get_an_http_error_not_a_crash() {
+    let p = start(&[]);
+    for raw in [
+        "GET http://exa_mple!.com/ HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET http://[::1/ HTTP/1.1\r\nHost: x\r\n\r\n",
+        "CONNECT nohostport HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GARBAGE\r\n\r\n",
+        "GET ftp://files.example/ HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let mut s = TcpStream::connect(p.proxy).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(raw.as_bytes()).unwrap();
+        let mut buf = String::new();
+        let _ = s.read_to_string(&mut buf);
+        assert!(buf.starts_with("HTTP/1.1 400"), "{raw:?} → {buf:?}");
+    }
+    // Still serving.
+    let (status, _) = common::proxy::http_get(p.admin, "/healthz");
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn sigterm_lets_exchanges_in_flight_finish_flushes_the_trace_and_exits_0() {
+    let up = Upstream::start();
+    let mut p = start(&[]);
+    let url = format!("http://allowed.test:{}/slow?ms=1500", up.port());
+    let proxy = p.url();
+    let slow = std::thread::spawn(move || curl(&["-x", &proxy, &url]));
+    // Wait until the request is in flight (a condition, not a sleep).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !p
+        .admin_get("/metrics")
+        .contains("charte_active_connections{listener=\"proxy\"} 1")
+    {
+        assert!(Instant::now() < deadline, "the slow request never arrived");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    p.signal("TERM");
+    let (code, out, err) = slow.join().unwrap();
+    assert_eq!((code, out.as_str()), (0, "slow done"), "{err}");
+    assert_eq!(p.wait_exit(Duration::from_secs(15)), 0);
+    let trace = std::fs::read_to_string(p.trace_path()).unwrap();
+    assert!(
+        trace.contains("/slow?ms=1500"),
+        "the record was flushed: {trace}"
+    );
+}
