@@ -123,8 +123,11 @@ pub struct ServeArgs {
     #[arg(long)]
     pub no_watch: bool,
     /// Do not look up workstation names by reverse DNS.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "reverse_dns")]
     pub no_reverse_dns: bool,
+    /// Look up workstation names by reverse DNS (the default; overrides the file).
+    #[arg(long)]
+    pub reverse_dns: bool,
     /// Seconds given to exchanges in flight at shutdown [default: 10].
     #[arg(long, value_name = "SECONDS")]
     pub shutdown_grace: Option<u64>,
@@ -193,6 +196,9 @@ impl ServeArgs {
         }
         if self.no_reverse_dns {
             c.reverse_dns = false;
+        }
+        if self.reverse_dns {
+            c.reverse_dns = true;
         }
         if let Some(g) = self.shutdown_grace {
             c.shutdown_grace = std::time::Duration::from_secs(g);

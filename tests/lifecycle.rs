@@ -244,3 +244,109 @@ fn sigterm_lets_exchanges_in_flight_finish_flushes_the_trace_and_exits_0() {
         "the record was flushed: {trace}"
     );
 }
+
+#[test]
+fn trace_rotation_on_sigusr1_and_squid_format() {
+    let up = Upstream::start();
+    let p = start(&["--trace-format", "squid"]);
+    let url = format!("http://allowed.test:{}/small", up.port());
+    let (_, out, _) = curl(&[
+        "-x",
+        &p.url(),
+        "--interface",
+        "127.0.0.2",
+        &format!("http://casino-royal.example:{}/", up.port()),
+    ]);
+    assert!(out.contains("charte"), "{out}");
+    let wait_lines = |path: &std::path::Path, n: usize| -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let lines: Vec<String> = std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect();
+            if lines.len() >= n {
+                return lines;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} has {} lines, want {n}",
+                path.display(),
+                lines.len()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let lines = wait_lines(&p.trace_path(), 1);
+    let f: Vec<&str> = lines[0].split_whitespace().collect();
+    // time elapsed client code/status bytes method URL user hierarchy type
+    assert_eq!(f.len(), 10, "{}", lines[0]);
+    assert!(
+        f[0].contains('.') && f[0].split('.').nth(1).unwrap().len() == 3,
+        "{}",
+        lines[0]
+    );
+    assert_eq!(f[2], "127.0.0.2");
+    assert_eq!(f[3], "TCP_DENIED/403");
+    assert_eq!(f[5], "GET");
+    assert_eq!(f[6], format!("http://casino-royal.example:{}/", up.port()));
+    // Rotation: rename, signal, the next line goes to a new file at the same path.
+    let rotated = p.path("data/trace.log.1");
+    std::fs::rename(p.trace_path(), &rotated).unwrap();
+    p.signal("USR1");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !p.trace_path().exists() {
+        // The reopen happens on the signal; the file appears at the latest with the next line.
+        let _ = curl(&["-x", &p.url(), &url]);
+        assert!(Instant::now() < deadline, "the trace file was not reopened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = curl(&["-x", &p.url(), &url]);
+    let new_lines = wait_lines(&p.trace_path(), 1);
+    assert!(
+        new_lines.iter().all(|l| l.contains("TCP_MISS/200")),
+        "{new_lines:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&rotated).unwrap().lines().count(),
+        1,
+        "nothing lost, nothing duplicated"
+    );
+}
+
+#[test]
+fn the_trace_names_the_workstation_from_reverse_dns() {
+    let up = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    common::proxy::copy_dir(&root.join("categories"), &dir.path().join("categories"));
+    std::fs::copy(
+        root.join("proxy-policy.yaml"),
+        dir.path().join("policy.yaml"),
+    )
+    .unwrap();
+    let expected = dns_lookup::lookup_addr(&"127.0.0.1".parse().unwrap())
+        .ok()
+        .filter(|n| n != "127.0.0.1");
+    let Some(expected) = expected else {
+        eprintln!("skipped: 127.0.0.1 has no reverse name on this machine");
+        return;
+    };
+    let mut args = pins();
+    args.push("--reverse-dns".into());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let p = Proxy::start_in(dir, &refs);
+    let url = format!("http://allowed.test:{}/small", up.port());
+    // The lookup runs off the request path: the name shows up on a later request.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let _ = curl(&["-x", &p.url(), "--interface", "127.0.0.1", &url]);
+        let t = p.trace_for("allowed.test", "GET");
+        if t["workstation"] == expected.as_str() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no workstation name in {t}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

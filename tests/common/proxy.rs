@@ -66,7 +66,12 @@ impl Proxy {
             ])
             .arg("--data-dir")
             .arg(&data)
-            .args(["--no-reverse-dns", "--shutdown-grace", "5"])
+            .args(["--shutdown-grace", "5"])
+            .args(if extra.contains(&"--reverse-dns") {
+                &[][..]
+            } else {
+                &["--no-reverse-dns"][..]
+            })
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
