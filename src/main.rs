@@ -1,5 +1,6 @@
 //! Thin entry point: parse the command line, set up tracing, hand over to `cli`.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -11,6 +12,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = charte_proxy::cli::Cli::parse();
     charte_proxy::cli::run(cli)

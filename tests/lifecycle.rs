@@ -97,6 +97,30 @@ fn authentication_is_required_then_succeeds_with_a_users_file_login() {
     assert_eq!(ok["user"], "c.martin");
     assert_eq!(ok["groups"], serde_json::json!(["communication"]));
     let _ = t;
+    // A user added later is known after SIGHUP.
+    let mut add = Command::new(env!("CARGO_BIN_EXE_charte-proxy"))
+        .args(["users", "--file"])
+        .arg(&file)
+        .args(["add", "a.dupont", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    add.stdin.take().unwrap().write_all(b"autre\n").unwrap();
+    assert!(add.wait().unwrap().success());
+    p.signal("HUP");
+    p.wait_generation(2);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, out, _) = curl(&["-x", &p.url(), "--proxy-user", "a.dupont:autre", &url]);
+        if out == "hello" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new user was never accepted: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]

@@ -2,5 +2,8 @@
 //! tunnel, answer with a page. Never re-evaluates the policy.
 
 pub mod block_page;
+pub mod ca;
+pub mod ca_cli;
+pub mod client_hello;
 pub mod forward;
 pub mod tunnel;

@@ -428,6 +428,51 @@ async fn writer_writes_every_record_and_shutdown_flushes() {
     }
 }
 
+/// A safety net against a hang, not a synchronisation: the condition is what is awaited.
+async fn within_10s<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .expect("condition reached within 10 s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_connections_while_the_writer_runs() {
+    const TASKS: usize = 8;
+    const EACH: usize = 250;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("trace.log");
+    let dropped = counter();
+    let (sink, writer) = AuditWriter::start(
+        Destination::File(path.clone()),
+        Format::Json,
+        TASKS * EACH,
+        dropped.clone(),
+    )
+    .expect("starts");
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let sink = sink.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..EACH {
+                sink.record(numbered(&format!("t{t}-"), i));
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let total = (TASKS * EACH) as u64;
+    within_10s(writer.wait_written(total)).await;
+    assert_eq!(writer.written(), total);
+    // Written means on disk, before any shutdown.
+    let on_disk = lines(&path);
+    assert_eq!(on_disk.len(), TASKS * EACH);
+    let distinct: BTreeSet<&String> = on_disk.iter().collect();
+    assert_eq!(distinct.len(), TASKS * EACH);
+    writer.shutdown().await;
+    assert_eq!(dropped.get(), 0);
+}
+
 #[tokio::test]
 async fn writer_appends_to_an_existing_file_in_squid_format() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -496,7 +541,7 @@ async fn reopen_after_rename_loses_nothing() {
         sink.record(numbered("avant", i));
     }
     // So that the old file really holds something when it is renamed.
-    writer.wait_written(10).await;
+    within_10s(writer.wait_written(10)).await;
     // logrotate: rename, then signal.
     std::fs::rename(&path, &rotated).expect("rename");
     writer.reopen();

@@ -139,7 +139,13 @@ pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let writer = Arc::new(writer);
     let w = writer.clone();
-    let signals = tokio::spawn(signal_loop(live.clone(), move || w.reopen(), stop_tx));
+    let users = state.auth.clone().map(|a| (a, cfg.auth.users_file.clone()));
+    let signals = tokio::spawn(signal_loop(
+        live.clone(),
+        users,
+        move || w.reopen(),
+        stop_tx,
+    ));
 
     let st = state.clone();
     let proxy = tokio::spawn(accept_loop(
@@ -200,6 +206,7 @@ pub struct ConfigError(pub String);
 
 async fn signal_loop(
     live: Arc<Live>,
+    users: Option<(Arc<Authenticator>, std::path::PathBuf)>,
     reopen: impl Fn() + Send + 'static,
     stop: watch::Sender<bool>,
 ) {
@@ -218,6 +225,15 @@ async fn signal_loop(
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the policy");
                 let _ = live.reload().await;
+                if let Some((auth, path)) = &users {
+                    match UsersFile::load(path) {
+                        Ok(u) => {
+                            auth.replace(u);
+                            tracing::info!(users = auth.len(), "users file reloaded");
+                        }
+                        Err(e) => tracing::error!("users file not reloaded, the previous one stays: {e}"),
+                    }
+                }
             }
             _ = usr1.recv() => {
                 tracing::info!("SIGUSR1: reopening the trace file");
