@@ -70,6 +70,8 @@ pub enum Command {
     Categories(CategoriesCmd),
     /// Manage the users of proxy authentication (the users file).
     Users(crate::identity::users_cli::UsersArgs),
+    /// The organisation's CA for TLS inspection: create it, show how to install it.
+    Ca(crate::action::ca_cli::CaArgs),
 }
 
 #[derive(Args, Debug, Default)]
@@ -267,6 +269,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Categories(CategoriesCmd::Import { source, dest }) => import(&source, &dest),
         Command::Categories(CategoriesCmd::List { policy }) => list_categories(&policy.policy),
         Command::Users(a) => crate::identity::users_cli::run(a),
+        Command::Ca(a) => crate::action::ca_cli::run(a),
     };
     match result {
         Ok(code) => code,

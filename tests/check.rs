@@ -129,6 +129,11 @@ fn every_subcommand_has_help() {
         vec!["categories", "--help"],
         vec!["categories", "import", "--help"],
         vec!["categories", "list", "--help"],
+        vec!["serve", "--help"],
+        vec!["users", "--help"],
+        vec!["ca", "--help"],
+        vec!["ca", "init", "--help"],
+        vec!["ca", "show", "--help"],
     ] {
         let r = run(&args);
         assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
