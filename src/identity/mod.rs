@@ -46,8 +46,19 @@ impl GroupSet {
         self.0.iter().zip(other.0.iter()).all(|(a, b)| a & !b == 0)
     }
 
+    /// The groups of the set, in order; cost proportional to the words and set bits.
     pub fn iter(&self) -> impl Iterator<Item = GroupId> + '_ {
-        (0..MAX_GROUPS as GroupId).filter(|g| self.contains(*g))
+        self.0.iter().enumerate().flat_map(|(i, &w)| {
+            let mut w = w;
+            std::iter::from_fn(move || {
+                if w == 0 {
+                    return None;
+                }
+                let b = w.trailing_zeros();
+                w &= w - 1;
+                Some((i * 64 + b as usize) as GroupId)
+            })
+        })
     }
 }
 
