@@ -26,4 +26,6 @@ ENV CHARTE_POLICY=/app/policies/charte.yaml
 # proxy, portal (block page assets, unblock requests, PAC file), admin (metrics, health)
 EXPOSE 3128 3129 3130
 ENTRYPOINT ["charte-proxy"]
-CMD ["check"]
+# In a container, loopback is unreachable from outside: listen on all interfaces and
+# publish only what the network needs (the admin port usually stays internal).
+CMD ["serve", "--listen", "0.0.0.0:3128", "--portal-listen", "0.0.0.0:3129", "--admin-listen", "0.0.0.0:3130"]
