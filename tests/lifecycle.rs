@@ -8,20 +8,10 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::proxy::{Proxy, Upstream, curl};
-
-fn pins() -> Vec<String> {
-    ["allowed.test", "casino-royal.example", "hate.example"]
-        .iter()
-        .map(|h| format!("--host={h}=127.0.0.1"))
-        .collect()
-}
+use common::proxy::{Proxy, Upstream, curl, pins};
 
 fn start(extra: &[&str]) -> Proxy {
-    let mut args: Vec<String> = pins();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    Proxy::start(&refs)
+    Proxy::start_pinned(extra)
 }
 
 /// Sends one keep-alive request on `s` and reads one response; returns (status, body).

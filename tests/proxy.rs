@@ -11,25 +11,8 @@ use std::time::Duration;
 
 use common::proxy::{Proxy, Upstream, curl, http_get, tcp_echo};
 
-/// Pins the test names to the loopback upstream.
-fn pins() -> Vec<String> {
-    [
-        "allowed.test",
-        "casino-royal.example",
-        "hate.example",
-        "chat.example",
-        "mabanque.example",
-    ]
-    .iter()
-    .map(|h| format!("--host={h}=127.0.0.1"))
-    .collect()
-}
-
 fn start(extra: &[&str]) -> Proxy {
-    let mut args: Vec<String> = pins();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    Proxy::start(&refs)
+    Proxy::start_pinned(extra)
 }
 
 #[test]

@@ -29,7 +29,32 @@ pub struct Proxy {
     pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
+/// The names the tests use, all pinned to the loopback upstreams.
+pub const TEST_HOSTS: &[&str] = &[
+    "allowed.test",
+    "casino-royal.example",
+    "hate.example",
+    "chat.example",
+    "mabanque.example",
+];
+
+/// `--host NAME=127.0.0.1` for every test name.
+pub fn pins() -> Vec<String> {
+    TEST_HOSTS
+        .iter()
+        .map(|h| format!("--host={h}=127.0.0.1"))
+        .collect()
+}
+
 impl Proxy {
+    /// [`Proxy::start`] with the test names pinned to loopback.
+    pub fn start_pinned(extra: &[&str]) -> Proxy {
+        let mut args = pins();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        Proxy::start(&refs)
+    }
+
     /// Copies the test policy and categories into a temp folder and starts the proxy
     /// with `extra` arguments.
     pub fn start(extra: &[&str]) -> Proxy {
