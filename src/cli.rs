@@ -133,6 +133,21 @@ pub struct ServeArgs {
     /// Seconds given to exchanges in flight at shutdown [default: 10].
     #[arg(long, value_name = "SECONDS")]
     pub shutdown_grace: Option<u64>,
+    /// Relay every tunnel as bytes: no TLS inspection, no block page over HTTPS, and
+    /// `block-upload` sites refused as a whole.
+    #[arg(long)]
+    pub no_inspect: bool,
+    /// Certificate (PEM) of the CA that signs inspected sites [default: DATA/ca/ca.pem,
+    /// created on first start]. Goes with --ca-key.
+    #[arg(long, value_name = "FILE", requires = "ca_key")]
+    pub ca_cert: Option<PathBuf>,
+    /// Private key (PEM, mode 0600) of that CA [default: DATA/ca/ca.key].
+    #[arg(long, value_name = "FILE", requires = "ca_cert")]
+    pub ca_key: Option<PathBuf>,
+    /// Extra root (PEM file) trusted for upstream servers, for an internal PKI; repeat
+    /// for several. The system's roots are always trusted.
+    #[arg(long = "upstream-ca", value_name = "FILE")]
+    pub upstream_ca: Vec<PathBuf>,
 }
 
 fn parse_pin(s: &str) -> Result<(String, std::net::IpAddr), String> {
@@ -196,6 +211,14 @@ impl ServeArgs {
         if self.no_watch {
             c.watch = false;
         }
+        if self.no_inspect {
+            c.tls.inspect = false;
+        }
+        if let (Some(cert), Some(key)) = (&self.ca_cert, &self.ca_key) {
+            c.tls.ca_cert = Some(cert.clone());
+            c.tls.ca_key = Some(key.clone());
+        }
+        c.tls.upstream_ca.extend(self.upstream_ca.iter().cloned());
         if self.no_reverse_dns {
             c.reverse_dns = false;
         }

@@ -34,6 +34,10 @@ pub struct Metrics {
     pub trace_dropped: IntCounter,
     /// Clients refused for lack of valid proxy credentials.
     pub auth_failures: IntCounter,
+    /// Leaf certificates minted since start (read from the CA at scrape time).
+    pub tls_leaves_minted: IntGauge,
+    /// Leaf certificates in the cache now.
+    pub tls_leaf_cache: IntGauge,
 }
 
 impl Metrics {
@@ -153,6 +157,20 @@ impl Metrics {
             )
             .unwrap()
         );
+        let tls_leaves_minted = reg!(
+            IntGauge::new(
+                "tls_leaves_minted",
+                "Leaf certificates minted by the organisation's CA since start"
+            )
+            .unwrap()
+        );
+        let tls_leaf_cache = reg!(
+            IntGauge::new(
+                "tls_leaf_cache_entries",
+                "Leaf certificates held in the cache"
+            )
+            .unwrap()
+        );
         // Every reason and byte direction exists from the start, so dashboards see zeros.
         for code in crate::policy::ReasonCode::ALL {
             if code.is_block() {
@@ -182,6 +200,8 @@ impl Metrics {
             index_bytes,
             trace_dropped,
             auth_failures,
+            tls_leaves_minted,
+            tls_leaf_cache,
         }
     }
 

@@ -184,6 +184,15 @@ pub fn pac(cfg: &ServerConfig) -> String {
 pub async fn admin(st: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let res = match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => {
+            if let Some(b) = &st.bumper {
+                let ca = b.ca();
+                st.metrics
+                    .tls_leaves_minted
+                    .set(i64::try_from(ca.minted()).unwrap_or(i64::MAX));
+                st.metrics
+                    .tls_leaf_cache
+                    .set(i64::try_from(ca.cached()).unwrap_or(i64::MAX));
+            }
             let mut r = Response::new(full(st.metrics.render()));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

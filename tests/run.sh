@@ -4,8 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the integration tests drive (real clients against real listeners).
-PACKAGES=(curl ca-certificates)
+# Debian packages the integration tests drive (real clients against real listeners):
+# curl; openssl (an upstream that only speaks TLS 1.1); Chromium and NSS's certutil (a
+# real browser trusting the test organisation CA).
+PACKAGES=(curl ca-certificates openssl chromium libnss3-tools)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

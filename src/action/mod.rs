@@ -2,6 +2,7 @@
 //! tunnel, answer with a page. Never re-evaluates the policy.
 
 pub mod block_page;
+pub mod bump;
 pub mod ca;
 pub mod ca_cli;
 pub mod client_hello;

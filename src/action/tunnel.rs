@@ -3,10 +3,15 @@
 //! byte is relayed.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::forward::Resolver;
@@ -83,12 +88,90 @@ pub async fn connect(
         })
 }
 
-/// Copies both ways until either side closes. Returns (bytes client → site, bytes site →
-/// client, error if the copy ended on one).
-pub async fn splice(client: Upgraded, mut upstream: TcpStream) -> (u64, u64, Option<String>) {
-    let mut client = TokioIo::new(client);
+/// Copies both ways until either side closes, after sending `prefix` (bytes already read
+/// from the client, such as a peeked ClientHello) to the site. Returns (bytes client →
+/// site, bytes site → client, error if the copy ended on one).
+pub async fn splice<C: AsyncRead + AsyncWrite + Unpin>(
+    mut client: C,
+    prefix: &[u8],
+    mut upstream: TcpStream,
+) -> (u64, u64, Option<String>) {
+    if let Err(e) = upstream.write_all(prefix).await {
+        return (0, 0, Some(e.to_string()));
+    }
+    let sent = prefix.len() as u64;
     match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        Ok((up, down)) => (up, down, None),
-        Err(e) => (0, 0, Some(e.to_string())),
+        Ok((up, down)) => (sent + up, down, None),
+        Err(e) => (sent, 0, Some(e.to_string())),
+    }
+}
+
+/// The client's side of a tunnel as a byte stream.
+pub fn client_io(u: Upgraded) -> TokioIo<Upgraded> {
+    TokioIo::new(u)
+}
+
+/// Shared counters, readable after the stream has been handed to a TLS acceptor.
+#[derive(Debug, Clone, Default)]
+pub struct Counters(pub Arc<(AtomicU64, AtomicU64)>);
+
+impl Counters {
+    /// (bytes read from the client, bytes written to it).
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.0.0.load(Ordering::Relaxed),
+            self.0.1.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// An IO that adds what passes through it to [`Counters`].
+#[derive(Debug)]
+pub struct CountingIo<IO> {
+    inner: IO,
+    counters: Counters,
+}
+
+impl<IO> CountingIo<IO> {
+    pub fn new(inner: IO, counters: Counters) -> Self {
+        CountingIo { inner, counters }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for CountingIo<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let n = buf.filled().len().saturating_sub(before) as u64;
+        this.counters.0.0.fetch_add(n, Ordering::Relaxed);
+        r
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for CountingIo<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            this.counters.0.1.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }

@@ -32,6 +32,23 @@ pub struct RawServer {
     pub reverse_dns: Option<bool>,
     pub shutdown_grace_seconds: Option<u64>,
     pub watch: Option<bool>,
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// Decrypt tunnels with the organisation's CA (default true).
+    pub inspect: Option<bool>,
+    /// CA certificate (PEM) instead of DATA/ca/ca.pem.
+    pub ca_cert: Option<PathBuf>,
+    /// CA private key (PEM, mode 0600) instead of DATA/ca/ca.key.
+    pub ca_key: Option<PathBuf>,
+    /// Extra trusted roots for upstream servers (internal PKI), PEM files.
+    #[serde(default)]
+    pub upstream_ca: Vec<PathBuf>,
+    /// Seconds a client has to send its whole ClientHello.
+    pub hello_timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,6 +127,33 @@ impl AuthConfig {
     }
 }
 
+/// TLS interception settings.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// Decrypt tunnels (except `no_inspect` sites and groups with `inspect: false`).
+    /// Off: every tunnel is relayed as bytes, as a plain CONNECT proxy does.
+    pub inspect: bool,
+    /// The CA's certificate and key; `None`: DATA/ca/ca.pem and DATA/ca/ca.key, created
+    /// on first start if absent.
+    pub ca_cert: Option<PathBuf>,
+    pub ca_key: Option<PathBuf>,
+    /// Roots trusted for upstream servers besides the system's.
+    pub upstream_ca: Vec<PathBuf>,
+    pub hello_timeout: Duration,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            inspect: true,
+            ca_cert: None,
+            ca_key: None,
+            upstream_ca: Vec::new(),
+            hello_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Resolved server settings.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -133,6 +177,7 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Reload when a file under the policy changes (SIGHUP always reloads).
     pub watch: bool,
+    pub tls: TlsConfig,
 }
 
 impl Default for ServerConfig {
@@ -161,6 +206,7 @@ impl Default for ServerConfig {
             reverse_dns: true,
             shutdown_grace: Duration::from_secs(10),
             watch: true,
+            tls: TlsConfig::default(),
             data_dir: data,
         }
     }
@@ -290,6 +336,27 @@ impl ServerConfig {
         }
         if let Some(w) = raw.watch {
             cfg.watch = w;
+        }
+        if let Some(t) = raw.tls {
+            if let Some(i) = t.inspect {
+                cfg.tls.inspect = i;
+            }
+            cfg.tls.ca_cert = t.ca_cert.map(rel);
+            cfg.tls.ca_key = t.ca_key.map(rel);
+            if cfg.tls.ca_cert.is_some() != cfg.tls.ca_key.is_some() {
+                diags.error(
+                    "invalid-value",
+                    path,
+                    pos.key("tls"),
+                    Some("tls"),
+                    "`ca_cert` and `ca_key` go together".into(),
+                    Some("name both the CA certificate and its key, or neither (DATA/ca)".into()),
+                );
+            }
+            cfg.tls.upstream_ca = t.upstream_ca.into_iter().map(rel).collect();
+            if let Some(s) = t.hello_timeout_seconds {
+                cfg.tls.hello_timeout = Duration::from_secs(s.max(1));
+            }
         }
         if diags.has_errors() {
             Err(diags)

@@ -62,10 +62,17 @@ pub enum ReasonCode {
     AuthRequired,
     /// The request names no valid host.
     BadHost,
+    /// The TLS name (SNI) differs from the host given in CONNECT.
+    SniMismatch,
+    /// Inside an inspected tunnel, the request's Host or `:authority` differs from the
+    /// TLS name.
+    HostMismatch,
+    /// A tunnel that must be inspected does not carry TLS.
+    TlsRequired,
 }
 
 impl ReasonCode {
-    pub const ALL: [ReasonCode; 10] = [
+    pub const ALL: [ReasonCode; 13] = [
         ReasonCode::RuleAllow,
         ReasonCode::DefaultAllow,
         ReasonCode::UploadReadAllowed,
@@ -76,6 +83,9 @@ impl ReasonCode {
         ReasonCode::PortNotAllowed,
         ReasonCode::AuthRequired,
         ReasonCode::BadHost,
+        ReasonCode::SniMismatch,
+        ReasonCode::HostMismatch,
+        ReasonCode::TlsRequired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -90,6 +100,9 @@ impl ReasonCode {
             ReasonCode::PortNotAllowed => "block-port",
             ReasonCode::AuthRequired => "auth-required",
             ReasonCode::BadHost => "bad-host",
+            ReasonCode::SniMismatch => "sni-mismatch",
+            ReasonCode::HostMismatch => "host-mismatch",
+            ReasonCode::TlsRequired => "tls-required",
         }
     }
 
@@ -103,6 +116,9 @@ impl ReasonCode {
                 | ReasonCode::PortNotAllowed
                 | ReasonCode::AuthRequired
                 | ReasonCode::BadHost
+                | ReasonCode::SniMismatch
+                | ReasonCode::HostMismatch
+                | ReasonCode::TlsRequired
         )
     }
 }
@@ -182,6 +198,27 @@ impl Policy {
                 "The address of the site is not valid"
             } else {
                 "L'adresse du site n'est pas valide"
+            }),
+            ReasonCode::SniMismatch => Cow::Borrowed(if en {
+                "The name announced to the proxy is not the one asked of the server (TLS SNI \
+                 differs from CONNECT): a known way to slip past filters"
+            } else {
+                "Le nom annoncé au proxy n'est pas celui demandé au serveur (SNI TLS différent \
+                 du CONNECT) : un moyen connu de contourner le filtrage"
+            }),
+            ReasonCode::HostMismatch => Cow::Borrowed(if en {
+                "The request names another site than the one of the secure connection \
+                 (Host differs from the TLS name)"
+            } else {
+                "La requête vise un autre site que celui de la connexion sécurisée (Host \
+                 différent du nom TLS)"
+            }),
+            ReasonCode::TlsRequired => Cow::Borrowed(if en {
+                "This connection must be inspected and does not use TLS: it cannot be checked \
+                 against the charter"
+            } else {
+                "Cette connexion doit être inspectée et n'utilise pas TLS : elle ne peut pas \
+                 être vérifiée au regard de la charte"
             }),
             ReasonCode::UploadTunnelBlocked => {
                 let base = configured.map_or("", |t| t.get(lang));

@@ -15,6 +15,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::action::bump::Bumper;
+use crate::action::ca::{self, CaFiles, CertAuthority};
 use crate::action::forward::{Body, Resolver, upstream_client};
 use crate::audit::{AuditWriter, Destination, Format};
 use crate::config::server::ServerConfig;
@@ -35,6 +37,7 @@ pub struct Bound {
 
 /// Runs the proxy until SIGTERM or SIGINT. Prints the banner once listening.
 pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
+    ca::install_crypto_provider();
     let metrics = Arc::new(Metrics::new());
     let first = match Snapshot::load(&cfg.policy, 1) {
         Ok(s) => s,
@@ -108,7 +111,9 @@ pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
 
     let resolver = Resolver::new(cfg.hosts.clone());
     let connect_timeout = Duration::from_secs(10);
+    let bumper = load_bumper(&cfg, resolver.clone(), connect_timeout)?;
     let state = Arc::new(State {
+        bumper: bumper.clone(),
         upstream: upstream_client(resolver.clone(), connect_timeout),
         resolver,
         live: live.clone(),
@@ -134,7 +139,7 @@ pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
         None
     };
 
-    banner(&cfg, &bound, &live);
+    banner(&cfg, &bound, &live, bumper.as_deref());
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let writer = Arc::new(writer);
@@ -245,7 +250,55 @@ async fn signal_loop(
     }
 }
 
-fn banner(cfg: &ServerConfig, b: &Bound, live: &Live) {
+/// The TLS interception of `cfg`: its CA (DATA/ca, created on first start when no other
+/// is named) and the upstream TLS client. `None` when inspection is off.
+fn load_bumper(
+    cfg: &ServerConfig,
+    resolver: Resolver,
+    connect_timeout: Duration,
+) -> anyhow::Result<Option<Arc<Bumper>>> {
+    if !cfg.tls.inspect {
+        return Ok(None);
+    }
+    let files = match (&cfg.tls.ca_cert, &cfg.tls.ca_key) {
+        (Some(cert), Some(key)) => CaFiles {
+            cert_pem: cert.clone(),
+            key_pem: key.clone(),
+        },
+        _ => {
+            let dir = cfg.data_dir.join("ca");
+            let files = CaFiles::in_dir(&dir);
+            if !files.cert_pem.exists() && !files.key_pem.exists() {
+                ca::init(&files, &ca::default_common_name(), None, false)
+                    .with_context(|| format!("cannot create the CA in {}", dir.display()))?;
+                tracing::warn!(
+                    cert = %files.cert_pem.display(),
+                    "created the organisation's CA for TLS inspection: deploy its certificate \
+                     to the workstations (`charte-proxy ca show` says how)"
+                );
+            }
+            files
+        }
+    };
+    let authority = CertAuthority::load(&files).map_err(|e| {
+        if e.is_config() {
+            anyhow::anyhow!(ConfigError(e.to_string()))
+        } else {
+            anyhow::anyhow!(e)
+        }
+    })?;
+    let bumper = Bumper::new(
+        Arc::new(authority),
+        ca::crypto_provider(),
+        &cfg.tls.upstream_ca,
+        resolver,
+        connect_timeout,
+    )
+    .map_err(|e| anyhow::anyhow!(ConfigError(e.to_string())))?;
+    Ok(Some(Arc::new(bumper)))
+}
+
+fn banner(cfg: &ServerConfig, b: &Bound, live: &Live, bumper: Option<&Bumper>) {
     let s = live.get();
     let trace = match &cfg.trace_path {
         Some(p) => p.display().to_string(),
@@ -270,6 +323,14 @@ fn banner(cfg: &ServerConfig, b: &Bound, live: &Live) {
     );
     println!("  admin   http://{}   (/metrics, /health)", b.admin);
     println!("  trace   {trace} ({})", cfg.trace_format);
+    match bumper {
+        Some(bp) => println!(
+            "  TLS     inspected with the CA \"{}\" (SHA-256 {}), except no_inspect sites",
+            bp.ca().subject(),
+            bp.ca().fingerprint()
+        ),
+        None => println!("  TLS     not inspected (--no-inspect): tunnels are relayed as bytes"),
+    }
     // One machine-readable line for scripts and tests.
     println!(
         "listening proxy={} portal={} admin={}",

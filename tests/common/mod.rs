@@ -45,3 +45,4 @@ pub fn shared_ut1() -> Option<std::path::PathBuf> {
     p.is_dir().then_some(p)
 }
 pub mod proxy;
+pub mod tls;

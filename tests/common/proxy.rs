@@ -182,6 +182,24 @@ impl Proxy {
         }
     }
 
+    /// The last trace record for which `pred` holds, waiting for it.
+    pub fn trace_find(&self, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let text = std::fs::read_to_string(self.trace_path()).unwrap_or_default();
+            if let Some(v) = text
+                .lines()
+                .rev()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(&pred)
+            {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "no such trace record: {text}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The trace record whose host and method match, waiting for it.
     pub fn trace_for(&self, host: &str, method: &str) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -321,7 +339,7 @@ pub fn curl(args: &[&str]) -> (i32, String, String) {
 }
 
 /// A local upstream web server, on its own thread and runtime. Routes:
-/// `/small` → "hello"; `/big?n=N` → N bytes streamed; `POST /upload` → the byte count
+/// `/small` → "hello"; `/version` → the HTTP version it was asked in; `/big?n=N` → N bytes streamed; `POST /upload` → the byte count
 /// read; `/headers` → the request headers it received, one a line; `/ws` → 101 then
 /// echoes bytes; `/slow?ms=N` → waits N ms then "slow done".
 pub struct Upstream {
@@ -374,7 +392,7 @@ fn full(s: impl Into<Bytes>) -> TestBody {
     Full::new(s.into()).boxed()
 }
 
-async fn route(mut req: Request<Incoming>) -> Result<Response<TestBody>, Infallible> {
+pub async fn route(mut req: Request<Incoming>) -> Result<Response<TestBody>, Infallible> {
     let q = req.uri().query().unwrap_or("").to_string();
     let num = |k: &str| -> u64 {
         q.split('&')
@@ -384,6 +402,7 @@ async fn route(mut req: Request<Incoming>) -> Result<Response<TestBody>, Infalli
     };
     let res = match req.uri().path() {
         "/small" => Response::new(full("hello")),
+        "/version" => Response::new(full(format!("{:?}", req.version()))),
         "/headers" => {
             let mut s = String::new();
             for (k, v) in req.headers() {

@@ -1,6 +1,9 @@
 //! The request pipeline: composes the stages for one request or tunnel —
 //! identity → classification → decision (+ reason) → action → audit record —
 //! and is the only place that does. Every path out of here emits exactly one record.
+//! Tunnels (CONNECT, TLS inspection) are in [`connect`].
+
+mod connect;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -13,11 +16,11 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
 use crate::action::block_page::{self, BlockPage, Unblock};
+use crate::action::bump::{Bumper, TlsProblem};
 use crate::action::forward::{
     self, Body, CountedBody, CountedIncoming, Resolver, Upstream, add_via, full, seen_by_us,
     sends_data, strip_hop_by_hop, wants_upgrade,
 };
-use crate::action::tunnel;
 use crate::audit::{AuditSink, Record};
 use crate::classify::{Classification, Host, TagKind};
 use crate::config::server::{AuthMode, ServerConfig};
@@ -45,6 +48,8 @@ pub struct State {
     /// Tunnels and upgraded connections in flight (for graceful shutdown).
     pub tunnels: Tracker,
     pub connect_timeout: Duration,
+    /// TLS interception; `None` when it is off (`--no-inspect`).
+    pub bumper: Option<Arc<Bumper>>,
 }
 
 /// Counts tasks in flight so that shutdown can wait for them.
@@ -86,6 +91,7 @@ impl Drop for TrackerGuard {
 /// What the pipeline knows of a request, filled in as the stages go; becomes the record.
 struct Ctx {
     st: Arc<State>,
+    peer: SocketAddr,
     snap: Arc<Snapshot>,
     started: Instant,
     rec: Record,
@@ -115,7 +121,11 @@ impl Ctx {
             user: None,
             groups: Vec::new(),
             method: method.as_str().into(),
-            scheme: if kind == "connect" { "tunnel" } else { "http" },
+            scheme: match kind {
+                "connect" => "tunnel",
+                "https" => "https",
+                _ => "http",
+            },
             host: "".into(),
             port: 0,
             path: None,
@@ -135,6 +145,7 @@ impl Ctx {
         };
         Ctx {
             st: st.clone(),
+            peer,
             snap,
             started: Instant::now(),
             rec,
@@ -288,23 +299,28 @@ pub async fn handle(
     cx.identify(&who);
 
     if seen_by_us(req.headers()) {
-        cx.rec.decision = "error";
-        cx.rec.reason_code = "loop";
-        let page = block_page::render_error_page(lang, 508, loop_title(lang), "");
-        cx.finish(
-            508,
-            0,
-            0,
-            Some("request loop: this proxy is already in Via".into()),
-        );
-        return Ok(html(StatusCode::LOOP_DETECTED, page));
+        return Ok(loop_detected(cx));
     }
 
     if kind == "connect" {
-        Ok(connect(cx, who, req).await)
+        Ok(connect::connect(cx, who, req).await)
     } else {
         Ok(http(cx, who, req).await)
     }
+}
+
+/// 508: the request already went through this proxy.
+fn loop_detected(mut cx: Ctx) -> Response<Body> {
+    cx.rec.decision = "error";
+    cx.rec.reason_code = "loop";
+    let page = block_page::render_error_page(cx.lang, 508, loop_title(cx.lang), "");
+    cx.finish(
+        508,
+        0,
+        0,
+        Some("request loop: this proxy is already in Via".into()),
+    );
+    html(StatusCode::LOOP_DETECTED, page)
 }
 
 fn loop_title(lang: Lang) -> &'static str {
@@ -338,8 +354,34 @@ async fn authenticate(
     }
 }
 
-async fn http(mut cx: Ctx, who: Identity, mut req: Request<Incoming>) -> Response<Body> {
-    let st = cx.st.clone();
+/// Where a request goes: from an absolute URI (plain HTTP) or from the tunnel it came in
+/// (inspected HTTPS).
+struct Target {
+    https: bool,
+    host: Host,
+    port: u16,
+}
+
+impl Target {
+    fn default_port(&self) -> u16 {
+        if self.https { 443 } else { 80 }
+    }
+
+    /// `host[:port]`, the port only when it is not the scheme's.
+    fn authority(&self) -> String {
+        if self.port == self.default_port() {
+            self.host.to_authority()
+        } else {
+            format!("{}:{}", self.host.to_authority(), self.port)
+        }
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.https { "https" } else { "http" }
+    }
+}
+
+async fn http(mut cx: Ctx, who: Identity, req: Request<Incoming>) -> Response<Body> {
     let uri = req.uri().clone();
     if uri.scheme_str() != Some("http") {
         cx.refused(ReasonCode::BadHost);
@@ -360,21 +402,47 @@ async fn http(mut cx: Ctx, who: Identity, mut req: Request<Incoming>) -> Respons
         Ok((h, p)) => (h, p.unwrap_or(80)),
         Err(e) => return bad_host(cx, authority, &e.to_string()),
     };
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let target = Target {
+        https: false,
+        host,
+        port,
+    };
+    exchange(cx, who, req, target).await
+}
+
+/// One request, plain or from an inspected tunnel: classify with the path, decide,
+/// then answer with the block page or forward it.
+async fn exchange(
+    mut cx: Ctx,
+    who: Identity,
+    mut req: Request<Incoming>,
+    target: Target,
+) -> Response<Body> {
+    use http_body::Body as _;
+    let st = cx.st.clone();
+    let Target { ref host, port, .. } = target;
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let path = path.as_str();
     let snap = cx.snap.clone();
     let mut class = Classification::default();
     let mut scratch = String::new();
     snap.classifier
-        .classify(&host, Some(path), &mut scratch, &mut class);
+        .classify(host, Some(path), &mut scratch, &mut class);
     let facts = RequestFacts {
         method: req.method().as_str(),
-        sends_data: sends_data(req.headers()),
+        // HTTP/2 has no Content-Length to rely on: a body is a body.
+        sends_data: sends_data(req.headers()) || !req.body().is_end_stream(),
         path_visible: true,
         approved: false,
-        inspectable: false,
+        // The request is in clear here: plain HTTP, or decrypted from a bumped tunnel.
+        inspectable: true,
     };
     let d = snap.policy.decide(&who, &class, &facts);
-    cx.classified(&host, port, &class);
+    cx.classified(host, port, &class);
     cx.decided(&d);
     // Plain HTTP shows the path, but a never-inspected site's path is never recorded.
     if snap.policy.never_inspected(&class) {
@@ -385,8 +453,8 @@ async fn http(mut cx: Ctx, who: Identity, mut req: Request<Incoming>) -> Respons
     }
 
     if d.verdict == Verdict::Block {
-        let url = uri.to_string();
-        let res = block_response(&cx, &who, &d, &host, &url);
+        let url = format!("{}://{}{path}", target.scheme(), target.authority());
+        let res = block_response(&cx, &who, &d, host, &url);
         cx.finish(403, 0, 0, None);
         return res;
     }
@@ -397,27 +465,30 @@ async fn http(mut cx: Ctx, who: Identity, mut req: Request<Incoming>) -> Respons
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers, upgrade);
     add_via(&mut parts.headers);
-    let canonical = if port == 80 {
-        host.to_authority()
-    } else {
-        format!("{}:{port}", host.to_authority())
-    };
-    if let Ok(v) = HeaderValue::from_str(&canonical) {
+    let canonical = target.authority();
+    if target.https {
+        // The TLS client sets Host (HTTP/1.1) or :authority (HTTP/2) from the URI.
+        parts.headers.remove(header::HOST);
+    } else if let Ok(v) = HeaderValue::from_str(&canonical) {
         parts.headers.insert(header::HOST, v);
     }
     parts.version = Version::HTTP_11;
     parts.uri = match Uri::builder()
-        .scheme("http")
+        .scheme(target.scheme())
         .authority(canonical.as_str())
         .path_and_query(path)
         .build()
     {
         Ok(u) => u,
-        Err(e) => return bad_host(cx, authority, &e.to_string()),
+        Err(e) => return bad_host(cx, &canonical, &e.to_string()),
     };
     let sent = Arc::new(AtomicU64::new(0));
     let out = Request::from_parts(parts, CountedIncoming::new(body, sent.clone()));
-    let mut res = match st.upstream.request(out).await {
+    let sending = match (&st.bumper, target.https) {
+        (Some(b), true) => b.upstream().request(out),
+        _ => st.upstream.request(out),
+    };
+    let mut res = match sending.await {
         Ok(r) => r,
         Err(e) => return upstream_failed(cx, &e, sent.load(Ordering::Relaxed)),
     };
@@ -464,76 +535,6 @@ async fn http(mut cx: Ctx, who: Identity, mut req: Request<Incoming>) -> Respons
     Response::from_parts(parts, http_body_util::BodyExt::boxed(counted))
 }
 
-async fn connect(mut cx: Ctx, who: Identity, req: Request<Incoming>) -> Response<Body> {
-    let st = cx.st.clone();
-    let authority = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .unwrap_or_default();
-    let (host, port) = match Host::parse_authority(&authority) {
-        Ok((h, Some(p))) => (h, p),
-        Ok((_, None)) => return bad_host(cx, &authority, "CONNECT needs host:port"),
-        Err(e) => return bad_host(cx, &authority, &e.to_string()),
-    };
-    let snap = cx.snap.clone();
-    let mut class = Classification::default();
-    snap.classifier
-        .classify(&host, None, &mut String::new(), &mut class);
-    cx.classified(&host, port, &class);
-    if !st.cfg.connect_ports.contains(&port) {
-        cx.refused(ReasonCode::PortNotAllowed);
-        let res = tunnel_refusal(&cx, &Reason::new(ReasonCode::PortNotAllowed, None), None);
-        cx.finish(403, 0, 0, None);
-        return res;
-    }
-    let facts = RequestFacts {
-        method: "CONNECT",
-        sends_data: false,
-        path_visible: false,
-        approved: false,
-        // TLS interception comes with the organisation's CA; until then every tunnel is
-        // relayed as bytes, so block-upload sites are refused as a whole.
-        inspectable: false,
-    };
-    let d = snap.policy.decide(&who, &class, &facts);
-    cx.decided(&d);
-    if d.verdict == Verdict::Block {
-        let rule = d.rule.map(|r| snap.policy.rule(r).id.to_string());
-        let res = tunnel_refusal(&cx, &d.reason, rule.as_deref());
-        cx.finish(403, 0, 0, None);
-        return res;
-    }
-    let (upstream, addr) =
-        match tunnel::connect(&st.resolver, host.as_str(), port, st.connect_timeout).await {
-            Ok(x) => x,
-            Err(e) => {
-                st.metrics
-                    .upstream_errors
-                    .with_label_values(&[e.kind()])
-                    .inc();
-                cx.rec.reason_code = e.code();
-                let msg = e.to_string();
-                let res = text(StatusCode::BAD_GATEWAY, format!("{msg}\n"));
-                cx.finish(502, 0, 0, Some(msg));
-                return res;
-            }
-        };
-    cx.rec.upstream = Some(addr);
-    let guard = st.tunnels.enter();
-    tokio::spawn(async move {
-        let _guard = guard;
-        match hyper::upgrade::on(req).await {
-            Ok(client) => {
-                let (up, down, err) = tunnel::splice(client, upstream).await;
-                cx.finish(200, up, down, err);
-            }
-            Err(e) => cx.finish(200, 0, 0, Some(format!("client upgrade failed: {e}"))),
-        }
-    });
-    Response::new(forward::empty())
-}
-
 fn bad_host(mut cx: Ctx, authority: &str, why: &str) -> Response<Body> {
     cx.refused(ReasonCode::BadHost);
     cx.rec.host = authority.chars().take(255).collect::<String>().into();
@@ -548,6 +549,9 @@ fn bad_host(mut cx: Ctx, authority: &str, why: &str) -> Response<Body> {
 }
 
 fn upstream_failed(cx: Ctx, e: &hyper_util::client::legacy::Error, sent: u64) -> Response<Body> {
+    if let Some(problem) = TlsProblem::find(e) {
+        return upstream_tls_failed(cx, problem, sent);
+    }
     let kind = if e.is_connect() { "connect" } else { "other" };
     cx.st
         .metrics
@@ -574,6 +578,31 @@ fn upstream_failed(cx: Ctx, e: &hyper_util::client::legacy::Error, sent: u64) ->
     };
     cx.finish(502, sent, 0, Some(detail));
     html(StatusCode::BAD_GATEWAY, page)
+}
+
+/// 502 naming what is wrong with the site's TLS; nothing was sent to it.
+fn upstream_tls_failed(mut cx: Ctx, problem: TlsProblem, sent: u64) -> Response<Body> {
+    cx.st
+        .metrics
+        .upstream_errors
+        .with_label_values(&["tls"])
+        .inc();
+    let title = problem.title(cx.lang);
+    let detail = match &problem {
+        TlsProblem::BadCertificate(d) | TlsProblem::Handshake(d) => {
+            format!("{} ({d})", TlsProblem::explanation(cx.lang))
+        }
+        _ => TlsProblem::explanation(cx.lang).to_string(),
+    };
+    let page = block_page::render_error_page(cx.lang, 502, title, &detail);
+    cx.rec.reason_code = problem.code();
+    let msg = format!("{}: {}", problem.code(), problem.title(Lang::En));
+    cx.finish(502, sent, 0, Some(msg));
+    let mut res = html(StatusCode::BAD_GATEWAY, page);
+    if let Ok(v) = HeaderValue::from_str(problem.code()) {
+        res.headers_mut().insert("x-charte-error", v);
+    }
+    res
 }
 
 /// 403 with the block page and its unblock button (or why there is none).

@@ -1,0 +1,440 @@
+//! TLS interception ("bump"): the client's side of an inspected tunnel is finished with a
+//! leaf minted by the organisation's CA, and the site's side is a TLS client that verifies
+//! the site's certificate fully (system roots plus the configured extra roots, the name,
+//! TLS 1.2 or 1.3 only). The proxy never mints a certificate for a site whose own
+//! certificate failed: the request gets an error page naming the problem instead.
+//!
+//! Decisions are not taken here: the pipeline says which tunnels to bump.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{
+    AlertDescription, CertificateError, DigitallySignedStruct, OtherError, PeerIncompatible,
+    RootCertStore, SignatureScheme,
+};
+use tokio_rustls::TlsAcceptor;
+
+use super::ca::{CertAuthority, LeafResolver};
+use super::forward::{CountedIncoming, Resolver};
+use crate::classify::Host;
+use crate::policy::Lang;
+
+/// ALPN protocols offered to clients in a bumped tunnel, in order of preference.
+const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// The pooled client for sites reached over TLS from bumped tunnels.
+pub type TlsUpstream = Client<HttpsConnector<HttpConnector<Resolver>>, CountedIncoming>;
+
+/// Why TLS cannot be set up at start. Messages say what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("cannot read the upstream CA file {}: {source}", .path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error(
+        "the upstream CA file {} holds no usable certificate ({why}); give a PEM file with \
+         one or more CERTIFICATE blocks",
+        .path.display()
+    )]
+    Bad { path: PathBuf, why: String },
+    #[error(
+        "no trusted root for upstream servers: the system store is empty or unreadable \
+         ({0}); install the ca-certificates package or give --upstream-ca"
+    )]
+    NoRoots(String),
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// What interception needs: the CA (leaves and their cache) and the upstream TLS client.
+pub struct Bumper {
+    ca: Arc<CertAuthority>,
+    provider: Arc<CryptoProvider>,
+    upstream: TlsUpstream,
+}
+
+impl fmt::Debug for Bumper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bumper").field("ca", &self.ca).finish()
+    }
+}
+
+impl Bumper {
+    /// `extra_roots`: PEM files trusted for upstream servers besides the system store.
+    pub fn new(
+        ca: Arc<CertAuthority>,
+        provider: Arc<CryptoProvider>,
+        extra_roots: &[PathBuf],
+        resolver: Resolver,
+        connect_timeout: Duration,
+    ) -> Result<Bumper, TlsSetupError> {
+        let tls = client_config(provider.clone(), extra_roots)?;
+        let mut http = HttpConnector::new_with_resolver(resolver);
+        http.set_connect_timeout(Some(connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let upstream = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .build(https);
+        Ok(Bumper {
+            ca,
+            provider,
+            upstream,
+        })
+    }
+
+    pub fn ca(&self) -> &Arc<CertAuthority> {
+        &self.ca
+    }
+
+    pub fn upstream(&self) -> &TlsUpstream {
+        &self.upstream
+    }
+
+    /// The acceptor for one tunnel to `host`: a leaf for `host` only (an SNI naming
+    /// another host gets no certificate), ALPN h2 and http/1.1, TLS 1.2 and 1.3.
+    pub fn acceptor(&self, host: &Host) -> Result<TlsAcceptor, rustls::Error> {
+        let resolver = LeafResolver::new(self.ca.clone(), host.clone());
+        let mut cfg = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(resolver));
+        cfg.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+        Ok(TlsAcceptor::from(Arc::new(cfg)))
+    }
+}
+
+/// The upstream TLS client configuration: full verification against the system's roots
+/// and `extra_roots`, TLS 1.2 and 1.3 only (rustls has nothing older).
+pub fn client_config(
+    provider: Arc<CryptoProvider>,
+    extra_roots: &[PathBuf],
+) -> Result<rustls::ClientConfig, TlsSetupError> {
+    let mut roots = RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+    if !native.errors.is_empty() {
+        tracing::debug!(errors = ?native.errors, "some system roots could not be read");
+    }
+    for path in extra_roots {
+        let bytes = std::fs::read(path).map_err(|source| TlsSetupError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let bad = |why: String| TlsSetupError::Bad {
+            path: path.clone(),
+            why,
+        };
+        let mut n = 0;
+        for c in CertificateDer::pem_slice_iter(&bytes) {
+            let c = c.map_err(|e| bad(e.to_string()))?;
+            roots.add(c).map_err(|e| bad(e.to_string()))?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(bad("no CERTIFICATE block".into()));
+        }
+    }
+    if roots.is_empty() {
+        let why = native
+            .errors
+            .first()
+            .map_or_else(|| "no certificate found".to_string(), ToString::to_string);
+        return Err(TlsSetupError::NoRoots(why));
+    }
+    tracing::debug!(
+        system = added,
+        extra = extra_roots.len(),
+        "upstream trust store"
+    );
+    let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| TlsSetupError::Rustls(rustls::Error::General(e.to_string())))?;
+    let verifier = Arc::new(Verifier { inner });
+    // `dangerous()` only because the verifier is ours: it is WebPKI's, unchanged, with a
+    // clearer error for a self-signed certificate.
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(cfg)
+}
+
+/// WebPKI verification, with "self-signed" told apart from "unknown issuer".
+#[derive(Debug)]
+struct Verifier {
+    inner: Arc<WebPkiServerVerifier>,
+}
+
+/// The marker error for a self-signed site certificate.
+#[derive(Debug, thiserror::Error)]
+#[error("the certificate is self-signed")]
+struct SelfSigned;
+
+fn is_self_signed(der: &[u8]) -> bool {
+    match x509_parser::parse_x509_certificate(der) {
+        Ok((_, c)) => c.issuer().as_raw() == c.subject().as_raw(),
+        Err(_) => false,
+    }
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            .map_err(|e| match e {
+                rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)
+                    if intermediates.is_empty() && is_self_signed(end_entity) =>
+                {
+                    rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(
+                        Arc::new(SelfSigned),
+                    )))
+                }
+                e => e,
+            })
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Why a site's TLS failed, as told to the user and in the trace. `code()` is stable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsProblem {
+    Expired,
+    NotYetValid,
+    WrongName,
+    SelfSigned,
+    UnknownCa,
+    Revoked,
+    /// Another certificate problem (bad signature, wrong usage…).
+    BadCertificate(String),
+    /// The site offers only TLS 1.1 or older.
+    OldProtocol,
+    /// Another handshake failure.
+    Handshake(String),
+}
+
+impl TlsProblem {
+    pub fn code(&self) -> &'static str {
+        match self {
+            TlsProblem::Expired => "upstream-cert-expired",
+            TlsProblem::NotYetValid => "upstream-cert-not-yet-valid",
+            TlsProblem::WrongName => "upstream-cert-name",
+            TlsProblem::SelfSigned => "upstream-cert-self-signed",
+            TlsProblem::UnknownCa => "upstream-cert-unknown-ca",
+            TlsProblem::Revoked => "upstream-cert-revoked",
+            TlsProblem::BadCertificate(_) => "upstream-cert-invalid",
+            TlsProblem::OldProtocol => "upstream-tls-version",
+            TlsProblem::Handshake(_) => "upstream-tls",
+        }
+    }
+
+    /// The page title: what is wrong, for a user.
+    pub fn title(&self, lang: Lang) -> &'static str {
+        let en = lang == Lang::En;
+        match self {
+            TlsProblem::Expired if en => "The site's certificate has expired",
+            TlsProblem::Expired => "Le certificat du site a expiré",
+            TlsProblem::NotYetValid if en => "The site's certificate is not valid yet",
+            TlsProblem::NotYetValid => "Le certificat du site n'est pas encore valable",
+            TlsProblem::WrongName if en => "The site's certificate is for another name",
+            TlsProblem::WrongName => "Le certificat du site est établi pour un autre nom",
+            TlsProblem::SelfSigned if en => {
+                "The site's certificate is self-signed: nobody vouches for it"
+            }
+            TlsProblem::SelfSigned => {
+                "Le certificat du site est auto-signé : aucune autorité ne le garantit"
+            }
+            TlsProblem::UnknownCa if en => {
+                "The site's certificate comes from an unknown certification authority"
+            }
+            TlsProblem::UnknownCa => {
+                "Le certificat du site vient d'une autorité de certification inconnue"
+            }
+            TlsProblem::Revoked if en => "The site's certificate has been revoked",
+            TlsProblem::Revoked => "Le certificat du site a été révoqué",
+            TlsProblem::BadCertificate(_) if en => "The site's certificate is not valid",
+            TlsProblem::BadCertificate(_) => "Le certificat du site n'est pas valable",
+            TlsProblem::OldProtocol if en => {
+                "The site only offers an obsolete version of TLS (1.1 or older)"
+            }
+            TlsProblem::OldProtocol => {
+                "Le site ne propose qu'une version obsolète de TLS (1.1 ou plus ancienne)"
+            }
+            TlsProblem::Handshake(_) if en => "The secure connection to the site failed",
+            TlsProblem::Handshake(_) => "La connexion sécurisée au site a échoué",
+        }
+    }
+
+    /// One sentence added under the title: the proxy did not connect through.
+    pub fn explanation(lang: Lang) -> &'static str {
+        match lang {
+            Lang::En => {
+                "The proxy did not connect to this site: its identity cannot be verified, \
+                 and a connection to it could be intercepted. Contact the IT service if the \
+                 site is needed."
+            }
+            Lang::Fr => {
+                "Le proxy ne s'est pas connecté à ce site : son identité ne peut pas être \
+                 vérifiée et une connexion pourrait être interceptée. Contactez le service \
+                 informatique si ce site vous est nécessaire."
+            }
+        }
+    }
+
+    fn from_rustls(e: &rustls::Error) -> TlsProblem {
+        use CertificateError as C;
+        match e {
+            rustls::Error::InvalidCertificate(c) => match c {
+                C::Expired | C::ExpiredContext { .. } => TlsProblem::Expired,
+                C::NotValidYet | C::NotValidYetContext { .. } => TlsProblem::NotYetValid,
+                C::NotValidForName | C::NotValidForNameContext { .. } => TlsProblem::WrongName,
+                C::UnknownIssuer => TlsProblem::UnknownCa,
+                C::Revoked => TlsProblem::Revoked,
+                C::Other(o) if o.0.downcast_ref::<SelfSigned>().is_some() => TlsProblem::SelfSigned,
+                other => TlsProblem::BadCertificate(format!("{other:?}")),
+            },
+            rustls::Error::PeerIncompatible(PeerIncompatible::ServerDoesNotSupportTls12Or13)
+            | rustls::Error::AlertReceived(AlertDescription::ProtocolVersion) => {
+                TlsProblem::OldProtocol
+            }
+            other => TlsProblem::Handshake(other.to_string()),
+        }
+    }
+
+    /// The TLS problem somewhere in an error's chain of sources, if there is one.
+    pub fn find(err: &(dyn StdError + 'static)) -> Option<TlsProblem> {
+        let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+        while let Some(e) = cur {
+            if let Some(r) = rustls_in(e) {
+                return Some(TlsProblem::from_rustls(r));
+            }
+            cur = e.source();
+        }
+        None
+    }
+}
+
+/// A rustls error, directly or inside (possibly nested) `io::Error`s, whose `source()`
+/// skips the error they wrap.
+fn rustls_in<'a>(mut e: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    loop {
+        if let Some(r) = e.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        let inner = e.downcast_ref::<io::Error>()?.get_ref()?;
+        e = inner;
+    }
+}
+
+/// Why the client's side of a bump failed, for the trace. The common one is a
+/// workstation that does not trust the organisation's CA.
+pub fn client_handshake_problem(e: &io::Error) -> (&'static str, String) {
+    let detail = e.to_string();
+    match rustls_in(e) {
+        Some(rustls::Error::AlertReceived(
+            AlertDescription::UnknownCA
+            | AlertDescription::BadCertificate
+            | AlertDescription::CertificateUnknown,
+        )) => (
+            "client-untrusted-ca",
+            format!(
+                "the workstation refused the proxy's certificate ({detail}): install the \
+                 organisation's CA on it (`charte-proxy ca show`), or list the application \
+                 in no_inspect if it pins its certificates"
+            ),
+        ),
+        _ => ("client-handshake", detail),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_are_found_inside_io_errors() {
+        let e = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(CertificateError::Expired),
+        );
+        assert_eq!(TlsProblem::find(&e), Some(TlsProblem::Expired));
+        let e = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
+                SelfSigned,
+            )))),
+        );
+        assert_eq!(TlsProblem::find(&e), Some(TlsProblem::SelfSigned));
+        // hyper-rustls wraps tokio-rustls's io::Error in another.
+        let e = io::Error::other(io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(CertificateError::NotValidForName),
+        ));
+        assert_eq!(TlsProblem::find(&e), Some(TlsProblem::WrongName));
+        let e = io::Error::other("plain");
+        assert_eq!(TlsProblem::find(&e), None);
+    }
+
+    #[test]
+    fn codes_are_stable_and_titles_translated() {
+        for p in [
+            TlsProblem::Expired,
+            TlsProblem::WrongName,
+            TlsProblem::SelfSigned,
+            TlsProblem::UnknownCa,
+            TlsProblem::OldProtocol,
+        ] {
+            assert!(p.code().starts_with("upstream-"));
+            assert_ne!(p.title(Lang::Fr), p.title(Lang::En));
+        }
+    }
+}

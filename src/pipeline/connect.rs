@@ -1,0 +1,308 @@
+//! CONNECT: the tunnel is decided on its host, then either relayed as bytes (sites never
+//! inspected, groups with inspection off, or inspection turned off) or bumped: the
+//! client's TLS is finished with a leaf of the organisation's CA and every request inside
+//! goes through [`super::exchange`] like a plain one, with its path.
+//!
+//! Before either, the ClientHello is read without being consumed: a TLS name (SNI) that
+//! differs from the CONNECT host is refused, since the decision was taken for the latter.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+
+use super::{Ctx, State, Target, bad_host, exchange, html, reason_header, text, tunnel_refusal};
+use crate::action::block_page;
+use crate::action::bump::client_handshake_problem;
+use crate::action::client_hello::{self, ClientHello, HelloError, PeekError, Rewind};
+use crate::action::forward::{self, Body, seen_by_us};
+use crate::action::tunnel::{self, Counters, CountingIo};
+use crate::classify::{Classification, Host};
+use crate::identity::Identity;
+use crate::policy::{Inspection, Reason, ReasonCode, RequestFacts, Verdict};
+
+/// What the requests of a bumped tunnel share.
+struct Tunnel {
+    host: Host,
+    port: u16,
+    peer: SocketAddr,
+    /// The user authenticated on CONNECT; groups are resolved again per request, against
+    /// the policy in force then.
+    user: Option<Box<str>>,
+}
+
+pub(super) async fn connect(mut cx: Ctx, who: Identity, req: Request<Incoming>) -> Response<Body> {
+    let st = cx.st.clone();
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .unwrap_or_default();
+    let (host, port) = match Host::parse_authority(&authority) {
+        Ok((h, Some(p))) => (h, p),
+        Ok((_, None)) => return bad_host(cx, &authority, "CONNECT needs host:port"),
+        Err(e) => return bad_host(cx, &authority, &e.to_string()),
+    };
+    let snap = cx.snap.clone();
+    let mut class = Classification::default();
+    snap.classifier
+        .classify(&host, None, &mut String::new(), &mut class);
+    cx.classified(&host, port, &class);
+    if !st.cfg.connect_ports.contains(&port) {
+        cx.refused(ReasonCode::PortNotAllowed);
+        let res = tunnel_refusal(&cx, &Reason::new(ReasonCode::PortNotAllowed, None), None);
+        cx.finish(403, 0, 0, None);
+        return res;
+    }
+    let facts = RequestFacts {
+        method: "CONNECT",
+        sends_data: false,
+        path_visible: false,
+        approved: false,
+        inspectable: st.bumper.is_some(),
+    };
+    let d = snap.policy.decide(&who, &class, &facts);
+    cx.decided(&d);
+    let bump = st.bumper.is_some() && d.inspection == Inspection::Inspect;
+
+    if bump {
+        // Even a blocked host is bumped, so that the user sees the block page (with its
+        // unblock button) instead of a browser error. Each request inside has its own
+        // decision and record; this one is the tunnel's.
+        cx.rec.decision = "bump";
+        cx.rec.rule = None;
+        cx.rec.reason = None;
+        cx.rec.reason_code = "bump";
+        let tunnel = Arc::new(Tunnel {
+            host,
+            port,
+            peer: cx.peer,
+            user: who.user.clone(),
+        });
+        let guard = st.tunnels.enter();
+        tokio::spawn(async move {
+            let _guard = guard;
+            bump_tunnel(cx, tunnel, req).await;
+        });
+        return Response::new(forward::empty());
+    }
+
+    if d.verdict == Verdict::Block {
+        let rule = d.rule.map(|r| snap.policy.rule(r).id.to_string());
+        let res = tunnel_refusal(&cx, &d.reason, rule.as_deref());
+        cx.finish(403, 0, 0, None);
+        return res;
+    }
+    let (upstream, addr) =
+        match tunnel::connect(&st.resolver, host.as_str(), port, st.connect_timeout).await {
+            Ok(x) => x,
+            Err(e) => {
+                st.metrics
+                    .upstream_errors
+                    .with_label_values(&[e.kind()])
+                    .inc();
+                cx.rec.reason_code = e.code();
+                let msg = e.to_string();
+                let res = text(StatusCode::BAD_GATEWAY, format!("{msg}\n"));
+                cx.finish(502, 0, 0, Some(msg));
+                return res;
+            }
+        };
+    cx.rec.upstream = Some(addr);
+    let guard = st.tunnels.enter();
+    tokio::spawn(async move {
+        let _guard = guard;
+        let mut client = match hyper::upgrade::on(req).await {
+            Ok(u) => tunnel::client_io(u),
+            Err(e) => {
+                cx.finish(200, 0, 0, Some(format!("client upgrade failed: {e}")));
+                return;
+            }
+        };
+        let (cx, prefix) = if st.bumper.is_some() {
+            // Not decrypted, but the name the client gives the server is still checked.
+            // A client that does not speak TLS here (the site is never inspected, or the
+            // client's group is not) is relayed as it is.
+            match check_hello(cx, &mut client, &host, false).await {
+                Some(x) => x,
+                None => return,
+            }
+        } else {
+            (cx, Bytes::new())
+        };
+        let (up, down, err) = tunnel::splice(client, &prefix, upstream).await;
+        cx.finish(200, up, down, err);
+    });
+    Response::new(forward::empty())
+}
+
+/// Reads the ClientHello (every byte kept for replay) and checks its SNI against the
+/// CONNECT host. `None`: the tunnel was refused or failed, and its record emitted.
+async fn check_hello<IO: tokio::io::AsyncRead + Unpin>(
+    mut cx: Ctx,
+    io: &mut IO,
+    host: &Host,
+    tls_required: bool,
+) -> Option<(Ctx, Bytes)> {
+    let timeout = cx.st.cfg.tls.hello_timeout;
+    let (res, prefix) = client_hello::peek(io, timeout).await;
+    let read = prefix.len() as u64;
+    match res {
+        Ok(ClientHello { sni: Some(sni), .. })
+            if Host::parse(&sni).map_or(true, |s| &s != host) =>
+        {
+            cx.refused(ReasonCode::SniMismatch);
+            let detail = format!("TLS SNI {sni:?} differs from the CONNECT host {host}");
+            cx.finish(403, read, 0, Some(detail));
+            None
+        }
+        Ok(_) => Some((cx, prefix)),
+        Err(PeekError::Hello(HelloError::NotTls)) if !tls_required => Some((cx, prefix)),
+        Err(PeekError::Hello(HelloError::NotTls)) => {
+            cx.refused(ReasonCode::TlsRequired);
+            let detail = "the client did not start a TLS handshake".to_string();
+            cx.finish(403, read, 0, Some(detail));
+            None
+        }
+        Err(e) => {
+            cx.rec.decision = "error";
+            cx.rec.reason_code = e.code();
+            cx.finish(200, read, 0, Some(e.to_string()));
+            None
+        }
+    }
+}
+
+/// A bumped tunnel: ClientHello, the client's handshake with a minted leaf, then HTTP/1.1
+/// or HTTP/2 requests until the client goes. Emits the tunnel's record at the end.
+async fn bump_tunnel(cx: Ctx, t: Arc<Tunnel>, req: Request<Incoming>) {
+    let st = cx.st.clone();
+    let Some(bumper) = st.bumper.clone() else {
+        return;
+    };
+    let upgraded = match hyper::upgrade::on(req).await {
+        Ok(u) => u,
+        Err(e) => {
+            cx.finish(200, 0, 0, Some(format!("client upgrade failed: {e}")));
+            return;
+        }
+    };
+    let counters = Counters::default();
+    let mut io = CountingIo::new(tunnel::client_io(upgraded), counters.clone());
+    let Some((mut cx, prefix)) = check_hello(cx, &mut io, &t.host, true).await else {
+        return;
+    };
+    let acceptor = match bumper.acceptor(&t.host) {
+        Ok(a) => a,
+        Err(e) => {
+            cx.rec.decision = "error";
+            cx.rec.reason_code = "bump-config";
+            cx.finish(200, prefix.len() as u64, 0, Some(e.to_string()));
+            return;
+        }
+    };
+    let tls = match acceptor.accept(Rewind::new(prefix, io)).await {
+        Ok(s) => s,
+        Err(e) => {
+            let (code, detail) = client_handshake_problem(&e);
+            cx.rec.decision = "error";
+            cx.rec.reason_code = code;
+            let (r, w) = counters.get();
+            cx.finish(200, r, w, Some(detail));
+            return;
+        }
+    };
+    let st2 = st.clone();
+    let t2 = t.clone();
+    let svc = service_fn(move |req| {
+        let st = st2.clone();
+        let t = t2.clone();
+        async move { Ok::<_, Infallible>(bumped_request(st, t, req).await) }
+    });
+    let served = auto::Builder::new(TokioExecutor::new())
+        .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+        .await;
+    let err = served.err().and_then(|e| {
+        let msg = e.to_string();
+        // A client that closes or resets its connection is how tunnels end.
+        let benign = e
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_incomplete_message() || h.is_closed() || h.is_canceled());
+        (!benign).then_some(msg)
+    });
+    let (r, w) = counters.get();
+    cx.finish(200, r, w, err);
+}
+
+/// One request inside a bumped tunnel: checked to name the tunnel's host, then decided
+/// and answered like any other.
+async fn bumped_request(st: Arc<State>, t: Arc<Tunnel>, req: Request<Incoming>) -> Response<Body> {
+    let lang = block_page::negotiate_lang(
+        req.headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let mut cx = Ctx::new(&st, t.peer, req.method(), "https", lang);
+    let who = cx
+        .snap
+        .policy
+        .groups
+        .resolve(cx.rec.client, t.user.as_deref());
+    cx.identify(&who);
+    if let Some(given) = other_host(&req, &t) {
+        return host_mismatch(cx, &t, &given);
+    }
+    if seen_by_us(req.headers()) {
+        return super::loop_detected(cx);
+    }
+    let target = Target {
+        https: true,
+        host: t.host.clone(),
+        port: t.port,
+    };
+    exchange(cx, who, req, target).await
+}
+
+/// The Host header or `:authority` (or absolute URI) of a request when it names another
+/// host or port than the tunnel's; `None` when all that are present agree with it.
+fn other_host(req: &Request<Incoming>, t: &Tunnel) -> Option<String> {
+    let from_uri = req.uri().authority().map(|a| a.as_str());
+    let from_header = req
+        .headers()
+        .get_all(header::HOST)
+        .iter()
+        .map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    for given in from_uri.into_iter().chain(from_header) {
+        let same = match Host::parse_authority(given) {
+            Ok((h, p)) => h == t.host && p.is_none_or(|p| p == t.port),
+            Err(_) => false,
+        };
+        if !same {
+            return Some(given.chars().take(255).collect());
+        }
+    }
+    None
+}
+
+/// 421 Misdirected Request: the request names another site than the tunnel's. Browsers
+/// retry such a request on a connection of its own.
+fn host_mismatch(mut cx: Ctx, t: &Tunnel, given: &str) -> Response<Body> {
+    cx.rec.host = t.host.as_str().into();
+    cx.rec.port = t.port;
+    cx.refused(ReasonCode::HostMismatch);
+    let reason = Reason::new(ReasonCode::HostMismatch, None);
+    let title = cx.snap.policy.reason_text(&reason, cx.lang).into_owned();
+    let detail = format!("Host: {given} — TLS: {}", t.host);
+    let page = block_page::render_error_page(cx.lang, 421, &title, &detail);
+    let mut res = html(StatusCode::MISDIRECTED_REQUEST, page);
+    reason_header(&mut res, ReasonCode::HostMismatch, None);
+    cx.finish(421, 0, 0, Some(detail));
+    res
+}

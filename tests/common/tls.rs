@@ -1,0 +1,220 @@
+//! TLS test fixtures: a throw-away PKI for upstream sites (a test root given to the proxy
+//! as extra trust, and certificates that are good, expired, for another name, self-signed
+//! or from an unknown CA), HTTPS upstream servers speaking HTTP/1.1 and HTTP/2, and a
+//! client that opens a TLS session through a CONNECT tunnel.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use time::OffsetDateTime;
+
+/// A certificate with its key, ready for a rustls server.
+#[derive(Clone)]
+pub struct Leaf {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key_der: Vec<u8>,
+}
+
+impl Leaf {
+    pub fn key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()))
+    }
+}
+
+/// A test certification authority.
+pub struct TestCa {
+    pub pem: String,
+    pub der: CertificateDer<'static>,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl TestCa {
+    pub fn new(cn: &str) -> TestCa {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let cert = params.self_signed(&key).unwrap();
+        TestCa {
+            pem: cert.pem(),
+            der: cert.der().clone(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A leaf for `names`, valid from `from` to `until` days from now.
+    pub fn leaf_valid(&self, names: &[&str], from: i64, until: i64) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, names.first().copied().unwrap_or("x"));
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now + time::Duration::days(from);
+        params.not_after = now + time::Duration::days(until);
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            chain: vec![cert.der().clone()],
+            key_der: key.serialize_der(),
+        }
+    }
+
+    pub fn leaf(&self, names: &[&str]) -> Leaf {
+        self.leaf_valid(names, -1, 30)
+    }
+
+    pub fn write_pem(&self, path: &Path) {
+        std::fs::write(path, &self.pem).unwrap();
+    }
+}
+
+/// A self-signed leaf (no CA behind it).
+pub fn self_signed(names: &[&str]) -> Leaf {
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, names.first().copied().unwrap_or("x"));
+    let cert = params.self_signed(&key).unwrap();
+    Leaf {
+        chain: vec![cert.der().clone()],
+        key_der: key.serialize_der(),
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// An HTTPS upstream on loopback with the routes of [`super::proxy::Upstream`]; ALPN h2
+/// and http/1.1.
+pub struct HttpsUpstream {
+    pub addr: SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl HttpsUpstream {
+    pub fn start(leaf: &Leaf) -> HttpsUpstream {
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(leaf.chain.clone(), leaf.key())
+            .unwrap();
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        let (tx, rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(l.local_addr().unwrap()).unwrap();
+                let serve = async {
+                    loop {
+                        let (s, _) = l.accept().await.unwrap();
+                        let acceptor = acceptor.clone();
+                        tokio::spawn(async move {
+                            let Ok(tls) = acceptor.accept(s).await else {
+                                return;
+                            };
+                            let _ =
+                                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                                    .serve_connection_with_upgrades(
+                                        TokioIo::new(tls),
+                                        hyper::service::service_fn(super::proxy::route),
+                                    )
+                                    .await;
+                        });
+                    }
+                };
+                tokio::select! { _ = serve => {}, _ = stop_rx => {} }
+            });
+        });
+        HttpsUpstream {
+            addr: rx.recv().unwrap(),
+            _stop: stop_tx,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
+/// Opens a CONNECT tunnel to `connect_to` through `proxy`, then a TLS session naming
+/// `sni`, trusting `roots`. Returns the TLS stream or the handshake error.
+pub fn tls_through(
+    proxy: SocketAddr,
+    connect_to: &str,
+    sni: &str,
+    roots: &[CertificateDer<'static>],
+    alpn: &[&[u8]],
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>, String> {
+    let mut s = std::net::TcpStream::connect(proxy).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    write!(
+        s,
+        "CONNECT {connect_to} HTTP/1.1\r\nHost: {connect_to}\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut b).unwrap();
+        assert_eq!(n, 1, "the proxy closed during the CONNECT answer");
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(format!("CONNECT refused: {head}"));
+    }
+    let mut store = rustls::RootCertStore::empty();
+    for r in roots {
+        store.add(r.clone()).unwrap();
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let name = ServerName::try_from(sni.to_string()).unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, s);
+    // Drive the handshake to its end (or its failure).
+    while tls.conn.is_handshaking() {
+        if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
+            return Err(e.to_string());
+        }
+    }
+    Ok(tls)
+}
+
+/// Sends one HTTP/1.1 request on a TLS stream and reads the whole answer (the request
+/// asks the server to close).
+pub fn h1_exchange(
+    tls: &mut rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
+    request: &str,
+) -> String {
+    tls.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
