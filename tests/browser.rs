@@ -52,7 +52,16 @@ fn trust(home: &Path, ca_pem: &Path) {
         .success();
     assert!(ok, "certutil -N");
     let ok = Command::new("certutil")
-        .args(["-A", "-t", "C,,", "-n", "charte-proxy test CA", "-d", &db, "-i"])
+        .args([
+            "-A",
+            "-t",
+            "C,,",
+            "-n",
+            "charte-proxy test CA",
+            "-d",
+            &db,
+            "-i",
+        ])
         .arg(ca_pem)
         .status()
         .unwrap()
@@ -77,7 +86,10 @@ fn dump_dom(browser: &str, home: &Path, proxy: &Proxy, url: &str, lang: &str) ->
         ])
         .arg(format!("--lang={lang}"))
         .arg(format!("--accept-lang={lang}"))
-        .arg(format!("--user-data-dir={}", home.join("profile").display()))
+        .arg(format!(
+            "--user-data-dir={}",
+            home.join("profile").display()
+        ))
         .arg(format!("--proxy-server=http://{}", proxy.proxy))
         .arg("--dump-dom")
         .arg(url)
@@ -116,7 +128,12 @@ fn chromium_loads_an_allowed_https_page_and_shows_the_block_page_for_a_blocked_o
     let up_pem = up_pem.display().to_string();
     let port = up.port().to_string();
     let mut args = common::proxy::pins();
-    args.extend(["--upstream-ca".into(), up_pem, "--connect-port".into(), port]);
+    args.extend([
+        "--upstream-ca".into(),
+        up_pem,
+        "--connect-port".into(),
+        port,
+    ]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let p = Proxy::start_in(dir, &refs);
 
@@ -128,18 +145,27 @@ fn chromium_loads_an_allowed_https_page_and_shows_the_block_page_for_a_blocked_o
     let dom = dump_dom(browser, home.path(), &p, &url, "fr");
     assert!(dom.contains("hello"), "the allowed page: {dom}");
     let t = p.trace_find(|v| v["host"] == "allowed.test" && v["path"] == "/small");
-    assert_eq!((t["status"].as_u64(), t["scheme"].as_str()), (Some(200), Some("https")));
+    assert_eq!(
+        (t["status"].as_u64(), t["scheme"].as_str()),
+        (Some(200), Some("https"))
+    );
 
     // Blocked: the block page, in French, with its button to ask for the site.
     let url = format!("https://casino-royal.example:{}/small", up.port());
     let dom = dump_dom(browser, home.path(), &p, &url, "fr");
     assert!(dom.contains("casino-royal.example"), "{dom}");
-    assert!(dom.contains("Jeux d'argent : usage privé (charte §6.1)"), "{dom}");
+    assert!(
+        dom.contains("Jeux d'argent : usage privé (charte §6.1)"),
+        "{dom}"
+    );
     assert!(dom.contains("/demande?token="), "the unblock button: {dom}");
     assert!(!dom.contains("hello"), "{dom}");
     // English when the browser asks for it.
     let dom = dump_dom(browser, home.path(), &p, &url, "en-US");
-    assert!(dom.contains("Gambling: private use (charter §6.1)"), "{dom}");
+    assert!(
+        dom.contains("Gambling: private use (charter §6.1)"),
+        "{dom}"
+    );
     let t = p.trace_find(|v| v["host"] == "casino-royal.example" && v["path"] == "/small");
     assert_eq!(
         (t["decision"].as_str(), t["rule"].as_str()),

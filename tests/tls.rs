@@ -148,6 +148,12 @@ fn bumped_hosts_carry_the_organisation_ca_and_no_inspect_hosts_their_own_certifi
         .send()
         .unwrap_err();
     assert!(err.is_connect(), "{err:?}");
+    // …and on a no_inspect host it sees the site's own certificate.
+    let res = reqwest_with(&s.up_pem)
+        .get(s.url("mabanque.example", "/small"))
+        .send()
+        .unwrap();
+    assert_eq!(res.text().unwrap(), "hello");
 
     // A raw rustls client sees the same, and the chain ends at the organisation CA.
     let mut tls = tls_through(
@@ -411,6 +417,35 @@ fn an_sni_other_than_the_connect_host_and_a_host_other_than_the_sni_are_refused(
     );
     assert!(t["error"].as_str().unwrap().contains("hate.example"), "{t}");
 
+    // No SNI at all (a client naming an IP address sends none): the CONNECT host is
+    // used, here an address, and the leaf is for that address.
+    let tls = tls_through(
+        s.p.proxy,
+        "127.0.0.1:443",
+        "127.0.0.1",
+        &[s.org_der()],
+        &[b"http/1.1"],
+    );
+    // Port 443 is not allowed by this proxy: refused before any TLS.
+    assert!(tls.unwrap_err().contains("403"));
+    let ip = format!("127.0.0.1:{}", s.up.port());
+    let tls = tls_through(s.p.proxy, &ip, "127.0.0.1", &[s.org_der()], &[b"http/1.1"]).unwrap();
+    let leaf = tls.conn.peer_certificates().unwrap()[0].clone();
+    let (_, c) = x509_parser::parse_x509_certificate(&leaf).unwrap();
+    let san = c
+        .subject_alternative_name()
+        .unwrap()
+        .unwrap()
+        .value
+        .general_names
+        .clone();
+    assert_eq!(
+        san,
+        vec![x509_parser::extensions::GeneralName::IPAddress(&[
+            127, 0, 0, 1
+        ])]
+    );
+
     // Inside a tunnel to allowed.test, a request for hate.example: 421.
     let mut tls = tls_through(
         s.p.proxy,
@@ -503,7 +538,7 @@ fn block_upload_over_https_lets_reading_pass_and_refuses_sending_in_h1_and_h2() 
     .unwrap();
     let out = h1_exchange(
         &mut tls,
-        "GET /ws HTTP/1.1\r\nHost: chat.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        "GET /ws HTTP/1.1\r\nHost: chat.example\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\n\r\n",
     );
     assert!(out.starts_with("HTTP/1.1 403"), "{out}");
     // The trace of the refused POST holds the path and the reason.
@@ -609,6 +644,47 @@ fn serve_refuses_a_ca_key_readable_by_others() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("chmod 600"), "says how to fix it: {err}");
+    // An existing CA (here another one made by `ca init`) named with --ca-cert/--ca-key.
+    let other = dir.path().join("other");
+    let out = common::bin()
+        .args([
+            "ca",
+            "init",
+            "--name",
+            "Mairie de Test — sous-CA",
+            "--data-dir",
+        ])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let up_ca = TestCa::new("Test upstream root");
+    let up = HttpsUpstream::start(&up_ca.leaf(SITE_NAMES));
+    let up_pem = dir.path().join("up.pem");
+    up_ca.write_pem(&up_pem);
+    let (cert, key) = (other.join("ca/ca.pem"), other.join("ca/ca.key"));
+    let p = Proxy::start_pinned(&[
+        "--ca-cert",
+        cert.to_str().unwrap(),
+        "--ca-key",
+        key.to_str().unwrap(),
+        "--upstream-ca",
+        up_pem.to_str().unwrap(),
+        "--connect-port",
+        &up.port().to_string(),
+    ]);
+    let (code, out, err) = curl(&[
+        "-x",
+        &p.url(),
+        "--cacert",
+        cert.to_str().unwrap(),
+        &format!("https://allowed.test:{}/small", up.port()),
+    ]);
+    assert_eq!((code, out.as_str()), (0, "hello"), "{err}");
+    assert!(
+        !p.path("data/ca/ca.pem").exists(),
+        "no CA created when one is named"
+    );
     // With --no-inspect the CA is not needed and the proxy starts.
     let mut p = Command::new(env!("CARGO_BIN_EXE_charte-proxy"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
