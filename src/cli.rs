@@ -72,6 +72,8 @@ pub enum Command {
     Users(crate::identity::users_cli::UsersArgs),
     /// The organisation's CA for TLS inspection: create it, show how to install it.
     Ca(crate::action::ca_cli::CaArgs),
+    /// Unblock requests: list, show, approve, refuse, export.
+    Requests(crate::unblock::cli::RequestsArgs),
 }
 
 #[derive(Args, Debug, Default)]
@@ -293,6 +295,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Categories(CategoriesCmd::List { policy }) => list_categories(&policy.policy),
         Command::Users(a) => crate::identity::users_cli::run(a),
         Command::Ca(a) => crate::action::ca_cli::run(a),
+        Command::Requests(a) => crate::unblock::cli::run(a),
     };
     match result {
         Ok(code) => code,

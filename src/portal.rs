@@ -15,22 +15,38 @@ use crate::action::forward::{Body, full};
 use crate::config::server::ServerConfig;
 use crate::pipeline::{State, html, text};
 use crate::policy::Lang;
+use crate::unblock::pages;
+use crate::unblock::store::{MAX_JUSTIFICATION, NewRequest, StoreError, Submitted};
 use crate::unblock::token;
 
 /// How long a block page's unblock link stays valid.
 pub const TOKEN_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Requests to the portal listener.
-pub async fn portal(st: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn portal(
+    st: Arc<State>,
+    peer: std::net::SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let lang = block_page::negotiate_lang(
         req.headers()
             .get(header::ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok()),
     );
-    if req.method() != Method::GET && req.method() != Method::HEAD {
+    let path = req.uri().path().to_string();
+    let is_get = req.method() == Method::GET || req.method() == Method::HEAD;
+    let is_form = req.method() == Method::POST && path == "/demande";
+    if !(is_get || is_form) {
         return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into()));
     }
-    let res = match req.uri().path() {
+    let query = |k: &str| {
+        req.uri().query().and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.into_owned())
+        })
+    };
+    let res = match path.as_str() {
         "/proxy.pac" | "/wpad.dat" => {
             let mut r = Response::new(full(pac(&st.cfg)));
             r.headers_mut().insert(
@@ -44,83 +60,220 @@ pub async fn portal(st: Arc<State>, req: Request<Incoming>) -> Result<Response<B
             r
         }
         "/" => html(StatusCode::OK, index_page(&st.cfg, lang)),
-        "/demande" => {
-            let token = req
-                .uri()
-                .query()
-                .and_then(|q| {
-                    url::form_urlencoded::parse(q.as_bytes())
-                        .find(|(k, _)| k == "token")
-                        .map(|(_, v)| v.into_owned())
-                })
-                .unwrap_or_default();
+        "/demande" if is_get => {
+            let token = query("token").unwrap_or_default();
             match token::verify(&st.token_key, &token, SystemTime::now(), TOKEN_MAX_AGE) {
-                Ok(c) => html(StatusCode::OK, request_page(&c, lang)),
-                Err(e) => {
-                    let (title, detail) = match lang {
-                        Lang::Fr => (
-                            "Lien de demande invalide ou expiré",
-                            "Revenez sur la page de blocage et cliquez à nouveau sur le bouton. Rien n'a été enregistré.",
-                        ),
-                        Lang::En => (
-                            "Invalid or expired request link",
-                            "Go back to the block page and click the button again. Nothing was recorded.",
-                        ),
-                    };
-                    let _ = e;
-                    html(
-                        StatusCode::BAD_REQUEST,
-                        block_page::render_error_page(lang, 400, title, detail),
-                    )
-                }
+                Ok(c) => html(
+                    StatusCode::OK,
+                    pages::form_page(&st.live.get().policy, &c, &token, lang, None),
+                ),
+                Err(_) => bad_token(lang),
             }
         }
-        _ => html(
-            StatusCode::NOT_FOUND,
-            block_page::render_error_page(
-                lang,
-                404,
-                match lang {
-                    Lang::Fr => "Page introuvable",
-                    Lang::En => "Page not found",
+        "/demande" => submit(&st, req, lang).await,
+        "/mes-demandes" => {
+            let who = req
+                .headers()
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(';'))
+                .find_map(|c| c.trim().strip_prefix("charte_demandeur="))
+                .and_then(|v| pages::unseal(&st.token_key, v))
+                .unwrap_or_else(|| format!("ip:{}", client_ip(peer)));
+            let store = st.unblock.store().clone();
+            match tokio::task::spawn_blocking(move || store.list_for(&who)).await {
+                Ok(Ok(rows)) => html(StatusCode::OK, pages::list_page(&rows, lang, unix_now())),
+                _ => store_unavailable(lang),
+            }
+        }
+        p if p.starts_with("/demandes/") => {
+            let id: Option<i64> = p["/demandes/".len()..].parse().ok();
+            let key_ok = id.is_some_and(|id| {
+                query("k").and_then(|k| pages::unseal(&st.token_key, &k)) == Some(id.to_string())
+            });
+            let store = st.unblock.store().clone();
+            match id.filter(|_| key_ok) {
+                None => not_found(lang),
+                Some(id) => match tokio::task::spawn_blocking(move || store.get(id)).await {
+                    Ok(Ok(r)) => html(StatusCode::OK, pages::request_page(&r, lang, unix_now())),
+                    Ok(Err(StoreError::NotFound(_))) => not_found(lang),
+                    _ => store_unavailable(lang),
                 },
-                "",
-            ),
-        ),
+            }
+        }
+        _ => not_found(lang),
     };
     Ok(res)
+}
+
+fn not_found(lang: Lang) -> Response<Body> {
+    html(
+        StatusCode::NOT_FOUND,
+        block_page::render_error_page(
+            lang,
+            404,
+            match lang {
+                Lang::Fr => "Page introuvable",
+                Lang::En => "Page not found",
+            },
+            "",
+        ),
+    )
+}
+
+fn bad_token(lang: Lang) -> Response<Body> {
+    let (title, detail) = match lang {
+        Lang::Fr => (
+            "Lien de demande invalide ou expiré",
+            "Revenez sur la page de blocage et cliquez à nouveau sur le bouton. Rien n'a été enregistré.",
+        ),
+        Lang::En => (
+            "Invalid or expired request link",
+            "Go back to the block page and click the button again. Nothing was recorded.",
+        ),
+    };
+    html(
+        StatusCode::BAD_REQUEST,
+        block_page::render_error_page(lang, 400, title, detail),
+    )
+}
+
+fn store_unavailable(lang: Lang) -> Response<Body> {
+    let title = match lang {
+        Lang::Fr => "Les demandes sont momentanément indisponibles",
+        Lang::En => "Requests are unavailable for a moment",
+    };
+    html(
+        StatusCode::SERVICE_UNAVAILABLE,
+        block_page::render_error_page(lang, 503, title, ""),
+    )
+}
+
+fn unix_now() -> i64 {
+    crate::unblock::approvals::now()
+}
+
+fn client_ip(peer: std::net::SocketAddr) -> std::net::IpAddr {
+    match peer.ip() {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer.ip(), std::net::IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Largest form body read.
+const MAX_FORM: usize = 32 * 1024;
+
+/// POST /demande: checks the token again, stores the request durably, then answers with
+/// its number (and a cookie that lists the user's requests).
+async fn submit(st: &Arc<State>, req: Request<Incoming>, lang: Lang) -> Response<Body> {
+    use http_body_util::BodyExt as _;
+    let body = match http_body_util::Limited::new(req.into_body(), MAX_FORM)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return html(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                block_page::render_error_page(
+                    lang,
+                    413,
+                    "Formulaire trop long / Form too long",
+                    "",
+                ),
+            );
+        }
+    };
+    let mut token_s = String::new();
+    let mut justification = String::new();
+    let mut wanted = None;
+    for (k, v) in url::form_urlencoded::parse(&body) {
+        match &*k {
+            "token" => token_s = v.into_owned(),
+            "justification" => justification = v.trim().to_string(),
+            "wanted" if pages::WANTED.iter().any(|w| w.0 == v) => wanted = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let claims = match token::verify(&st.token_key, &token_s, SystemTime::now(), TOKEN_MAX_AGE) {
+        Ok(c) => c,
+        Err(_) => return bad_token(lang),
+    };
+    let policy = &st.live.get().policy;
+    let too_long = justification.chars().count() > MAX_JUSTIFICATION;
+    if justification.is_empty() || too_long {
+        let msg = match (lang, too_long) {
+            (Lang::Fr, false) => "Expliquez pourquoi ce site est nécessaire à vos missions.",
+            (Lang::Fr, true) => "La justification dépasse 2000 caractères.",
+            (Lang::En, false) => "Explain why this site is needed for your missions.",
+            (Lang::En, true) => "The justification is longer than 2000 characters.",
+        };
+        return html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            pages::form_page(policy, &claims, &token_s, lang, Some(msg)),
+        );
+    }
+    // A rule that cannot be waived is not offered, whatever the form says.
+    let overridable = claims.rule.as_deref().is_none_or(|id| {
+        policy
+            .rules
+            .iter()
+            .find(|r| &*r.id == id)
+            .is_none_or(|r| r.overridable)
+    });
+    if !overridable {
+        return html(
+            StatusCode::FORBIDDEN,
+            pages::form_page(policy, &claims, &token_s, lang, None),
+        );
+    }
+    let requester = pages::requester_of(&claims);
+    let new = NewRequest {
+        requester: requester.clone(),
+        user: claims.user.clone(),
+        ip: claims.ip.clone(),
+        groups: claims.groups.clone(),
+        host: claims.host.clone(),
+        url: claims.url.clone(),
+        categories: claims.categories.clone(),
+        rule: claims.rule.clone(),
+        reason_code: claims.reason_code.clone(),
+        justification,
+        wanted,
+    };
+    let store = st.unblock.store().clone();
+    let done = tokio::task::spawn_blocking(move || store.submit(&new, unix_now())).await;
+    let submitted = match done {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot store an unblock request");
+            return store_unavailable(lang);
+        }
+        Err(_) => return store_unavailable(lang),
+    };
+    let id = submitted.id();
+    let follow = format!(
+        "/demandes/{id}?k={}",
+        pages::seal(&st.token_key, &id.to_string())
+    );
+    let mut res = html(
+        StatusCode::OK,
+        pages::done_page(id, matches!(submitted, Submitted::Merged(_)), &follow, lang),
+    );
+    let cookie = format!(
+        "charte_demandeur={}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax",
+        pages::seal(&st.token_key, &requester)
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    res
 }
 
 fn index_page(cfg: &ServerConfig, lang: Lang) -> String {
     let pac = format!("{}/proxy.pac", cfg.portal_url);
     block_page::render_help_page(lang, &cfg.public_proxy, &pac, &cfg.portal_url)
-}
-
-/// What the unblock link carries, checked: the request form itself comes with the unblock
-/// request service; until then the page says what was blocked and by whom it was asked.
-fn request_page(c: &token::Claims, lang: Lang) -> String {
-    let title = match lang {
-        Lang::Fr => "Demande d'ouverture d'un site",
-        Lang::En => "Request to open a site",
-    };
-    block_page::render_error_page(lang, 200, title, &body_text(c, lang))
-}
-
-fn body_text(c: &token::Claims, lang: Lang) -> String {
-    match lang {
-        Lang::Fr => format!(
-            "Site : {} — règle : {} — demandé par : {}",
-            c.url,
-            c.rule.as_deref().unwrap_or("-"),
-            c.user.as_deref().unwrap_or(&c.ip)
-        ),
-        Lang::En => format!(
-            "Site: {} — rule: {} — asked by: {}",
-            c.url,
-            c.rule.as_deref().unwrap_or("-"),
-            c.user.as_deref().unwrap_or(&c.ip)
-        ),
-    }
 }
 
 /// The PAC file: plain host names, internal domains and networks, and the portal go

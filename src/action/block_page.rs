@@ -310,7 +310,13 @@ a:focus-visible{outline:3px solid #1a1a1a;outline-offset:3px;border-radius:.2rem
 .button{display:inline-block;min-height:2.75rem;padding:.6rem 1.25rem;background:#0b4f9c;color:#fff;font-weight:600;text-decoration:none;border-radius:.375rem}\
 .button:hover{background:#083a73;text-decoration:underline}\
 .muted{color:#4a4a4a}\
-.small{font-size:.875rem;margin-top:1.5rem}";
+.small{font-size:.875rem;margin-top:1.5rem}\
+label{display:block;font-weight:600;margin:1rem 0 .25rem}\
+textarea,select,input[type=text],input[type=password]{width:100%;font:inherit;padding:.5rem;border:1px solid #6b6b6b;border-radius:.375rem}\
+textarea{min-height:8rem}\
+button{min-height:2.75rem;padding:.6rem 1.25rem;margin-top:1rem;background:#0b4f9c;color:#fff;font:inherit;font-weight:600;border:0;border-radius:.375rem;cursor:pointer}\
+table{border-collapse:collapse;width:100%}\
+th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #ddd;vertical-align:top;overflow-wrap:anywhere}";
 
 /// Opens the document up to and including the opening of the card.
 fn open_page(out: &mut String, lang: Lang, title: &str, class: &str) {
@@ -324,6 +330,17 @@ fn open_page(out: &mut String, lang: Lang, title: &str, class: &str) {
          <div class=\"{class}\">\n",
         lang = lang.code(),
     );
+}
+
+/// A whole page around `body` (HTML the caller has escaped): the portal's and the admin
+/// pages share the block page's look.
+pub fn render_page(lang: Lang, title: &str, info: bool, body: &str) -> String {
+    let mut out = String::with_capacity(body.len() + 2048);
+    let class = if info { "card info" } else { "card" };
+    open_page(&mut out, lang, &html_escape(title), class);
+    out.push_str(body);
+    close_page(&mut out);
+    out
 }
 
 fn close_page(out: &mut String) {

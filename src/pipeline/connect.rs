@@ -65,7 +65,7 @@ pub(super) async fn connect(mut cx: Ctx, who: Identity, req: Request<Incoming>) 
         method: "CONNECT",
         sends_data: false,
         path_visible: false,
-        approved: false,
+        approved: super::approved(&st, &snap, &who, &host),
         inspectable: st.bumper.is_some(),
     };
     let d = snap.policy.decide(&who, &class, &facts);

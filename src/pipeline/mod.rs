@@ -30,6 +30,8 @@ use crate::identity::workstation::Workstations;
 use crate::metrics::Metrics;
 use crate::policy::{Decision, Lang, Reason, ReasonCode, RequestFacts, Verdict};
 use crate::snapshot::{Live, Snapshot};
+use crate::unblock::Unblock as UnblockService;
+use crate::unblock::approvals::{self, Requester};
 use crate::unblock::token;
 
 /// Everything a request needs that outlives it.
@@ -50,6 +52,8 @@ pub struct State {
     pub connect_timeout: Duration,
     /// TLS interception; `None` when it is off (`--no-inspect`).
     pub bumper: Option<Arc<Bumper>>,
+    /// Unblock requests: approvals in force, blocks counted for the admin pages.
+    pub unblock: Arc<UnblockService>,
 }
 
 /// Counts tasks in flight so that shutdown can wait for them.
@@ -309,6 +313,23 @@ pub async fn handle(
     }
 }
 
+/// Whether an approved unblock request opens `host` for this client now.
+fn approved(st: &State, snap: &Snapshot, who: &Identity, host: &Host) -> bool {
+    let a = st.unblock.approvals.get();
+    if a.is_empty() {
+        return false;
+    }
+    let groups = &snap.policy.groups;
+    let in_group = |g: &str| groups.names(&who.groups).any(|n| n == g);
+    a.covers(
+        host,
+        who.user.as_deref(),
+        who.addr,
+        &in_group,
+        approvals::now(),
+    )
+}
+
 /// 508: the request already went through this proxy.
 fn loop_detected(mut cx: Ctx) -> Response<Body> {
     cx.rec.decision = "error";
@@ -437,7 +458,7 @@ async fn exchange(
         // HTTP/2 has no Content-Length to rely on: a body is a body.
         sends_data: sends_data(req.headers()) || !req.body().is_end_stream(),
         path_visible: true,
-        approved: false,
+        approved: approved(&st, &snap, &who, host),
         // The request is in clear here: plain HTTP, or decrypted from a bumped tunnel.
         inspectable: true,
     };
@@ -646,6 +667,10 @@ fn block_response(
         "{}/demande?token={}",
         cx.st.cfg.portal_url,
         token::sign(&cx.st.token_key, &claims)
+    );
+    cx.st.unblock.blocks.add(
+        &Requester::new(who.user.as_deref(), who.addr),
+        host.as_str(),
     );
     let unblock = if p.overridable(d) {
         Unblock::Offer { href: &href }

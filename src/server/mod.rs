@@ -25,6 +25,8 @@ use crate::identity::workstation::Workstations;
 use crate::metrics::Metrics;
 use crate::pipeline::{State, Tracker};
 use crate::snapshot::{Live, Snapshot};
+use crate::unblock::Unblock;
+use crate::unblock::sqlite::SqliteStore;
 use crate::unblock::token;
 
 /// Addresses actually bound (port 0 becomes a real port).
@@ -112,8 +114,15 @@ pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
     let resolver = Resolver::new(cfg.hosts.clone());
     let connect_timeout = Duration::from_secs(10);
     let bumper = load_bumper(&cfg, resolver.clone(), connect_timeout)?;
+    let db = cfg.data_dir.join("requests.db");
+    let store: Arc<dyn crate::unblock::store::Store> =
+        Arc::new(SqliteStore::open(&db).map_err(|e| anyhow::anyhow!(ConfigError(e.to_string())))?);
+    let unblock =
+        Arc::new(Unblock::new(store).map_err(|e| anyhow::anyhow!(ConfigError(e.to_string())))?);
+    let _unblock_sync = tokio::spawn(unblock_sync(unblock.clone()));
     let state = Arc::new(State {
         bumper: bumper.clone(),
+        unblock: unblock.clone(),
         upstream: upstream_client(resolver.clone(), connect_timeout),
         resolver,
         live: live.clone(),
@@ -168,7 +177,7 @@ pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
         metrics.clone(),
         stop_rx.clone(),
         cfg.shutdown_grace,
-        move |_peer, req| crate::portal::portal(st.clone(), req),
+        move |peer, req| crate::portal::portal(st.clone(), peer, req),
     ));
     let st = state.clone();
     let admin = tokio::spawn(accept_loop(
@@ -246,6 +255,24 @@ async fn signal_loop(
             }
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); let _ = stop.send(true); return; }
             _ = int.recv() => { tracing::info!("SIGINT: shutting down"); let _ = stop.send(true); return; }
+        }
+    }
+}
+
+/// Keeps the approvals in step with the store (decisions made by another process are
+/// seen within half a second) and writes the counted blocks, off the request path.
+async fn unblock_sync(u: Arc<Unblock>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let u = u.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            u.approvals.refresh()?;
+            u.blocks.flush(u.store().as_ref())
+        })
+        .await;
+        if let Ok(Err(e)) = r {
+            tracing::warn!(error = %e, "unblock requests: cannot sync with the store");
         }
     }
 }

@@ -1,0 +1,240 @@
+//! `charte-proxy requests list|show|approve|refuse|export`: the administrators' side of
+//! the unblock flow from the command line, on the same database as the running proxy
+//! (which sees a decision within a second). Output to stdout, messages to stderr.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::approvals::now;
+use super::sqlite::SqliteStore;
+use super::store::{RequestRow, Scope, Status, Store};
+use crate::cli::{EXIT_CONFIG, EXIT_RUNTIME};
+
+#[derive(clap::Args, Debug)]
+pub struct RequestsArgs {
+    /// Data folder; the requests live in DATA/requests.db.
+    #[arg(
+        long,
+        env = "CHARTE_DATA",
+        default_value = "data",
+        value_name = "DIR",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+    #[command(subcommand)]
+    pub cmd: RequestsCmd,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum RequestsCmd {
+    /// List requests, newest first (pending ones by default).
+    List {
+        /// `pending`, `approved`, `refused` or `all`.
+        #[arg(long, default_value = "pending")]
+        status: String,
+    },
+    /// Show one request with its justification.
+    Show { id: i64 },
+    /// Approve a request for a scope and a duration.
+    Approve {
+        id: i64,
+        /// `requester`, `group:NAME` or `everyone`.
+        #[arg(long, default_value = "requester")]
+        scope: String,
+        /// `7d`, `30d`, `1y`, `none`, or a number of seconds followed by `s`.
+        #[arg(long = "for", default_value = "30d", value_name = "DURATION")]
+        duration: String,
+        /// Who decides (recorded in the history).
+        #[arg(long, env = "USER", default_value = "admin")]
+        admin: String,
+        #[arg(long)]
+        message: Option<String>,
+    },
+    /// Refuse a request with a message shown to the user.
+    Refuse {
+        id: i64,
+        #[arg(long)]
+        message: String,
+        #[arg(long, env = "USER", default_value = "admin")]
+        admin: String,
+    },
+    /// The decisions as CSV, or with --yaml the approvals in force as a policy fragment.
+    Export {
+        #[arg(long)]
+        yaml: bool,
+    },
+}
+
+/// Seconds of a duration: `7d`, `30d`, `1y`, `none` (no end), `Ns`.
+pub fn parse_duration(s: &str) -> Result<Option<i64>, String> {
+    let day = 86_400;
+    match s {
+        "none" => Ok(None),
+        "7d" => Ok(Some(7 * day)),
+        "30d" => Ok(Some(30 * day)),
+        "1y" => Ok(Some(365 * day)),
+        _ => s
+            .strip_suffix('s')
+            .and_then(|n| n.parse::<i64>().ok())
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| format!("unknown duration {s:?}: use 7d, 30d, 1y, none or Ns")),
+    }
+}
+
+fn row_line(r: &RequestRow) -> String {
+    format!(
+        "{:>5}  {:<8}  {:<28}  {:<24}  asked {}×  rule {}",
+        r.id,
+        r.status.as_str(),
+        r.host,
+        r.requester,
+        r.asked,
+        r.rule.as_deref().unwrap_or("default")
+    )
+}
+
+pub fn run(a: RequestsArgs) -> anyhow::Result<ExitCode> {
+    let path = a.data_dir.join("requests.db");
+    let store = match SqliteStore::open(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    let result: Result<(), String> = (|| {
+        match a.cmd {
+            RequestsCmd::List { status } => {
+                let st = match status.as_str() {
+                    "all" => None,
+                    s => Some(s.parse::<Status>()?),
+                };
+                for r in store.list(st).map_err(|e| e.to_string())? {
+                    let _ = writeln!(out, "{}", row_line(&r));
+                }
+            }
+            RequestsCmd::Show { id } => {
+                let r = store.get(id).map_err(|e| e.to_string())?;
+                let _ = writeln!(out, "{}", row_line(&r));
+                let _ = writeln!(
+                    out,
+                    "url: {}\ngroups: {}\ncategories: {}",
+                    r.url,
+                    r.groups.join(", "),
+                    r.categories.join(", ")
+                );
+                let _ = writeln!(out, "wanted: {}", r.wanted.as_deref().unwrap_or("-"));
+                let _ = writeln!(out, "justification:\n{}", r.justification);
+                if let Some(m) = &r.message {
+                    let _ = writeln!(out, "message: {m}");
+                }
+            }
+            RequestsCmd::Approve {
+                id,
+                scope,
+                duration,
+                admin,
+                message,
+            } => {
+                let scope: Scope = scope.parse()?;
+                let t = now();
+                let until = parse_duration(&duration)?.map(|d| t + d);
+                store
+                    .approve(id, &admin, &scope, until, message.as_deref(), t)
+                    .map_err(|e| e.to_string())?;
+                eprintln!("request {id} approved for {scope}");
+            }
+            RequestsCmd::Refuse { id, message, admin } => {
+                store
+                    .refuse(id, &admin, &message, now())
+                    .map_err(|e| e.to_string())?;
+                eprintln!("request {id} refused");
+            }
+            RequestsCmd::Export { yaml: false } => {
+                let _ = writeln!(
+                    out,
+                    "decision,request,at,admin,status,scope,until,host,requester,message"
+                );
+                for d in store.history().map_err(|e| e.to_string())? {
+                    let _ = writeln!(
+                        out,
+                        "{},{},{},{},{},{},{},{},{},{}",
+                        d.id,
+                        d.request,
+                        d.at,
+                        csv(&d.admin),
+                        d.status.as_str(),
+                        csv(d.scope.as_deref().unwrap_or("")),
+                        d.until.map_or(String::new(), |u| u.to_string()),
+                        csv(&d.host),
+                        csv(&d.requester),
+                        csv(d.message.as_deref().unwrap_or(""))
+                    );
+                }
+            }
+            RequestsCmd::Export { yaml: true } => {
+                let _ = writeln!(
+                    out,
+                    "# Approved unblock requests in force, exported by charte-proxy."
+                );
+                let _ = writeln!(
+                    out,
+                    "# Move these rules into the policy, above the blocking rules."
+                );
+                let _ = writeln!(out, "rules:");
+                for r in store.approvals(now()).map_err(|e| e.to_string())? {
+                    let _ = writeln!(out, "  - id: demande-{}", r.request);
+                    let _ = writeln!(
+                        out,
+                        "    description: {:?}",
+                        format!(
+                            "request {} by {}, until {}",
+                            r.request,
+                            r.requester,
+                            r.until.map_or("no end".to_string(), |u| u.to_string())
+                        )
+                    );
+                    match r.scope.as_str() {
+                        "everyone" => {}
+                        s if s.starts_with("group:") => {
+                            let _ = writeln!(out, "    groups: [{:?}]", &s[6..]);
+                        }
+                        _ => match r.requester.strip_prefix("user:") {
+                            Some(u) => {
+                                let _ = writeln!(out, "    users: [{u:?}]");
+                            }
+                            None => {
+                                let _ = writeln!(
+                                    out,
+                                    "    # requester {} (an address: make a group for it)",
+                                    r.requester
+                                );
+                            }
+                        },
+                    }
+                    let _ = writeln!(out, "    domains: [{:?}]\n    action: allow", r.host);
+                }
+            }
+        }
+        Ok(())
+    })();
+    Ok(match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    })
+}
+
+fn csv(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}

@@ -1,0 +1,232 @@
+//! What the unblock flow keeps: requests, the administrators' decisions, and the count
+//! of blocks per person and site. Behind a small trait so that several proxies can later
+//! share one database; [`super::sqlite::SqliteStore`] is the embedded implementation.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Longest justification kept, in characters.
+pub const MAX_JUSTIFICATION: usize = 2000;
+/// Longest administrator message, in characters.
+pub const MAX_MESSAGE: usize = 1000;
+
+/// Where a request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Pending,
+    Approved,
+    Refused,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Approved => "approved",
+            Status::Refused => "refused",
+        }
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "pending" => Ok(Status::Pending),
+            "approved" => Ok(Status::Approved),
+            "refused" => Ok(Status::Refused),
+            _ => Err(format!("unknown status {s:?}")),
+        }
+    }
+}
+
+/// Who an approval opens the site for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The person who asked (their user name, or their address without authentication).
+    Requester,
+    Group(String),
+    Everyone,
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scope::Requester => f.write_str("requester"),
+            Scope::Group(g) => write!(f, "group:{g}"),
+            Scope::Everyone => f.write_str("everyone"),
+        }
+    }
+}
+
+impl FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "requester" | "user" => Ok(Scope::Requester),
+            "everyone" | "all" => Ok(Scope::Everyone),
+            _ => match s.strip_prefix("group:") {
+                Some(g) if !g.is_empty() => Ok(Scope::Group(g.to_string())),
+                _ => Err(format!(
+                    "unknown scope {s:?}: use `requester`, `group:NAME` or `everyone`"
+                )),
+            },
+        }
+    }
+}
+
+/// A request as the user sent it, with what the block token said.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    /// `user:NAME` when authenticated, else `ip:ADDRESS`: who the request belongs to.
+    pub requester: String,
+    pub user: Option<String>,
+    pub ip: String,
+    pub groups: Vec<String>,
+    pub host: String,
+    pub url: String,
+    pub categories: Vec<String>,
+    pub rule: Option<String>,
+    pub reason_code: String,
+    pub justification: String,
+    /// What the user suggested (`7d`, `30d`, `1y`, `none`), if anything.
+    pub wanted: Option<String>,
+}
+
+/// A stored request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRow {
+    pub id: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub requester: String,
+    pub user: Option<String>,
+    pub ip: String,
+    pub groups: Vec<String>,
+    pub host: String,
+    pub url: String,
+    pub categories: Vec<String>,
+    pub rule: Option<String>,
+    pub reason_code: String,
+    /// The justification, then what was added by asking again, each with its time.
+    pub justification: String,
+    pub wanted: Option<String>,
+    /// How many times the user sent it (1, plus one per merge).
+    pub asked: i64,
+    pub status: Status,
+    pub scope: Option<String>,
+    /// End of the approval (unix seconds); `None` with `Approved`: no end.
+    pub until: Option<i64>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    pub message: Option<String>,
+}
+
+/// One administrator decision, for the history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionRow {
+    pub id: i64,
+    pub request: i64,
+    pub at: i64,
+    pub admin: String,
+    pub status: Status,
+    pub scope: Option<String>,
+    pub until: Option<i64>,
+    pub message: Option<String>,
+    pub host: String,
+    pub requester: String,
+}
+
+/// An approval in force (or expired, for the caller to skip).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRow {
+    pub request: i64,
+    pub host: String,
+    pub requester: String,
+    pub scope: String,
+    pub until: Option<i64>,
+}
+
+/// What [`Store::submit`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submitted {
+    Created(i64),
+    /// Added to the pending request of the same person for the same site.
+    Merged(i64),
+}
+
+impl Submitted {
+    pub fn id(self) -> i64 {
+        match self {
+            Submitted::Created(i) | Submitted::Merged(i) => i,
+        }
+    }
+}
+
+/// Why the store failed. Messages say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the request database {path} is locked by another process for too long; is another \
+         charte-proxy using it? ({source})"
+    )]
+    Locked {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the request database {path} is damaged ({source}); stop the proxy, keep a copy, and \
+         try `sqlite3 {path} .recover`"
+    )]
+    Corrupt {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the request database {path} was written by a newer charte-proxy (schema {found}, \
+         this one knows up to {known})"
+    )]
+    TooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
+    #[error("no request number {0}")]
+    NotFound(i64),
+    #[error("request {0} was already decided")]
+    AlreadyDecided(i64),
+    #[error("request database: {0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+/// The store of unblock requests. Every write that a user or an administrator is told
+/// about is durable when the call returns.
+pub trait Store: Send + Sync {
+    /// Stores a request, or adds to the same requester's pending request for the host.
+    fn submit(&self, r: &NewRequest, now: i64) -> Result<Submitted, StoreError>;
+    fn get(&self, id: i64) -> Result<RequestRow, StoreError>;
+    /// Requests with this status (all when `None`), newest first.
+    fn list(&self, status: Option<Status>) -> Result<Vec<RequestRow>, StoreError>;
+    fn list_for(&self, requester: &str) -> Result<Vec<RequestRow>, StoreError>;
+    /// Approves a pending (or earlier approved) request.
+    fn approve(
+        &self,
+        id: i64,
+        admin: &str,
+        scope: &Scope,
+        until: Option<i64>,
+        message: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    fn refuse(&self, id: i64, admin: &str, message: &str, now: i64) -> Result<(), StoreError>;
+    /// Every decision, oldest first.
+    fn history(&self) -> Result<Vec<DecisionRow>, StoreError>;
+    /// Approvals whose end is after `now` (or without end).
+    fn approvals(&self, now: i64) -> Result<Vec<ApprovalRow>, StoreError>;
+    /// Adds blocks seen (requester, host, day number, count).
+    fn count_blocks(&self, counts: &[(String, String, i64, i64)]) -> Result<(), StoreError>;
+    /// Blocks of `host` for `requester` since `since_day` (days since the epoch).
+    fn blocks(&self, requester: &str, host: &str, since_day: i64) -> Result<i64, StoreError>;
+    /// A number that changes whenever the data changes, in this process or another.
+    fn version(&self) -> Result<i64, StoreError>;
+}
