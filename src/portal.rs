@@ -80,7 +80,7 @@ pub async fn portal(
                 .flat_map(|v| v.split(';'))
                 .find_map(|c| c.trim().strip_prefix("charte_demandeur="))
                 .and_then(|v| pages::unseal(&st.token_key, v))
-                .unwrap_or_else(|| format!("ip:{}", client_ip(peer)));
+                .unwrap_or_else(|| format!("ip:{}", peer.ip().to_canonical()));
             let store = st.unblock.store().clone();
             match tokio::task::spawn_blocking(move || store.list_for(&who)).await {
                 Ok(Ok(rows)) => html(StatusCode::OK, pages::list_page(&rows, lang, unix_now())),
@@ -152,13 +152,6 @@ fn store_unavailable(lang: Lang) -> Response<Body> {
 
 fn unix_now() -> i64 {
     crate::unblock::approvals::now()
-}
-
-fn client_ip(peer: std::net::SocketAddr) -> std::net::IpAddr {
-    match peer.ip() {
-        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer.ip(), std::net::IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 /// Largest form body read.

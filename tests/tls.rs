@@ -65,6 +65,21 @@ impl Setup {
         format!("{host}:{}", self.up.port())
     }
 
+    /// A TLS session (HTTP/1.1) to `host` through a CONNECT tunnel, trusting the
+    /// organisation CA only.
+    fn bump_h1(
+        &self,
+        host: &str,
+    ) -> Result<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>, String> {
+        tls_through(
+            self.p.proxy,
+            &self.authority(host),
+            host,
+            &[self.org_der()],
+            &[b"http/1.1"],
+        )
+    }
+
     fn org_der(&self) -> CertificateDer<'static> {
         CertificateDer::from_pem_file(&self.org_pem).unwrap()
     }
@@ -156,14 +171,7 @@ fn bumped_hosts_carry_the_organisation_ca_and_no_inspect_hosts_their_own_certifi
     assert_eq!(res.text().unwrap(), "hello");
 
     // A raw rustls client sees the same, and the chain ends at the organisation CA.
-    let mut tls = tls_through(
-        s.p.proxy,
-        &s.authority("allowed.test"),
-        "allowed.test",
-        &[s.org_der()],
-        &[b"http/1.1"],
-    )
-    .unwrap();
+    let mut tls = s.bump_h1("allowed.test").unwrap();
     let chain = tls.conn.peer_certificates().unwrap().to_vec();
     assert_eq!(chain.len(), 2);
     let (_, issuer, sans) = cert_names(&chain[0]);
@@ -447,14 +455,7 @@ fn an_sni_other_than_the_connect_host_and_a_host_other_than_the_sni_are_refused(
     );
 
     // Inside a tunnel to allowed.test, a request for hate.example: 421.
-    let mut tls = tls_through(
-        s.p.proxy,
-        &s.authority("allowed.test"),
-        "allowed.test",
-        &[s.org_der()],
-        &[b"http/1.1"],
-    )
-    .unwrap();
+    let mut tls = s.bump_h1("allowed.test").unwrap();
     let out = h1_exchange(
         &mut tls,
         "GET /small HTTP/1.1\r\nHost: hate.example\r\nConnection: close\r\n\r\n",
@@ -528,14 +529,7 @@ fn block_upload_over_https_lets_reading_pass_and_refuses_sending_in_h1_and_h2() 
         assert!(out.contains(" 403"), "{proto} streamed: {out}");
     }
     // A WebSocket upgrade is sending too.
-    let mut tls = tls_through(
-        s.p.proxy,
-        &s.authority("chat.example"),
-        "chat.example",
-        &[s.org_der()],
-        &[b"http/1.1"],
-    )
-    .unwrap();
+    let mut tls = s.bump_h1("chat.example").unwrap();
     let out = h1_exchange(
         &mut tls,
         "GET /ws HTTP/1.1\r\nHost: chat.example\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\n\r\n",

@@ -109,10 +109,7 @@ pub enum AuthMode {
 
 impl AuthConfig {
     pub fn mode(&self, ip: IpAddr) -> AuthMode {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
+        let ip = ip.to_canonical();
         if self.required.iter().any(|n| n.contains(&ip)) {
             AuthMode::Required
         } else if self.optional.iter().any(|n| n.contains(&ip)) {

@@ -99,10 +99,7 @@ impl GroupTable {
     /// The identity of a client at `addr`, authenticated as `user` if any.
     pub fn resolve(&self, addr: IpAddr, user: Option<&str>) -> Identity {
         // An IPv4 client seen through an IPv6 socket (::ffff:a.b.c.d) is the IPv4 client.
-        let addr = match addr {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
-            v4 => v4,
-        };
+        let addr = addr.to_canonical();
         let mut groups = GroupSet::EMPTY;
         for (i, g) in self.groups.iter().enumerate() {
             let by_net = g.networks.iter().any(|n| n.contains(&addr));

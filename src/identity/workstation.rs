@@ -70,10 +70,7 @@ impl Entry {
 
 /// An IPv4 client seen through an IPv6 socket is the IPv4 client.
 fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
+    ip.to_canonical()
 }
 
 /// What a lookup result means for the cache: `Some(name)` to store (possibly "no

@@ -114,10 +114,8 @@ impl Ctx {
         lang: Lang,
     ) -> Ctx {
         let snap = st.live.get();
-        let client = match peer.ip() {
-            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer.ip(), std::net::IpAddr::V4),
-            v4 => v4,
-        };
+        // An IPv4 client seen through an IPv6 socket (::ffff:a.b.c.d) is the IPv4 client.
+        let client = peer.ip().to_canonical();
         let rec = Record {
             time: SystemTime::now(),
             client,

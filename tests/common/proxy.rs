@@ -349,43 +349,48 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn start() -> Upstream {
-        let (tx, rx) = mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(l.local_addr().unwrap()).unwrap();
-                let serve = async {
-                    loop {
-                        let (s, _) = l.accept().await.unwrap();
-                        tokio::spawn(async move {
-                            let _ = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(
-                                    TokioIo::new(s),
-                                    hyper::service::service_fn(route),
-                                )
-                                .with_upgrades()
-                                .await;
-                        });
-                    }
-                };
-                tokio::select! { _ = serve => {}, _ = stop_rx => {} }
-            });
+        let (addr, stop) = serve_on_loopback(|s| async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(s), hyper::service::service_fn(route))
+                .with_upgrades()
+                .await;
         });
-        Upstream {
-            addr: rx.recv().unwrap(),
-            _stop: stop_tx,
-        }
+        Upstream { addr, _stop: stop }
     }
 
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
+}
+
+/// Accepts connections on an ephemeral loopback port, on a thread with its own runtime,
+/// handing each to `serve`; stops when the returned sender is dropped.
+pub fn serve_on_loopback<F, Fut>(serve: F) -> (SocketAddr, tokio::sync::oneshot::Sender<()>)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap()).unwrap();
+            let accept = async {
+                loop {
+                    let (s, _) = l.accept().await.unwrap();
+                    tokio::spawn(serve(s));
+                }
+            };
+            tokio::select! { _ = accept => {}, _ = stop_rx => {} }
+        });
+    });
+    (rx.recv().unwrap(), stop_tx)
 }
 
 fn full(s: impl Into<Bytes>) -> TestBody {

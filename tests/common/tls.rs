@@ -8,7 +8,6 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -115,42 +114,21 @@ impl HttpsUpstream {
             .unwrap();
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-        let (tx, rx) = mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(l.local_addr().unwrap()).unwrap();
-                let serve = async {
-                    loop {
-                        let (s, _) = l.accept().await.unwrap();
-                        let acceptor = acceptor.clone();
-                        tokio::spawn(async move {
-                            let Ok(tls) = acceptor.accept(s).await else {
-                                return;
-                            };
-                            let _ =
-                                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                                    .serve_connection_with_upgrades(
-                                        TokioIo::new(tls),
-                                        hyper::service::service_fn(super::proxy::route),
-                                    )
-                                    .await;
-                        });
-                    }
+        let (addr, stop) = super::proxy::serve_on_loopback(move |s| {
+            let acceptor = acceptor.clone();
+            async move {
+                let Ok(tls) = acceptor.accept(s).await else {
+                    return;
                 };
-                tokio::select! { _ = serve => {}, _ = stop_rx => {} }
-            });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(
+                        TokioIo::new(tls),
+                        hyper::service::service_fn(super::proxy::route),
+                    )
+                    .await;
+            }
         });
-        HttpsUpstream {
-            addr: rx.recv().unwrap(),
-            _stop: stop_tx,
-        }
+        HttpsUpstream { addr, _stop: stop }
     }
 
     pub fn port(&self) -> u16 {
