@@ -70,6 +70,8 @@ pub enum Command {
     Categories(CategoriesCmd),
     /// Manage the users of proxy authentication (the users file).
     Users(crate::identity::users_cli::UsersArgs),
+    /// Manage the administrators of the admin pages (the admins file, DATA/admins).
+    Admins(crate::identity::users_cli::AdminsArgs),
     /// The organisation's CA for TLS inspection: create it, show how to install it.
     Ca(crate::action::ca_cli::CaArgs),
     /// Unblock requests: list, show, approve, refuse, export.
@@ -90,7 +92,7 @@ pub struct ServeArgs {
     /// Portal listener (block page assets, unblock requests, PAC file) [default: 127.0.0.1:3129].
     #[arg(long, value_name = "ADDR:PORT")]
     pub portal_listen: Option<std::net::SocketAddr>,
-    /// Admin listener (/metrics, /health) [default: 127.0.0.1:3130].
+    /// Admin listener (request review pages, /metrics, /health) [default: 127.0.0.1:3130].
     #[arg(long, value_name = "ADDR:PORT")]
     pub admin_listen: Option<std::net::SocketAddr>,
     /// Data folder (trace, keys, users, requests) [default: data].
@@ -294,6 +296,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Categories(CategoriesCmd::Import { source, dest }) => import(&source, &dest),
         Command::Categories(CategoriesCmd::List { policy }) => list_categories(&policy.policy),
         Command::Users(a) => crate::identity::users_cli::run(a),
+        Command::Admins(a) => crate::identity::users_cli::run_admins(a),
         Command::Ca(a) => crate::action::ca_cli::run(a),
         Command::Requests(a) => crate::unblock::cli::run(a),
     };

@@ -20,6 +20,7 @@
 //! - [`explain`] shows a decision step by step, through the very same code.
 
 pub mod action;
+pub mod admin;
 pub mod audit;
 pub mod classify;
 pub mod cli;

@@ -1,5 +1,6 @@
-//! The portal listener (PAC file, the page behind the block page's button) and the admin
-//! listener (`/metrics`, `/health`). Neither makes filtering decisions.
+//! The portal listener: the PAC file, the help page, and the user's side of the unblock
+//! flow (the form behind the block page's button, the pages that follow a request). It
+//! makes no filtering decision.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -324,58 +325,6 @@ pub fn pac(cfg: &ServerConfig) -> String {
     );
     let _ = writeln!(s, "}}");
     s
-}
-
-/// Requests to the admin listener.
-pub async fn admin(st: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
-    let res = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/metrics") => {
-            if let Some(b) = &st.bumper {
-                let ca = b.ca();
-                st.metrics
-                    .tls_leaves_minted
-                    .set(i64::try_from(ca.minted()).unwrap_or(i64::MAX));
-                st.metrics
-                    .tls_leaf_cache
-                    .set(i64::try_from(ca.cached()).unwrap_or(i64::MAX));
-            }
-            let mut r = Response::new(full(st.metrics.render()));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            r
-        }
-        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n".into()),
-        (&Method::GET, "/health") => {
-            let snap = st.live.get();
-            let status = st.live.status();
-            let body = serde_json::json!({
-                "status": if status.stale { "stale" } else { "ok" },
-                "policy": st.live.policy_path().display().to_string(),
-                "generation": snap.generation,
-                "loaded_at": httpdate::fmt_http_date(snap.loaded_at),
-                "rules": snap.policy.rules.len(),
-                "index_entries": snap.classifier.domains.len(),
-                "stale": status.stale,
-                "last_error": status.last_error,
-                "tunnels": st.tunnels.active(),
-            });
-            let mut r = Response::new(full(
-                serde_json::to_string_pretty(&body).unwrap_or_default() + "\n",
-            ));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            r
-        }
-        _ => text(
-            StatusCode::NOT_FOUND,
-            "not found: /metrics, /health, /healthz\n".into(),
-        ),
-    };
-    Ok(res)
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the integration tests drive (real clients against real listeners):
 # curl; openssl (an upstream that only speaks TLS 1.1); Chromium and NSS's certutil (a
-# real browser trusting the test organisation CA).
-PACKAGES=(curl ca-certificates openssl chromium libnss3-tools)
+# real browser trusting the test organisation CA), and ChromeDriver to drive it through
+# the unblock flow (WebDriver).
+PACKAGES=(curl ca-certificates openssl chromium chromium-driver libnss3-tools)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -248,3 +248,352 @@ fn an_acknowledged_request_survives_kill_9() {
     p.wait_exit(Duration::from_secs(10));
     assert!(requests(&p, &["list"]).contains("casino-royal.example"));
 }
+
+/// Adds an administrator to the proxy's DATA/admins.
+fn add_admin(p: &Proxy, name: &str, password: &str) {
+    use std::io::Write as _;
+    let mut child = common::bin()
+        .args(["admins", "add", name, "--password-stdin", "--file"])
+        .arg(p.path("data/admins"))
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// A browser-like client of the admin pages: keeps its cookies by hand, follows nothing.
+struct AdminClient {
+    http: reqwest::blocking::Client,
+    base: String,
+    cookies: Vec<(String, String)>,
+}
+
+struct Answer {
+    status: u16,
+    location: String,
+    set_cookies: Vec<String>,
+    body: String,
+}
+
+impl AdminClient {
+    fn new(p: &Proxy) -> AdminClient {
+        AdminClient {
+            http: reqwest::blocking::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: format!("http://{}", p.admin),
+            cookies: Vec::new(),
+        }
+    }
+
+    fn keep(&mut self, r: reqwest::blocking::Response) -> Answer {
+        let set_cookies: Vec<String> = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect();
+        for c in &set_cookies {
+            let (kv, _) = c.split_once(';').unwrap_or((c, ""));
+            let (k, v) = kv.split_once('=').unwrap();
+            self.cookies.retain(|(n, _)| n != k);
+            if !v.is_empty() {
+                self.cookies.push((k.to_string(), v.to_string()));
+            }
+        }
+        Answer {
+            status: r.status().as_u16(),
+            location: r
+                .headers()
+                .get("location")
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default(),
+            set_cookies,
+            body: r.text().unwrap(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn get(&mut self, path: &str) -> Answer {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .header("accept-language", "fr")
+            .send()
+            .unwrap();
+        self.keep(r)
+    }
+
+    fn post(&mut self, path: &str, form: &[(&str, &str)], origin: Option<&str>) -> Answer {
+        let mut b = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(form)
+                    .finish(),
+            );
+        if let Some(o) = origin {
+            b = b.header("origin", o);
+        }
+        let r = b.send().unwrap();
+        self.keep(r)
+    }
+
+    /// Logs in; returns the answer of the POST.
+    fn login(&mut self, user: &str, password: &str) -> Answer {
+        let form = self.get("/connexion");
+        assert_eq!(form.status, 200, "{}", form.body);
+        let csrf = csrf_of(&form.body);
+        self.post(
+            "/connexion",
+            &[("csrf", &csrf), ("user", user), ("password", password)],
+            None,
+        )
+    }
+}
+
+/// The value of the first `csrf` field of a page.
+fn csrf_of(page: &str) -> String {
+    let i = page
+        .find("name=\"csrf\" value=\"")
+        .unwrap_or_else(|| panic!("no csrf field: {page}"));
+    let rest = &page[i + "name=\"csrf\" value=\"".len()..];
+    rest[..rest.find('"').unwrap()].to_string()
+}
+
+fn status_of(p: &Proxy, url: &str, from: &str) -> String {
+    curl(&[
+        "-x",
+        &p.url(),
+        "--interface",
+        from,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        url,
+    ])
+    .1
+}
+
+#[test]
+fn admin_pages_login_csrf_approve_refuse_history() {
+    let up = Upstream::start();
+    let p = Proxy::start_pinned(&[]);
+    let url = format!("http://casino-royal.example:{}/small", up.port());
+    let mut admin = AdminClient::new(&p);
+
+    // No account yet: the login page says how to make one.
+    let page = admin.get("/connexion");
+    assert!(
+        page.body.contains("charte-proxy admins add"),
+        "{}",
+        page.body
+    );
+    add_admin(&p, "alice", "correct horse");
+    add_admin(&p, "bob", "battery staple");
+
+    // Protected pages send to the login page.
+    let r = admin.get("/demandes");
+    assert_eq!((r.status, r.location.as_str()), (303, "/connexion"));
+    // Wrong password: 401, no session.
+    let r = admin.login("alice", "wrong");
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("Identifiant ou mot de passe incorrect"));
+    assert!(!admin.cookie_header().contains("charte_admin="));
+    // A login form posted without its cookie (from another site) is refused.
+    let mut other = AdminClient::new(&p);
+    let r = other.post(
+        "/connexion",
+        &[
+            ("csrf", "x"),
+            ("user", "alice"),
+            ("password", "correct horse"),
+        ],
+        None,
+    );
+    assert_eq!(r.status, 403);
+    // The right password: a session cookie only this listener's pages can use.
+    let r = admin.login("alice", "correct horse");
+    assert_eq!(
+        (r.status, r.location.as_str()),
+        (303, "/demandes"),
+        "{}",
+        r.body
+    );
+    let session = r
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("charte_admin="))
+        .unwrap();
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Strict"),
+        "{session}"
+    );
+
+    // Two requests: agents (127.0.0.2) blocked twice on the casino, then one more site.
+    for _ in 0..2 {
+        assert_eq!(status_of(&p, &url, "127.0.0.2"), "403");
+    }
+    let link = unblock_link(&p, &url, "127.0.0.2");
+    let (status, _) = submit(
+        &p,
+        &token_of(&link),
+        "Contrôle <script>alert(1)</script> des jeux",
+    );
+    assert_eq!(status, 200);
+    let url2 = format!("http://poker.example:{}/small", up.port());
+    let link2 = unblock_link(&p, &url2, "127.0.0.2");
+    assert_eq!(submit(&p, &token_of(&link2), "Enquête").0, 200);
+
+    // The list: newest first, escaped, with groups, categories, rule, blocks in 30 days
+    // (counted in memory and written to the store within a second).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let list = loop {
+        let r = admin.get("/demandes");
+        assert_eq!(r.status, 200);
+        if r.body.contains("bloqué 3 fois") || Instant::now() > deadline {
+            break r.body;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(list.contains("bloqué 3 fois pour cette personne"), "{list}");
+    assert!(
+        list.find("poker.example").unwrap() < list.find("casino-royal.example").unwrap(),
+        "newest first"
+    );
+    assert!(!list.contains("<script>alert(1)"), "{list}");
+    assert!(list.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    for want in [
+        "agents",
+        "gambling",
+        "jeux-agents",
+        "value=\"group:agents\"",
+    ] {
+        assert!(list.contains(want), "{want}: {list}");
+    }
+    let csrf = csrf_of(&list);
+
+    // CSRF: no token, another session's token, a foreign Origin → 403, nothing decided.
+    let approve = |csrf: &str| {
+        vec![
+            ("csrf", csrf.to_string()),
+            ("decision", "approve".into()),
+            ("scope", "group:agents".into()),
+            ("duration", "7d".into()),
+        ]
+    };
+    let post = |c: &mut AdminClient, form: Vec<(&str, String)>, origin: Option<&str>| {
+        let refs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        c.post("/demandes/1", &refs, origin)
+    };
+    let r = post(&mut admin, approve("")[1..].to_vec(), None);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("Formulaire refusé"));
+    let mut bob = AdminClient::new(&p);
+    assert_eq!(bob.login("bob", "battery staple").status, 303);
+    let bob_csrf = csrf_of(&bob.get("/demandes").body);
+    assert_ne!(bob_csrf, csrf);
+    assert_eq!(post(&mut admin, approve(&bob_csrf), None).status, 403);
+    assert_eq!(
+        post(&mut admin, approve(&csrf), Some("http://evil.example")).status,
+        403
+    );
+    // Without a session, the token alone does nothing.
+    let mut stranger = AdminClient::new(&p);
+    assert_eq!(post(&mut stranger, approve(&csrf), None).status, 403);
+    assert!(requests(&p, &["list"]).contains("    1  pending"));
+    assert_eq!(status_of(&p, &url, "127.0.0.2"), "403");
+
+    // A group the person is not in is not a scope on offer.
+    let mut bad = approve(&csrf);
+    bad[2].1 = "group:communication".into();
+    assert_eq!(post(&mut admin, bad, None).status, 422);
+
+    // Approved for the agents for 7 days: in force when the confirmation comes back.
+    let r = post(&mut admin, approve(&csrf), None);
+    assert_eq!((r.status, r.location.as_str()), (303, "/demandes?fait=1"));
+    assert_eq!(status_of(&p, &url, "127.0.0.2"), "200");
+    let r = admin.get("/demandes?fait=1");
+    assert!(r.body.contains("Décision enregistrée pour la demande n° 1"));
+    assert!(
+        !r.body.contains("casino-royal.example"),
+        "no longer pending"
+    );
+    let show = requests(&p, &["show", "1"]);
+    assert!(show.contains("approved"), "{show}");
+
+    // Refusing needs a message; with one, the user reads it.
+    let refuse = |msg: &str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("decision", "refuse".into()),
+            ("message", msg.to_string()),
+        ]
+    };
+    let r = {
+        let f = refuse("  ");
+        let refs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        admin.post("/demandes/2", &refs, None)
+    };
+    assert_eq!(r.status, 422);
+    assert!(r.body.contains("écrivez un message"), "{}", r.body);
+    let r = {
+        let f = refuse("Hors <missions>");
+        let refs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        admin.post("/demandes/2", &refs, None)
+    };
+    assert_eq!(r.status, 303);
+    let (_, follow, _) = curl(&[
+        &format!("http://{}/mes-demandes", p.portal),
+        "--interface",
+        "127.0.0.2",
+    ]);
+    assert!(follow.contains("Hors &lt;missions&gt;"), "{follow}");
+
+    // The history, newest first, with who decided; and its CSV.
+    let h = admin.get("/historique").body;
+    let (refused, approved) = (h.find("refusée").unwrap(), h.find("approuvée").unwrap());
+    assert!(refused < approved, "{h}");
+    assert!(h.contains("alice") && h.contains("group:agents"), "{h}");
+    let csv = admin.get("/historique.csv");
+    assert_eq!(csv.status, 200);
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert!(
+        lines[0].starts_with("decision,request,at,admin"),
+        "{}",
+        csv.body
+    );
+    assert!(
+        lines[1].contains(",alice,approved,group:agents,"),
+        "{}",
+        csv.body
+    );
+    assert!(lines[2].contains(",alice,refused,,"), "{}", csv.body);
+
+    // The approvals in force as a policy fragment.
+    let yaml = requests(&p, &["export", "--yaml"]);
+    let v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+    assert_eq!(v["rules"][0]["groups"][0], "agents", "{yaml}");
+    assert_eq!(v["rules"][0]["domains"][0], "casino-royal.example");
+
+    // Logging out ends the session.
+    let r = admin.post("/deconnexion", &[("csrf", &csrf)], None);
+    assert_eq!((r.status, r.location.as_str()), (303, "/connexion"));
+    let r = admin.get("/demandes");
+    assert_eq!(r.status, 303);
+}

@@ -316,17 +316,41 @@ textarea,select,input[type=text],input[type=password]{width:100%;font:inherit;pa
 textarea{min-height:8rem}\
 button{min-height:2.75rem;padding:.6rem 1.25rem;margin-top:1rem;background:#0b4f9c;color:#fff;font:inherit;font-weight:600;border:0;border-radius:.375rem;cursor:pointer}\
 table{border-collapse:collapse;width:100%}\
-th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #ddd;vertical-align:top;overflow-wrap:anywhere}";
+th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #ddd;vertical-align:top;overflow-wrap:anywhere}\
+main.wide{max-width:72rem}\
+nav{display:flex;flex-wrap:wrap;gap:1rem;align-items:center;margin:0 0 1rem}\
+nav form{margin:0 0 0 auto}nav button{margin:0;min-height:2.25rem;padding:.3rem .9rem}\
+.request{border-top:1px solid #ddd;padding-top:1rem;margin-top:1.5rem}\
+.request h2{margin-top:0}\
+.why{white-space:pre-wrap;background:#f6f7f9;border-left:.25rem solid #0b4f9c;padding:.5rem .75rem;margin:.5rem 0}\
+fieldset{border:1px solid #ccc;border-radius:.375rem;margin:1rem 0 0;padding:.5rem .75rem}\
+legend{font-weight:600}\
+fieldset label{display:inline-block;font-weight:400;margin:.25rem 1.25rem .25rem 0}\
+.actions{display:flex;flex-wrap:wrap;gap:.75rem}\
+button.refuse{background:#8a1116}button.refuse:hover{background:#5e0b0f}\
+.notice{background:#e8f1fb;border-left:.25rem solid #0b4f9c;padding:.5rem .75rem}\
+.error{background:#fbe9ea;border-left:.25rem solid #8a1116;padding:.5rem .75rem}";
 
 /// Opens the document up to and including the opening of the card.
 fn open_page(out: &mut String, lang: Lang, title: &str, class: &str) {
+    open_page_in(out, lang, title, class, "");
+}
+
+/// [`open_page`] with a class on `<main>` (`wide` for the admin pages' tables) and HTML
+/// (already escaped) put before the card.
+fn open_page_in(out: &mut String, lang: Lang, title: &str, class: &str, before: &str) {
+    let main = if before.is_empty() {
+        "<main>"
+    } else {
+        "<main class=\"wide\">"
+    };
     w!(
         out,
         "<!DOCTYPE html>\n<html lang=\"{lang}\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <meta name=\"robots\" content=\"noindex, nofollow\">\n\
          <meta name=\"referrer\" content=\"no-referrer\">\n\
-         <title>{title}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n\
+         <title>{title}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{main}\n{before}\
          <div class=\"{class}\">\n",
         lang = lang.code(),
     );
@@ -338,6 +362,15 @@ pub fn render_page(lang: Lang, title: &str, info: bool, body: &str) -> String {
     let mut out = String::with_capacity(body.len() + 2048);
     let class = if info { "card info" } else { "card" };
     open_page(&mut out, lang, &html_escape(title), class);
+    out.push_str(body);
+    close_page(&mut out);
+    out
+}
+
+/// An admin page: wider, with `nav` (HTML the caller has escaped) above the card.
+pub fn render_admin_page(lang: Lang, title: &str, nav: &str, body: &str) -> String {
+    let mut out = String::with_capacity(body.len() + 2048);
+    open_page_in(&mut out, lang, &html_escape(title), "card info", nav);
     out.push_str(body);
     close_page(&mut out);
     out

@@ -261,6 +261,34 @@ impl UsersFile {
         })
     }
 
+    /// Whether `password` is `user`'s. Costs one Argon2 verification (tens of
+    /// milliseconds) whether the user exists or not, so that the time taken does not tell
+    /// which names exist: call it off the async threads.
+    pub fn verify(&self, user: &str, password: &str) -> bool {
+        static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let found = self.lines.iter().find_map(|l| match l {
+            Line::User { name, hash, .. } if name == user => Some(hash.clone()),
+            _ => None,
+        });
+        match found {
+            Some(hash) => Argon2::default()
+                .verify_password(password.as_bytes(), &*hash)
+                .is_ok(),
+            None => {
+                let phc = DUMMY.get_or_init(|| {
+                    Argon2::default()
+                        .hash_password(b"charte-proxy: no such user")
+                        .map(|h| h.to_string())
+                        .unwrap_or_default()
+                });
+                if let Ok(h) = PasswordHash::new(phc) {
+                    let _ = Argon2::default().verify_password(password.as_bytes(), &h);
+                }
+                false
+            }
+        }
+    }
+
     pub fn contains(&self, user: &str) -> bool {
         self.users().any(|u| u == user)
     }

@@ -1,4 +1,5 @@
-//! `charte-proxy users add|remove|list`: manages the proxy's users file (see
+//! `charte-proxy users add|remove|list` and `charte-proxy admins add|remove|list`: manage
+//! the proxy's users file and the administrators' file (same format, see
 //! [`super::auth`]). Messages go to stderr, the list to stdout.
 //!
 //! Exit codes: 0 success, 2 usage problem (bad user name, empty or mismatched password,
@@ -30,6 +31,22 @@ pub struct UsersArgs {
     pub cmd: UsersCmd,
 }
 
+#[derive(clap::Args, Debug)]
+pub struct AdminsArgs {
+    /// The administrators' file (`name:$argon2id$…` lines), read by the admin pages
+    /// at each login: DATA/admins of the running proxy.
+    #[arg(
+        long,
+        env = "CHARTE_ADMINS",
+        default_value = "data/admins",
+        value_name = "FILE",
+        global = true
+    )]
+    pub file: PathBuf,
+    #[command(subcommand)]
+    pub cmd: UsersCmd,
+}
+
 #[derive(clap::Subcommand, Debug)]
 pub enum UsersCmd {
     /// Add a user or change their password.
@@ -53,13 +70,21 @@ pub enum UsersCmd {
 
 /// Runs a `users` subcommand and returns the process exit code.
 pub fn run(args: UsersArgs) -> anyhow::Result<ExitCode> {
+    run_on(&args.file, args.cmd, "user")
+}
+
+/// Runs an `admins` subcommand and returns the process exit code.
+pub fn run_admins(args: AdminsArgs) -> anyhow::Result<ExitCode> {
+    run_on(&args.file, args.cmd, "administrator")
+}
+
+fn run_on(path: &std::path::Path, cmd: UsersCmd, noun: &str) -> anyhow::Result<ExitCode> {
     let usage = |msg: &dyn std::fmt::Display| {
         eprintln!("error: {msg}");
         Ok(ExitCode::from(EXIT_CONFIG))
     };
-    let path = &args.file;
     // Check the name before asking for a password.
-    if let UsersCmd::Add { user, .. } | UsersCmd::Remove { user } = &args.cmd {
+    if let UsersCmd::Add { user, .. } | UsersCmd::Remove { user } = &cmd {
         if let Err(e) = validate_user(user) {
             return usage(&e);
         }
@@ -68,7 +93,7 @@ pub fn run(args: UsersArgs) -> anyhow::Result<ExitCode> {
         Ok(u) => u,
         Err(e) => return usage(&e),
     };
-    match args.cmd {
+    match cmd {
         UsersCmd::Add {
             user,
             password_stdin,
@@ -90,15 +115,15 @@ pub fn run(args: UsersArgs) -> anyhow::Result<ExitCode> {
             if existed {
                 eprintln!("changed the password of {user} in {}", path.display());
             } else {
-                eprintln!("added user {user} to {}", path.display());
+                eprintln!("added {noun} {user} to {}", path.display());
             }
         }
         UsersCmd::Remove { user } => {
             if !users.remove(&user) {
-                return usage(&format_args!("no user {user:?} in {}", path.display()));
+                return usage(&format_args!("no {noun} {user:?} in {}", path.display()));
             }
             users.save()?;
-            eprintln!("removed user {user} from {}", path.display());
+            eprintln!("removed {noun} {user} from {}", path.display());
         }
         UsersCmd::List => {
             let mut out = std::io::stdout().lock();

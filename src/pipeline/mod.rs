@@ -54,6 +54,8 @@ pub struct State {
     pub bumper: Option<Arc<Bumper>>,
     /// Unblock requests: approvals in force, blocks counted for the admin pages.
     pub unblock: Arc<UnblockService>,
+    /// The administrators' sessions and accounts file.
+    pub admin_pages: crate::admin::AdminPages,
 }
 
 /// Counts tasks in flight so that shutdown can wait for them.

@@ -123,6 +123,7 @@ pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
     let state = Arc::new(State {
         bumper: bumper.clone(),
         unblock: unblock.clone(),
+        admin_pages: crate::admin::AdminPages::new(cfg.data_dir.join("admins")),
         upstream: upstream_client(resolver.clone(), connect_timeout),
         resolver,
         live: live.clone(),
@@ -186,7 +187,7 @@ pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
         metrics.clone(),
         stop_rx.clone(),
         cfg.shutdown_grace,
-        move |_peer, req| crate::portal::admin(st.clone(), req),
+        move |peer, req| crate::admin::handle(st.clone(), peer, req),
     ));
 
     let _ = tokio::join!(proxy, portal, admin);
@@ -348,7 +349,10 @@ fn banner(cfg: &ServerConfig, b: &Bound, live: &Live, bumper: Option<&Bumper>) {
         "  portal  http://{}   (PAC file: {}/proxy.pac)",
         b.portal, cfg.portal_url
     );
-    println!("  admin   http://{}   (/metrics, /health)", b.admin);
+    println!(
+        "  admin   http://{}   (request review for DATA/admins accounts, /metrics, /health)",
+        b.admin
+    );
     println!("  trace   {trace} ({})", cfg.trace_format);
     match bumper {
         Some(bp) => println!(

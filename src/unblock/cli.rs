@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::approvals::now;
+use super::export;
 use super::sqlite::SqliteStore;
 use super::store::{RequestRow, Scope, Status, Store};
 use crate::cli::{EXIT_CONFIG, EXIT_RUNTIME};
@@ -155,69 +156,12 @@ pub fn run(a: RequestsArgs) -> anyhow::Result<ExitCode> {
                 eprintln!("request {id} refused");
             }
             RequestsCmd::Export { yaml: false } => {
-                let _ = writeln!(
-                    out,
-                    "decision,request,at,admin,status,scope,until,host,requester,message"
-                );
-                for d in store.history().map_err(|e| e.to_string())? {
-                    let _ = writeln!(
-                        out,
-                        "{},{},{},{},{},{},{},{},{},{}",
-                        d.id,
-                        d.request,
-                        d.at,
-                        csv(&d.admin),
-                        d.status.as_str(),
-                        csv(d.scope.as_deref().unwrap_or("")),
-                        d.until.map_or(String::new(), |u| u.to_string()),
-                        csv(&d.host),
-                        csv(&d.requester),
-                        csv(d.message.as_deref().unwrap_or(""))
-                    );
-                }
+                let rows = store.history().map_err(|e| e.to_string())?;
+                let _ = out.write_all(export::decisions_csv(&rows).as_bytes());
             }
             RequestsCmd::Export { yaml: true } => {
-                let _ = writeln!(
-                    out,
-                    "# Approved unblock requests in force, exported by charte-proxy."
-                );
-                let _ = writeln!(
-                    out,
-                    "# Move these rules into the policy, above the blocking rules."
-                );
-                let _ = writeln!(out, "rules:");
-                for r in store.approvals(now()).map_err(|e| e.to_string())? {
-                    let _ = writeln!(out, "  - id: demande-{}", r.request);
-                    let _ = writeln!(
-                        out,
-                        "    description: {:?}",
-                        format!(
-                            "request {} by {}, until {}",
-                            r.request,
-                            r.requester,
-                            r.until.map_or("no end".to_string(), |u| u.to_string())
-                        )
-                    );
-                    match r.scope.as_str() {
-                        "everyone" => {}
-                        s if s.starts_with("group:") => {
-                            let _ = writeln!(out, "    groups: [{:?}]", &s[6..]);
-                        }
-                        _ => match r.requester.strip_prefix("user:") {
-                            Some(u) => {
-                                let _ = writeln!(out, "    users: [{u:?}]");
-                            }
-                            None => {
-                                let _ = writeln!(
-                                    out,
-                                    "    # requester {} (an address: make a group for it)",
-                                    r.requester
-                                );
-                            }
-                        },
-                    }
-                    let _ = writeln!(out, "    domains: [{:?}]\n    action: allow", r.host);
-                }
+                let rows = store.approvals(now()).map_err(|e| e.to_string())?;
+                let _ = out.write_all(export::approvals_yaml(&rows).as_bytes());
             }
         }
         Ok(())
@@ -229,12 +173,4 @@ pub fn run(a: RequestsArgs) -> anyhow::Result<ExitCode> {
             ExitCode::from(EXIT_RUNTIME)
         }
     })
-}
-
-fn csv(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }

@@ -3,6 +3,7 @@
 
 pub mod approvals;
 pub mod cli;
+pub mod export;
 pub mod pages;
 pub mod sqlite;
 pub mod store;

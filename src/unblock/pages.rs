@@ -67,13 +67,21 @@ pub fn unseal(key: &[u8], sealed: &str) -> Option<String> {
 
 /// The reason the policy gives for what the token says blocked, in `lang`.
 fn reason_of(policy: &Policy, c: &Claims, lang: Lang) -> (String, bool) {
-    let idx = c
-        .rule
-        .as_deref()
-        .and_then(|id| policy.rules.iter().position(|r| &*r.id == id));
+    reason_for(policy, c.rule.as_deref(), &c.reason_code, lang)
+}
+
+/// The words of the current policy for a block by `rule` (its id) with `reason_code`,
+/// and whether that rule may be waived on request.
+pub fn reason_for(
+    policy: &Policy,
+    rule: Option<&str>,
+    reason_code: &str,
+    lang: Lang,
+) -> (String, bool) {
+    let idx = rule.and_then(|id| policy.rules.iter().position(|r| &*r.id == id));
     let code = ReasonCode::ALL
         .into_iter()
-        .find(|r| r.as_str() == c.reason_code)
+        .find(|r| r.as_str() == reason_code)
         .unwrap_or(ReasonCode::RuleBlock);
     let overridable = idx.is_none_or(|i| policy.rules[i].overridable);
     let reason = Reason::new(code, idx.map(|i| i as _));
@@ -205,7 +213,8 @@ pub fn done_page(id: i64, merged: bool, follow: &str, lang: Lang) -> String {
     render_page(lang, &title, true, &body)
 }
 
-fn date(t: i64, lang: Lang) -> String {
+/// A time for people: `23/11/2026 14:05 UTC` (fr) or `2026-11-23 14:05 UTC` (en).
+pub fn date(t: i64, lang: Lang) -> String {
     let Ok(d) = time::OffsetDateTime::from_unix_timestamp(t) else {
         return t.to_string();
     };

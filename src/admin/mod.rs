@@ -1,0 +1,628 @@
+//! The admin listener: the administrators' pages that decide unblock requests (behind a
+//! login, with a session cookie and a CSRF token on every form), the history and its CSV
+//! export, and the monitoring endpoints (`/metrics`, `/health`, `/healthz`).
+//!
+//! Administrators are the accounts of DATA/admins (`charte-proxy admins add`), read at each
+//! login so that an account added or removed takes effect without a restart. A decision
+//! is written to the store, then the approvals in force are reloaded before the answer, so
+//! the next request through the proxy sees it.
+
+pub mod pages;
+pub mod session;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::action::block_page::{self, render_page};
+use crate::action::forward::{Body, full};
+use crate::identity::auth::UsersFile;
+use crate::pipeline::{State, html, text};
+use crate::policy::Lang;
+use crate::unblock::approvals::now;
+use crate::unblock::cli::parse_duration;
+use crate::unblock::export;
+use crate::unblock::store::{MAX_MESSAGE, Scope, Status, StoreError};
+use pages::{Flash, Pending};
+use session::{COOKIE, LOGIN_COOKIE, Session, Sessions, random_token, same_secret};
+
+/// Largest form body read.
+const MAX_FORM: usize = 16 * 1024;
+
+/// What the admin pages keep between requests.
+pub struct AdminPages {
+    pub sessions: Sessions,
+    /// The administrators' accounts (same format as the users file).
+    pub admins_file: PathBuf,
+    /// One login verification (Argon2) at a time.
+    hashing: tokio::sync::Semaphore,
+}
+
+impl AdminPages {
+    pub fn new(admins_file: PathBuf) -> AdminPages {
+        AdminPages {
+            sessions: Sessions::default(),
+            admins_file,
+            hashing: tokio::sync::Semaphore::new(1),
+        }
+    }
+}
+
+/// Requests to the admin listener.
+pub async fn handle(
+    st: Arc<State>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let lang = block_page::negotiate_lang(
+        req.headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let get = method == Method::GET || method == Method::HEAD;
+    let post = method == Method::POST;
+    let res = match path.as_str() {
+        "/metrics" if get => metrics(&st),
+        "/healthz" if get => text(StatusCode::OK, "ok\n".into()),
+        "/health" if get => health(&st),
+        "/" if get => redirect("/demandes"),
+        "/connexion" if get => login_form(lang, None, false, &st).await,
+        "/connexion" if post => login(&st, peer, req, lang).await,
+        "/deconnexion" if post => match authorised(&st, req, lang).await {
+            Ok((_, sid, _)) => {
+                st.admin_pages.sessions.end(&sid);
+                let mut r = redirect("/connexion");
+                set_cookie(&mut r, &format!("{COOKIE}=; {}; Max-Age=0", COOKIE_ATTRS));
+                r
+            }
+            Err(r) => r,
+        },
+        "/demandes" if get => match session_of(&st, req.headers()) {
+            Some((s, _)) => {
+                let flash = query(&req, "fait").map(|n| {
+                    Flash::Done(match lang {
+                        Lang::Fr => format!("Décision enregistrée pour la demande n° {n}."),
+                        Lang::En => format!("Decision recorded for request no. {n}."),
+                    })
+                });
+                pending(&st, &s, lang, flash.as_ref(), StatusCode::OK).await
+            }
+            None => redirect("/connexion"),
+        },
+        p if post && p.starts_with("/demandes/") => match p["/demandes/".len()..].parse::<i64>() {
+            Ok(id) => decide(&st, id, req, lang).await,
+            Err(_) => message(lang, StatusCode::NOT_FOUND, not_found_words(lang), ""),
+        },
+        "/historique" | "/historique.csv" if get => match session_of(&st, req.headers()) {
+            Some((s, _)) => history(&st, &s, lang, path.ends_with(".csv")).await,
+            None => redirect("/connexion"),
+        },
+        "/metrics" | "/healthz" | "/health" | "/" | "/demandes" | "/historique"
+        | "/historique.csv" => text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into()),
+        "/connexion" | "/deconnexion" => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "GET or POST\n".into())
+        }
+        _ => message(lang, StatusCode::NOT_FOUND, not_found_words(lang), ""),
+    };
+    Ok(secure(res))
+}
+
+/// Cookie attributes of the session: sent back only to this listener, never to scripts,
+/// never on a request started by another site.
+const COOKIE_ATTRS: &str = "Path=/; HttpOnly; SameSite=Strict";
+
+/// Headers every admin answer carries: no caching, no framing, no scripts, no leaks.
+fn secure(mut r: Response<Body>) -> Response<Body> {
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; \
+             frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    r
+}
+
+fn redirect(to: &'static str) -> Response<Body> {
+    let mut r = Response::new(full(String::new()));
+    *r.status_mut() = StatusCode::SEE_OTHER;
+    r.headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static(to));
+    r
+}
+
+fn set_cookie(r: &mut Response<Body>, cookie: &str) {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            (k == name).then_some(v)
+        })
+}
+
+fn query(req: &Request<Incoming>, k: &str) -> Option<String> {
+    req.uri().query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.into_owned())
+    })
+}
+
+/// The live session named by the request's cookie, with its id.
+fn session_of(st: &State, headers: &HeaderMap) -> Option<(Session, String)> {
+    let sid = cookie(headers, COOKIE)?;
+    let s = st.admin_pages.sessions.get(sid, Instant::now())?;
+    Some((s, sid.to_string()))
+}
+
+/// A small page with a title and a sentence.
+fn message(lang: Lang, status: StatusCode, title: &str, text: &str) -> Response<Body> {
+    let e = block_page::html_escape;
+    let body = format!("<h1>{}</h1>\n<p>{}</p>\n", e(title), e(text));
+    html(status, render_page(lang, title, true, &body))
+}
+
+fn not_found_words(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Fr => "Page introuvable",
+        Lang::En => "Page not found",
+    }
+}
+
+/// Reads a form body of at most [`MAX_FORM`] bytes into its fields.
+async fn form(req: Request<Incoming>) -> Option<Vec<(String, String)>> {
+    use http_body_util::BodyExt as _;
+    let body = http_body_util::Limited::new(req.into_body(), MAX_FORM)
+        .collect()
+        .await
+        .ok()?
+        .to_bytes();
+    Some(
+        url::form_urlencoded::parse(&body)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect(),
+    )
+}
+
+fn field<'a>(f: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+}
+
+/// Whether the browser says the form came from another site. Browsers send `Origin` on
+/// every POST; one that names another origin than this listener is refused even with a
+/// valid token.
+fn foreign_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    origin != format!("http://{host}") && origin != format!("https://{host}")
+}
+
+/// A POST from a logged-in administrator whose form carries the session's CSRF token:
+/// the session, its id and the form's fields. Otherwise the page to answer with.
+async fn authorised(
+    st: &State,
+    req: Request<Incoming>,
+    lang: Lang,
+) -> Result<(Session, String, Vec<(String, String)>), Response<Body>> {
+    let Some((s, sid)) = session_of(st, req.headers()) else {
+        let (t, x) = match lang {
+            Lang::Fr => (
+                "Session expirée",
+                "Reconnectez-vous, puis recommencez : rien n'a été modifié.",
+            ),
+            Lang::En => (
+                "Session expired",
+                "Log in again, then start over: nothing was changed.",
+            ),
+        };
+        return Err(message(lang, StatusCode::FORBIDDEN, t, x));
+    };
+    let foreign = foreign_origin(req.headers());
+    let Some(fields) = form(req).await else {
+        return Err(message(
+            lang,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Formulaire trop long / Form too long",
+            "",
+        ));
+    };
+    let token_ok = field(&fields, "csrf").is_some_and(|t| same_secret(t, &s.csrf));
+    if foreign || !token_ok {
+        tracing::warn!(admin = %s.admin, foreign, "admin form refused: bad CSRF token or origin");
+        return Err(csrf_refused(lang));
+    }
+    Ok((s, sid, fields))
+}
+
+fn csrf_refused(lang: Lang) -> Response<Body> {
+    let (t, x) = match lang {
+        Lang::Fr => (
+            "Formulaire refusé",
+            "Ce formulaire ne vient pas d'une page d'administration ouverte dans cette session. Rechargez la page et recommencez : rien n'a été modifié.",
+        ),
+        Lang::En => (
+            "Form refused",
+            "This form does not come from an admin page opened in this session. Reload the page and start over: nothing was changed.",
+        ),
+    };
+    message(lang, StatusCode::FORBIDDEN, t, x)
+}
+
+/// The login form, with a fresh CSRF value in the form and in a cookie.
+async fn login_form(lang: Lang, error: Option<&str>, failed: bool, st: &State) -> Response<Body> {
+    let path = st.admin_pages.admins_file.clone();
+    let no_admins = tokio::task::spawn_blocking(move || {
+        UsersFile::load(&path).map_or(true, |f| f.users().next().is_none())
+    })
+    .await
+    .unwrap_or(true);
+    let csrf = random_token();
+    let status = if failed {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
+    };
+    let mut r = html(status, pages::login_page(lang, &csrf, error, no_admins));
+    set_cookie(&mut r, &format!("{LOGIN_COOKIE}={csrf}; {COOKIE_ATTRS}"));
+    r
+}
+
+async fn login(st: &State, peer: SocketAddr, req: Request<Incoming>, lang: Lang) -> Response<Body> {
+    let ip = peer.ip().to_canonical();
+    let pages = &st.admin_pages;
+    let expected = cookie(req.headers(), LOGIN_COOKIE).map(str::to_string);
+    let foreign = foreign_origin(req.headers());
+    let Some(fields) = form(req).await else {
+        return text(StatusCode::PAYLOAD_TOO_LARGE, "form too long\n".into());
+    };
+    let token_ok = match (field(&fields, "csrf"), expected) {
+        (Some(t), Some(c)) => same_secret(t, &c),
+        _ => false,
+    };
+    if foreign || !token_ok {
+        return csrf_refused(lang);
+    }
+    if !pages.sessions.may_try(ip, Instant::now()) {
+        let msg = match lang {
+            Lang::Fr => "Trop d'essais manqués depuis ce poste : réessayez dans dix minutes.",
+            Lang::En => "Too many failed attempts from this workstation: try again in ten minutes.",
+        };
+        let mut r = login_form(lang, Some(msg), true, st).await;
+        *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        return r;
+    }
+    let user = field(&fields, "user").unwrap_or("").trim().to_string();
+    let password = field(&fields, "password").unwrap_or("").to_string();
+    let path = pages.admins_file.clone();
+    let ok = {
+        let _one = pages.hashing.acquire().await;
+        let u = user.clone();
+        tokio::task::spawn_blocking(move || match UsersFile::load(&path) {
+            Ok(f) => Ok(f.verify(&u, &password)),
+            Err(e) => Err(e.to_string()),
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()))
+    };
+    match ok {
+        Ok(true) => {
+            pages.sessions.succeeded(ip);
+            let sid = pages.sessions.start(&user, Instant::now());
+            tracing::info!(admin = %user, client = %ip, "administrator logged in");
+            let mut r = redirect("/demandes");
+            set_cookie(&mut r, &format!("{COOKIE}={sid}; {COOKIE_ATTRS}"));
+            set_cookie(
+                &mut r,
+                &format!("{LOGIN_COOKIE}=; {COOKIE_ATTRS}; Max-Age=0"),
+            );
+            r
+        }
+        Ok(false) => {
+            pages.sessions.failed(ip, Instant::now());
+            tracing::warn!(admin = %user, client = %ip, "failed administrator login");
+            let msg = match lang {
+                Lang::Fr => "Identifiant ou mot de passe incorrect.",
+                Lang::En => "Wrong user name or password.",
+            };
+            login_form(lang, Some(msg), true, st).await
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the administrators' file");
+            let msg = match lang {
+                Lang::Fr => {
+                    "Le fichier des comptes d'administration est illisible : voir le journal du proxy."
+                }
+                Lang::En => "The administrators' file cannot be read: see the proxy's log.",
+            };
+            let mut r = login_form(lang, Some(msg), true, st).await;
+            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            r
+        }
+    }
+}
+
+/// The pending requests with their 30-day block counts.
+async fn pending(
+    st: &State,
+    s: &Session,
+    lang: Lang,
+    flash: Option<&Flash>,
+    status: StatusCode,
+) -> Response<Body> {
+    let store = st.unblock.store().clone();
+    let t = now();
+    let items = tokio::task::spawn_blocking(move || -> Result<Vec<Pending>, StoreError> {
+        let since = t.div_euclid(86_400) - 30;
+        store
+            .list(Some(Status::Pending))?
+            .into_iter()
+            .map(|row| {
+                let blocks_30d = store.blocks(&row.requester, &row.host, since)?;
+                Ok(Pending { row, blocks_30d })
+            })
+            .collect()
+    })
+    .await;
+    match items {
+        Ok(Ok(items)) => html(
+            status,
+            pages::pending_page(
+                lang,
+                &st.live.get().policy,
+                &s.admin,
+                &s.csrf,
+                &items,
+                flash,
+            ),
+        ),
+        Ok(Err(e)) => store_failed(lang, &e.to_string()),
+        Err(e) => store_failed(lang, &e.to_string()),
+    }
+}
+
+fn store_failed(lang: Lang, e: &str) -> Response<Body> {
+    tracing::error!(error = %e, "request store");
+    let t = match lang {
+        Lang::Fr => "La base des demandes est indisponible",
+        Lang::En => "The request database is unavailable",
+    };
+    message(lang, StatusCode::SERVICE_UNAVAILABLE, t, e)
+}
+
+/// POST /demandes/N: approve or refuse.
+async fn decide(st: &State, id: i64, req: Request<Incoming>, lang: Lang) -> Response<Body> {
+    let (s, _, fields) = match authorised(st, req, lang).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let store = st.unblock.store().clone();
+    let row = {
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.get(id)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(StoreError::NotFound(_))) => {
+                return message(lang, StatusCode::NOT_FOUND, not_found_words(lang), "");
+            }
+            Ok(Err(e)) => return store_failed(lang, &e.to_string()),
+            Err(e) => return store_failed(lang, &e.to_string()),
+        }
+    };
+    let msg = field(&fields, "message")
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(str::to_string);
+    let bad = |text: String| async {
+        pending(
+            st,
+            &s,
+            lang,
+            Some(&Flash::Error(text)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await
+    };
+    if msg
+        .as_ref()
+        .is_some_and(|m| m.chars().count() > MAX_MESSAGE)
+    {
+        return bad(match lang {
+            Lang::Fr => format!("Demande n° {id} : le message dépasse {MAX_MESSAGE} caractères."),
+            Lang::En => {
+                format!("Request no. {id}: the message is longer than {MAX_MESSAGE} characters.")
+            }
+        })
+        .await;
+    }
+    let admin = s.admin.clone();
+    let t = now();
+    let decision = match field(&fields, "decision") {
+        Some("approve") => {
+            // Only the scopes the page offered: this person, one of their groups, everyone.
+            let scope = match field(&fields, "scope")
+                .unwrap_or("requester")
+                .parse::<Scope>()
+            {
+                Ok(Scope::Group(g)) if !row.groups.contains(&g) => None,
+                Ok(sc) => Some(sc),
+                Err(_) => None,
+            };
+            let until = field(&fields, "duration")
+                .filter(|d| crate::unblock::pages::WANTED.iter().any(|w| w.0 == *d))
+                .and_then(|d| parse_duration(d).ok());
+            let (Some(scope), Some(until)) = (scope, until) else {
+                return bad(match lang {
+                    Lang::Fr => format!("Demande n° {id} : portée ou durée inconnue."),
+                    Lang::En => format!("Request no. {id}: unknown scope or duration."),
+                })
+                .await;
+            };
+            let until = until.map(|d| t + d);
+            Decision::Approve(scope, until)
+        }
+        Some("refuse") => match &msg {
+            Some(_) => Decision::Refuse,
+            None => {
+                return bad(match lang {
+                    Lang::Fr => format!(
+                        "Demande n° {id} : écrivez un message pour expliquer le refus à la personne."
+                    ),
+                    Lang::En => format!(
+                        "Request no. {id}: write a message explaining the refusal to the person."
+                    ),
+                })
+                .await;
+            }
+        },
+        _ => {
+            return bad(match lang {
+                Lang::Fr => format!("Demande n° {id} : choisissez Approuver ou Refuser."),
+                Lang::En => format!("Request no. {id}: choose Approve or Refuse."),
+            })
+            .await;
+        }
+    };
+    let unblock = st.unblock.clone();
+    let d2 = decision.clone();
+    let m2 = msg.clone();
+    let done = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+        let store = unblock.store();
+        match &d2 {
+            Decision::Approve(scope, until) => {
+                store.approve(id, &admin, scope, *until, m2.as_deref(), t)?
+            }
+            Decision::Refuse => store.refuse(id, &admin, m2.as_deref().unwrap_or(""), t)?,
+        }
+        // In force before the administrator sees the confirmation.
+        unblock.approvals.refresh()?;
+        Ok(())
+    })
+    .await;
+    match done {
+        Ok(Ok(())) => {
+            tracing::info!(admin = %s.admin, request = id, host = %row.host, decision = ?decision, "unblock request decided");
+            let mut r = Response::new(full(String::new()));
+            *r.status_mut() = StatusCode::SEE_OTHER;
+            if let Ok(v) = HeaderValue::from_str(&format!("/demandes?fait={id}")) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            r
+        }
+        Ok(Err(StoreError::AlreadyDecided(_))) => {
+            bad(match lang {
+                Lang::Fr => format!("La demande n° {id} a déjà été traitée."),
+                Lang::En => format!("Request no. {id} was already decided."),
+            })
+            .await
+        }
+        Ok(Err(e)) => store_failed(lang, &e.to_string()),
+        Err(e) => store_failed(lang, &e.to_string()),
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Decision {
+    Approve(Scope, Option<i64>),
+    Refuse,
+}
+
+/// GET /historique and /historique.csv.
+async fn history(st: &State, s: &Session, lang: Lang, csv: bool) -> Response<Body> {
+    let store = st.unblock.store().clone();
+    let rows = match tokio::task::spawn_blocking(move || store.history()).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return store_failed(lang, &e.to_string()),
+        Err(e) => return store_failed(lang, &e.to_string()),
+    };
+    if !csv {
+        return html(
+            StatusCode::OK,
+            pages::history_page(lang, &s.admin, &s.csrf, &rows),
+        );
+    }
+    let mut r = Response::new(full(export::decisions_csv(&rows)));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"decisions-demandes.csv\""),
+    );
+    r
+}
+
+fn metrics(st: &State) -> Response<Body> {
+    if let Some(b) = &st.bumper {
+        let ca = b.ca();
+        st.metrics
+            .tls_leaves_minted
+            .set(i64::try_from(ca.minted()).unwrap_or(i64::MAX));
+        st.metrics
+            .tls_leaf_cache
+            .set(i64::try_from(ca.cached()).unwrap_or(i64::MAX));
+    }
+    let mut r = Response::new(full(st.metrics.render()));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+fn health(st: &State) -> Response<Body> {
+    let snap = st.live.get();
+    let status = st.live.status();
+    let body = serde_json::json!({
+        "status": if status.stale { "stale" } else { "ok" },
+        "policy": st.live.policy_path().display().to_string(),
+        "generation": snap.generation,
+        "loaded_at": httpdate::fmt_http_date(snap.loaded_at),
+        "rules": snap.policy.rules.len(),
+        "index_entries": snap.classifier.domains.len(),
+        "stale": status.stale,
+        "last_error": status.last_error,
+        "tunnels": st.tunnels.active(),
+    });
+    let mut r = Response::new(full(
+        serde_json::to_string_pretty(&body).unwrap_or_default() + "\n",
+    ));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
