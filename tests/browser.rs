@@ -172,3 +172,149 @@ fn chromium_loads_an_allowed_https_page_and_shows_the_block_page_for_a_blocked_o
         (Some("block"), Some("jeux"))
     );
 }
+
+const UNBLOCK_POLICY: &str = r#"
+version: 1
+categories: [categories]
+groups:
+  agents:
+    networks: [127.0.0.1/32]
+  elus:
+    networks: [127.0.0.3/32]
+rules:
+  - id: demandes
+    approved_requests: true
+    action: allow
+  - id: jeux
+    categories: [gambling]
+    action: block
+    reason: {fr: "Jeux d'argent : usage privé (charte §6.1)", en: "Gambling: private use (charter §6.1)"}
+default: allow
+"#;
+
+/// The whole unblock flow in a real browser driven by WebDriver: block page → button →
+/// form → acknowledgement; an administrator logs in and approves for the user's group for
+/// 7 days; the page loads; another group is still blocked; past the end date it is blocked
+/// again. With `CHARTE_SCREENSHOTS=DIR`, saves the screenshots the README shows.
+#[test]
+fn unblock_flow_end_to_end_in_chromium() {
+    use common::webdriver::Driver;
+    let shots = std::env::var_os("CHARTE_SCREENSHOTS").map(std::path::PathBuf::from);
+    let shot = |d: &Driver, name: &str| {
+        if let Some(dir) = &shots {
+            std::fs::create_dir_all(dir).unwrap();
+            d.screenshot(&dir.join(name));
+        }
+    };
+    let up = common::proxy::Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/categories"),
+        &dir.path().join("categories"),
+    );
+    std::fs::write(dir.path().join("policy.yaml"), UNBLOCK_POLICY).unwrap();
+    let mut args = common::proxy::pins();
+    args.push("--no-inspect".into());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let p = Proxy::start_in(dir, &refs);
+    {
+        use std::io::Write as _;
+        let mut child = common::bin()
+            .args(["admins", "add", "m.durand", "--password-stdin", "--file"])
+            .arg(p.path("data/admins"))
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "mot de passe solide").unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+    let site = format!("http://casino-royal.example:{}/small", up.port());
+    let user = Driver::start(&[format!("--proxy-server=http://{}", p.proxy)], "fr");
+
+    // The agent meets the block page and clicks its button.
+    user.goto(&site);
+    let page = user.wait_source("the block page", |s| s.contains("Accès bloqué"));
+    assert!(
+        page.contains("Jeux d'argent : usage privé (charte §6.1)"),
+        "{page}"
+    );
+    shot(&user, "0-page-de-blocage.png");
+    user.click("a.button[href*='/demande?token=']");
+    let form = user.wait_source("the form", |s| s.contains("<textarea"));
+    assert!(
+        form.contains("casino-royal.example") && form.contains("gambling"),
+        "{form}"
+    );
+    user.type_into(
+        "#justification",
+        "Contrôle des sites de paris en ligne pour la police municipale.",
+    );
+    user.click("#wanted option[value='7d']");
+    shot(&user, "1-formulaire.png");
+    user.click("form button[type=submit]");
+    let done = user.wait_source("the acknowledgement", |s| s.contains("enregistrée"));
+    assert!(done.contains("Demande n° 1 enregistrée"), "{done}");
+    shot(&user, "2-confirmation.png");
+
+    // An administrator logs in and approves it for the agents, for 7 days.
+    let admin = Driver::start(&[], "fr");
+    admin.goto(&format!("http://{}/", p.admin));
+    admin.wait_source("the login page", |s| s.contains("type=\"password\""));
+    admin.type_into("#user", "m.durand");
+    admin.type_into("#password", "mot de passe solide");
+    admin.click("form button[type=submit]");
+    let list = admin.wait_source("the pending list", |s| s.contains("demande-1"));
+    assert!(
+        list.contains("Contrôle des sites de paris en ligne") && list.contains("jeux"),
+        "{list}"
+    );
+    admin.click("#demande-1 input[value='group:agents']");
+    shot(&admin, "3-admin-demandes.png");
+    admin.click("#duree-1 option[value='7d']");
+    admin.click("#demande-1 button[value=approve]");
+    admin.wait_source("the confirmation", |s| {
+        s.contains("Décision enregistrée pour la demande n° 1")
+    });
+
+    // The same page now loads for the agent; the elected member is still blocked.
+    user.goto(&site);
+    user.wait_source("the site's own page", |s| s.contains("hello"));
+    let (_, code, _) = common::proxy::curl(&[
+        "-x",
+        &p.url(),
+        "--interface",
+        "127.0.0.3",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &site,
+    ]);
+    assert_eq!(code, "403", "another group stays blocked");
+    // The agent's own list says until when.
+    user.goto(&format!("http://{}/mes-demandes", p.portal));
+    let mine = user.wait_source("the user's list", |s| s.contains("Mes demandes"));
+    assert!(mine.contains("Approuvée jusqu'au"), "{mine}");
+    shot(&user, "4-mes-demandes.png");
+
+    // Past the end date (moved to the past in the store, as a clock would), blocked again.
+    let db = rusqlite::Connection::open(p.path("data/requests.db")).unwrap();
+    let ended = db
+        .execute(
+            "UPDATE requests SET until = strftime('%s','now') - 1 WHERE id = 1",
+            [],
+        )
+        .unwrap();
+    assert_eq!(ended, 1);
+    drop(db);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        user.goto(&site);
+        if user.source().contains("Accès bloqué") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still open after the end date");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(user.current_url().contains("casino-royal.example"));
+}

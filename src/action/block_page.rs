@@ -321,7 +321,7 @@ main.wide{max-width:72rem}\
 nav{display:flex;flex-wrap:wrap;gap:1rem;align-items:center;margin:0 0 1rem}\
 nav form{margin:0 0 0 auto}nav button{margin:0;min-height:2.25rem;padding:.3rem .9rem}\
 .request{border-top:1px solid #ddd;padding-top:1rem;margin-top:1.5rem}\
-.request h2{margin-top:0}\
+.request h2{margin-top:0}.request textarea{min-height:4rem}\
 .why{white-space:pre-wrap;background:#f6f7f9;border-left:.25rem solid #0b4f9c;padding:.5rem .75rem;margin:.5rem 0}\
 fieldset{border:1px solid #ccc;border-radius:.375rem;margin:1rem 0 0;padding:.5rem .75rem}\
 legend{font-weight:600}\
@@ -333,12 +333,19 @@ button.refuse{background:#8a1116}button.refuse:hover{background:#5e0b0f}\
 
 /// Opens the document up to and including the opening of the card.
 fn open_page(out: &mut String, lang: Lang, title: &str, class: &str) {
-    open_page_in(out, lang, title, class, "");
+    open_page_in(out, lang, title, class, "", "no-referrer");
 }
 
-/// [`open_page`] with a class on `<main>` (`wide` for the admin pages' tables) and HTML
-/// (already escaped) put before the card.
-fn open_page_in(out: &mut String, lang: Lang, title: &str, class: &str, before: &str) {
+/// [`open_page`] with HTML (already escaped) put before the card, which widens `<main>`
+/// for the admin pages' tables, and a referrer policy.
+fn open_page_in(
+    out: &mut String,
+    lang: Lang,
+    title: &str,
+    class: &str,
+    before: &str,
+    referrer: &str,
+) {
     let main = if before.is_empty() {
         "<main>"
     } else {
@@ -349,7 +356,7 @@ fn open_page_in(out: &mut String, lang: Lang, title: &str, class: &str, before: 
         "<!DOCTYPE html>\n<html lang=\"{lang}\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <meta name=\"robots\" content=\"noindex, nofollow\">\n\
-         <meta name=\"referrer\" content=\"no-referrer\">\n\
+         <meta name=\"referrer\" content=\"{referrer}\">\n\
          <title>{title}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{main}\n{before}\
          <div class=\"{class}\">\n",
         lang = lang.code(),
@@ -367,10 +374,19 @@ pub fn render_page(lang: Lang, title: &str, info: bool, body: &str) -> String {
     out
 }
 
-/// An admin page: wider, with `nav` (HTML the caller has escaped) above the card.
+/// An admin page: wider when it has `nav` (HTML the caller has escaped) above the card.
+/// Its referrer policy is `same-origin`: browsers then send the `Origin` of its forms,
+/// which the admin listener checks (with `no-referrer` they send `Origin: null`).
 pub fn render_admin_page(lang: Lang, title: &str, nav: &str, body: &str) -> String {
     let mut out = String::with_capacity(body.len() + 2048);
-    open_page_in(&mut out, lang, &html_escape(title), "card info", nav);
+    open_page_in(
+        &mut out,
+        lang,
+        &html_escape(title),
+        "card info",
+        nav,
+        "same-origin",
+    );
     out.push_str(body);
     close_page(&mut out);
     out

@@ -20,7 +20,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::action::block_page::{self, render_page};
+use crate::action::block_page::{self, render_admin_page};
 use crate::action::forward::{Body, full};
 use crate::identity::auth::UsersFile;
 use crate::pipeline::{State, html, text};
@@ -137,7 +137,7 @@ fn secure(mut r: Response<Body>) -> Response<Body> {
     );
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     r
 }
@@ -187,7 +187,7 @@ fn session_of(st: &State, headers: &HeaderMap) -> Option<(Session, String)> {
 fn message(lang: Lang, status: StatusCode, title: &str, text: &str) -> Response<Body> {
     let e = block_page::html_escape;
     let body = format!("<h1>{}</h1>\n<p>{}</p>\n", e(title), e(text));
-    html(status, render_page(lang, title, true, &body))
+    html(status, render_admin_page(lang, title, "", &body))
 }
 
 fn not_found_words(lang: Lang) -> &'static str {

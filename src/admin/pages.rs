@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use crate::action::block_page::{html_escape as e, render_admin_page, render_page};
+use crate::action::block_page::{html_escape as e, render_admin_page};
 use crate::policy::{Lang, Policy};
 use crate::unblock::pages::{WANTED, date, reason_for};
 use crate::unblock::store::{DecisionRow, MAX_MESSAGE, RequestRow, Status};
@@ -62,7 +62,7 @@ pub fn login_page(lang: Lang, csrf: &str, error: Option<&str>, no_admins: bool) 
          <button type=\"submit\">{send}</button>\n</form>\n",
         e(csrf)
     );
-    render_page(lang, title, true, &b)
+    render_admin_page(lang, title, "", &b)
 }
 
 /// The navigation bar with the logout form.

@@ -46,3 +46,4 @@ pub fn shared_ut1() -> Option<std::path::PathBuf> {
 }
 pub mod proxy;
 pub mod tls;
+pub mod webdriver;
