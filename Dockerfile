@@ -18,8 +18,10 @@ WORKDIR /app
 COPY --from=build /src/target/release/charte-proxy /usr/local/bin/charte-proxy
 COPY policies policies
 COPY categories categories
-# A broken policy fails the image build, not the first request.
+# A broken policy fails the image build, not the first request; the category lists are
+# compiled into policies/charte.idx, mapped in place at each start and reload.
 RUN ["charte-proxy", "check", "--quiet", "--policy", "policies/charte.yaml"]
+RUN ["charte-proxy", "categories", "compile", "--policy", "policies/charte.yaml"]
 RUN mkdir -p /app/data && chown charte:charte /app/data
 USER charte
 ENV CHARTE_POLICY=/app/policies/charte.yaml

@@ -76,6 +76,12 @@ pub enum Command {
     Ca(crate::action::ca_cli::CaArgs),
     /// Unblock requests: list, show, approve, refuse, export.
     Requests(crate::unblock::cli::RequestsArgs),
+    /// Read hosts, URLs or Squid helper lines on stdin; write each host and its
+    /// categories (comma-separated, or `-`) on stdout, tab-separated.
+    Classify {
+        #[command(flatten)]
+        policy: PolicyArg,
+    },
 }
 
 #[derive(Args, Debug, Default)]
@@ -281,6 +287,13 @@ pub enum CategoriesCmd {
         #[command(flatten)]
         policy: PolicyArg,
     },
+    /// Compile the policy's category folders into one index file beside it
+    /// (`charte.yaml` → `charte.idx`), which the proxy then maps in place at each start
+    /// and reload. Run it again after changing the lists: an outdated file is not used.
+    Compile {
+        #[command(flatten)]
+        policy: PolicyArg,
+    },
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -295,6 +308,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Explain(args) => explain_cmd(args),
         Command::Categories(CategoriesCmd::Import { source, dest }) => import(&source, &dest),
         Command::Categories(CategoriesCmd::List { policy }) => list_categories(&policy.policy),
+        Command::Categories(CategoriesCmd::Compile { policy }) => {
+            crate::categories_cli::compile(&policy.policy)
+        }
+        Command::Classify { policy } => crate::categories_cli::classify(&policy.policy),
         Command::Users(a) => crate::identity::users_cli::run(a),
         Command::Admins(a) => crate::identity::users_cli::run_admins(a),
         Command::Ca(a) => crate::action::ca_cli::run(a),
@@ -330,7 +347,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn print_diags(d: &Diags) {
+pub fn print_diags(d: &Diags) {
     let mut err = std::io::stderr().lock();
     for diag in d.sorted() {
         let _ = writeln!(err, "{diag}");
@@ -450,9 +467,24 @@ pub fn summary(snap: &Snapshot) -> String {
         cats.len(),
         total,
         cats.iter().map(|t| t.urls as u64).sum::<u64>(),
-        c.domains.len(),
-        (c.domains.heap_bytes() + c.urls.heap_bytes()) as f64 / 1048576.0
+        c.domain_names(),
+        c.index_bytes() as f64 / 1048576.0
     );
+    match &snap.stats.compiled_index {
+        Some(f) => {
+            let _ = writeln!(
+                s,
+                "  (domains from the compiled index {}, mapped)",
+                f.display()
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "  (read from the text lists; `charte-proxy categories compile` makes them load faster)"
+            );
+        }
+    }
     for t in &cats {
         let _ = writeln!(
             s,

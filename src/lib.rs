@@ -22,6 +22,7 @@
 pub mod action;
 pub mod admin;
 pub mod audit;
+pub mod categories_cli;
 pub mod classify;
 pub mod cli;
 pub mod config;

@@ -162,12 +162,11 @@ impl Live {
         m.policy_build_seconds.set(s.stats.build_time.as_secs_f64());
         m.index_entries
             .with_label_values(&["domains"])
-            .set(s.classifier.domains.len() as i64);
+            .set(s.classifier.domain_names() as i64);
         m.index_entries
             .with_label_values(&["urls"])
             .set(s.classifier.urls.len() as i64);
-        m.index_bytes
-            .set((s.classifier.domains.heap_bytes() + s.classifier.urls.heap_bytes()) as i64);
+        m.index_bytes.set(s.classifier.index_bytes() as i64);
     }
 
     /// Files and folders whose changes trigger a reload: the policy's folder, its category

@@ -95,6 +95,9 @@ impl Classification {
 /// The built matchers and the table of tags: the classification half of a snapshot.
 #[derive(Default)]
 pub struct Classifier {
+    /// The category folders' domains: built at load, or a compiled file mapped in place.
+    pub categories: DomainIndex,
+    /// The policy's own lists, rule sites and `no_inspect` domains.
     pub domains: DomainIndex,
     pub urls: UrlIndex,
     pub tags: Vec<TagInfo>,
@@ -112,10 +115,22 @@ impl Classifier {
         out: &mut Classification,
     ) {
         out.clear();
+        self.categories.lookup_into(host, &mut out.domains);
         self.domains.lookup_into(host, &mut out.domains);
         if let Some(path) = path {
             self.urls.lookup_into(host, path, scratch, &mut out.urls);
         }
+    }
+
+    /// Distinct names in both domain indexes.
+    pub fn domain_names(&self) -> usize {
+        self.categories.len() + self.domains.len()
+    }
+
+    /// Bytes of the indexes (a mapped file counts whole, though only the pages that
+    /// lookups touch are resident).
+    pub fn index_bytes(&self) -> usize {
+        self.categories.heap_bytes() + self.domains.heap_bytes() + self.urls.heap_bytes()
     }
 
     pub fn tag(&self, id: TagId) -> &TagInfo {

@@ -18,6 +18,7 @@ use crate::identity::{Group, GroupSet, GroupTable, MAX_GROUPS};
 use crate::policy::{Action, Conditions, DefaultRule, Mode, Policy, Rule, TagSet, Text};
 
 use super::categories::{self, BadLines, Entry};
+use super::compiled;
 use super::diag::{Diags, Pos, some_names, suggest};
 use super::positions::Positions;
 use super::raw::{self, RawAction, RawGroup, RawList, RawMode, RawNoInspect, RawRule, RawText};
@@ -43,12 +44,20 @@ pub struct CompileStats {
     pub url_entries: u64,
     /// List files the policy reads (watched for changes).
     pub list_files: Vec<PathBuf>,
+    /// The compiled categories file used, if any (`categories compile`).
+    pub compiled_index: Option<PathBuf>,
     pub build_time: Duration,
 }
 
 /// Reads, checks and compiles the policy at `path`. `Err` holds every diagnostic
 /// (errors and warnings) when at least one is an error.
 pub fn load(path: &Path) -> Result<Compiled, Diags> {
+    load_with(path, true)
+}
+
+/// [`load`], choosing whether a compiled categories file beside the policy may be used
+/// (`false`: always read the text lists, as `categories compile` does).
+pub fn load_with(path: &Path, use_compiled: bool) -> Result<Compiled, Diags> {
     let mut diags = Diags::default();
     let src = match fs::read_to_string(path) {
         Ok(s) => s,
@@ -64,13 +73,23 @@ pub fn load(path: &Path) -> Result<Compiled, Diags> {
             return Err(diags);
         }
     };
-    compile_str(&src, path, diags)
+    compile_inner(&src, path, diags, use_compiled)
 }
 
 /// Compiles policy text as if read from `path` (relative paths resolve beside it).
-pub fn compile_str(src: &str, path: &Path, mut diags: Diags) -> Result<Compiled, Diags> {
+pub fn compile_str(src: &str, path: &Path, diags: Diags) -> Result<Compiled, Diags> {
+    compile_inner(src, path, diags, true)
+}
+
+fn compile_inner(
+    src: &str,
+    path: &Path,
+    mut diags: Diags,
+    use_compiled: bool,
+) -> Result<Compiled, Diags> {
     let started = Instant::now();
     let mut cx = Cx {
+        use_compiled,
         file: path.to_path_buf(),
         dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
         pos: Positions::default(),
@@ -94,6 +113,8 @@ pub fn compile_str(src: &str, path: &Path, mut diags: Diags) -> Result<Compiled,
 
 /// The compile context: the file, its positions, the diagnostics.
 struct Cx<'d> {
+    /// May a compiled categories file beside the policy be used?
+    use_compiled: bool,
     file: PathBuf,
     dir: PathBuf,
     pos: Positions,
@@ -103,6 +124,9 @@ struct Cx<'d> {
 /// Tags assigned so far, with their builders.
 struct Tags {
     infos: Vec<TagInfo>,
+    /// Domain entries of the category folders (unless a compiled file is used).
+    categories: IndexBuilder,
+    /// Domain entries of the policy's own lists and rules.
     domains: IndexBuilder,
     urls: UrlBuilder,
 }
@@ -362,9 +386,29 @@ impl Cx<'_> {
         let titles = categories::read_titles(&folder_paths);
         let mut tags = Tags {
             infos: Vec::new(),
+            categories: IndexBuilder::new(),
             domains: IndexBuilder::new(),
             urls: UrlBuilder::new(),
         };
+        let compiled_path = compiled::path_for(&self.file);
+        let mut compiled_index = None;
+        if self.use_compiled {
+            match compiled::open(&compiled_path, &folder_paths, &found) {
+                compiled::Found::Absent => {}
+                compiled::Found::Fresh(ix, meta) => compiled_index = Some((ix, meta)),
+                compiled::Found::Stale(why) => self.diags.warning(
+                    "stale-index",
+                    &compiled_path,
+                    Pos::default(),
+                    None,
+                    format!("{why}; reading the text lists instead (slower to load)"),
+                    Some(
+                        "run `charte-proxy categories compile` after changing the category lists"
+                            .into(),
+                    ),
+                ),
+            }
+        }
         let mut cat_ids: BTreeMap<String, TagId> = BTreeMap::new();
         for (name, dirs) in &found {
             let mut info = TagInfo::new(name, TagKind::Category);
@@ -374,6 +418,13 @@ impl Cx<'_> {
             }
             let id = tags.add(info);
             cat_ids.insert(name.clone(), id);
+            if let Some((_, meta)) = &compiled_index {
+                // Same names in the same order (checked by `open`): same tags.
+                let c = &meta.categories[id as usize];
+                tags.infos[id as usize].domains = c.domains;
+                tags.infos[id as usize].urls = c.urls;
+                continue;
+            }
             for d in dirs {
                 for file in ["domains", "urls"] {
                     let p = d.join(file);
@@ -383,7 +434,7 @@ impl Cx<'_> {
                     match categories::load_file(
                         &p,
                         id,
-                        &mut tags.domains,
+                        &mut tags.categories,
                         &mut tags.urls,
                         BadLines::Warn,
                         self.diags,
@@ -405,6 +456,17 @@ impl Cx<'_> {
                 }
             }
         }
+        let category_index = match compiled_index {
+            Some((ix, meta)) => {
+                for (host, path, tag) in &meta.urls {
+                    if let Ok(h) = Host::parse(host) {
+                        tags.urls.add(&h, path, *tag);
+                    }
+                }
+                Some(ix)
+            }
+            None => None,
+        };
 
         // Groups.
         if raw_groups.len() > MAX_GROUPS {
@@ -767,12 +829,21 @@ impl Cx<'_> {
         let stats = CompileStats {
             source: self.file.clone(),
             category_folders: folder_paths,
-            domain_entries: tags.domains.len() as u64,
+            domain_entries: (tags.domains.len()
+                + category_index
+                    .as_ref()
+                    .map_or(tags.categories.len(), |ix| ix.len()))
+                as u64,
             url_entries: tags.urls.len() as u64,
             list_files,
+            compiled_index: category_index.as_ref().map(|_| compiled_path.clone()),
             build_time: Duration::ZERO,
         };
         let classifier = Classifier {
+            categories: match category_index {
+                Some(ix) => *ix,
+                None => tags.categories.build(),
+            },
             domains: tags.domains.build(),
             urls: tags.urls.build(),
             tags: tags.infos,

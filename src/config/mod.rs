@@ -7,10 +7,11 @@
 
 pub mod categories;
 pub mod compile;
+pub mod compiled;
 pub mod diag;
 pub mod positions;
 pub mod raw;
 pub mod server;
 
-pub use compile::{CompileStats, Compiled, POLICY_VERSION, compile_str, load};
+pub use compile::{CompileStats, Compiled, POLICY_VERSION, compile_str, load, load_with};
 pub use diag::{Diag, Diags, Severity};

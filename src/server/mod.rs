@@ -338,7 +338,7 @@ fn banner(cfg: &ServerConfig, b: &Bound, live: &Live, bumper: Option<&Bumper>) {
         cfg.policy.display(),
         s.generation,
         s.policy.rules.len(),
-        s.classifier.domains.len(),
+        s.classifier.domain_names(),
         s.stats.build_time.as_secs_f64()
     );
     println!(

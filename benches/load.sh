@@ -1,0 +1,768 @@
+#!/usr/bin/env bash
+# benches/load.sh - load benchmark of charte-proxy against Squid and direct connections,
+# on loopback only. One command:
+#
+#   benches/load.sh                       # builds the release binary, full run
+#   CHARTE_BIN=/path/charte-proxy ROUNDS=1 DURATION=5 benches/load.sh
+#
+# It installs what it needs from Debian packages when missing (nginx squid wrk curl
+# openssl python3 iproute2 procps time; as root or through sudo), builds the proxy
+# (`cargo build --release`) unless CHARTE_BIN is given, then starts, on 127.0.0.1 only:
+#   * an nginx origin: /1k (1 KiB) and /64m (64 MiB) over HTTP and over HTTPS, with a
+#     certificate for *.bench.test signed by a throw-away test CA made with openssl;
+#   * Squid 5 with caching off (as shared/bench/anchors.sh), names from a hosts file;
+#   * charte-proxy with a bench policy (benches/load/policy.yaml.in) that loads DOMAINS
+#     generated names split into eight categories gen-00 … gen-07, plus the shipped
+#     categories, with rules that block some of them for the client's group. The names
+#     come from ../shared/bench/gen_domains.py (real UT1 names first when
+#     ../shared/datasets/ut1 is there) when the repo's parent holds shared/; otherwise
+#     from benches/load/synth_domains.py, FALLBACK_DOMAINS of them, and the report says so.
+# and measures, interleaved over ROUNDS rounds, each figure next to its reference from
+# the same run:
+#   1. 1 KiB keep-alive HTTP: wrk -t1 -cCONNS -dDURATION --latency, absolute-form through
+#      each proxy, and direct to nginx: req/s, p50, p99, share of direct.
+#   2. CONNECT throughput: 64 MiB over HTTPS (curl) through a plain tunnel (no_inspect
+#      host for charte-proxy), best of CONNECT_TRIES per round, and direct.
+#   3. RSS (VmHWM and VmRSS) of each proxy after 1 and 2.
+#   4. IDLE_TUNNELS idle CONNECT tunnels (TLS set up through them, then idle) held open
+#      through charte-proxy, then Squid: RSS before and with them, KiB per tunnel.
+#   5. Policy reload under load: a 1 KiB wrk run through charte-proxy with SIGHUP every
+#      RELOAD_EVERY s (the whole policy and its DOMAINS names re-read each time), next to
+#      a run without reloads: errors, non-2xx, req/s, p99, reloads done.
+#   6. Bumped HTTPS (TLS interception): handshakes/s with the leaf cache warm (one host)
+#      and cold (COLD_HOSTS distinct names per round, each needing a fresh leaf), and
+#      requests/s in one kept-alive bumped tunnel; each next to a direct TLS connection
+#      to nginx with the same Python client (benches/load/tls_bench.py).
+# Prints a markdown report (also in OUT_DIR/summary.md); raw outputs in OUT_DIR.
+# Everything it starts is stopped on exit (trap), on Ctrl-C and on failure.
+#
+# Environment knobs (defaults):
+#   ROUNDS=3            interleaved rounds of each comparison
+#   DURATION=10         seconds of each wrk run and of each TLS client run
+#   CONNS=50            wrk connections (wrk -t1)
+#   WARMUP=1            seconds of wrk warm-up before each measured run (0: none)
+#   CONNECT_TRIES=3     64 MiB downloads per target and round (best one counts)
+#   DOMAINS=6000000     generated names when ../shared is there
+#   FALLBACK_DOMAINS=1000000   generated names when it is not
+#   IDLE_TUNNELS=10000  idle tunnels to hold (0: skip); IDLE_PARALLEL=200 set up at once
+#   RELOAD_EVERY=2      seconds between SIGHUPs in the reload run
+#   COLD_HOSTS=2000     distinct names per round for the cold leaf-cache run
+#   BUMP_CONC=4         client threads for the handshake runs
+#   SKIP_SQUID=0  SKIP_IDLE=0  SKIP_RELOAD=0  SKIP_BUMP=0   (1: leave that part out)
+#   CHARTE_BIN=path     use this binary instead of building (cargo build --release)
+#   NGINX_WORKERS=1     nginx worker processes
+#   HTTP_PORT=18180 HTTPS_PORT=18543 SQUID_PORT=13228 CHARTE_PORT=13229   loopback ports
+#   OUT_DIR=${TMPDIR:-/tmp}/bench-out/load-<stamp>   raw outputs and summary.md
+#   CACHE_DIR=${TMPDIR:-/tmp}/bench-cache            generated domain lists, kept between runs
+#   KEEP_TMP=0          1: keep the temp dir (configs, data dir, trace) after the run
+set -Eeuo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$SCRIPT_DIR/.." && pwd)
+LOAD_DIR=$SCRIPT_DIR/load
+SHARED=""
+if [[ -d "$SCRIPT_DIR/../../shared" ]]; then SHARED=$(cd "$SCRIPT_DIR/../../shared" && pwd); fi
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-50}
+WARMUP=${WARMUP:-1}
+CONNECT_TRIES=${CONNECT_TRIES:-3}
+DOMAINS=${DOMAINS:-6000000}
+FALLBACK_DOMAINS=${FALLBACK_DOMAINS:-1000000}
+IDLE_TUNNELS=${IDLE_TUNNELS:-10000}
+IDLE_PARALLEL=${IDLE_PARALLEL:-200}
+RELOAD_EVERY=${RELOAD_EVERY:-2}
+COLD_HOSTS=${COLD_HOSTS:-2000}
+BUMP_CONC=${BUMP_CONC:-4}
+SKIP_SQUID=${SKIP_SQUID:-0}
+SKIP_IDLE=${SKIP_IDLE:-0}
+SKIP_RELOAD=${SKIP_RELOAD:-0}
+SKIP_BUMP=${SKIP_BUMP:-0}
+CHARTE_BIN=${CHARTE_BIN:-}
+NGINX_WORKERS=${NGINX_WORKERS:-1}
+HTTP_PORT=${HTTP_PORT:-18180}
+HTTPS_PORT=${HTTPS_PORT:-18543}
+SQUID_PORT=${SQUID_PORT:-13228}
+CHARTE_PORT=${CHARTE_PORT:-13229}
+KEEP_TMP=${KEEP_TMP:-0}
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT_DIR=${OUT_DIR:-${TMPDIR:-/tmp}/bench-out/load-$STAMP}
+CACHE_DIR=${CACHE_DIR:-${TMPDIR:-/tmp}/bench-cache}
+
+ORIGIN=origin.bench.test     # plain HTTP and bumped HTTPS origin name
+TUNNEL=tunnel.bench.test     # no_inspect name: CONNECT relayed as bytes
+
+declare -A PID=()   # name -> pid of a process this script started
+STARTED=()          # pids in start order (for cleanup)
+CHILD=""            # client running now (wrk, curl, python)
+HUPPER=""           # SIGHUP loop of the reload run
+TMP=""
+NOTES=()            # lines for the report's notes
+
+# never let a proxy variable redirect our own clients
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
+
+log() { printf '[load %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "FATAL: $*"; exit 1; }
+
+descendants() { # every descendant pid of $1
+  local c
+  for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do echo "$c"; descendants "$c"; done
+}
+
+stop_pid() { # TERM a pid we started and its descendants, KILL after 5 s
+  local p=$1 kids i c
+  kill -0 "$p" 2>/dev/null || return 0
+  kids=$(descendants "$p" | tr '\n' ' ')
+  kill -TERM "$p" 2>/dev/null || true
+  for i in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$p" 2>/dev/null; then log "pid $p ignored TERM for 5 s: KILL"; kill -KILL "$p" 2>/dev/null || true; fi
+  for c in $kids; do if kill -0 "$c" 2>/dev/null; then kill -KILL "$c" 2>/dev/null || true; fi; done
+  wait "$p" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$? i
+  set +e
+  trap - EXIT INT TERM
+  [[ -n "$HUPPER" ]] && stop_pid "$HUPPER"
+  [[ -n "$CHILD" ]] && stop_pid "$CHILD"
+  for ((i=${#STARTED[@]}-1; i>=0; i--)); do stop_pid "${STARTED[i]}"; done
+  if [[ -n "$TMP" && -d "$TMP" ]]; then
+    if [[ "$KEEP_TMP" == 1 ]]; then log "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
+  fi
+  [[ $rc -ne 0 ]] && log "exited with status $rc (every process it started is stopped)"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+port_busy() { ss -Hltn "sport = :$1" | grep -q .; }
+
+wait_port() { # port pid [timeout_s]
+  local port=$1 p=$2 n=$(( ${3:-20} * 10 ))
+  while ! port_busy "$port"; do
+    [[ -n "$p" ]] && ! kill -0 "$p" 2>/dev/null && return 1
+    n=$((n-1)); [[ $n -le 0 ]] && return 1
+    sleep 0.1
+  done
+}
+
+fg_run() { # a bounded client as a waited-for child, so that INT/TERM traps fire at once
+  "$@" &
+  CHILD=$!
+  wait "$CHILD" || true
+  CHILD=""
+}
+
+launch() { # name logfile cmd... : start in the background, record the pid
+  local name=$1 logf=$2; shift 2
+  "$@" >"$logf" 2>&1 &
+  PID[$name]=$!
+  STARTED+=("$!")
+}
+
+status_kb() { # field pid -> sum of /proc/PID/status FIELD (kB) over pid and descendants
+  local f=$1 t=0 p v
+  for p in "$2" $(descendants "$2"); do
+    v=$(awk -v f="$f:" '$1==f{print $2}' "/proc/$p/status" 2>/dev/null || true)
+    t=$((t + ${v:-0}))
+  done
+  echo "$t"
+}
+cpu_ticks() { # utime+stime of pid and its descendants
+  local t=0 p v
+  for p in "$1" $(descendants "$1"); do
+    v=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}' || true)
+    t=$((t + ${v:-0}))
+  done
+  echo "$t"
+}
+machine_ticks() { awk '/^cpu /{b=$2+$3+$4+$7+$8+$9; print b, b+$5+$6}' /proc/stat; } # busy total
+CLK_TCK=$(getconf CLK_TCK)
+NPROC=$(nproc)
+
+# CPU sampling around a run: cpu_begin, run, cpu_end -> "proxy% nginx% machine%"
+# (% of one core; machine% is the whole machine's busy share in % of one core, so that
+# the share left to the client and to other users of the machine can be read off).
+cpu_begin() { # proxy-pid|""
+  CB_P=0; CB_N=0; CB_T0=$(date +%s.%N)
+  [[ -n "$1" ]] && CB_P=$(cpu_ticks "$1")
+  CB_N=$(cpu_ticks "${PID[nginx]}")
+  read -r CB_MB CB_MT < <(machine_ticks)
+}
+cpu_end() { # proxy-pid|""
+  local p=NA n t1 mb mt el
+  t1=$(date +%s.%N)
+  el=$(awk -v a="$CB_T0" -v b="$t1" 'BEGIN{print b-a}')
+  [[ -n "$1" ]] && p=$(awk -v a="$CB_P" -v b="$(cpu_ticks "$1")" -v hz="$CLK_TCK" -v d="$el" 'BEGIN{printf "%.0f", (b-a)/hz/d*100}')
+  n=$(awk -v a="$CB_N" -v b="$(cpu_ticks "${PID[nginx]}")" -v hz="$CLK_TCK" -v d="$el" 'BEGIN{printf "%.0f", (b-a)/hz/d*100}')
+  read -r mb mt < <(machine_ticks)
+  awk -v p="$p" -v n="$n" -v b0="$CB_MB" -v t0="$CB_MT" -v b1="$mb" -v t1="$mt" -v np="$NPROC" \
+    'BEGIN{printf "%s %s %.0f\n", p, n, (t1>t0 ? (b1-b0)/(t1-t0)*100*np : 0)}'
+}
+
+# ---------------------------------------------------------------- packages
+SUDO=()
+if [[ "$(id -u)" != 0 ]]; then SUDO=(sudo); fi
+need=()
+for pair in nginx:nginx squid:squid wrk:wrk curl:curl openssl:openssl python3:python3 ss:iproute2 ps:procps /usr/bin/time:time; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
+done
+if [[ ${#need[@]} -gt 0 ]]; then
+  log "installing Debian packages: ${need[*]}"
+  "${SUDO[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# ---------------------------------------------------------------- preflight
+for v in ROUNDS DURATION CONNS WARMUP CONNECT_TRIES DOMAINS FALLBACK_DOMAINS IDLE_TUNNELS IDLE_PARALLEL RELOAD_EVERY COLD_HOSTS BUMP_CONC NGINX_WORKERS HTTP_PORT HTTPS_PORT SQUID_PORT CHARTE_PORT; do
+  [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
+done
+[[ "$ROUNDS" -ge 1 && "$DURATION" -ge 1 ]] || die "ROUNDS and DURATION must be at least 1"
+ports=("$HTTP_PORT" "$HTTPS_PORT" "$CHARTE_PORT")
+[[ "$SKIP_SQUID" == 1 ]] || ports+=("$SQUID_PORT")
+for p in "${ports[@]}"; do port_busy "$p" && die "port $p already in use (set HTTP_PORT/HTTPS_PORT/SQUID_PORT/CHARTE_PORT)"; done
+
+# file descriptors: idle tunnels need two a tunnel in the proxy, one in the client
+want_fd=$(( IDLE_TUNNELS * 2 + 4096 ))
+[[ $want_fd -lt 65536 ]] && want_fd=65536
+if ! ulimit -n "$want_fd" 2>/dev/null; then
+  hard=$(ulimit -Hn)
+  ulimit -n "$hard" 2>/dev/null || true
+  if [[ "$hard" != unlimited && $(( IDLE_TUNNELS * 2 + 1024 )) -gt $hard ]]; then
+    new=$(( (hard - 1024) / 2 )); [[ $new -lt 0 ]] && new=0
+    NOTES+=("open-file limit $hard (not root?): idle tunnels lowered from $IDLE_TUNNELS to $new")
+    IDLE_TUNNELS=$new
+  fi
+fi
+log "open-file limit $(ulimit -n)"
+
+# ---------------------------------------------------------------- binary
+if [[ -z "$CHARTE_BIN" ]]; then
+  command -v cargo >/dev/null || die "cargo not found: install Rust, or give CHARTE_BIN=path/to/charte-proxy"
+  log "building: cargo build --release (in $REPO)"
+  (cd "$REPO" && cargo build --release --quiet) || die "cargo build --release failed"
+  CHARTE_BIN=${CARGO_TARGET_DIR:-$REPO/target}/release/charte-proxy
+fi
+[[ -x "$CHARTE_BIN" ]] || die "not an executable: $CHARTE_BIN"
+log "binary $CHARTE_BIN ($("$CHARTE_BIN" --version 2>/dev/null || echo 'version unknown'))"
+
+mkdir -p "$OUT_DIR" "$CACHE_DIR" "${TMPDIR:-/tmp}/bench-tmp"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/bench-tmp/load-XXXXXX")
+chmod 755 "$TMP"
+RAW=$OUT_DIR/raw
+mkdir -p "$RAW"
+log "temp dir $TMP; raw output -> $OUT_DIR"
+
+# ---------------------------------------------------------------- domain data
+if [[ -n "$SHARED" && -f "$SHARED/bench/gen_domains.py" ]]; then
+  ut1=()
+  src="gen_domains.py (synthetic names, seed 1)"
+  if [[ -d "$SHARED/datasets/ut1" ]]; then
+    ut1=(--with-ut1 "$SHARED/datasets/ut1"); src="gen_domains.py (real UT1 names from shared/datasets/ut1 first, then synthetic, seed 1)"
+  fi
+  NAMES=$CACHE_DIR/domains-$DOMAINS${ut1:+-ut1}.txt
+  if [[ ! -s "$NAMES" ]]; then
+    log "generating $DOMAINS names with $SHARED/bench/gen_domains.py (kept in $NAMES)"
+    python3 "$SHARED/bench/gen_domains.py" list --count "$DOMAINS" --seed 1 "${ut1[@]}" >"$NAMES.part"
+    mv "$NAMES.part" "$NAMES"
+  fi
+  DATA_NOTE="$DOMAINS generated names from shared/bench/$src"
+else
+  NOTES+=("../shared (the repo's parent's shared/) is ABSENT: the generated categories hold only $FALLBACK_DOMAINS synthetic names from benches/load/synth_domains.py instead of $DOMAINS from shared/bench/gen_domains.py")
+  log "WARNING: ../shared is absent: using $FALLBACK_DOMAINS synthetic names from benches/load/synth_domains.py"
+  DOMAINS=$FALLBACK_DOMAINS
+  NAMES=$CACHE_DIR/synth-$DOMAINS.txt
+  if [[ ! -s "$NAMES" ]]; then
+    python3 "$LOAD_DIR/synth_domains.py" "$DOMAINS" 1 >"$NAMES.part"
+    mv "$NAMES.part" "$NAMES"
+  fi
+  DATA_NOTE="$DOMAINS synthetic names from benches/load/synth_domains.py (../shared absent)"
+fi
+grep -q '\.test$' "$NAMES" && die "$NAMES holds names under .test: the origin would be in a list"
+GEN=$TMP/gen
+log "splitting $(wc -l <"$NAMES") names into 8 categories under $GEN"
+mkdir -p "$GEN"
+for i in 0 1 2 3 4 5 6 7; do mkdir -p "$GEN/gen-0$i"; done
+awk -v d="$GEN" '{ print > (d "/gen-0" (NR % 8) "/domains") }' "$NAMES"
+
+# ---------------------------------------------------------------- certificates and origin
+mkdir -p "$TMP/pki" "$TMP/www" "$TMP/nginx/tmp"
+(
+  cd "$TMP/pki"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem \
+    -days 2 -subj "/CN=charte load bench test CA" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout origin.key -out origin.csr \
+    -subj "/CN=$ORIGIN"
+  printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:*.bench.test,DNS:bench.test,IP:127.0.0.1\n' >ext.cnf
+  openssl x509 -req -in origin.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf -out origin.pem
+) >"$TMP/pki/openssl.log" 2>&1 || { cat "$TMP/pki/openssl.log" >&2; die "openssl failed"; }
+TEST_CA=$TMP/pki/ca.pem
+head -c 1024 /dev/urandom >"$TMP/www/1k"
+head -c $((64*1024*1024)) /dev/urandom >"$TMP/www/64m"
+chmod 755 "$TMP/www"; chmod 644 "$TMP/www"/*
+cat >"$TMP/nginx/nginx.conf" <<EOF
+worker_processes $NGINX_WORKERS;
+worker_rlimit_nofile $(( IDLE_TUNNELS * 2 + 4096 ));
+daemon off;
+master_process on;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections $(( IDLE_TUNNELS * 2 + 2048 )); }
+http {
+  access_log off;
+  types { }
+  default_type application/octet-stream;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_timeout 300s;
+  keepalive_requests 10000000;
+  client_header_timeout 300s;
+  client_body_temp_path $TMP/nginx/tmp/body;
+  proxy_temp_path $TMP/nginx/tmp/proxy;
+  fastcgi_temp_path $TMP/nginx/tmp/fastcgi;
+  uwsgi_temp_path $TMP/nginx/tmp/uwsgi;
+  scgi_temp_path $TMP/nginx/tmp/scgi;
+  server {
+    listen 127.0.0.1:$HTTP_PORT;
+    root $TMP/www;
+    location / { }
+  }
+  server {
+    listen 127.0.0.1:$HTTPS_PORT ssl;
+    ssl_certificate $TMP/pki/origin.pem;
+    ssl_certificate_key $TMP/pki/origin.key;
+    root $TMP/www;
+    location / { }
+  }
+}
+EOF
+launch nginx "$TMP/nginx/stderr.log" nginx -e "$TMP/nginx/error.log" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf"
+if ! { wait_port "$HTTP_PORT" "${PID[nginx]}" && wait_port "$HTTPS_PORT" "${PID[nginx]}"; }; then
+  cat "$TMP/nginx/stderr.log" "$TMP/nginx/error.log" >&2 || true; die "nginx did not start"
+fi
+log "nginx pid ${PID[nginx]} on 127.0.0.1:$HTTP_PORT (HTTP) and :$HTTPS_PORT (HTTPS)"
+
+# ---------------------------------------------------------------- names pinned to loopback
+# cold-leaf names: c<round>-<i>.bench.test, COLD_HOSTS a round, each used once
+for ((r=1; r<=ROUNDS; r++)); do
+  for ((i=1; i<=COLD_HOSTS; i++)); do echo "c$r-$i.bench.test"; done >"$TMP/cold-r$r.txt"
+done
+
+# ---------------------------------------------------------------- Squid
+TARGETS=(direct)
+declare -A ADDR=([direct]="")
+if [[ "$SKIP_SQUID" != 1 ]]; then
+  d=$TMP/squid
+  mkdir -p "$d"
+  [[ "$(id -u)" == 0 ]] && chown proxy:proxy "$d"
+  printf '127.0.0.1 %s %s\n' "$ORIGIN" "$TUNNEL" >"$d/hosts"
+  chmod 644 "$d/hosts"
+  cat >"$d/squid.conf" <<EOF
+http_port 127.0.0.1:$SQUID_PORT
+visible_hostname bench-squid
+pid_filename $d/squid.pid
+cache_log $d/cache.log
+access_log none
+cache_store_log none
+coredump_dir $d
+cache deny all
+cache_mem 0 MB
+pinger_enable off
+hosts_file $d/hosts
+dns_nameservers 127.0.0.1
+shutdown_lifetime 1 seconds
+max_filedescriptors $(( IDLE_TUNNELS * 2 + 4096 ))
+acl bench_src src 127.0.0.1/32
+http_access allow bench_src
+http_access deny all
+EOF
+  if squid -k parse -f "$d/squid.conf" >"$d/parse.log" 2>&1; then
+    launch squid "$d/stderr.log" squid -N -f "$d/squid.conf"
+    if wait_port "$SQUID_PORT" "${PID[squid]}" 30; then
+      TARGETS+=(squid); ADDR[squid]=127.0.0.1:$SQUID_PORT
+      log "squid pid ${PID[squid]} on ${ADDR[squid]}"
+    else
+      tail -n 20 "$d/stderr.log" "$d/cache.log" >&2 || true
+      NOTES+=("Squid did not start (see raw/squid-*.log)"); stop_pid "${PID[squid]}"; unset "PID[squid]"
+    fi
+  else
+    cat "$d/parse.log" >&2; NOTES+=("Squid config refused by squid -k parse")
+  fi
+fi
+
+# ---------------------------------------------------------------- charte-proxy
+C=$TMP/charte
+mkdir -p "$C/data" "$C/policy"
+sed -e "s#@GEN_DIR@#$GEN#g" -e "s#@REPO@#$REPO#g" "$LOAD_DIR/policy.yaml.in" >"$C/policy/bench.yaml"
+{
+  echo "# written by benches/load.sh: names pinned to loopback"
+  echo "hosts:"
+  echo "  $ORIGIN: 127.0.0.1"
+  echo "  $TUNNEL: 127.0.0.1"
+  cat "$TMP"/cold-r*.txt | sed 's/^/  /; s/$/: 127.0.0.1/'
+} >"$C/server.yaml"
+log "checking the bench policy"
+"$CHARTE_BIN" check --policy "$C/policy/bench.yaml" >"$RAW/policy-check.txt" 2>&1 \
+  || { cat "$RAW/policy-check.txt" >&2; die "the bench policy does not pass check"; }
+for h in "$ORIGIN" "$TUNNEL" c1-1.bench.test; do
+  "$CHARTE_BIN" explain --policy "$C/policy/bench.yaml" --ip 127.0.0.1 "http://$h/" >>"$RAW/explain.txt" 2>&1 || true
+done
+BLOCKED_NAME=$(head -n1 "$GEN/gen-00/domains")
+"$CHARTE_BIN" explain --policy "$C/policy/bench.yaml" --ip 127.0.0.1 "http://$BLOCKED_NAME/" >>"$RAW/explain.txt" 2>&1 || true
+
+log "starting charte-proxy (loads the policy and $DOMAINS generated names)"
+t_start=$(date +%s.%N)
+launch charte "$C/stderr.log" "$CHARTE_BIN" serve --config "$C/server.yaml" --policy "$C/policy/bench.yaml" \
+  --listen "127.0.0.1:$CHARTE_PORT" --portal-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+  --data-dir "$C/data" --no-reverse-dns --connect-port "$HTTPS_PORT" --upstream-ca "$TEST_CA"
+ADMIN=""
+for _ in $(seq 1800); do
+  ADMIN=$(grep -o 'admin=[^ ]*' "$C/stderr.log" 2>/dev/null | head -n1 | cut -d= -f2 || true)
+  [[ -n "$ADMIN" ]] && break
+  kill -0 "${PID[charte]}" 2>/dev/null || break
+  sleep 0.1
+done
+[[ -n "$ADMIN" ]] || { tail -n 30 "$C/stderr.log" >&2; die "charte-proxy did not print its listening line within 180 s"; }
+START_S=$(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
+TARGETS+=(charte); ADDR[charte]=127.0.0.1:$CHARTE_PORT
+PROXY_CA=$C/data/ca/ca.pem
+log "charte-proxy pid ${PID[charte]} on ${ADDR[charte]}, admin $ADMIN, ready in ${START_S} s"
+
+metric() { # name-with-labels-prefix -> sum of matching series values (admin /metrics)
+  curl -s --max-time 10 "http://$ADMIN/metrics" | awk -v m="$1" 'index($0, m)==1 {s+=$NF; f=1} END{if(f) printf "%.6g\n", s; else print "NA"}'
+}
+curl -s --max-time 10 "http://$ADMIN/metrics" >"$RAW/metrics-start.txt" || true
+INDEX_ENTRIES=$(metric 'charte_index_entries')
+INDEX_BYTES=$(metric 'charte_index_bytes')
+BUILD_S=$(metric 'charte_policy_build_seconds')
+RSS_IDLE_CHARTE=$(status_kb VmRSS "${PID[charte]}")
+[[ -n "${PID[squid]:-}" ]] && RSS_IDLE_SQUID=$(status_kb VmRSS "${PID[squid]}")
+
+# ---------------------------------------------------------------- smoke tests
+px_args() { if [[ -n "${ADDR[$1]}" ]]; then echo "--proxy http://${ADDR[$1]}"; else echo "--noproxy * --resolve $ORIGIN:$HTTP_PORT:127.0.0.1 --resolve $TUNNEL:$HTTPS_PORT:127.0.0.1"; fi; }
+smoke() { # target -> 1 KiB over HTTP and over a CONNECT tunnel give 200 + 1024 bytes
+  local t=$1 out
+  read -r -a px <<<"$(px_args "$t")"
+  out=$(curl -s -o /dev/null --max-time 10 -w '%{http_code} %{size_download}' "${px[@]}" "http://$ORIGIN:$HTTP_PORT/1k" || true)
+  [[ "$out" == "200 1024" ]] || { echo "HTTP 1k via $t: got '$out'"; return 1; }
+  out=$(curl -s --cacert "$TEST_CA" -o /dev/null --max-time 10 -w '%{http_code} %{size_download}' "${px[@]}" "https://$TUNNEL:$HTTPS_PORT/1k" || true)
+  [[ "$out" == "200 1024" ]] || { echo "CONNECT 1k via $t: got '$out'"; return 1; }
+}
+OKT=()
+for t in "${TARGETS[@]}"; do
+  if msg=$(smoke "$t"); then OKT+=("$t"); else log "smoke test failed for $t: $msg"; NOTES+=("$t left out: smoke test failed ($msg)"); fi
+done
+TARGETS=("${OKT[@]}")
+[[ " ${TARGETS[*]} " == *" direct "* ]] || die "direct smoke test failed: origin broken"
+[[ " ${TARGETS[*]} " == *" charte "* ]] || die "charte-proxy smoke test failed"
+# the decision path: a generated gen-00 name is blocked for the bench group (403, no upstream)
+BLOCK_CODE=$(curl -s -o "$RAW/blocked-page.html" --max-time 10 -w '%{http_code}' --proxy "http://${ADDR[charte]}" "http://$BLOCKED_NAME/" || true)
+# a bumped request (inspected tunnel, certificate minted by the proxy's CA)
+BUMP_SMOKE=$(curl -s --cacert "$PROXY_CA" -o /dev/null --max-time 10 -w '%{http_code} %{size_download}' --proxy "http://${ADDR[charte]}" "https://$ORIGIN:$HTTPS_PORT/1k" || true)
+log "smoke: blocked generated name $BLOCKED_NAME -> $BLOCK_CODE (want 403); bumped https -> $BUMP_SMOKE (want 200 1024)"
+[[ "$BLOCK_CODE" == 403 ]] || NOTES+=("a gen-00 name ($BLOCKED_NAME) through charte-proxy gave $BLOCK_CODE, not 403: the rules may not apply")
+if [[ "$BUMP_SMOKE" != "200 1024" ]]; then
+  NOTES+=("bumped HTTPS smoke test gave '$BUMP_SMOKE': bumped part left out"); SKIP_BUMP=1
+fi
+proxies() { local t; for t in "${TARGETS[@]}"; do [[ "$t" != direct ]] && echo "$t"; done; return 0; }
+
+# ---------------------------------------------------------------- measurement helpers
+RES=$OUT_DIR/results.tsv
+printf 'phase\tround\ttarget\treq_s\tp50_ms\tp99_ms\tnon2xx\tsock_err\tMBps\tproxy_cpu\tnginx_cpu\tclient_cpu\tmachine_cpu\textra\n' >"$RES"
+rec() { local IFS=$'\t'; echo "$*" >>"$RES"; }
+
+run_wrk() { # target seconds outfile
+  local t=$1 dur=$2 out=$3 a=${ADDR[$1]}
+  if [[ -n "$a" ]]; then
+    WRK_ABS_URL="http://$ORIGIN:$HTTP_PORT/1k" WRK_HOST="$ORIGIN:$HTTP_PORT" \
+      fg_run /usr/bin/time -f 'CLIENTCPU %e %U %S' timeout $((dur + 30)) wrk -t1 -c"$CONNS" -d"${dur}s" --latency -s "$LOAD_DIR/wrk.lua" "http://$a/" >"$out" 2>&1
+  else
+    WRK_ABS_URL="" WRK_HOST="$ORIGIN:$HTTP_PORT" \
+      fg_run /usr/bin/time -f 'CLIENTCPU %e %U %S' timeout $((dur + 30)) wrk -t1 -c"$CONNS" -d"${dur}s" --latency -s "$LOAD_DIR/wrk.lua" "http://127.0.0.1:$HTTP_PORT/1k" >"$out" 2>&1
+  fi
+}
+parse_wrk() { # file -> "req_s p50_ms p99_ms non2xx sock_err" (NA when wrk failed)
+  local l
+  l=$(grep '^RESULT ' "$1" || true)
+  if [[ -z "$l" ]]; then echo "NA NA NA NA NA"; return; fi
+  echo "$l" | awk '{
+    for (i=2;i<=NF;i++){split($i,kv,"="); v[kv[1]]=kv[2]}
+    d=v["duration_us"]/1e6
+    printf "%.1f %.3f %.3f %d %d\n", v["requests"]/d, v["p50_us"]/1000, v["p99_us"]/1000, v["err_status"], v["err_connect"]+v["err_read"]+v["err_write"]+v["err_timeout"] }'
+}
+client_cpu() { # file with a CLIENTCPU line -> % of one core
+  awk '/^CLIENTCPU/{ if ($2>0) printf "%.0f", ($3+$4)/$2*100; f=1 } END{ if(!f) printf "NA" }' "$1"
+}
+rotate() { # the list $2.. rotated by $1
+  local k=$1; shift
+  local items=("$@") n=$# i
+  for ((i=0; i<n; i++)); do echo "${items[(i + k) % n]}"; done
+}
+
+# ---------------------------------------------------------------- 1 + 2: 1 KiB and CONNECT
+log "part 1-2: ${TARGETS[*]}; $ROUNDS rounds x (1 KiB wrk ${DURATION}s c$CONNS + $CONNECT_TRIES x 64 MiB CONNECT)"
+for ((r=1; r<=ROUNDS; r++)); do
+  for t in $(rotate $((r - 1)) "${TARGETS[@]}"); do
+    p=${PID[$t]:-}
+    [[ "$WARMUP" -gt 0 ]] && run_wrk "$t" "$WARMUP" "$RAW/warmup-r$r-$t.txt"
+    cpu_begin "$p"
+    run_wrk "$t" "$DURATION" "$RAW/wrk1k-r$r-$t.txt"
+    read -r pc nc mc < <(cpu_end "$p")
+    read -r rps p50 p99 n2 se < <(parse_wrk "$RAW/wrk1k-r$r-$t.txt")
+    cc=$(client_cpu "$RAW/wrk1k-r$r-$t.txt")
+    rec 1k "$r" "$t" "$rps" "$p50" "$p99" "$n2" "$se" NA "$pc" "$nc" "$cc" "$mc" -
+    log "round $r $t 1k: $rps req/s p50 $p50 p99 $p99 ms non-2xx $n2 sock-err $se | cpu % of a core: proxy $pc nginx $nc wrk $cc machine $mc"
+  done
+  for ((k=1; k<=CONNECT_TRIES; k++)); do
+    for t in $(rotate $((r + k)) "${TARGETS[@]}"); do
+      p=${PID[$t]:-}
+      read -r -a px <<<"$(px_args "$t")"
+      cpu_begin "$p"
+      fg_run /usr/bin/time -f 'CLIENTCPU %e %U %S' curl -s --cacert "$TEST_CA" -o /dev/null --max-time 120 \
+        -w 'CURL %{http_code} %{size_download} %{speed_download}\n' "${px[@]}" "https://$TUNNEL:$HTTPS_PORT/64m" >"$TMP/curl.out" 2>&1
+      read -r pc nc mc < <(cpu_end "$p")
+      cc=$(client_cpu "$TMP/curl.out")
+      { echo "== round $r try $k $t"; cat "$TMP/curl.out"; } >>"$RAW/connect.txt"
+      read -r _ code size speed < <(grep '^CURL' "$TMP/curl.out" || echo "CURL 0 0 0")
+      if [[ "$code" == 200 && "$size" == 67108864 ]]; then mbps=$(awk -v s="$speed" 'BEGIN{printf "%.1f", s/1e6}'); else mbps=NA; fi
+      rec connect "$r" "$t" NA NA NA NA NA "$mbps" "$pc" "$nc" "$cc" "$mc" "try$k"
+      log "round $r $t CONNECT 64 MiB try $k: $mbps MB/s | cpu %: proxy $pc nginx $nc curl $cc machine $mc"
+    done
+  done
+done
+declare -A HWM1=() RSS1=()
+for t in $(proxies); do HWM1[$t]=$(status_kb VmHWM "${PID[$t]}"); RSS1[$t]=$(status_kb VmRSS "${PID[$t]}"); done
+
+# ---------------------------------------------------------------- 4: idle tunnels
+declare -A IDLE=()
+if [[ "$SKIP_IDLE" != 1 && "$IDLE_TUNNELS" -gt 0 ]]; then
+  for t in $(proxies); do
+    p=${PID[$t]}
+    b=$(status_kb VmRSS "$p")
+    log "part 4: $IDLE_TUNNELS idle tunnels through $t (RSS before $b kB)"
+    out=$RAW/idle-$t.txt
+    python3 "$LOAD_DIR/idle_tunnels.py" --proxy "${ADDR[$t]}" --host "$TUNNEL" --port "$HTTPS_PORT" \
+      --cafile "$TEST_CA" --count "$IDLE_TUNNELS" --parallel "$IDLE_PARALLEL" >"$out" 2>&1 &
+    CHILD=$!
+    ok=""
+    for _ in $(seq 3000); do
+      grep -q '^READY' "$out" && { ok=1; break; }
+      kill -0 "$CHILD" 2>/dev/null || break
+      sleep 0.2
+    done
+    if [[ -z "$ok" ]]; then
+      log "idle tunnel client for $t did not get ready"; stop_pid "$CHILD"; CHILD=""
+      IDLE[$t]="failed (client did not get ready; see raw/idle-$t.txt)"; continue
+    fi
+    sleep 3
+    a=$(status_kb VmRSS "$p")
+    active=NA
+    [[ "$t" == charte ]] && active=$(metric 'charte_active_connections')
+    kill -TERM "$CHILD" 2>/dev/null || true
+    wait "$CHILD" || true
+    CHILD=""
+    sleep 3
+    z=$(status_kb VmRSS "$p")
+    n=$(grep -o 'ok=[0-9]*' "$out" | head -n1 | cut -d= -f2)
+    e=$(grep -o 'errors=[0-9]*' "$out" | head -n1 | cut -d= -f2)
+    st=$(grep -o 'setup_s=[0-9.]*' "$out" | head -n1 | cut -d= -f2)
+    still=$(grep -o 'still_open=[0-9]*' "$out" | cut -d= -f2 || true)
+    per=NA; [[ "${n:-0}" -gt 0 ]] && per=$(awk -v a="$a" -v b="$b" -v n="$n" 'BEGIN{printf "%.1f", (a-b)/n}')
+    IDLE[$t]="$n tunnels up ($e errors, set up in $st s; ${still:-?} still open at the end): RSS $((b/1024)) MiB before, $((a/1024)) MiB with them, $((z/1024)) MiB 3 s after closing; **$per KiB per tunnel**${active:+; charte_active_connections (all listeners) = $active}"
+    rec idle 1 "$t" NA NA NA "$e" NA NA NA NA NA NA "n=$n before_kb=$b with_kb=$a after_close_kb=$z per_kib=$per"
+    log "idle $t: ${IDLE[$t]}"
+  done
+fi
+
+# ---------------------------------------------------------------- 5: reload under load
+if [[ "$SKIP_RELOAD" != 1 ]]; then
+  p=${PID[charte]}
+  log "part 5: reload under load, $ROUNDS rounds x (wrk without / with SIGHUP every ${RELOAD_EVERY}s)"
+  for ((r=1; r<=ROUNDS; r++)); do
+    if (( r % 2 )); then order="plain reload"; else order="reload plain"; fi
+    for kind in $order; do
+      [[ "$WARMUP" -gt 0 ]] && run_wrk charte "$WARMUP" "$RAW/warmup-reload-r$r-$kind.txt"
+      ok0=$(metric 'charte_policy_reloads_total{result="ok"')
+      er0=$(metric 'charte_policy_reloads_total{result="error"')
+      gen0=$(metric 'charte_policy_generation')
+      hups=0
+      if [[ "$kind" == reload ]]; then
+        ( while sleep "$RELOAD_EVERY"; do kill -HUP "$p" 2>/dev/null || exit 0; echo "HUP $(date +%s.%N)"; done ) >"$RAW/hups-r$r.txt" &
+        HUPPER=$!
+      fi
+      cpu_begin "$p"
+      run_wrk charte "$DURATION" "$RAW/wrk-$kind-r$r.txt"
+      read -r pc nc mc < <(cpu_end "$p")
+      if [[ -n "$HUPPER" ]]; then stop_pid "$HUPPER"; HUPPER=""; hups=$(grep -c '^HUP' "$RAW/hups-r$r.txt" || true); fi
+      # let a reload in progress finish before reading the counters
+      sleep 3
+      ok1=$(metric 'charte_policy_reloads_total{result="ok"')
+      er1=$(metric 'charte_policy_reloads_total{result="error"')
+      gen1=$(metric 'charte_policy_generation')
+      bs=$(metric 'charte_policy_build_seconds')
+      stale=$(metric 'charte_policy_stale')
+      read -r rps p50 p99 n2 se < <(parse_wrk "$RAW/wrk-$kind-r$r.txt")
+      cc=$(client_cpu "$RAW/wrk-$kind-r$r.txt")
+      extra="hups=$hups reloads_ok=$(awk -v a="$ok0" -v b="$ok1" 'BEGIN{print (a=="NA"?b:b-a)}') reloads_err=$(awk -v a="$er0" -v b="$er1" 'BEGIN{print (a=="NA"?b:b-a)}') generation=$gen0->$gen1 last_build_s=$bs stale=$stale hwm_kb=$(status_kb VmHWM "$p") rss_kb=$(status_kb VmRSS "$p")"
+      rec "$kind" "$r" charte "$rps" "$p50" "$p99" "$n2" "$se" NA "$pc" "$nc" "$cc" "$mc" "$extra"
+      log "round $r $kind: $rps req/s p50 $p50 p99 $p99 ms non-2xx $n2 sock-err $se | proxy cpu $pc% | $extra"
+    done
+  done
+  curl -s --max-time 10 "http://$ADMIN/health" >"$RAW/health-after-reload.json" || true
+fi
+
+# ---------------------------------------------------------------- 6: bumped HTTPS
+if [[ "$SKIP_BUMP" != 1 ]]; then
+  p=${PID[charte]}
+  log "part 6: bumped HTTPS, $ROUNDS rounds x (warm handshakes, cold handshakes, keep-alive requests), direct vs charte"
+  # mint the warm host's leaf first
+  python3 "$LOAD_DIR/tls_bench.py" --mode handshake --proxy "${ADDR[charte]}" --port "$HTTPS_PORT" --host "$ORIGIN" \
+    --cafile "$TEST_CA" --cafile "$PROXY_CA" --duration 1 --concurrency 1 >"$RAW/bump-prewarm.json" 2>&1 || true
+  bump() { # kind target round
+    local kind=$1 t=$2 r=$3 args=() out=$RAW/bump-$1-r$3-$2.json m0 m1 extra=- pc nc mc
+    case $kind in
+      warm) args=(--mode handshake --host "$ORIGIN" --concurrency "$BUMP_CONC") ;;
+      cold) args=(--mode handshake --hosts-file "$TMP/cold-r$r.txt" --concurrency "$BUMP_CONC") ;;
+      keepalive) args=(--mode keepalive --host "$ORIGIN") ;;
+    esac
+    [[ "$t" == charte ]] && args+=(--proxy "${ADDR[charte]}")
+    [[ "$t" == charte && "$kind" == cold ]] && m0=$(metric 'charte_tls_leaves_minted')
+    cpu_begin "$([[ "$t" == charte ]] && echo "$p")"
+    fg_run /usr/bin/time -f 'CLIENTCPU %e %U %S' python3 "$LOAD_DIR/tls_bench.py" "${args[@]}" --port "$HTTPS_PORT" \
+      --cafile "$TEST_CA" --cafile "$PROXY_CA" --duration "$DURATION" >"$out" 2>&1
+    read -r pc nc mc < <(cpu_end "$([[ "$t" == charte ]] && echo "$p")")
+    if [[ "$t" == charte && "$kind" == cold ]]; then m1=$(metric 'charte_tls_leaves_minted'); extra="leaves_minted=$(awk -v a="$m0" -v b="$m1" 'BEGIN{print (a=="NA"||b=="NA")?"NA":b-a}')"; fi
+    local j rate p50 p99 okn errs
+    j=$(grep '^{' "$out" | tail -n1 || true)
+    if [[ -n "$j" ]]; then
+      read -r rate p50 p99 okn errs < <(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["rate"], d["p50_ms"], d["p99_ms"], d["ok"], d["errors"])' "$j")
+    else rate=NA; p50=NA; p99=NA; okn=0; errs=NA; fi
+    rec "bump-$kind" "$r" "$t" "$rate" "$p50" "$p99" "$errs" NA NA "$pc" "$nc" "$(client_cpu "$out")" "$mc" "ok=$okn $extra"
+    log "round $r bumped $kind $t: $rate /s p50 $p50 p99 $p99 ms ok $okn errors $errs | cpu %: proxy $pc nginx $nc client $(client_cpu "$out") machine $mc $extra"
+  }
+  for ((r=1; r<=ROUNDS; r++)); do
+    for kind in warm cold keepalive; do
+      for t in $(rotate $((r - 1)) direct charte); do bump "$kind" "$t" "$r"; done
+    done
+  done
+fi
+
+declare -A HWM2=() RSS2=()
+for t in $(proxies); do HWM2[$t]=$(status_kb VmHWM "${PID[$t]}"); RSS2[$t]=$(status_kb VmRSS "${PID[$t]}"); done
+curl -s --max-time 10 "http://$ADMIN/metrics" >"$RAW/metrics-end.txt" || true
+curl -s --max-time 10 "http://$ADMIN/health" >"$RAW/health-end.json" || true
+TRACE_LINES=$(wc -l <"$C/data/trace.log" 2>/dev/null || echo 0)
+TRACE_DROPPED=$(metric 'charte_trace_dropped_total')
+for t in $(proxies); do kill -0 "${PID[$t]}" 2>/dev/null || NOTES+=("$t is NOT running at the end of the run (crashed?): see raw/$t-stderr.log"); done
+
+# ---------------------------------------------------------------- report
+med() { # phase target column -> "median min max n" over rounds (numeric; NA skipped)
+  awk -F'\t' -v ph="$1" -v t="$2" -v c="$3" 'NR>1 && $1==ph && $3==t && $c!="NA" {v[++n]=$c+0}
+    END { if (!n) { print "NA NA NA 0"; exit }
+      for (i=2;i<=n;i++){x=v[i]; j=i-1; while (j>=1 && v[j]>x){v[j+1]=v[j]; j--} v[j+1]=x}
+      printf "%s %s %s %d\n", v[int((n+1)/2)], v[1], v[n], n }' "$RES"
+}
+at_median() { # phase target column -> value of column c in the round with the median req/s
+  local m; read -r m _ < <(med "$1" "$2" 4)
+  awk -F'\t' -v ph="$1" -v t="$2" -v c="$3" -v m="$m" 'NR>1 && $1==ph && $3==t && $4+0==m+0 {print $c; exit}' "$RES"
+}
+best() { # phase target column -> max
+  awk -F'\t' -v ph="$1" -v t="$2" -v c="$3" 'NR>1 && $1==ph && $3==t && $c!="NA" {if ($c+0>m) m=$c+0; f=1} END{print (f?m:"NA")}' "$RES"
+}
+sumcol() { awk -F'\t' -v ph="$1" -v t="$2" -v c="$3" 'NR>1 && $1==ph && $3==t && $c!="NA" {s+=$c} END{print s+0}' "$RES"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a=="NA"||b=="NA"||b+0==0) print "NA"; else printf "%.2f", a/b }'; }
+mib() { awk -v k="$1" 'BEGIN{ if (k==""||k=="NA") print "n/a"; else printf "%.0f", k/1024 }'; }
+label() { case $1 in direct) echo "direct (nginx)";; squid) echo "Squid $(squid -v | head -n1 | sed 's/.*Version //')";; charte) echo "charte-proxy";; esac; }
+
+read -r D_RPS _ < <(med 1k direct 4)
+D_MB=$(best connect direct 9)
+CPU_MODEL=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
+{
+  echo "## charte-proxy load bench ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+  echo
+  echo "Machine: $(hostname), $NPROC cores ($CPU_MODEL), kernel $(uname -r), load average at the end $(cut -d' ' -f1-3 /proc/loadavg)."
+  echo "**Caveat**: the client (wrk, curl, Python), the proxies and the nginx origin share these $NPROC cores over loopback,"
+  echo "and the machine may be shared with other work: quote ratios to the reference measured in the same run, not absolute figures."
+  echo "Command: \`ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS DOMAINS=$DOMAINS benches/load.sh\`; $ROUNDS interleaved rounds."
+  echo "charte-proxy policy: benches/load/policy.yaml.in with $DATA_NOTE in gen-00…gen-07 plus the shipped categories:"
+  echo "index entries $INDEX_ENTRIES, index bytes $INDEX_BYTES, policy build $BUILD_S s, start to listening ${START_S} s, RSS at idle $(mib "$RSS_IDLE_CHARTE") MiB${RSS_IDLE_SQUID:+ (Squid $(mib "$RSS_IDLE_SQUID") MiB)}."
+  echo "A gen-00 name through charte-proxy: HTTP $BLOCK_CODE (403 = blocked by rule gen-agents for the client's group); the bench origin ends on \`default: allow\`."
+  echo
+  echo "| target | 1 KiB req/s (min-max) | share of direct | p50 ms | p99 ms | non-2xx / socket errors | CPU % of a core: proxy / nginx / wrk | CONNECT 64 MiB MB/s | share | RSS MiB (VmHWM / VmRSS) |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
+  for t in "${TARGETS[@]}"; do
+    read -r m mn mx _ < <(med 1k "$t" 4)
+    mb=$(best connect "$t" 9)
+    if [[ "$t" == direct ]]; then rss="(origin)"; else rss="$(mib "${HWM1[$t]}") / $(mib "${RSS1[$t]}")"; fi
+    printf '| %s | %.0f (%.0f-%.0f) | %s | %s | %s | %s / %s | %s / %s / %s | %s | %s | %s |\n' "$(label "$t")" "$m" "$mn" "$mx" \
+      "$(ratio "$m" "$D_RPS")" "$(at_median 1k "$t" 5)" "$(at_median 1k "$t" 6)" "$(sumcol 1k "$t" 7)" "$(sumcol 1k "$t" 8)" \
+      "$(at_median 1k "$t" 10)" "$(at_median 1k "$t" 11)" "$(at_median 1k "$t" 12)" "$mb" "$(ratio "$mb" "$D_MB")" "$rss"
+  done
+  echo
+  echo "req/s: median of $ROUNDS rounds of \`wrk -t1 -c$CONNS -d${DURATION}s\` (absolute-form through the proxies); p50/p99 and CPU from the median round."
+  echo "CONNECT: best of $((ROUNDS * CONNECT_TRIES)) downloads (curl, TLS to nginx through a plain tunnel; for charte-proxy a no_inspect host), 10^6 bytes/s."
+  echo "RSS: summed over the proxy's processes after parts 1-2 (before the idle tunnels, reloads and bumped runs)."
+  echo
+  echo "### Idle CONNECT tunnels"
+  if [[ ${#IDLE[@]} -eq 0 ]]; then echo "Not measured (SKIP_IDLE=1 or IDLE_TUNNELS=0)."; fi
+  for t in $(proxies); do [[ -n "${IDLE[$t]:-}" ]] && echo "- $(label "$t"): ${IDLE[$t]}"; done
+  echo "Each tunnel: CONNECT $TUNNEL:$HTTPS_PORT, TLS handshake with nginx through it, then idle (benches/load/idle_tunnels.py, $IDLE_PARALLEL set up at once)."
+  echo
+  echo "### Policy reload under load (charte-proxy, SIGHUP every ${RELOAD_EVERY} s during a ${DURATION} s wrk run)"
+  if [[ "$SKIP_RELOAD" == 1 ]]; then echo "Not measured (SKIP_RELOAD=1)."; else
+    read -r pm pmn pmx _ < <(med plain charte 4)
+    read -r rm rmn rmx _ < <(med reload charte 4)
+    echo "| run | req/s median (min-max) | share of no-reload | p99 ms (median round) | non-2xx | socket errors | proxy CPU % |"
+    echo "|---|---|---|---|---|---|---|"
+    printf '| no reload | %.0f (%.0f-%.0f) | 1.00 | %s | %s | %s | %s |\n' "$pm" "$pmn" "$pmx" "$(at_median plain charte 6)" "$(sumcol plain charte 7)" "$(sumcol plain charte 8)" "$(at_median plain charte 10)"
+    printf '| SIGHUP every %s s | %.0f (%.0f-%.0f) | %s | %s | %s | %s | %s |\n' "$RELOAD_EVERY" "$rm" "$rmn" "$rmx" "$(ratio "$rm" "$pm")" "$(at_median reload charte 6)" "$(sumcol reload charte 7)" "$(sumcol reload charte 8)" "$(at_median reload charte 10)"
+    echo
+    echo "Per reload run (SIGHUPs sent, reloads done per charte_policy_reloads_total, last build time, memory):"
+    awk -F'\t' 'NR>1 && $1=="reload" {print "- round " $2 ": " $14}' "$RES"
+    echo "/health after the reload runs: \`$(head -c 300 "$RAW/health-after-reload.json" 2>/dev/null | tr -d '\n')\`"
+  fi
+  echo
+  echo "### Bumped HTTPS (TLS interception), same Python client direct and through charte-proxy"
+  if [[ "$SKIP_BUMP" == 1 ]]; then echo "Not measured (SKIP_BUMP=1 or its smoke test failed)."; else
+    echo "| test | direct /s | charte-proxy /s | share of direct | p99 ms direct / proxy | errors direct / proxy | proxy CPU % |"
+    echo "|---|---|---|---|---|---|---|"
+    for kind in warm cold keepalive; do
+      read -r dm _ < <(med "bump-$kind" direct 4)
+      read -r cm _ < <(med "bump-$kind" charte 4)
+      case $kind in
+        warm) what="handshakes, leaf cache warm ($ORIGIN every time), $BUMP_CONC threads";;
+        cold) what="handshakes, leaf cache cold ($COLD_HOSTS new names a round), $BUMP_CONC threads";;
+        keepalive) what="requests in one kept-alive tunnel (sequential)";;
+      esac
+      printf '| %s | %s | %s | %s | %s / %s | %s / %s | %s |\n' "$what" "$dm" "$cm" "$(ratio "$cm" "$dm")" \
+        "$(at_median "bump-$kind" direct 6)" "$(at_median "bump-$kind" charte 6)" "$(sumcol "bump-$kind" direct 7)" "$(sumcol "bump-$kind" charte 7)" "$(at_median "bump-$kind" charte 10)"
+    done
+    echo
+    echo "Medians of $ROUNDS rounds. A handshake = TCP connect (+ CONNECT), full TLS handshake (no resumption), GET /1k with"
+    echo "Connection: close, read, close. Cold runs stop after the names or ${DURATION} s; leaves minted per cold run:"
+    echo "$(awk -F'\t' 'NR>1 && $1=="bump-cold" && $3=="charte" {printf "%s%s", sep, $14; sep="; "}' "$RES")."
+    echo "Squid: not measured with ssl_bump (Debian's squid package is built with GnuTLS, without ssl_bump; squid-openssl would be needed)."
+  fi
+  echo
+  echo "### Memory and trace at the end"
+  for t in $(proxies); do echo "- $(label "$t"): VmHWM $(mib "${HWM2[$t]}") MiB, VmRSS $(mib "${RSS2[$t]}") MiB after every part."; done
+  echo "- charte-proxy trace: $TRACE_LINES lines in DATA/trace.log, charte_trace_dropped_total $TRACE_DROPPED."
+  if [[ ${#NOTES[@]} -gt 0 ]]; then echo; echo "### Notes"; for n in "${NOTES[@]}"; do echo "- $n"; done; fi
+  echo
+  echo "Versions: $("$CHARTE_BIN" --version 2>/dev/null || echo charte-proxy); $(nginx -v 2>&1 | sed 's/^nginx version: //'); squid $(squid -v | head -n1 | sed 's/.*Version //'); $(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}'); $(curl --version | head -n1 | awk '{print $1, $2}'); $(python3 --version)."
+  echo "Raw results: $RES (one line a run: CPU columns in % of one core), outputs in $RAW."
+} | tee "$OUT_DIR/summary.md"
+
+mkdir -p "$OUT_DIR/configs"
+cp "$TMP/nginx/nginx.conf" "$C/server.yaml" "$C/policy/bench.yaml" "$OUT_DIR/configs/" 2>/dev/null || true
+[[ -f "$TMP/squid/squid.conf" ]] && cp "$TMP/squid/squid.conf" "$OUT_DIR/configs/" 2>/dev/null
+cp "$C/stderr.log" "$RAW/charte-stderr.log" 2>/dev/null || true
+tail -n 200 "$C/data/trace.log" >"$RAW/charte-trace-tail.log" 2>/dev/null || true
+[[ -f "$TMP/squid/cache.log" ]] && cp "$TMP/squid/cache.log" "$RAW/squid-cache.log" 2>/dev/null
+cp "$TMP/nginx/error.log" "$RAW/nginx-error.log" 2>/dev/null || true
+log "done; summary at $OUT_DIR/summary.md"
