@@ -48,6 +48,9 @@
 #   RELOAD_EVERY=2      seconds between SIGHUPs in the reload run
 #   COLD_HOSTS=2000     distinct names per round for the cold leaf-cache run
 #   BUMP_CONC=4         client threads for the handshake runs
+#   COMPILED=0          1: compile the bench policy's lists first (`categories compile`,
+#                       bench.idx beside it), so that start and every reload map the
+#                       compiled index instead of parsing the text lists
 #   SKIP_SQUID=0  SKIP_IDLE=0  SKIP_RELOAD=0  SKIP_BUMP=0   (1: leave that part out)
 #   CHARTE_BIN=path     use this binary instead of building (cargo build --release)
 #   NGINX_WORKERS=1     nginx worker processes
@@ -75,6 +78,7 @@ IDLE_PARALLEL=${IDLE_PARALLEL:-200}
 RELOAD_EVERY=${RELOAD_EVERY:-2}
 COLD_HOSTS=${COLD_HOSTS:-2000}
 BUMP_CONC=${BUMP_CONC:-4}
+COMPILED=${COMPILED:-0}
 SKIP_SQUID=${SKIP_SQUID:-0}
 SKIP_IDLE=${SKIP_IDLE:-0}
 SKIP_RELOAD=${SKIP_RELOAD:-0}
@@ -232,9 +236,10 @@ want_fd=$(( IDLE_TUNNELS * 2 + 4096 ))
 if ! ulimit -n "$want_fd" 2>/dev/null; then
   hard=$(ulimit -Hn)
   ulimit -n "$hard" 2>/dev/null || true
-  if [[ "$hard" != unlimited && $(( IDLE_TUNNELS * 2 + 1024 )) -gt $hard ]]; then
-    new=$(( (hard - 1024) / 2 )); [[ $new -lt 0 ]] && new=0
-    NOTES+=("open-file limit $hard (not root?): idle tunnels lowered from $IDLE_TUNNELS to $new")
+  # the proxy holds two descriptors a tunnel (client and upstream) plus a few dozen
+  if [[ "$hard" != unlimited && $(( IDLE_TUNNELS * 2 + 256 )) -gt $hard ]]; then
+    new=$(( (hard - 256) / 2 )); [[ $new -lt 0 ]] && new=0
+    NOTES+=("the open-file hard limit is $hard here and cannot be raised (no CAP_SYS_RESOURCE): idle tunnels lowered from $IDLE_TUNNELS to $new (two descriptors a tunnel in the proxy)")
     IDLE_TUNNELS=$new
   fi
 fi
@@ -412,7 +417,15 @@ log "checking the bench policy"
 for h in "$ORIGIN" "$TUNNEL" c1-1.bench.test; do
   "$CHARTE_BIN" explain --policy "$C/policy/bench.yaml" --ip 127.0.0.1 "http://$h/" >>"$RAW/explain.txt" 2>&1 || true
 done
-BLOCKED_NAME=$(head -n1 "$GEN/gen-00/domains")
+INDEX_NOTE="text lists parsed at start and at each reload"
+if [[ "$COMPILED" == 1 ]]; then
+  log "compiling the bench policy's lists (categories compile)"
+  t0=$(date +%s.%N)
+  "$CHARTE_BIN" categories compile --policy "$C/policy/bench.yaml" >"$RAW/compile.txt" 2>&1 \
+    || { cat "$RAW/compile.txt" >&2; die "categories compile failed"; }
+  INDEX_NOTE="compiled index bench.idx ($(du -m "$C/policy/bench.idx" 2>/dev/null | cut -f1) MiB, compiled in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s), mapped at start and at each reload"
+fi
+BLOCKED_NAME=$(awk '/[a-z]/ && !/[\/:]/ {print; exit}' "$GEN/gen-00/domains")
 "$CHARTE_BIN" explain --policy "$C/policy/bench.yaml" --ip 127.0.0.1 "http://$BLOCKED_NAME/" >>"$RAW/explain.txt" 2>&1 || true
 
 log "starting charte-proxy (loads the policy and $DOMAINS generated names)"
@@ -434,9 +447,10 @@ PROXY_CA=$C/data/ca/ca.pem
 log "charte-proxy pid ${PID[charte]} on ${ADDR[charte]}, admin $ADMIN, ready in ${START_S} s"
 
 metric() { # name-with-labels-prefix -> sum of matching series values (admin /metrics)
-  curl -s --max-time 10 "http://$ADMIN/metrics" | awk -v m="$1" 'index($0, m)==1 {s+=$NF; f=1} END{if(f) printf "%.6g\n", s; else print "NA"}'
+  curl -s --max-time 10 "http://$ADMIN/metrics" | awk -v m="$1" 'index($0, m)==1 {s+=$NF; f=1} END{if(f) printf "%.15g\n", s; else print "NA"}'
 }
 curl -s --max-time 10 "http://$ADMIN/metrics" >"$RAW/metrics-start.txt" || true
+curl -s --max-time 10 "http://$ADMIN/health" >"$RAW/health-start.json" || true
 INDEX_ENTRIES=$(metric 'charte_index_entries')
 INDEX_BYTES=$(metric 'charte_index_bytes')
 BUILD_S=$(metric 'charte_policy_build_seconds')
@@ -541,7 +555,7 @@ for t in $(proxies); do HWM1[$t]=$(status_kb VmHWM "${PID[$t]}"); RSS1[$t]=$(sta
 # ---------------------------------------------------------------- 4: idle tunnels
 declare -A IDLE=()
 if [[ "$SKIP_IDLE" != 1 && "$IDLE_TUNNELS" -gt 0 ]]; then
-  for t in $(proxies); do
+  for t in $(proxies | sort); do   # charte first
     p=${PID[$t]}
     b=$(status_kb VmRSS "$p")
     log "part 4: $IDLE_TUNNELS idle tunnels through $t (RSS before $b kB)"
@@ -561,19 +575,27 @@ if [[ "$SKIP_IDLE" != 1 && "$IDLE_TUNNELS" -gt 0 ]]; then
     fi
     sleep 3
     a=$(status_kb VmRSS "$p")
-    active=NA
-    [[ "$t" == charte ]] && active=$(metric 'charte_active_connections')
+    active=""
+    if [[ "$t" == charte ]]; then
+      curl -s --max-time 10 "http://$ADMIN/metrics" >"$RAW/metrics-idle-held.txt" || true
+      curl -s --max-time 10 "http://$ADMIN/health" >"$RAW/health-idle-held.json" || true
+      active="charte_active_connections{listener=\"proxy\"} = $(metric 'charte_active_connections{listener="proxy"'), /health tunnels = $(grep -o '"tunnels": *[0-9]*' "$RAW/health-idle-held.json" | grep -o '[0-9]*$' || echo NA) while held"
+    fi
     kill -TERM "$CHILD" 2>/dev/null || true
     wait "$CHILD" || true
     CHILD=""
     sleep 3
     z=$(status_kb VmRSS "$p")
+    if [[ "$t" == charte ]]; then
+      curl -s --max-time 10 "http://$ADMIN/health" >"$RAW/health-idle-closed.json" || true
+      active="$active, $(grep -o '"tunnels": *[0-9]*' "$RAW/health-idle-closed.json" | grep -o '[0-9]*$' || echo NA) 3 s after closing"
+    fi
     n=$(grep -o 'ok=[0-9]*' "$out" | head -n1 | cut -d= -f2)
     e=$(grep -o 'errors=[0-9]*' "$out" | head -n1 | cut -d= -f2)
     st=$(grep -o 'setup_s=[0-9.]*' "$out" | head -n1 | cut -d= -f2)
     still=$(grep -o 'still_open=[0-9]*' "$out" | cut -d= -f2 || true)
     per=NA; [[ "${n:-0}" -gt 0 ]] && per=$(awk -v a="$a" -v b="$b" -v n="$n" 'BEGIN{printf "%.1f", (a-b)/n}')
-    IDLE[$t]="$n tunnels up ($e errors, set up in $st s; ${still:-?} still open at the end): RSS $((b/1024)) MiB before, $((a/1024)) MiB with them, $((z/1024)) MiB 3 s after closing; **$per KiB per tunnel**${active:+; charte_active_connections (all listeners) = $active}"
+    IDLE[$t]="$n tunnels up ($e errors, set up in $st s; ${still:-?} still open at the end): RSS $((b/1024)) MiB before, $((a/1024)) MiB with them, $((z/1024)) MiB 3 s after closing; **$per KiB per tunnel**${active:+; $active}"
     rec idle 1 "$t" NA NA NA "$e" NA NA NA NA NA NA "n=$n before_kb=$b with_kb=$a after_close_kb=$z per_kib=$per"
     log "idle $t: ${IDLE[$t]}"
   done
@@ -599,8 +621,17 @@ if [[ "$SKIP_RELOAD" != 1 ]]; then
       run_wrk charte "$DURATION" "$RAW/wrk-$kind-r$r.txt"
       read -r pc nc mc < <(cpu_end "$p")
       if [[ -n "$HUPPER" ]]; then stop_pid "$HUPPER"; HUPPER=""; hups=$(grep -c '^HUP' "$RAW/hups-r$r.txt" || true); fi
-      # let a reload in progress finish before reading the counters
-      sleep 3
+      # let the reloads still queued finish before reading the counters (and before the
+      # next run): wait until the policy generation has stayed the same for twice the
+      # last build time plus 2 s (at most 60 s)
+      settle=$(awk -v b="$(metric 'charte_policy_build_seconds')" 'BEGIN{s=int(2*b)+2; print (s<4?4:s)}')
+      g_prev=$(metric 'charte_policy_generation'); same=0
+      for _ in $(seq 60); do
+        sleep 1
+        g_now=$(metric 'charte_policy_generation')
+        if [[ "$g_now" == "$g_prev" ]]; then same=$((same + 1)); else same=0; g_prev=$g_now; fi
+        [[ $same -ge $settle ]] && break
+      done
       ok1=$(metric 'charte_policy_reloads_total{result="ok"')
       er1=$(metric 'charte_policy_reloads_total{result="error"')
       gen1=$(metric 'charte_policy_generation')
@@ -624,7 +655,7 @@ if [[ "$SKIP_BUMP" != 1 ]]; then
   python3 "$LOAD_DIR/tls_bench.py" --mode handshake --proxy "${ADDR[charte]}" --port "$HTTPS_PORT" --host "$ORIGIN" \
     --cafile "$TEST_CA" --cafile "$PROXY_CA" --duration 1 --concurrency 1 >"$RAW/bump-prewarm.json" 2>&1 || true
   bump() { # kind target round
-    local kind=$1 t=$2 r=$3 args=() out=$RAW/bump-$1-r$3-$2.json m0 m1 extra=- pc nc mc
+    local kind=$1 t=$2 r=$3 args=() out=$RAW/bump-$1-r$3-$2.json m0 m1 extra pc nc mc
     case $kind in
       warm) args=(--mode handshake --host "$ORIGIN" --concurrency "$BUMP_CONC") ;;
       cold) args=(--mode handshake --hosts-file "$TMP/cold-r$r.txt" --concurrency "$BUMP_CONC") ;;
@@ -632,11 +663,18 @@ if [[ "$SKIP_BUMP" != 1 ]]; then
     esac
     [[ "$t" == charte ]] && args+=(--proxy "${ADDR[charte]}")
     [[ "$t" == charte && "$kind" == cold ]] && m0=$(metric 'charte_tls_leaves_minted')
+    local tw0 tw1 es1
+    tw0=$(ss -Htan state time-wait "( dport = :$HTTPS_PORT )" | wc -l)
     cpu_begin "$([[ "$t" == charte ]] && echo "$p")"
     fg_run /usr/bin/time -f 'CLIENTCPU %e %U %S' python3 "$LOAD_DIR/tls_bench.py" "${args[@]}" --port "$HTTPS_PORT" \
       --cafile "$TEST_CA" --cafile "$PROXY_CA" --duration "$DURATION" >"$out" 2>&1
     read -r pc nc mc < <(cpu_end "$([[ "$t" == charte ]] && echo "$p")")
-    if [[ "$t" == charte && "$kind" == cold ]]; then m1=$(metric 'charte_tls_leaves_minted'); extra="leaves_minted=$(awk -v a="$m0" -v b="$m1" 'BEGIN{print (a=="NA"||b=="NA")?"NA":b-a}')"; fi
+    # sockets towards nginx's HTTPS port: in a charte run these are the proxy's upstream
+    # connections (pooled ones stay established; closed ones go to TIME-WAIT)
+    tw1=$(ss -Htan state time-wait "( dport = :$HTTPS_PORT )" | wc -l)
+    es1=$(ss -Htan state established "( dport = :$HTTPS_PORT )" | wc -l)
+    extra="to_origin_established=$es1 to_origin_time_wait_new=$((tw1 - tw0))"
+    if [[ "$t" == charte && "$kind" == cold ]]; then m1=$(metric 'charte_tls_leaves_minted'); extra="$extra leaves_minted=$(awk -v a="$m0" -v b="$m1" 'BEGIN{print (a=="NA"||b=="NA")?"NA":b-a}')"; fi
     local j rate p50 p99 okn errs
     j=$(grep '^{' "$out" | tail -n1 || true)
     if [[ -n "$j" ]]; then
@@ -675,6 +713,14 @@ best() { # phase target column -> max
   awk -F'\t' -v ph="$1" -v t="$2" -v c="$3" 'NR>1 && $1==ph && $3==t && $c!="NA" {if ($c+0>m) m=$c+0; f=1} END{print (f?m:"NA")}' "$RES"
 }
 sumcol() { awk -F'\t' -v ph="$1" -v t="$2" -v c="$3" 'NR>1 && $1==ph && $3==t && $c!="NA" {s+=$c} END{print s+0}' "$RES"; }
+shares_kind() { # reload vs plain runs of charte, per round
+  awk -F'\t' 'NR>1 && $3=="charte" && $4!="NA" { if ($1=="reload") x[$2]=$4; if ($1=="plain") y[$2]=$4 }
+    END { for (r=1; r<=100; r++) if ((r in x) && (r in y) && y[r]>0) { printf "%sr%d %.2f", sep, r, x[r]/y[r]; sep=", " } print "" }' "$RES"
+}
+shares() { # phase target-a target-b -> per-round a/b ratios, "r1 0.61, r2 0.70, ..."
+  awk -F'\t' -v ph="$1" -v a="$2" -v b="$3" 'NR>1 && $1==ph && $4!="NA" { if ($3==a) x[$2]=$4; if ($3==b) y[$2]=$4 }
+    END { for (r=1; r<=100; r++) if ((r in x) && (r in y) && y[r]>0) { printf "%sr%d %.2f", sep, r, x[r]/y[r]; sep=", " } print "" }' "$RES"
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a=="NA"||b=="NA"||b+0==0) print "NA"; else printf "%.2f", a/b }'; }
 mib() { awk -v k="$1" 'BEGIN{ if (k==""||k=="NA") print "n/a"; else printf "%.0f", k/1024 }'; }
 label() { case $1 in direct) echo "direct (nginx)";; squid) echo "Squid $(squid -v | head -n1 | sed 's/.*Version //')";; charte) echo "charte-proxy";; esac; }
@@ -688,9 +734,9 @@ CPU_MODEL=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
   echo "Machine: $(hostname), $NPROC cores ($CPU_MODEL), kernel $(uname -r), load average at the end $(cut -d' ' -f1-3 /proc/loadavg)."
   echo "**Caveat**: the client (wrk, curl, Python), the proxies and the nginx origin share these $NPROC cores over loopback,"
   echo "and the machine may be shared with other work: quote ratios to the reference measured in the same run, not absolute figures."
-  echo "Command: \`ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS DOMAINS=$DOMAINS benches/load.sh\`; $ROUNDS interleaved rounds."
+  echo "Command: \`ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS DOMAINS=$DOMAINS COMPILED=$COMPILED benches/load.sh\`; $ROUNDS interleaved rounds."
   echo "charte-proxy policy: benches/load/policy.yaml.in with $DATA_NOTE in gen-00…gen-07 plus the shipped categories:"
-  echo "index entries $INDEX_ENTRIES, index bytes $INDEX_BYTES, policy build $BUILD_S s, start to listening ${START_S} s, RSS at idle $(mib "$RSS_IDLE_CHARTE") MiB${RSS_IDLE_SQUID:+ (Squid $(mib "$RSS_IDLE_SQUID") MiB)}."
+  echo "Index: $INDEX_NOTE; index entries $INDEX_ENTRIES, index bytes $INDEX_BYTES, policy build $BUILD_S s, start to listening ${START_S} s, RSS at idle $(mib "$RSS_IDLE_CHARTE") MiB${RSS_IDLE_SQUID:+ (Squid $(mib "$RSS_IDLE_SQUID") MiB)}."
   echo "A gen-00 name through charte-proxy: HTTP $BLOCK_CODE (403 = blocked by rule gen-agents for the client's group); the bench origin ends on \`default: allow\`."
   echo
   echo "| target | 1 KiB req/s (min-max) | share of direct | p50 ms | p99 ms | non-2xx / socket errors | CPU % of a core: proxy / nginx / wrk | CONNECT 64 MiB MB/s | share | RSS MiB (VmHWM / VmRSS) |"
@@ -704,9 +750,12 @@ CPU_MODEL=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
       "$(at_median 1k "$t" 10)" "$(at_median 1k "$t" 11)" "$(at_median 1k "$t" 12)" "$mb" "$(ratio "$mb" "$D_MB")" "$rss"
   done
   echo
+  for t in $(proxies); do echo "Per-round share of direct, 1 KiB, $(label "$t"): $(shares 1k "$t" direct)."; done
   echo "req/s: median of $ROUNDS rounds of \`wrk -t1 -c$CONNS -d${DURATION}s\` (absolute-form through the proxies); p50/p99 and CPU from the median round."
   echo "CONNECT: best of $((ROUNDS * CONNECT_TRIES)) downloads (curl, TLS to nginx through a plain tunnel; for charte-proxy a no_inspect host), 10^6 bytes/s."
   echo "RSS: summed over the proxy's processes after parts 1-2 (before the idle tunnels, reloads and bumped runs)."
+  echo "CPU left to other work on the machine during the 1 KiB runs (whole-machine busy time less proxy, nginx and wrk, % of a core; $NPROC cores = $((NPROC * 100))):" \
+    "$(awk -F'\t' 'NR>1 && $1=="1k" && $13!="NA" {o=$13-$12-$11-($10=="NA"?0:$10); printf "%s%s r%s %d", sep, $3, $2, o; sep=", "} END{print ""}' "$RES")."
   echo
   echo "### Idle CONNECT tunnels"
   if [[ ${#IDLE[@]} -eq 0 ]]; then echo "Not measured (SKIP_IDLE=1 or IDLE_TUNNELS=0)."; fi
@@ -722,6 +771,7 @@ CPU_MODEL=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
     printf '| no reload | %.0f (%.0f-%.0f) | 1.00 | %s | %s | %s | %s |\n' "$pm" "$pmn" "$pmx" "$(at_median plain charte 6)" "$(sumcol plain charte 7)" "$(sumcol plain charte 8)" "$(at_median plain charte 10)"
     printf '| SIGHUP every %s s | %.0f (%.0f-%.0f) | %s | %s | %s | %s | %s |\n' "$RELOAD_EVERY" "$rm" "$rmn" "$rmx" "$(ratio "$rm" "$pm")" "$(at_median reload charte 6)" "$(sumcol reload charte 7)" "$(sumcol reload charte 8)" "$(at_median reload charte 10)"
     echo
+    echo "Per-round share of the no-reload run: $(shares_kind)."
     echo "Per reload run (SIGHUPs sent, reloads done per charte_policy_reloads_total, last build time, memory):"
     awk -F'\t' 'NR>1 && $1=="reload" {print "- round " $2 ": " $14}' "$RES"
     echo "/health after the reload runs: \`$(head -c 300 "$RAW/health-after-reload.json" 2>/dev/null | tr -d '\n')\`"
@@ -729,7 +779,7 @@ CPU_MODEL=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
   echo
   echo "### Bumped HTTPS (TLS interception), same Python client direct and through charte-proxy"
   if [[ "$SKIP_BUMP" == 1 ]]; then echo "Not measured (SKIP_BUMP=1 or its smoke test failed)."; else
-    echo "| test | direct /s | charte-proxy /s | share of direct | p99 ms direct / proxy | errors direct / proxy | proxy CPU % |"
+    echo "| test | direct /s | charte-proxy /s | share of direct (per round) | p99 ms direct / proxy | errors direct / proxy | proxy CPU % |"
     echo "|---|---|---|---|---|---|---|"
     for kind in warm cold keepalive; do
       read -r dm _ < <(med "bump-$kind" direct 4)
@@ -739,13 +789,15 @@ CPU_MODEL=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
         cold) what="handshakes, leaf cache cold ($COLD_HOSTS new names a round), $BUMP_CONC threads";;
         keepalive) what="requests in one kept-alive tunnel (sequential)";;
       esac
-      printf '| %s | %s | %s | %s | %s / %s | %s / %s | %s |\n' "$what" "$dm" "$cm" "$(ratio "$cm" "$dm")" \
+      printf '| %s | %s | %s | %s (%s) | %s / %s | %s / %s | %s |\n' "$what" "$dm" "$cm" "$(ratio "$cm" "$dm")" "$(shares "bump-$kind" charte direct)" \
         "$(at_median "bump-$kind" direct 6)" "$(at_median "bump-$kind" charte 6)" "$(sumcol "bump-$kind" direct 7)" "$(sumcol "bump-$kind" charte 7)" "$(at_median "bump-$kind" charte 10)"
     done
     echo
     echo "Medians of $ROUNDS rounds. A handshake = TCP connect (+ CONNECT), full TLS handshake (no resumption), GET /1k with"
     echo "Connection: close, read, close. Cold runs stop after the names or ${DURATION} s; leaves minted per cold run:"
     echo "$(awk -F'\t' 'NR>1 && $1=="bump-cold" && $3=="charte" {printf "%s%s", sep, $14; sep="; "}' "$RES")."
+    echo "Proxy-to-origin sockets after each keep-alive run through charte-proxy (pooling evidence):"
+    echo "$(awk -F'\t' 'NR>1 && $1=="bump-keepalive" && $3=="charte" {printf "%sr%s %s", sep, $2, $14; sep="; "}' "$RES")."
     echo "Squid: not measured with ssl_bump (Debian's squid package is built with GnuTLS, without ssl_bump; squid-openssl would be needed)."
   fi
   echo

@@ -1,16 +1,20 @@
 //! `UrlIndex`: host + path prefixes (squidGuard `urls` files, rule `urls`), matched only
 //! where the path is visible (plain HTTP, or inside an inspected tunnel).
 //!
-//! All patterns go into one Aho-Corasick automaton, searched once, *overlapping*, over
-//! `host + path`; a match counts when it starts at a label boundary of the host. Since
-//! every pattern holds the `/` that ends its host, such a match is exactly "this host or
-//! a parent domain, and a path that starts with the pattern's path". (Anchored searches
-//! cannot be overlapping in aho-corasick, hence one unanchored pass and a filter.) Patterns and text are
-//! lower-cased so that `/Casino` and `/casino` are the same path; the leading `www.` of a
-//! pattern's host is dropped as squidGuard does.
+//! Patterns are grouped by their host: a table keyed by the 64-bit XXH3 hash of the host
+//! gives the run of patterns written for it. A lookup walks the request host's suffixes
+//! at label boundaries, as the domain index does (one hash and one probe a label), and
+//! compares the path with the prefixes of the hosts that have some. So a pattern matches
+//! exactly "this host or a parent domain, and a path that starts with the pattern's
+//! path". Building is a sort; no automaton to compile at load. Patterns and paths are
+//! lower-cased so that `/Casino` and `/casino` are the same path; the leading `www.` of
+//! a pattern's host is dropped as squidGuard does.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
 use smallvec::SmallVec;
+use xxhash_rust::xxh3::xxh3_64;
 
 use super::host::Host;
 use super::index::TagId;
@@ -25,12 +29,31 @@ pub struct UrlMatch {
 
 pub type UrlMatches = SmallVec<[UrlMatch; 4]>;
 
+/// The keys are XXH3 hashes already: used as they are.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Immutable URL-prefix matcher.
 #[derive(Default)]
 pub struct UrlIndex {
-    ac: Option<AhoCorasick>,
-    /// Pattern text and tag, by pattern id.
-    patterns: Vec<(Box<str>, TagId)>,
+    /// Hash of a pattern host → (first pattern, count): its patterns are contiguous.
+    hosts: HashMap<u64, (u32, u32), BuildHasherDefault<PassThrough>>,
+    /// Pattern text (`host/path`), its host's length, and its tag, sorted by text.
+    patterns: Vec<(Box<str>, u16, TagId)>,
 }
 
 impl UrlIndex {
@@ -48,33 +71,42 @@ impl UrlIndex {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.ac.as_ref().map_or(0, |a| a.memory_usage())
-            + self.patterns.iter().map(|p| p.0.len() + 16).sum::<usize>()
+        self.hosts.capacity() * 24
+            + self.patterns.capacity() * 24
+            + self.patterns.iter().map(|p| p.0.len()).sum::<usize>()
     }
 
     /// Appends to `out` the tags of every pattern matching `host` + `path`. `scratch`
-    /// is a reusable buffer (no allocation once it has grown to the longest URL).
+    /// is a reusable buffer (no allocation once it has grown to the longest path).
     pub fn lookup_into(&self, host: &Host, path: &str, scratch: &mut String, out: &mut UrlMatches) {
-        let Some(ac) = &self.ac else { return };
-        scratch.clear();
-        scratch.push_str(host.as_str());
-        if !path.starts_with('/') {
-            scratch.push('/');
+        if self.hosts.is_empty() {
+            return;
         }
-        for c in path.chars() {
-            scratch.push(c.to_ascii_lowercase());
-        }
-        let host_len = host.as_str().len();
-        let text = scratch.as_bytes();
-        for m in ac.find_overlapping_iter(scratch.as_str()) {
-            let s = m.start();
-            if s >= host_len || (s > 0 && text[s - 1] != b'.') {
+        let text = host.as_str();
+        let mut lowered = false;
+        for start in host.suffix_starts() {
+            let suffix = &text[start..];
+            let Some(&(first, n)) = self.hosts.get(&xxh3_64(suffix.as_bytes())) else {
                 continue;
+            };
+            if !lowered {
+                scratch.clear();
+                if !path.starts_with('/') {
+                    scratch.push('/');
+                }
+                scratch.extend(path.chars().map(|c| c.to_ascii_lowercase()));
+                lowered = true;
             }
-            let id = m.pattern().as_u32();
-            let tag = self.patterns[id as usize].1;
-            if !out.iter().any(|u| u.tag == tag) {
-                out.push(UrlMatch { tag, pattern: id });
+            for id in first..first + n {
+                let (pat, host_len, tag) = &self.patterns[id as usize];
+                let (h, p) = pat.split_at(*host_len as usize);
+                // `h == suffix` guards against a hash collision.
+                if h == suffix && scratch.starts_with(p) && !out.iter().any(|u| u.tag == *tag) {
+                    out.push(UrlMatch {
+                        tag: *tag,
+                        pattern: id,
+                    });
+                }
             }
         }
     }
@@ -83,7 +115,7 @@ impl UrlIndex {
 /// Collects `host/path` patterns, then builds a [`UrlIndex`].
 #[derive(Default)]
 pub struct UrlBuilder {
-    patterns: Vec<(Box<str>, TagId)>,
+    patterns: Vec<(Box<str>, u16, TagId)>,
 }
 
 impl UrlBuilder {
@@ -104,7 +136,8 @@ impl UrlBuilder {
             p.push('/');
         }
         p.push_str(&path.to_ascii_lowercase());
-        self.patterns.push((p.into(), tag));
+        // Host names are at most 253 bytes.
+        self.patterns.push((p.into(), h.len() as u16, tag));
     }
 
     pub fn len(&self) -> usize {
@@ -116,17 +149,27 @@ impl UrlBuilder {
     }
 
     pub fn build(mut self) -> UrlIndex {
+        // Sorted by text, the patterns of one host are contiguous: they all start with
+        // `host/`, and nothing else sorts between two of them.
         self.patterns.sort_unstable();
         self.patterns.dedup();
-        if self.patterns.is_empty() {
-            return UrlIndex::default();
+        let mut hosts: HashMap<u64, (u32, u32), BuildHasherDefault<PassThrough>> =
+            HashMap::default();
+        let mut i = 0;
+        while i < self.patterns.len() {
+            let host = &self.patterns[i].0[..self.patterns[i].1 as usize];
+            let mut j = i + 1;
+            while j < self.patterns.len()
+                && self.patterns[j].1 as usize == host.len()
+                && self.patterns[j].0.starts_with(host)
+            {
+                j += 1;
+            }
+            hosts.insert(xxh3_64(host.as_bytes()), (i as u32, (j - i) as u32));
+            i = j;
         }
-        let ac = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::Standard)
-            .build(self.patterns.iter().map(|p| p.0.as_bytes()))
-            .expect("URL patterns are bounded in size");
         UrlIndex {
-            ac: Some(ac),
+            hosts,
             patterns: self.patterns,
         }
     }
@@ -177,6 +220,35 @@ mod tests {
             [(2, "files.example.org/".into())]
         );
         assert!(find(&ix, "example.org", "/any").is_empty());
+    }
+
+    #[test]
+    fn hosts_sharing_a_prefix_keep_their_own_patterns() {
+        let ix = idx(&[
+            ("example.com", "/a", 1),
+            ("example.com.evil", "/a", 2),
+            ("example.co", "/", 3),
+            ("a.example.com", "/z", 4),
+        ]);
+        assert_eq!(
+            find(&ix, "example.com", "/a"),
+            [(1, "example.com/a".into())]
+        );
+        assert_eq!(
+            find(&ix, "x.example.com.evil", "/abc"),
+            [(2, "example.com.evil/a".into())]
+        );
+        assert!(find(&ix, "example.com", "/b").is_empty());
+        assert_eq!(find(&ix, "example.co", "/x"), [(3, "example.co/".into())]);
+        assert_eq!(
+            find(&ix, "b.a.example.com", "/zz"),
+            [(4, "a.example.com/z".into())]
+        );
+        assert_eq!(find(&ix, "example.com", "no-slash"), []);
+        assert_eq!(
+            find(&ix, "example.co", "no-slash"),
+            [(3, "example.co/".into())]
+        );
     }
 
     #[test]
