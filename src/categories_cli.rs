@@ -7,12 +7,13 @@
 //! writes their categories, one line each: the lookup the proxy does, for scripts and for
 //! comparison with squidGuard.
 
-use std::io::{BufRead as _, BufWriter, Write as _};
+use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::{Mutex, mpsc};
 use std::time::Instant;
 
-use crate::classify::{Classification, Host, TagKind};
+use crate::classify::{Classification, Classifier, Host, TagKind};
 use crate::cli::{EXIT_CONFIG, print_diags};
 use crate::config::categories::{self, Entry};
 use crate::config::compiled::{self, MetaCategory};
@@ -82,7 +83,9 @@ pub fn compile(policy: &Path) -> anyhow::Result<ExitCode> {
 /// (comma-separated, most specific entry first) or `-`.
 ///
 /// A line is a host, a URL (`http://host/path`: the URL lists are searched too), or a
-/// Squid helper line (`URL client user method …`: the first field is taken).
+/// Squid helper line (`URL client user method …`: the first field is taken). Input is
+/// read in chunks of whole lines that one worker a core classifies; the answers are
+/// written in the input's order.
 pub fn classify(policy: &Path) -> anyhow::Result<ExitCode> {
     let c = match load_with(policy, true) {
         Ok(c) => c,
@@ -93,19 +96,108 @@ pub fn classify(policy: &Path) -> anyhow::Result<ExitCode> {
         }
     };
     let cl = &c.classifier;
-    let stdin = std::io::stdin();
-    let mut input = stdin.lock();
-    let stdout = std::io::stdout();
-    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    let mut line = Vec::with_capacity(256);
-    let mut result = Classification::default();
-    let mut scratch = String::new();
-    loop {
-        line.clear();
-        if input.read_until(b'\n', &mut line)? == 0 {
-            break;
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    let (job_tx, job_rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(workers * 2);
+    let job_rx = Mutex::new(job_rx);
+    let (done_tx, done_rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(workers * 2);
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        for _ in 0..workers {
+            let done_tx = done_tx.clone();
+            let job_rx = &job_rx;
+            s.spawn(move || {
+                let mut result = Classification::default();
+                let mut scratch = String::new();
+                loop {
+                    let job = job_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok((n, input)) = job else { break };
+                    let mut out = Vec::with_capacity(input.len() + input.len() / 2);
+                    classify_lines(cl, &input, &mut out, &mut scratch, &mut result);
+                    if done_tx.send((n, out)).is_err() {
+                        break;
+                    }
+                }
+            });
         }
-        let text = String::from_utf8_lossy(&line);
+        drop(done_tx);
+        // Writes the answers in input order.
+        let writer = s.spawn(move || -> std::io::Result<()> {
+            let stdout = std::io::stdout();
+            let mut w = stdout.lock();
+            let mut next = 0u64;
+            let mut waiting = std::collections::BTreeMap::new();
+            for (n, out) in done_rx {
+                waiting.insert(n, out);
+                while let Some(out) = waiting.remove(&next) {
+                    w.write_all(&out)?;
+                    next += 1;
+                }
+            }
+            w.flush()
+        });
+        // Reads chunks of whole lines.
+        let mut input = std::io::stdin().lock();
+        let mut carry: Vec<u8> = Vec::new();
+        let mut n = 0u64;
+        let mut eof = false;
+        while !eof {
+            let mut buf = std::mem::take(&mut carry);
+            buf.reserve(CHUNK);
+            // At least one read, so that a line longer than a chunk still advances.
+            loop {
+                let at = buf.len();
+                buf.resize(at + CHUNK / 4, 0);
+                let got = input.read(&mut buf[at..])?;
+                buf.truncate(at + got);
+                if got == 0 {
+                    eof = true;
+                    break;
+                }
+                if buf.len() >= CHUNK {
+                    break;
+                }
+            }
+            if !eof {
+                match buf.iter().rposition(|&b| b == b'\n') {
+                    Some(i) => carry = buf.split_off(i + 1),
+                    None => {
+                        carry = buf;
+                        continue;
+                    }
+                }
+            }
+            if buf.is_empty() {
+                continue;
+            }
+            if job_tx.send((n, buf)).is_err() {
+                break;
+            }
+            n += 1;
+        }
+        drop(job_tx);
+        writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the output thread panicked"))??;
+        Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Bytes of input a worker takes at a time.
+const CHUNK: usize = 256 * 1024;
+
+/// Classifies every line of `input` into `out`.
+fn classify_lines(
+    cl: &Classifier,
+    input: &[u8],
+    out: &mut Vec<u8>,
+    scratch: &mut String,
+    result: &mut Classification,
+) {
+    for line in input.split(|&b| b == b'\n') {
+        if line.is_empty() {
+            continue;
+        }
+        let text = String::from_utf8_lossy(line);
         let field = text.split_ascii_whitespace().next().unwrap_or("");
         let (authority, path) = match field.split_once("://") {
             Some((_, rest)) => match rest.find('/') {
@@ -119,23 +211,22 @@ pub fn classify(policy: &Path) -> anyhow::Result<ExitCode> {
             .map(|(h, _)| h)
             .or_else(|_| Host::parse(authority));
         let Ok(host) = host else {
-            writeln!(out, "{field}\t?")?;
+            out.extend_from_slice(field.as_bytes());
+            out.extend_from_slice(b"\t?\n");
             continue;
         };
-        cl.classify(&host, path, &mut scratch, &mut result);
-        out.write_all(host.as_str().as_bytes())?;
+        cl.classify(&host, path, scratch, result);
+        out.extend_from_slice(host.as_str().as_bytes());
         let mut first = true;
         for tag in result.tags() {
             let info = cl.tag(tag);
             if info.kind != TagKind::Category {
                 continue;
             }
-            out.write_all(if first { b"\t" } else { b"," })?;
-            out.write_all(info.name.as_bytes())?;
+            out.push(if first { b'\t' } else { b',' });
+            out.extend_from_slice(info.name.as_bytes());
             first = false;
         }
-        out.write_all(if first { b"\t-\n" } else { b"\n" })?;
+        out.extend_from_slice(if first { b"\t-\n" } else { b"\n" });
     }
-    out.flush()?;
-    Ok(ExitCode::SUCCESS)
 }

@@ -93,6 +93,25 @@ fn compile_then_classify_check_and_serve_from_the_mapped_index() {
     assert!(!err.contains("stale-index"), "{err}");
     assert_eq!(classify(d, INPUT), EXPECTED);
 
+    // A long stream (many chunks, several workers) comes back whole and in order, even
+    // with a line longer than a chunk and no newline at the end.
+    let mut long = String::new();
+    for i in 0..60_000 {
+        long.push_str(&format!("h{i}.casino-royal.example\nq{i}.unknown.test\n"));
+    }
+    long.push_str(&format!("{}.example\n", "a".repeat(63)));
+    long.push_str(&format!("http://x.example/{}\n", "p".repeat(300_000)));
+    long.push_str("poker.example");
+    let out = classify(d, &long);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 120_003);
+    for (i, pair) in lines[..120_000].chunks(2).enumerate() {
+        assert_eq!(pair[0], format!("h{i}.casino-royal.example\tgambling"));
+        assert_eq!(pair[1], format!("q{i}.unknown.test\t-"));
+    }
+    assert_eq!(lines[120_001], "x.example\t-");
+    assert_eq!(lines[120_002], "poker.example\tgambling");
+
     // The proxy maps it and blocks from it.
     let up = Upstream::start();
     let pins = common::proxy::pins();
