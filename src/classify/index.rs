@@ -6,8 +6,13 @@
 //! - keys are sorted and split into 2^k buckets by their top bits, with a directory of
 //!   bucket starts (about four keys a bucket), so a probe is one directory read and a
 //!   short scan of one cache line;
-//! - each key points at an interned pair of tag sets: tags that match the name and all
-//!   its subdomains, and tags that match this exact host only (`=host` entries).
+//! - each key points (16-bit when fewer than 65 535 exist, else 32-bit) at an interned
+//!   pair of tag sets: tags that match the name and all its subdomains, and tags that
+//!   match this exact host only (`=host` entries).
+//!
+//! All of it lives in one 8-aligned byte buffer (header, then each array), so the same
+//! bytes are an in-memory index or a file written by [`DomainIndex::write`] and mapped in
+//! place by [`DomainIndex::open`] (`categories compile`).
 //!
 //! A lookup walks the host's suffixes (`a.b.c`, `b.c`, `c`), hashes each and probes;
 //! the entry that matched is the suffix itself, so no string is stored. Cost: one hash
@@ -184,10 +189,10 @@ impl DomainIndex {
         }
         let text = host.as_str();
         for start in host.suffix_starts() {
-            let Some(pair) = self.probe(xxh3_64(&text.as_bytes()[start..])) else {
+            let Some(val) = self.probe(xxh3_64(&text.as_bytes()[start..])) else {
                 continue;
             };
-            let (sub, exact) = self.pair(pair);
+            let (sub, exact) = self.pair(val);
             if start == 0 && exact != NONE {
                 self.push_set(exact, 0, true, out);
             }
@@ -608,6 +613,31 @@ mod tests {
         assert_eq!(
             tags(&ix, "www.example.com"),
             [(7, "www.example.com".into(), false)]
+        );
+    }
+
+    #[test]
+    fn hosts_with_many_labels_find_every_level() {
+        let mut b = IndexBuilder::new();
+        b.add(&h("example.com"), 1, false);
+        b.add(&h("i.j.k.example.com"), 2, false);
+        b.add(&h("a.b.c.d.e.f.g.h.i.j.k.example.com"), 3, true);
+        let ix = b.build();
+        let host = "a.b.c.d.e.f.g.h.i.j.k.example.com";
+        assert_eq!(
+            tags(&ix, host),
+            [
+                (3, host.to_string(), true),
+                (2, "i.j.k.example.com".into(), false),
+                (1, "example.com".into(), false)
+            ]
+        );
+        assert_eq!(
+            tags(&ix, &format!("z.{host}")),
+            [
+                (2, "i.j.k.example.com".into(), false),
+                (1, "example.com".into(), false)
+            ]
         );
     }
 

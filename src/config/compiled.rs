@@ -6,7 +6,7 @@
 //!
 //! The file carries a description (JSON, in the index's meta section): the folders, the
 //! size and modification time of every `domains`/`urls` file it was built from, each
-//! category's counts, and the URL entries (few; rebuilt into their automaton at load).
+//! category's counts, and the URL entries (few; put back into their table at load).
 //! A load uses the file only when that description still matches the folders; otherwise
 //! it says why and reads the text lists as before.
 
