@@ -48,9 +48,9 @@
 #   RELOAD_EVERY=2      seconds between SIGHUPs in the reload run
 #   COLD_HOSTS=2000     distinct names per round for the cold leaf-cache run
 #   BUMP_CONC=4         client threads for the handshake runs
-#   COMPILED=0          1: compile the bench policy's lists first (`categories compile`,
+#   COMPILED=1          1: compile the bench policy's lists first (`categories compile`,
 #                       bench.idx beside it), so that start and every reload map the
-#                       compiled index instead of parsing the text lists
+#                       compiled index instead of parsing the text lists (0: text lists)
 #   SKIP_SQUID=0  SKIP_IDLE=0  SKIP_RELOAD=0  SKIP_BUMP=0   (1: leave that part out)
 #   CHARTE_BIN=path     use this binary instead of building (cargo build --release)
 #   NGINX_WORKERS=1     nginx worker processes
@@ -78,7 +78,7 @@ IDLE_PARALLEL=${IDLE_PARALLEL:-200}
 RELOAD_EVERY=${RELOAD_EVERY:-2}
 COLD_HOSTS=${COLD_HOSTS:-2000}
 BUMP_CONC=${BUMP_CONC:-4}
-COMPILED=${COMPILED:-0}
+COMPILED=${COMPILED:-1}
 SKIP_SQUID=${SKIP_SQUID:-0}
 SKIP_IDLE=${SKIP_IDLE:-0}
 SKIP_RELOAD=${SKIP_RELOAD:-0}
@@ -107,7 +107,10 @@ NOTES=()            # lines for the report's notes
 # never let a proxy variable redirect our own clients
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
 
-log() { printf '[load %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+# progress goes to the script's own stderr (fd 3), even from a trap that fires while a
+# client's output is redirected to a file
+exec 3>&2
+log() { printf '[load %s] %s\n' "$(date +%H:%M:%S)" "$*" >&3; }
 die() { log "FATAL: $*"; exit 1; }
 
 descendants() { # every descendant pid of $1
@@ -717,6 +720,10 @@ shares_kind() { # reload vs plain runs of charte, per round
   awk -F'\t' 'NR>1 && $3=="charte" && $4!="NA" { if ($1=="reload") x[$2]=$4; if ($1=="plain") y[$2]=$4 }
     END { for (r=1; r<=100; r++) if ((r in x) && (r in y) && y[r]>0) { printf "%sr%d %.2f", sep, r, x[r]/y[r]; sep=", " } print "" }' "$RES"
 }
+connect_shares() { # target -> per-round (best of the round) / (direct's best of the round)
+  awk -F'\t' -v a="$1" 'NR>1 && $1=="connect" && $9!="NA" { if ($9+0 > m[$3,$2]+0) m[$3,$2]=$9; rr[$2]=1 }
+    END { for (r=1; r<=100; r++) if ((r in rr) && m["direct",r]>0 && m[a,r]!="") { printf "%sr%d %.2f", sep, r, m[a,r]/m["direct",r]; sep=", " } print "" }' "$RES"
+}
 shares() { # phase target-a target-b -> per-round a/b ratios, "r1 0.61, r2 0.70, ..."
   awk -F'\t' -v ph="$1" -v a="$2" -v b="$3" 'NR>1 && $1==ph && $4!="NA" { if ($3==a) x[$2]=$4; if ($3==b) y[$2]=$4 }
     END { for (r=1; r<=100; r++) if ((r in x) && (r in y) && y[r]>0) { printf "%sr%d %.2f", sep, r, x[r]/y[r]; sep=", " } print "" }' "$RES"
@@ -750,7 +757,10 @@ CPU_MODEL=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
       "$(at_median 1k "$t" 10)" "$(at_median 1k "$t" 11)" "$(at_median 1k "$t" 12)" "$mb" "$(ratio "$mb" "$D_MB")" "$rss"
   done
   echo
-  for t in $(proxies); do echo "Per-round share of direct, 1 KiB, $(label "$t"): $(shares 1k "$t" direct)."; done
+  for t in $(proxies); do
+    echo "Per-round share of direct, $(label "$t"): 1 KiB req/s $(shares 1k "$t" direct); CONNECT (best of the round) $(connect_shares "$t")." \
+      "Proxy CPU per 1 KiB request (less sensitive to the machine's other load): $(awk -F'\t' -v t="$t" 'NR>1 && $1=="1k" && $3==t && $10!="NA" && $4>0 {printf "%sr%s %.0f µs", sep, $2, $10*1e4/$4; sep=", "}' "$RES")."
+  done
   echo "req/s: median of $ROUNDS rounds of \`wrk -t1 -c$CONNS -d${DURATION}s\` (absolute-form through the proxies); p50/p99 and CPU from the median round."
   echo "CONNECT: best of $((ROUNDS * CONNECT_TRIES)) downloads (curl, TLS to nginx through a plain tunnel; for charte-proxy a no_inspect host), 10^6 bytes/s."
   echo "RSS: summed over the proxy's processes after parts 1-2 (before the idle tunnels, reloads and bumped runs)."

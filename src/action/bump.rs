@@ -93,6 +93,8 @@ impl Bumper {
             .enable_http2()
             .wrap_connector(http);
         let upstream = Client::builder(TokioExecutor::new())
+            // Without a timer the pool never reaps idle connections (hyper-util).
+            .pool_timer(hyper_util::rt::TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
             .build(https);

@@ -137,6 +137,8 @@ pub fn upstream_client(resolver: Resolver, connect_timeout: Duration) -> Upstrea
     conn.set_nodelay(true);
     conn.enforce_http(true);
     Client::builder(TokioExecutor::new())
+        // Without a timer the pool never reaps idle connections (hyper-util).
+        .pool_timer(hyper_util::rt::TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(64)
         .build(conn)
