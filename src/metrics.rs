@@ -38,6 +38,8 @@ pub struct Metrics {
     pub tls_leaves_minted: IntGauge,
     /// Leaf certificates in the cache now.
     pub tls_leaf_cache: IntGauge,
+    /// Open tunnels and upgraded connections (set when scraped).
+    pub tunnels_active: IntGauge,
 }
 
 impl Metrics {
@@ -171,6 +173,14 @@ impl Metrics {
             )
             .unwrap()
         );
+        let tunnels_active = reg!(
+            IntGauge::new(
+                "tunnels_active",
+                "Open CONNECT tunnels and upgraded connections (their client connection \
+                 is no longer counted in active_connections once handed over)"
+            )
+            .unwrap()
+        );
         // Every reason and byte direction exists from the start, so dashboards see zeros.
         for code in crate::policy::ReasonCode::ALL {
             if code.is_block() {
@@ -202,6 +212,7 @@ impl Metrics {
             auth_failures,
             tls_leaves_minted,
             tls_leaf_cache,
+            tunnels_active,
         }
     }
 

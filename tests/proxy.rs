@@ -226,6 +226,12 @@ fn connect_is_decided_on_the_host_before_any_byte_and_counts_bytes() {
     let mut echoed = [0u8; 4];
     s.read_exact(&mut echoed).unwrap();
     assert_eq!(&echoed, b"ping");
+    // An open tunnel is counted in the metrics (its HTTP connection has been handed over).
+    let metrics = p.admin_get("/metrics");
+    assert!(
+        metrics.lines().any(|l| l == "charte_tunnels_active 1"),
+        "{metrics}"
+    );
     drop(s);
     let t = p.trace_for("allowed.test", "CONNECT");
     assert_eq!(t["status"], 200);

@@ -586,6 +586,9 @@ async fn history(st: &State, s: &Session, lang: Lang, csv: bool) -> Response<Bod
 }
 
 fn metrics(st: &State) -> Response<Body> {
+    st.metrics
+        .tunnels_active
+        .set(i64::try_from(st.tunnels.active()).unwrap_or(i64::MAX));
     if let Some(b) = &st.bumper {
         let ca = b.ca();
         st.metrics
