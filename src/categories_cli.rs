@@ -17,18 +17,25 @@ use crate::classify::{Classification, Classifier, Host, TagKind};
 use crate::cli::{EXIT_CONFIG, print_diags};
 use crate::config::categories::{self, Entry};
 use crate::config::compiled::{self, MetaCategory};
-use crate::config::{Diags, load_with};
+use crate::config::{Compiled, Diags, load_with};
+
+/// Loads the policy, or prints its problems and returns `None`.
+fn load_or_report(policy: &Path, use_compiled: bool) -> Option<Compiled> {
+    match load_with(policy, use_compiled) {
+        Ok(c) => Some(c),
+        Err(d) => {
+            print_diags(&d);
+            eprintln!("{}: the policy is not valid", policy.display());
+            None
+        }
+    }
+}
 
 /// `categories compile`: builds the index file of the policy's category folders.
 pub fn compile(policy: &Path) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let c = match load_with(policy, false) {
-        Ok(c) => c,
-        Err(d) => {
-            print_diags(&d);
-            eprintln!("{}: the policy is not valid", policy.display());
-            return Ok(ExitCode::from(EXIT_CONFIG));
-        }
+    let Some(c) = load_or_report(policy, false) else {
+        return Ok(ExitCode::from(EXIT_CONFIG));
     };
     let folders = c.stats.category_folders.clone();
     let found = categories::discover(&folders, &mut Diags::default());
@@ -87,13 +94,8 @@ pub fn compile(policy: &Path) -> anyhow::Result<ExitCode> {
 /// read in chunks of whole lines that one worker a core classifies; the answers are
 /// written in the input's order.
 pub fn classify(policy: &Path) -> anyhow::Result<ExitCode> {
-    let c = match load_with(policy, true) {
-        Ok(c) => c,
-        Err(d) => {
-            print_diags(&d);
-            eprintln!("{}: the policy is not valid", policy.display());
-            return Ok(ExitCode::from(EXIT_CONFIG));
-        }
+    let Some(c) = load_or_report(policy, true) else {
+        return Ok(ExitCode::from(EXIT_CONFIG));
     };
     let cl = &c.classifier;
     let workers = std::thread::available_parallelism().map_or(1, usize::from);

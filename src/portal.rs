@@ -29,11 +29,7 @@ pub async fn portal(
     peer: std::net::SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let lang = block_page::negotiate_lang(
-        req.headers()
-            .get(header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok()),
-    );
+    let lang = block_page::lang_of(req.headers());
     let path = req.uri().path().to_string();
     let is_get = req.method() == Method::GET || req.method() == Method::HEAD;
     let is_form = req.method() == Method::POST && path == "/demande";

@@ -58,17 +58,7 @@ fn requests(p: &Proxy, args: &[&str]) -> String {
 fn wait_status(p: &Proxy, url: &str, from: &str, want: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, out, _) = curl(&[
-            "-x",
-            &p.url(),
-            "--interface",
-            from,
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            url,
-        ]);
+        let out = status_of(p, url, from);
         if out == want.to_string() {
             return;
         }

@@ -33,6 +33,15 @@ macro_rules! w {
     }};
 }
 
+/// The language of a request's `Accept-Language` header (French by default).
+pub fn lang_of(headers: &http::HeaderMap) -> Lang {
+    negotiate_lang(
+        headers
+            .get(http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
 /// French unless the browser prefers English.
 ///
 /// Each language gets the highest q-value among the ranges of the header that name it

@@ -249,11 +249,7 @@ pub async fn handle(
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let lang = block_page::negotiate_lang(
-        req.headers()
-            .get(header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok()),
-    );
+    let lang = block_page::lang_of(req.headers());
     if req.method() != Method::CONNECT && req.uri().authority().is_none() {
         // Someone browsed to the proxy itself: explain, do not loop.
         let pac = format!("{}/proxy.pac", st.cfg.portal_url);
