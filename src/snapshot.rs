@@ -3,7 +3,7 @@
 //! snapshot and swaps it in only when it compiled; requests in flight keep the one they
 //! started with.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::classify::Classifier;
@@ -169,25 +169,39 @@ impl Live {
         m.index_bytes.set(s.classifier.index_bytes() as i64);
     }
 
-    /// Files and folders whose changes trigger a reload: the policy's folder, its category
-    /// folders, the folders of its list files.
-    fn watched(&self) -> Vec<std::path::PathBuf> {
+    /// What a change reloads: the policy file, its compiled categories and its list files
+    /// (watched through their folders, which may hold other files: a log, an editor's
+    /// swap file), and everything under its category folders. Canonical paths, since
+    /// the watcher reports events under the paths it was given.
+    fn watched(&self) -> Watched {
         let s = self.get();
-        let mut v = vec![
-            self.path
-                .parent()
-                .map_or_else(|| ".".into(), Path::to_path_buf),
+        let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        let in_canon_dir = |f: &Path| match (f.parent(), f.file_name()) {
+            (Some(d), Some(n)) => {
+                let d = if d.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    d
+                };
+                canon(d).join(n)
+            }
+            _ => f.to_path_buf(),
+        };
+        let mut files = vec![
+            in_canon_dir(&self.path),
+            in_canon_dir(&crate::config::compiled::path_for(&self.path)),
         ];
-        v.extend(s.stats.category_folders.iter().cloned());
-        v.extend(
-            s.stats
-                .list_files
-                .iter()
-                .filter_map(|f| f.parent().map(Path::to_path_buf)),
-        );
-        v.sort();
-        v.dedup();
-        v
+        files.extend(s.stats.list_files.iter().map(|f| in_canon_dir(f)));
+        let mut dirs: Vec<PathBuf> = files
+            .iter()
+            .filter_map(|f| f.parent().map(Path::to_path_buf))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        let mut trees: Vec<PathBuf> = s.stats.category_folders.iter().map(|d| canon(d)).collect();
+        trees.sort();
+        trees.dedup();
+        Watched { files, dirs, trees }
     }
 
     /// Reloads when a watched file changes, after things have been quiet for `debounce`.
@@ -197,6 +211,8 @@ impl Live {
         debounce: std::time::Duration,
     ) -> notify::Result<tokio::task::JoinHandle<()>> {
         use notify::{EventKind, RecursiveMode, Watcher};
+        let w = std::sync::Arc::new(self.watched());
+        let filter = w.clone();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
             if let Ok(ev) = ev
@@ -204,17 +220,18 @@ impl Live {
                     ev.kind,
                     EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
                 )
+                && ev.paths.iter().any(|p| filter.relevant(p))
             {
                 let _ = tx.send(());
             }
         })?;
-        for p in self.watched() {
-            let mode = if p == self.path.parent().unwrap_or(Path::new(".")) {
-                RecursiveMode::NonRecursive
-            } else {
-                RecursiveMode::Recursive
-            };
-            if let Err(e) = watcher.watch(&p, mode) {
+        for (p, mode) in w
+            .dirs
+            .iter()
+            .map(|d| (d, RecursiveMode::NonRecursive))
+            .chain(w.trees.iter().map(|t| (t, RecursiveMode::Recursive)))
+        {
+            if let Err(e) = watcher.watch(p, mode) {
                 tracing::warn!(path = %p.display(), "cannot watch for changes: {e}");
             }
         }
@@ -228,5 +245,58 @@ impl Live {
                 let _ = live.reload().await;
             }
         }))
+    }
+}
+
+/// What the policy watcher listens to (canonical paths).
+struct Watched {
+    /// Files whose change reloads: the policy, its compiled categories, its list files.
+    files: Vec<PathBuf>,
+    /// Their folders, watched without their sub-folders.
+    dirs: Vec<PathBuf>,
+    /// Category folders, watched whole.
+    trees: Vec<PathBuf>,
+}
+
+impl Watched {
+    /// Whether a change at `p` should reload the policy.
+    fn relevant(&self, p: &Path) -> bool {
+        self.files.iter().any(|f| f == p) || self.trees.iter().any(|t| p.starts_with(t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_policy_its_index_its_lists_and_category_trees_reload() {
+        let w = Watched {
+            files: vec![
+                "/etc/charte/charte.yaml".into(),
+                "/etc/charte/charte.idx".into(),
+                "/etc/charte/listes/blanche.txt".into(),
+            ],
+            dirs: vec!["/etc/charte".into(), "/etc/charte/listes".into()],
+            trees: vec!["/srv/categories/ut1".into()],
+        };
+        for yes in [
+            "/etc/charte/charte.yaml",
+            "/etc/charte/charte.idx",
+            "/etc/charte/listes/blanche.txt",
+            "/srv/categories/ut1/adult/domains",
+        ] {
+            assert!(w.relevant(Path::new(yes)), "{yes}");
+        }
+        for no in [
+            "/etc/charte/proxy.log",
+            "/etc/charte/.charte.yaml.swp",
+            "/etc/charte/charte.idx.0123456789abcdef.tmp",
+            "/etc/charte/listes/autre.txt",
+            "/srv/categories/ut1-old/adult/domains",
+        ] {
+            assert!(!w.relevant(Path::new(no)), "{no}");
+        }
+        assert_eq!(w.dirs.len(), 2);
     }
 }
