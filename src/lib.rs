@@ -21,6 +21,7 @@
 
 pub mod action;
 pub mod admin;
+pub mod atomic_file;
 pub mod audit;
 pub mod categories_cli;
 pub mod classify;

@@ -26,7 +26,7 @@
 //! parser and the project carries no X.509 parsing crate of its own.
 
 use std::fmt;
-use std::io::{self, Write as _};
+use std::io;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -280,10 +280,7 @@ pub fn init(
             });
         }
     }
-    if let Some(dir) = files.key_pem.parent() {
-        // Make the renames durable where the file system allows it.
-        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
-    }
+    crate::atomic_file::sync_folder(&files.key_pem);
     Ok(())
 }
 
@@ -304,48 +301,12 @@ fn check_name(what: &str, s: &str) -> Result<(), CaError> {
     Ok(())
 }
 
-/// Writes `bytes` to a new file next to `path`, created with `mode` (unix), synced;
-/// returns its path, for the caller to rename into place.
+/// [`crate::atomic_file::write_aside`], with the error naming `path`.
 fn write_aside(path: &Path, bytes: &[u8], mode: u32) -> Result<PathBuf, CaError> {
-    let io_err = |source| CaError::Io {
+    crate::atomic_file::write_aside(path, bytes, mode).map_err(|source| CaError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(io_err)?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| io_err(io::Error::other("the path names no file")))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".{:016x}.tmp", rand::random::<u64>()));
-    let tmp = dir.join(tmp_name);
-    let write = || -> io::Result<()> {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, mode);
-        let mut f = opts.open(&tmp)?;
-        // The umask may have taken bits away (a 0644 certificate unreadable to the
-        // web server that hands it out): set the mode exactly.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        }
-        #[cfg(not(unix))]
-        let _ = mode;
-        f.write_all(bytes)?;
-        f.sync_all()
-    };
-    if let Err(e) = write() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io_err(e));
-    }
-    Ok(tmp)
+    })
 }
 
 /// A positive 16-byte serial number.

@@ -22,7 +22,7 @@
 //! probe for a name that is not listed hits a wrong key with odds of about 2^-60.
 
 use std::fs::File;
-use std::io::{self, Write as _};
+use std::io;
 use std::path::Path;
 
 use smallvec::SmallVec;
@@ -238,26 +238,7 @@ impl DomainIndex {
     /// Writes the index and `meta` to `path` atomically (a temporary file in the same
     /// folder, flushed, then renamed), readable by [`DomainIndex::open`].
     pub fn write(&self, path: &Path) -> io::Result<()> {
-        let bytes = self.bytes.get();
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-        let dir = dir.unwrap_or(Path::new("."));
-        let mut name = path.file_name().unwrap_or_default().to_os_string();
-        name.push(format!(".{:016x}.tmp", rand::random::<u64>()));
-        let tmp = dir.join(name);
-        let result = (|| {
-            let mut f = File::create(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)?;
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        crate::atomic_file::write(path, self.bytes.get(), 0o644)
     }
 
     /// The same index with `meta` stored beside it (for [`DomainIndex::write`]).

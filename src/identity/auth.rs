@@ -30,7 +30,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -312,39 +312,7 @@ impl UsersFile {
             }
             text.push('\n');
         }
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        std::fs::create_dir_all(dir).map_err(io_err)?;
-        let file_name = self
-            .path
-            .file_name()
-            .ok_or_else(|| io_err(io::Error::other("the users file path names no file")))?;
-        let mut tmp_name = std::ffi::OsString::from(".");
-        tmp_name.push(file_name);
-        tmp_name.push(format!(".{:016x}.tmp", rand::random::<u64>()));
-        let tmp = dir.join(tmp_name);
-        let write = || -> io::Result<()> {
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-            let mut f = opts.open(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            drop(f);
-            std::fs::rename(&tmp, &self.path)?;
-            // Make the rename itself durable; not every file system allows it.
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-            Ok(())
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            io_err(e)
-        })
+        crate::atomic_file::write(&self.path, text.as_bytes(), 0o600).map_err(io_err)
     }
 }
 
