@@ -520,6 +520,17 @@ fn mib(bytes: f64) -> f64 {
     bytes / (1024.0 * 1024.0)
 }
 
+/// Looks every query up (the timed loop of the lookup benchmarks); returns the hit count.
+fn count_hits(ix: &DomainIndex, queries: &[Host], out: &mut DomainMatches) -> usize {
+    let mut hits = 0usize;
+    for h in queries {
+        out.clear();
+        ix.lookup_into(black_box(h), out);
+        hits += usize::from(!out.is_empty());
+    }
+    hits
+}
+
 /// Looks every query up and checks hits and misses one by one. Returns the hit count.
 fn check_lookups(ix: &DomainIndex, queries: &[Host], is_hit: Option<&[bool]>) -> usize {
     let mut out = DomainMatches::new();
@@ -939,12 +950,7 @@ fn bench_index(
         let (d, ix) = (data(), index());
         let mut out = DomainMatches::new();
         b.iter(|| {
-            let mut hits = 0usize;
-            for h in &d.queries {
-                out.clear();
-                ix.lookup_into(black_box(h), &mut out);
-                hits += usize::from(!out.is_empty());
-            }
+            let hits = count_hits(ix, &d.queries, &mut out);
             assert_eq!(hits, d.hits, "index/lookup: wrong number of hits");
             hits
         });
@@ -953,12 +959,7 @@ fn bench_index(
         let (d, ix) = (data(), index());
         let mut out = DomainMatches::new();
         b.iter(|| {
-            let mut hits = 0usize;
-            for h in &d.uniform {
-                out.clear();
-                ix.lookup_into(black_box(h), &mut out);
-                hits += usize::from(!out.is_empty());
-            }
+            let hits = count_hits(ix, &d.uniform, &mut out);
             assert_eq!(
                 hits, d.uniform_hits,
                 "index/lookup_uniform: wrong number of hits"
@@ -1021,12 +1022,7 @@ fn bench_index(
         let (d, ix) = (data(), mapped());
         let mut out = DomainMatches::new();
         b.iter(|| {
-            let mut hits = 0usize;
-            for h in &d.queries {
-                out.clear();
-                ix.lookup_into(black_box(h), &mut out);
-                hits += usize::from(!out.is_empty());
-            }
+            let hits = count_hits(ix, &d.queries, &mut out);
             assert_eq!(hits, d.hits, "index/lookup_mapped: wrong number of hits");
             hits
         });
