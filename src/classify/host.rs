@@ -188,32 +188,65 @@ impl Host {
         }
     }
 
-    /// Plain ASCII names (the overwhelming majority) are checked and lowered without
-    /// going through the URL parser. Returns `None` when the slow path must decide.
+    /// Plain ASCII names (the overwhelming majority) are checked and lowered in one pass,
+    /// without going through the URL parser. Returns `None` when the slow path must
+    /// decide: another character, a last label that makes it an IPv4 address for
+    /// browsers (digits only, or `0x…`), or an `xn--` label (IDNA checks its punycode).
     fn parse_plain_name(s: &str) -> Result<Option<Host>, HostError> {
         let bytes = s.as_bytes();
-        if !bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        {
+        let mut lower = [0u8; MAX_HOST_LEN];
+        let mut label_start = 0;
+        // Whether the label so far is all digits / starts with 0x.
+        let mut digits = true;
+        let mut too_long = bytes.len() > MAX_HOST_LEN;
+        for (i, &b) in bytes.iter().enumerate() {
+            let l = b.to_ascii_lowercase();
+            if l == b'.' {
+                let label = &bytes[label_start..i];
+                if label.is_empty() {
+                    return Err(HostError::EmptyLabel);
+                }
+                if label.len() > MAX_LABEL_LEN {
+                    return Err(HostError::LabelTooLong);
+                }
+                label_start = i + 1;
+                digits = true;
+            } else if l.is_ascii_digit() {
+            } else if l.is_ascii_lowercase() || l == b'-' || l == b'_' {
+                digits = false;
+            } else {
+                return Ok(None);
+            }
+            if i == label_start + 3
+                && l == b'-'
+                && bytes[i - 1] == b'-'
+                && matches!(bytes[i - 3..i - 1], [b'x' | b'X', b'n' | b'N'])
+            {
+                return Ok(None);
+            }
+            if let Some(slot) = lower.get_mut(i) {
+                *slot = l;
+            } else {
+                too_long = true;
+            }
+        }
+        let last = &bytes[label_start..];
+        if last.is_empty() {
+            return Err(HostError::EmptyLabel);
+        }
+        if digits || matches!(last, [b'0', b'x' | b'X', ..]) {
             return Ok(None);
         }
-        // A last label made of digits (or hex) makes it an IPv4 address for browsers.
-        let last = s.rsplit('.').next().unwrap_or(s);
-        if last.bytes().all(|b| b.is_ascii_digit())
-            || last.starts_with("0x")
-            || last.starts_with("0X")
-        {
-            return Ok(None);
+        if too_long {
+            return Err(HostError::TooLong);
         }
-        // xn-- labels must be valid punycode: let the IDNA code judge them.
-        let lower = s.to_ascii_lowercase();
-        if lower.starts_with("xn--") || lower.contains(".xn--") {
-            return Ok(None);
+        if last.len() > MAX_LABEL_LEN {
+            return Err(HostError::LabelTooLong);
         }
-        Self::check_name(&lower)?;
+        // Only ASCII letters, digits, '-', '_' and '.' were copied.
+        let text = std::str::from_utf8(&lower[..bytes.len()]).map_err(|_| HostError::Empty)?;
         Ok(Some(Host {
-            text: lower.into(),
+            text: text.into(),
             kind: HostKind::Domain,
         }))
     }
@@ -402,5 +435,48 @@ mod tests {
         );
         let ip = Host::parse("10.1.2.3").unwrap();
         assert_eq!(ip.suffix_starts().count(), 1);
+    }
+
+    /// The one-pass path for plain names gives what the URL parser gives, or leaves the
+    /// name to it; never another answer.
+    #[test]
+    fn plain_name_fast_path_agrees_with_the_url_parser() {
+        let long_label = "a".repeat(64);
+        let long_name = format!("{}.com", "abcdefghi.".repeat(25));
+        let cases = [
+            "Example.COM",
+            "www.example.com",
+            "a-b_c.d1.fr",
+            "xn--bcher-kva.example",
+            "WWW.XN--BCHER-KVA.example",
+            "axn--b.com",
+            "x.0x1f",
+            "a.b.12",
+            "a.b.1a",
+            "0x7f.1",
+            "a..b",
+            ".a",
+            "a.",
+            "-a.com",
+            long_label.as_str(),
+            long_name.as_str(),
+            "x",
+            "1.2.3.4",
+            "a.b-.c",
+        ];
+        for input in cases {
+            let fast = Host::parse_plain_name(input);
+            let slow = match url::Host::parse(input) {
+                Ok(url::Host::Domain(d)) => Host::check_name(&d).map(|()| Some(d)),
+                Ok(_) => Ok(None),
+                Err(e) => Err(HostError::Invalid(e.to_string())),
+            };
+            match (fast, slow) {
+                (Ok(None), _) => {}
+                (Ok(Some(h)), Ok(Some(d))) => assert_eq!(h.as_str(), d, "{input}"),
+                (Err(_), Err(_)) => {}
+                (f, s) => panic!("{input}: fast {f:?} but URL parser {s:?}"),
+            }
+        }
     }
 }
