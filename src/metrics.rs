@@ -21,6 +21,8 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     /// Upstream failures by kind (`dns`, `connect`, `timeout`, `reset`, `other`).
     pub upstream_errors: IntCounterVec,
+    /// Client connections refused at accept, by cap (`max-connections`, …).
+    pub connections_refused: IntCounterVec,
     /// Policy reloads by result (`ok`, `error`).
     pub reloads: IntCounterVec,
     pub policy_generation: IntGauge,
@@ -103,6 +105,16 @@ impl Metrics {
             IntCounterVec::new(
                 Opts::new("upstream_errors_total", "Upstream failures by kind"),
                 &["kind"],
+            )
+            .unwrap()
+        );
+        let connections_refused = reg!(
+            IntCounterVec::new(
+                Opts::new(
+                    "connections_refused_total",
+                    "Client connections refused with 503 at accept, by cap",
+                ),
+                &["cap"],
             )
             .unwrap()
         );
@@ -201,6 +213,7 @@ impl Metrics {
             bytes,
             request_duration,
             upstream_errors,
+            connections_refused,
             reloads,
             policy_generation,
             policy_loaded_timestamp,

@@ -55,6 +55,8 @@ pub struct Live {
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
+    /// The dialer's guard, told the `internal_sites` of each snapshot put in force.
+    guard: std::sync::OnceLock<std::sync::Arc<crate::action::dial::Guard>>,
 }
 
 impl Live {
@@ -69,6 +71,7 @@ impl Live {
             status: std::sync::Mutex::new(ReloadStatus::default()),
             metrics,
             reloading: tokio::sync::Mutex::new(()),
+            guard: std::sync::OnceLock::new(),
         };
         live.publish(&live.get());
         live
@@ -151,7 +154,16 @@ impl Live {
         result
     }
 
+    /// From now on, `guard` follows the `internal_sites` of the policy in force.
+    pub fn attach_guard(&self, guard: std::sync::Arc<crate::action::dial::Guard>) {
+        guard.set_sites(self.get().policy.internal.clone());
+        let _ = self.guard.set(guard);
+    }
+
     fn publish(&self, s: &Snapshot) {
+        if let Some(g) = self.guard.get() {
+            g.set_sites(s.policy.internal.clone());
+        }
         let m = &self.metrics;
         m.policy_generation.set(s.generation as i64);
         m.policy_loaded_timestamp.set(

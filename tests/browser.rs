@@ -15,6 +15,7 @@ use common::tls::{HttpsUpstream, TestCa};
 const POLICY: &str = r#"
 version: 1
 categories: [categories]
+internal_sites: [127.0.0.0/8]
 no_inspect:
   categories: [bank]
 rules:
@@ -176,6 +177,7 @@ fn chromium_loads_an_allowed_https_page_and_shows_the_block_page_for_a_blocked_o
 const UNBLOCK_POLICY: &str = r#"
 version: 1
 categories: [categories]
+internal_sites: [127.0.0.0/8]
 groups:
   agents:
     networks: [127.0.0.1/32]

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -29,7 +28,8 @@ use rustls::{
 use tokio_rustls::TlsAcceptor;
 
 use super::ca::{CertAuthority, LeafResolver};
-use super::forward::{CountedIncoming, Resolver};
+use super::dial::Dialer;
+use super::forward::CountedIncoming;
 use crate::classify::Host;
 use crate::policy::Lang;
 
@@ -37,7 +37,7 @@ use crate::policy::Lang;
 const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 /// The pooled client for sites reached over TLS from bumped tunnels.
-pub type TlsUpstream = Client<HttpsConnector<HttpConnector<Resolver>>, CountedIncoming>;
+pub type TlsUpstream = Client<HttpsConnector<Dialer>, CountedIncoming>;
 
 /// Why TLS cannot be set up at start. Messages say what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -78,24 +78,20 @@ impl Bumper {
         ca: Arc<CertAuthority>,
         provider: Arc<CryptoProvider>,
         extra_roots: &[PathBuf],
-        resolver: Resolver,
-        connect_timeout: Duration,
+        dialer: Dialer,
+        keepalive: Duration,
     ) -> Result<Bumper, TlsSetupError> {
         let tls = client_config(provider.clone(), extra_roots)?;
-        let mut http = HttpConnector::new_with_resolver(resolver);
-        http.set_connect_timeout(Some(connect_timeout));
-        http.set_nodelay(true);
-        http.enforce_http(false);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_only()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(http);
+            .wrap_connector(dialer);
         let upstream = Client::builder(TokioExecutor::new())
             // Without a timer the pool never reaps idle connections (hyper-util).
             .pool_timer(hyper_util::rt::TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(keepalive)
             .pool_max_idle_per_host(64)
             .build(https);
         Ok(Bumper {

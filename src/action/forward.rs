@@ -2,9 +2,7 @@
 //! per RFC 9110 §7.6.1, a `Via` header, and bodies streamed both ways — counted on the
 //! way through, never held whole in memory.
 
-use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,9 +16,9 @@ use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
+
+pub use super::dial::{Dialer, Resolver};
 
 /// Error type of every body the proxy sends.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -41,74 +39,95 @@ pub fn empty() -> Body {
         .boxed()
 }
 
-/// Resolves upstream names: the server configuration's pinned `hosts` first, then the
-/// system resolver.
-#[derive(Clone)]
-pub struct Resolver {
-    pinned: Arc<BTreeMap<String, IpAddr>>,
+/// A body that waited too long for its next piece.
+#[derive(Debug, thiserror::Error)]
+#[error("{side} body idle for more than {} s", .after.as_secs_f64())]
+pub struct BodyIdle {
+    /// `request` (the client stalled) or `response` (the site stalled).
+    pub side: &'static str,
+    pub after: Duration,
 }
 
-impl Resolver {
-    pub fn new(pinned: BTreeMap<String, IpAddr>) -> Resolver {
-        Resolver {
-            pinned: Arc::new(pinned),
-        }
-    }
+/// Ends a body with [`BodyIdle`] when its next frame takes longer than `after`.
+pub struct Idle<B> {
+    inner: B,
+    side: &'static str,
+    after: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
 
-    /// Every address of `host`, port `port`.
-    pub async fn resolve(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
-        if let Some(ip) = self.pinned.get(host) {
-            return Ok(vec![SocketAddr::new(*ip, port)]);
+impl<B> Idle<B> {
+    pub fn new(inner: B, side: &'static str, after: Duration) -> Self {
+        Idle {
+            inner,
+            side,
+            after,
+            timer: Box::pin(tokio::time::sleep(after)),
         }
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            return Ok(vec![SocketAddr::new(ip, port)]);
-        }
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
-        if addrs.is_empty() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no address",
-            ));
-        }
-        Ok(addrs)
     }
 }
 
-impl tower_service::Service<Name> for Resolver {
-    type Response = std::vec::IntoIter<SocketAddr>;
-    type Error = std::io::Error;
-    type Future = Pin<Box<dyn Future<Output = std::io::Result<Self::Response>> + Send>>;
+impl<B> HttpBody for Idle<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(f) => {
+                let next = tokio::time::Instant::now() + this.after;
+                this.timer.as_mut().reset(next);
+                Poll::Ready(f.map(|r| r.map_err(Into::into)))
+            }
+            Poll::Pending => match this.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyIdle {
+                    side: this.side,
+                    after: this.after,
+                })))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
     }
 
-    fn call(&mut self, name: Name) -> Self::Future {
-        let me = self.clone();
-        Box::pin(async move { Ok(me.resolve(name.as_str(), 0).await?.into_iter()) })
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
-/// Request bodies on their way upstream, counted.
+/// Request bodies on their way upstream, counted, ended if the client stalls.
 pub struct CountedIncoming {
-    inner: Incoming,
+    inner: Idle<Incoming>,
     count: Arc<AtomicU64>,
 }
 
 impl CountedIncoming {
-    pub fn new(inner: Incoming, count: Arc<AtomicU64>) -> Self {
-        CountedIncoming { inner, count }
+    pub fn new(inner: Incoming, count: Arc<AtomicU64>, idle: Duration) -> Self {
+        CountedIncoming {
+            inner: Idle::new(inner, "request", idle),
+            count,
+        }
     }
 }
 
 impl HttpBody for CountedIncoming {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let p = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(f))) = &p
             && let Some(d) = f.data_ref()
@@ -128,20 +147,17 @@ impl HttpBody for CountedIncoming {
 }
 
 /// The pooled upstream client for plain HTTP.
-pub type Upstream = Client<HttpConnector<Resolver>, CountedIncoming>;
+pub type Upstream = Client<Dialer, CountedIncoming>;
 
-/// Builds the upstream client.
-pub fn upstream_client(resolver: Resolver, connect_timeout: Duration) -> Upstream {
-    let mut conn = HttpConnector::new_with_resolver(resolver);
-    conn.set_connect_timeout(Some(connect_timeout));
-    conn.set_nodelay(true);
-    conn.enforce_http(true);
+/// Builds the upstream client. Every connection it opens goes through `dialer`: resolved
+/// once, each address checked against the internal ranges, connected to that address.
+pub fn upstream_client(dialer: Dialer, keepalive: Duration) -> Upstream {
     Client::builder(TokioExecutor::new())
         // Without a timer the pool never reaps idle connections (hyper-util).
         .pool_timer(hyper_util::rt::TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_idle_timeout(keepalive)
         .pool_max_idle_per_host(64)
-        .build(conn)
+        .build(dialer)
 }
 
 /// Response bodies on their way to the client, counted; `on_end` runs once, when the

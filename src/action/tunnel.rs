@@ -2,7 +2,7 @@
 //! closes, counting them for the trace. The decision was taken on the host before any
 //! byte is relayed.
 
-use std::net::SocketAddr;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,79 +14,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::forward::Resolver;
-
-/// Why the site could not be reached; `code()` is stable (trace, metrics).
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    #[error("name resolution failed for {host}: {source}")]
-    Dns {
-        host: String,
-        source: std::io::Error,
-    },
-    #[error("connection to {addr} failed: {source}")]
-    Connect {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("connection to {host} timed out")]
-    Timeout { host: String },
-}
-
-impl UpstreamError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            UpstreamError::Dns { .. } => "upstream-dns",
-            UpstreamError::Connect { .. } => "upstream-connect",
-            UpstreamError::Timeout { .. } => "upstream-timeout",
-        }
-    }
-
-    /// Metric label.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            UpstreamError::Dns { .. } => "dns",
-            UpstreamError::Connect { .. } => "connect",
-            UpstreamError::Timeout { .. } => "timeout",
-        }
-    }
-}
-
-/// Resolves `host` and connects to the first address that answers, within `timeout`.
-pub async fn connect(
-    resolver: &Resolver,
-    host: &str,
-    port: u16,
-    timeout: Duration,
-) -> Result<(TcpStream, SocketAddr), UpstreamError> {
-    let attempt = async {
-        let addrs = resolver
-            .resolve(host, port)
-            .await
-            .map_err(|source| UpstreamError::Dns {
-                host: host.to_string(),
-                source,
-            })?;
-        let mut last = None;
-        for addr in addrs {
-            match TcpStream::connect(addr).await {
-                Ok(s) => {
-                    let _ = s.set_nodelay(true);
-                    return Ok((s, addr));
-                }
-                Err(source) => last = Some(UpstreamError::Connect { addr, source }),
-            }
-        }
-        Err(last.expect("resolve returns at least one address"))
-    };
-    tokio::time::timeout(timeout, attempt)
-        .await
-        .unwrap_or_else(|_| {
-            Err(UpstreamError::Timeout {
-                host: host.to_string(),
-            })
-        })
-}
+pub use super::dial::UpstreamError;
 
 /// Copies both ways until either side closes, after sending `prefix` (bytes already read
 /// from the client, such as a peeked ClientHello) to the site. Returns (bytes client →
@@ -96,27 +24,50 @@ pub async fn connect(
 /// with tokio's `copy_bidirectional`, and doubles it up to [`MAX_BUF`] each time a read
 /// fills it: a bulk transfer then moves 64 KiB per system call instead of 8 KiB.
 pub async fn splice<C: AsyncRead + AsyncWrite + Unpin>(
-    mut client: C,
+    client: C,
     prefix: &[u8],
     mut upstream: TcpStream,
+    idle: Duration,
 ) -> (u64, u64, Option<String>) {
     if let Err(e) = upstream.write_all(prefix).await {
         return (0, 0, Some(e.to_string()));
     }
-    let sent = prefix.len() as u64;
+    let (up, down, err) = relay(client, upstream, idle).await;
+    (prefix.len() as u64 + up, down, err)
+}
+
+/// Copies both ways between `a` and `b` until both directions ended, one failed, or no
+/// byte moved either way for `idle`. Returns (bytes a → b, bytes b → a, error).
+pub async fn relay<A, B>(mut a: A, mut b: B, idle: Duration) -> (u64, u64, Option<String>)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
     let mut up = Pump::default();
     let mut down = Pump::default();
+    let mut timer = Box::pin(tokio::time::sleep(idle));
+    let mut moved = 0;
     let r = std::future::poll_fn(|cx| {
-        let a = up.poll(cx, &mut client, &mut upstream)?;
-        let b = down.poll(cx, &mut upstream, &mut client)?;
-        if a.is_ready() && b.is_ready() {
-            Poll::Ready(Ok::<_, std::io::Error>(()))
-        } else {
-            Poll::Pending
+        let x = up.poll(cx, &mut a, &mut b)?;
+        let y = down.poll(cx, &mut b, &mut a)?;
+        if x.is_ready() && y.is_ready() {
+            return Poll::Ready(Ok(()));
+        }
+        let now = up.moved + down.moved;
+        if now != moved {
+            moved = now;
+            timer.as_mut().reset(tokio::time::Instant::now() + idle);
+        }
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("tunnel idle for {} s", idle.as_secs_f64()),
+            ))),
+            Poll::Pending => Poll::Pending,
         }
     })
     .await;
-    (sent + up.moved, down.moved, r.err().map(|e| e.to_string()))
+    (up.moved, down.moved, r.err().map(|e| e.to_string()))
 }
 
 /// A tunnel direction's first buffer, and its size when idle.
@@ -295,7 +246,12 @@ mod tests {
     async fn splice_relays_both_ways_with_half_close_and_counts() {
         let (mut user, client_side) = pair().await;
         let (upstream, mut site) = pair().await;
-        let relay = tokio::spawn(splice(client_side, b"hello ", upstream));
+        let relay = tokio::spawn(splice(
+            client_side,
+            b"hello ",
+            upstream,
+            Duration::from_secs(30),
+        ));
 
         let up_data = pattern(300_000, 7);
         let down_data = pattern(3 << 20, 11);
@@ -322,6 +278,28 @@ mod tests {
         assert!(got_down == down_data, "site → client bytes differ");
         let (up, down, err) = relay.await.unwrap();
         assert_eq!((up, down, err), (6 + 300_000, 3 << 20, None));
+    }
+
+    #[tokio::test]
+    async fn an_idle_tunnel_is_closed_and_an_active_one_is_not() {
+        let (mut user, client_side) = pair().await;
+        let (upstream, mut site) = pair().await;
+        let idle = Duration::from_millis(300);
+        let relay = tokio::spawn(splice(client_side, b"", upstream, idle));
+        // Traffic every 100 ms for 1 s keeps it open (3 idle periods in all).
+        let mut buf = [0u8; 4];
+        for _ in 0..10 {
+            user.write_all(b"ping").await.unwrap();
+            site.read_exact(&mut buf).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(!relay.is_finished(), "an active tunnel stays open");
+        // Then silence: the relay ends on its own, and both sides see the close.
+        let (up, down, err) = relay.await.unwrap();
+        assert_eq!((up, down), (40, 0));
+        assert!(err.unwrap().contains("idle"));
+        assert_eq!(site.read(&mut buf).await.unwrap(), 0);
+        assert_eq!(user.read(&mut buf).await.unwrap(), 0);
     }
 
     #[tokio::test]

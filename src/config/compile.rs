@@ -15,6 +15,7 @@ use serde_yaml::Value;
 use crate::classify::psl::{SuffixKind, public_suffix_kind};
 use crate::classify::{Classifier, Host, IndexBuilder, TagId, TagInfo, TagKind, UrlBuilder};
 use crate::identity::{Group, GroupSet, GroupTable, MAX_GROUPS};
+use crate::policy::internal::InternalSites;
 use crate::policy::{Action, Conditions, DefaultRule, Mode, Policy, Rule, TagSet, Text};
 
 use super::categories::{self, BadLines, Entry};
@@ -340,6 +341,10 @@ impl Cx<'_> {
         let no_inspect: RawNoInspect = sections
             .get("no_inspect")
             .and_then(|v| self.de(v, "no_inspect", &["categories", "lists", "domains"]))
+            .unwrap_or_default();
+        let raw_internal: Vec<String> = sections
+            .get("internal_sites")
+            .and_then(|v| self.de(v, "internal_sites", &[]))
             .unwrap_or_default();
         let raw_rules = self.section_rules(&sections);
         let default_reason: Option<RawText> = sections
@@ -848,7 +853,9 @@ impl Cx<'_> {
             urls: tags.urls.build(),
             tags: tags.infos,
         };
+        let internal = self.internal_sites(&raw_internal);
         let policy = Policy {
+            internal: std::sync::Arc::new(internal),
             groups,
             rules,
             default: DefaultRule {
@@ -858,6 +865,36 @@ impl Cx<'_> {
             no_inspect: set_of(&no_inspect_tags),
         };
         Some((policy, classifier, stats))
+    }
+
+    /// `internal_sites`: networks (CIDR or address) and names, each checked.
+    fn internal_sites(&mut self, raw: &[String]) -> InternalSites {
+        let mut sites = InternalSites::default();
+        for (i, entry) in raw.iter().enumerate() {
+            let key = format!("internal_sites[{i}]");
+            if let Some(net) = parse_net(entry) {
+                sites.networks.push(net.trunc());
+                continue;
+            }
+            let name = entry.strip_prefix("*.").unwrap_or(entry);
+            match Host::parse(name) {
+                Ok(h) if h.is_domain() => sites.names.push(h.as_str().into()),
+                _ => {
+                    let pos = self.pos.value(&key);
+                    self.err(
+                        "bad-internal-site",
+                        &key,
+                        pos,
+                        format!("not a network or a site name: {entry:?}"),
+                        Some(
+                            "write a network (10.12.0.0/16, 192.168.1.20) or a name (intranet.mairie.example, which covers its subdomains)"
+                                .into(),
+                        ),
+                    );
+                }
+            }
+        }
+        sites
     }
 
     /// A `name: value` section, each entry deserialized on its own so that one bad

@@ -11,6 +11,7 @@ pub const TOP_KEYS: &[&str] = &[
     "groups",
     "lists",
     "no_inspect",
+    "internal_sites",
     "rules",
     "default",
     "default_reason",

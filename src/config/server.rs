@@ -33,6 +33,25 @@ pub struct RawServer {
     pub shutdown_grace_seconds: Option<u64>,
     pub watch: Option<bool>,
     pub tls: Option<RawTls>,
+    pub limits: Option<RawLimits>,
+}
+
+/// `limits:`: sizes, timeouts and connection caps (README, "Limits").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_head_bytes: Option<usize>,
+    pub max_headers: Option<usize>,
+    pub header_timeout_seconds: Option<f64>,
+    pub body_idle_timeout_seconds: Option<f64>,
+    pub upstream_connect_timeout_seconds: Option<f64>,
+    pub upstream_first_byte_timeout_seconds: Option<f64>,
+    pub upstream_idle_timeout_seconds: Option<f64>,
+    pub upstream_keepalive_seconds: Option<f64>,
+    pub tunnel_idle_timeout_seconds: Option<f64>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_client: Option<usize>,
+    pub h2_max_concurrent_streams: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -151,6 +170,55 @@ impl Default for TlsConfig {
     }
 }
 
+/// Sizes, timeouts and connection caps. Defaults and why: README, "Limits".
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Largest request head (request line + headers); beyond: 431.
+    pub max_head_bytes: usize,
+    /// Most header fields in a request head; beyond: 431.
+    pub max_headers: usize,
+    /// Time a client has to send a whole request head (slowloris).
+    pub header_timeout: Duration,
+    /// Longest wait for the next piece of a request body (slow POST); then 408.
+    pub body_idle_timeout: Duration,
+    /// Resolving and connecting to the site.
+    pub upstream_connect_timeout: Duration,
+    /// From the request sent to the response head; then 504.
+    pub upstream_first_byte_timeout: Duration,
+    /// Longest wait for the next piece of a response body; then the client's connection
+    /// is cut (a truncated body must not look complete).
+    pub upstream_idle_timeout: Duration,
+    /// How long an idle pooled connection to a site is kept.
+    pub upstream_keepalive: Duration,
+    /// A tunnel with no byte either way for this long is closed.
+    pub tunnel_idle_timeout: Duration,
+    /// Open client connections on the proxy listener; beyond: 503.
+    pub max_connections: usize,
+    /// Open client connections from one address; beyond: 503.
+    pub max_connections_per_client: usize,
+    /// HTTP/2 streams at once in one inspected connection.
+    pub h2_max_concurrent_streams: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_head_bytes: 64 * 1024,
+            max_headers: 100,
+            header_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(60),
+            upstream_connect_timeout: Duration::from_secs(10),
+            upstream_first_byte_timeout: Duration::from_secs(120),
+            upstream_idle_timeout: Duration::from_secs(120),
+            upstream_keepalive: Duration::from_secs(60),
+            tunnel_idle_timeout: Duration::from_secs(900),
+            max_connections: 16_384,
+            max_connections_per_client: 1_024,
+            h2_max_concurrent_streams: 128,
+        }
+    }
+}
+
 /// Resolved server settings.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -175,6 +243,7 @@ pub struct ServerConfig {
     /// Reload when a file under the policy changes (SIGHUP always reloads).
     pub watch: bool,
     pub tls: TlsConfig,
+    pub limits: Limits,
 }
 
 impl Default for ServerConfig {
@@ -204,6 +273,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             watch: true,
             tls: TlsConfig::default(),
+            limits: Limits::default(),
             data_dir: data,
         }
     }
@@ -353,6 +423,100 @@ impl ServerConfig {
             cfg.tls.upstream_ca = t.upstream_ca.into_iter().map(rel).collect();
             if let Some(s) = t.hello_timeout_seconds {
                 cfg.tls.hello_timeout = Duration::from_secs(s.max(1));
+            }
+        }
+        if let Some(l) = raw.limits {
+            let mut secs = |v: Option<f64>, key: &str, into: &mut Duration| {
+                let Some(v) = v else { return };
+                if v.is_finite() && v > 0.0 && v <= 86_400.0 {
+                    *into = Duration::from_secs_f64(v);
+                } else {
+                    let key = format!("limits.{key}");
+                    diags.error(
+                        "invalid-value",
+                        path,
+                        pos.value(&key),
+                        Some(&key),
+                        format!(
+                            "`{key}` must be a number of seconds above 0 and at most 86400, not {v}"
+                        ),
+                        None,
+                    );
+                }
+            };
+            let c = &mut cfg.limits;
+            secs(
+                l.header_timeout_seconds,
+                "header_timeout_seconds",
+                &mut c.header_timeout,
+            );
+            secs(
+                l.body_idle_timeout_seconds,
+                "body_idle_timeout_seconds",
+                &mut c.body_idle_timeout,
+            );
+            secs(
+                l.upstream_connect_timeout_seconds,
+                "upstream_connect_timeout_seconds",
+                &mut c.upstream_connect_timeout,
+            );
+            secs(
+                l.upstream_first_byte_timeout_seconds,
+                "upstream_first_byte_timeout_seconds",
+                &mut c.upstream_first_byte_timeout,
+            );
+            secs(
+                l.upstream_idle_timeout_seconds,
+                "upstream_idle_timeout_seconds",
+                &mut c.upstream_idle_timeout,
+            );
+            secs(
+                l.upstream_keepalive_seconds,
+                "upstream_keepalive_seconds",
+                &mut c.upstream_keepalive,
+            );
+            secs(
+                l.tunnel_idle_timeout_seconds,
+                "tunnel_idle_timeout_seconds",
+                &mut c.tunnel_idle_timeout,
+            );
+            let mut count = |v: Option<usize>, key: &str, min: usize, into: &mut usize| {
+                let Some(v) = v else { return };
+                if v >= min {
+                    *into = v;
+                } else {
+                    let key = format!("limits.{key}");
+                    diags.error(
+                        "invalid-value",
+                        path,
+                        pos.value(&key),
+                        Some(&key),
+                        format!("`{key}` must be at least {min}, not {v}"),
+                        None,
+                    );
+                }
+            };
+            count(
+                l.max_head_bytes,
+                "max_head_bytes",
+                8192,
+                &mut c.max_head_bytes,
+            );
+            count(l.max_headers, "max_headers", 1, &mut c.max_headers);
+            count(
+                l.max_connections,
+                "max_connections",
+                1,
+                &mut c.max_connections,
+            );
+            count(
+                l.max_connections_per_client,
+                "max_connections_per_client",
+                1,
+                &mut c.max_connections_per_client,
+            );
+            if let Some(n) = l.h2_max_concurrent_streams {
+                c.h2_max_concurrent_streams = n.max(1);
             }
         }
         if diags.has_errors() {

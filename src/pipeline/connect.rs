@@ -15,10 +15,10 @@ use http::header;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 
-use super::{Ctx, State, Target, bad_host, exchange, html, reason_header, text, tunnel_refusal};
+use super::{Ctx, State, Target, bad_host, exchange, html, reason_header, tunnel_refusal};
 use crate::action::block_page;
 use crate::action::bump::client_handshake_problem;
 use crate::action::client_hello::{self, ClientHello, HelloError, PeekError, Rewind};
@@ -100,21 +100,10 @@ pub(super) async fn connect(mut cx: Ctx, who: Identity, req: Request<Incoming>) 
         cx.finish(403, 0, 0, None);
         return res;
     }
-    let (upstream, addr) =
-        match tunnel::connect(&st.resolver, host.as_str(), port, st.connect_timeout).await {
-            Ok(x) => x,
-            Err(e) => {
-                st.metrics
-                    .upstream_errors
-                    .with_label_values(&[e.kind()])
-                    .inc();
-                cx.rec.reason_code = e.code();
-                let msg = e.to_string();
-                let res = text(StatusCode::BAD_GATEWAY, format!("{msg}\n"));
-                cx.finish(502, 0, 0, Some(msg));
-                return res;
-            }
-        };
+    let (upstream, addr) = match st.dialer.connect(&host, port).await {
+        Ok(x) => x,
+        Err(e) => return super::dial_failed(cx, &e, false),
+    };
     cx.rec.upstream = Some(addr);
     let guard = st.tunnels.enter();
     tokio::spawn(async move {
@@ -137,7 +126,8 @@ pub(super) async fn connect(mut cx: Ctx, who: Identity, req: Request<Incoming>) 
         } else {
             (cx, Bytes::new())
         };
-        let (up, down, err) = tunnel::splice(client, &prefix, upstream).await;
+        let (up, down, err) =
+            tunnel::splice(client, &prefix, upstream, st.cfg.limits.tunnel_idle_timeout).await;
         cx.finish(200, up, down, err);
     });
     Response::new(forward::empty())
@@ -226,7 +216,21 @@ async fn bump_tunnel(cx: Ctx, t: Arc<Tunnel>, req: Request<Incoming>) {
         let t = t2.clone();
         async move { Ok::<_, Infallible>(bumped_request(st, t, req).await) }
     });
-    let served = auto::Builder::new(TokioExecutor::new())
+    let lim = &st.cfg.limits;
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(lim.header_timeout)
+        .max_buf_size(lim.max_head_bytes)
+        .max_headers(lim.max_headers);
+    // h2 0.4.20 refuses CONTINUATION floods and bounds pending resets (rapid reset).
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(lim.h2_max_concurrent_streams)
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(1024)
+        .max_header_list_size(u32::try_from(lim.max_head_bytes).unwrap_or(u32::MAX));
+    let served = b
         .serve_connection_with_upgrades(TokioIo::new(tls), svc)
         .await;
     let err = served.err().and_then(|e| {

@@ -17,10 +17,12 @@ use hyper::body::Incoming;
 
 use crate::action::block_page::{self, BlockPage, Unblock};
 use crate::action::bump::{Bumper, TlsProblem};
+use crate::action::dial::UpstreamError;
 use crate::action::forward::{
-    self, Body, CountedBody, CountedIncoming, Resolver, Upstream, add_via, full, seen_by_us,
+    self, Body, CountedBody, CountedIncoming, Dialer, Upstream, add_via, full, seen_by_us,
     sends_data, strip_hop_by_hop, wants_upgrade,
 };
+use crate::action::tunnel;
 use crate::audit::{AuditSink, Record};
 use crate::classify::{Classification, Host, TagKind};
 use crate::config::server::{AuthMode, ServerConfig};
@@ -44,7 +46,7 @@ pub struct State {
     pub auth: Option<Arc<Authenticator>>,
     pub workstations: Workstations,
     pub upstream: Upstream,
-    pub resolver: Resolver,
+    pub dialer: Dialer,
     /// Key that signs the unblock tokens of block pages.
     pub token_key: Arc<[u8]>,
     /// Tunnels and upgraded connections in flight (for graceful shutdown).
@@ -500,12 +502,35 @@ async fn exchange(
         Err(e) => return bad_host(cx, &canonical, &e.to_string()),
     };
     let sent = Arc::new(AtomicU64::new(0));
-    let out = Request::from_parts(parts, CountedIncoming::new(body, sent.clone()));
+    let lim = &st.cfg.limits;
+    let out = Request::from_parts(
+        parts,
+        CountedIncoming::new(body, sent.clone(), lim.body_idle_timeout),
+    );
     let sending = match (&st.bumper, target.https) {
         (Some(b), true) => b.upstream().request(out),
         _ => st.upstream.request(out),
     };
-    let mut res = match sending.await {
+    // The site has `upstream_first_byte_timeout` to answer once the request stops
+    // moving: a long upload is not cut while its bytes flow.
+    let mut sending = std::pin::pin!(sending);
+    let mut seen = sent.load(Ordering::Relaxed);
+    let answered = loop {
+        match tokio::time::timeout(lim.upstream_first_byte_timeout, sending.as_mut()).await {
+            Ok(r) => break r,
+            Err(_) => {
+                let now = sent.load(Ordering::Relaxed);
+                if now == seen {
+                    let e = UpstreamError::Timeout {
+                        host: target.host.to_string(),
+                    };
+                    return dial_failed(cx, &e, true);
+                }
+                seen = now;
+            }
+        }
+    };
+    let mut res = match answered {
         Ok(r) => r,
         Err(e) => return upstream_failed(cx, &e, sent.load(Ordering::Relaxed)),
     };
@@ -518,17 +543,15 @@ async fn exchange(
         if let Some(client_up) = client_upgrade {
             let server_up = hyper::upgrade::on(&mut res);
             let guard = st.tunnels.enter();
+            let idle = lim.tunnel_idle_timeout;
             tokio::spawn(async move {
                 let _guard = guard;
                 let (a, b) = tokio::join!(client_up, server_up);
                 let (sent_n, recv_n, err) = match (a, b) {
                     (Ok(a), Ok(b)) => {
-                        let mut a = hyper_util::rt::TokioIo::new(a);
-                        let mut b = hyper_util::rt::TokioIo::new(b);
-                        match tokio::io::copy_bidirectional(&mut a, &mut b).await {
-                            Ok((s, r)) => (s, r, None),
-                            Err(e) => (0, 0, Some(e.to_string())),
-                        }
+                        let a = hyper_util::rt::TokioIo::new(a);
+                        let b = hyper_util::rt::TokioIo::new(b);
+                        tunnel::relay(a, b, idle).await
                     }
                     (Err(e), _) | (_, Err(e)) => (0, 0, Some(e.to_string())),
                 };
@@ -544,7 +567,7 @@ async fn exchange(
     strip_hop_by_hop(&mut parts.headers, false);
     add_via(&mut parts.headers);
     use http_body_util::BodyExt;
-    let body: Body = body.map_err(|e| Box::new(e) as forward::BoxError).boxed();
+    let body: Body = forward::Idle::new(body, "response", lim.upstream_idle_timeout).boxed();
     let code = status.as_u16();
     let counted = CountedBody::new(body, move |received, err| {
         cx.finish(code, sent.load(Ordering::Relaxed), received, err);
@@ -568,6 +591,25 @@ fn bad_host(mut cx: Ctx, authority: &str, why: &str) -> Response<Body> {
 fn upstream_failed(cx: Ctx, e: &hyper_util::client::legacy::Error, sent: u64) -> Response<Body> {
     if let Some(problem) = TlsProblem::find(e) {
         return upstream_tls_failed(cx, problem, sent);
+    }
+    if let Some(d) = find_source::<UpstreamError>(e) {
+        return dial_failed(cx, d, true);
+    }
+    if let Some(idle) = find_source::<forward::BodyIdle>(e) {
+        // The client stopped sending its body (slow POST).
+        let mut cx = cx;
+        let detail = idle.to_string();
+        let title = match cx.lang {
+            Lang::Fr => "La requête a été interrompue : son contenu n'arrivait plus",
+            Lang::En => "The request was cut off: its content stopped arriving",
+        };
+        let page = block_page::render_error_page(cx.lang, 408, title, &detail);
+        cx.rec.reason_code = "client-body-idle";
+        cx.finish(408, sent, 0, Some(detail));
+        let mut res = html(StatusCode::REQUEST_TIMEOUT, page);
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return res;
     }
     let kind = if e.is_connect() { "connect" } else { "other" };
     cx.st
@@ -595,6 +637,63 @@ fn upstream_failed(cx: Ctx, e: &hyper_util::client::legacy::Error, sent: u64) ->
     };
     cx.finish(502, sent, 0, Some(detail));
     html(StatusCode::BAD_GATEWAY, page)
+}
+
+/// The first error of type `T` in `e`'s chain of sources.
+fn find_source<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(t) = err.downcast_ref::<T>() {
+            return Some(t);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// The site could not be dialed: 403 when the proxy refused (internal address, itself),
+/// 504 on a timeout, 502 otherwise. `page`: an HTML page (plain HTTP, inside an inspected
+/// tunnel); otherwise a short text (CONNECT: browsers show their own error).
+fn dial_failed(mut cx: Ctx, e: &UpstreamError, page: bool) -> Response<Body> {
+    cx.st
+        .metrics
+        .upstream_errors
+        .with_label_values(&[e.kind()])
+        .inc();
+    let detail = e.to_string();
+    let (status, title) = if e.is_refusal() {
+        cx.refused(ReasonCode::InternalDestination);
+        let reason = Reason::new(ReasonCode::InternalDestination, None);
+        let title = cx.snap.policy.reason_text(&reason, cx.lang).into_owned();
+        (StatusCode::FORBIDDEN, title)
+    } else {
+        let title = match (matches!(e, UpstreamError::Timeout { .. }), cx.lang) {
+            (true, Lang::Fr) => "Le site n'a pas répondu à temps",
+            (true, Lang::En) => "The site did not answer in time",
+            (false, Lang::Fr) => "Le site n'a pas pu être joint",
+            (false, Lang::En) => "The site could not be reached",
+        };
+        let status = if matches!(e, UpstreamError::Timeout { .. }) {
+            StatusCode::GATEWAY_TIMEOUT
+        } else {
+            StatusCode::BAD_GATEWAY
+        };
+        (status, title.to_string())
+    };
+    cx.rec.reason_code = e.code();
+    let mut res = if page {
+        let p = block_page::render_error_page(cx.lang, status.as_u16(), &title, &detail);
+        html(status, p)
+    } else {
+        text(status, format!("{title}\n{detail}\n"))
+    };
+    if e.is_refusal() {
+        reason_header(&mut res, ReasonCode::InternalDestination, None);
+    }
+    cx.finish(status.as_u16(), 0, 0, Some(detail));
+    res
 }
 
 /// 502 naming what is wrong with the site's TLS; nothing was sent to it.

@@ -7,6 +7,7 @@
 //! mode decides nothing: evaluation goes on, and the decision records that it *would*
 //! have blocked. `explain` runs this same code with an observer that sees every rule.
 
+pub mod internal;
 mod reason;
 
 pub use reason::{Lang, Reason, ReasonCode, Text};
@@ -187,6 +188,8 @@ pub struct Policy {
     pub default: DefaultRule,
     /// Tags whose sites are never decrypted (`no_inspect`).
     pub no_inspect: TagSet,
+    /// Internal networks and names the proxy may connect to (`internal_sites`).
+    pub internal: std::sync::Arc<internal::InternalSites>,
 }
 
 /// What is known of the request besides who asks and what the site is.

@@ -69,10 +69,13 @@ pub enum ReasonCode {
     HostMismatch,
     /// A tunnel that must be inspected does not carry TLS.
     TlsRequired,
+    /// The site is at an internal address (loopback, private, link-local…) that
+    /// `internal_sites` does not open, or is the proxy itself.
+    InternalDestination,
 }
 
 impl ReasonCode {
-    pub const ALL: [ReasonCode; 13] = [
+    pub const ALL: [ReasonCode; 14] = [
         ReasonCode::RuleAllow,
         ReasonCode::DefaultAllow,
         ReasonCode::UploadReadAllowed,
@@ -86,6 +89,7 @@ impl ReasonCode {
         ReasonCode::SniMismatch,
         ReasonCode::HostMismatch,
         ReasonCode::TlsRequired,
+        ReasonCode::InternalDestination,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -103,6 +107,7 @@ impl ReasonCode {
             ReasonCode::SniMismatch => "sni-mismatch",
             ReasonCode::HostMismatch => "host-mismatch",
             ReasonCode::TlsRequired => "tls-required",
+            ReasonCode::InternalDestination => "block-internal",
         }
     }
 
@@ -119,6 +124,7 @@ impl ReasonCode {
                 | ReasonCode::SniMismatch
                 | ReasonCode::HostMismatch
                 | ReasonCode::TlsRequired
+                | ReasonCode::InternalDestination
         )
     }
 }
@@ -219,6 +225,13 @@ impl Policy {
             } else {
                 "Cette connexion doit être inspectée et n'utilise pas TLS : elle ne peut pas \
                  être vérifiée au regard de la charte"
+            }),
+            ReasonCode::InternalDestination => Cow::Borrowed(if en {
+                "This site is on the internal network: the proxy does not connect to internal \
+                 addresses unless the policy opens them (internal_sites)"
+            } else {
+                "Ce site est sur le réseau interne : le proxy ne se connecte pas aux adresses \
+                 internes que la politique n'ouvre pas (internal_sites)"
             }),
             ReasonCode::UploadTunnelBlocked => {
                 let base = configured.map_or("", |t| t.get(lang));

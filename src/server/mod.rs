@@ -2,6 +2,8 @@
 //! hyper, counts connections, and shuts down gracefully (stop accepting, let exchanges
 //! and tunnels in flight finish within a bounded time, flush the trace).
 
+pub mod limits;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,14 +14,17 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use self::limits::{ConnLimits, Held};
 use crate::action::bump::Bumper;
 use crate::action::ca::{self, CaFiles, CertAuthority};
+use crate::action::dial::{Dialer, Guard};
 use crate::action::forward::{Body, Resolver, upstream_client};
 use crate::audit::{AuditWriter, Destination, Format};
-use crate::config::server::ServerConfig;
+use crate::config::server::{Limits, ServerConfig};
 use crate::identity::auth::{Authenticator, UsersFile};
 use crate::identity::workstation::Workstations;
 use crate::metrics::Metrics;
@@ -111,9 +116,11 @@ pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
         cfg.portal_url = format!("http://{}", bound.portal);
     }
 
-    let resolver = Resolver::new(cfg.hosts.clone());
-    let connect_timeout = Duration::from_secs(10);
-    let bumper = load_bumper(&cfg, resolver.clone(), connect_timeout)?;
+    let connect_timeout = cfg.limits.upstream_connect_timeout;
+    let guard = Guard::new(vec![bound.proxy, bound.portal, bound.admin]);
+    live.attach_guard(guard.clone());
+    let dialer = Dialer::new(Resolver::new(cfg.hosts.clone()), guard, connect_timeout);
+    let bumper = load_bumper(&cfg, dialer.clone())?;
     let db = cfg.data_dir.join("requests.db");
     let store: Arc<dyn crate::unblock::store::Store> =
         Arc::new(SqliteStore::open(&db).map_err(|e| anyhow::anyhow!(ConfigError(e.to_string())))?);
@@ -124,8 +131,8 @@ pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
         bumper: bumper.clone(),
         unblock: unblock.clone(),
         admin_pages: crate::admin::AdminPages::new(cfg.data_dir.join("admins")),
-        upstream: upstream_client(resolver.clone(), connect_timeout),
-        resolver,
+        upstream: upstream_client(dialer.clone(), cfg.limits.upstream_keepalive),
+        dialer,
         live: live.clone(),
         metrics: metrics.clone(),
         audit,
@@ -165,28 +172,25 @@ pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
     let st = state.clone();
     let proxy = tokio::spawn(accept_loop(
         proxy_l,
-        "proxy",
+        Listening::new("proxy", &cfg),
         metrics.clone(),
         stop_rx.clone(),
-        cfg.shutdown_grace,
         move |peer, req| crate::pipeline::handle(st.clone(), peer, req),
     ));
     let st = state.clone();
     let portal = tokio::spawn(accept_loop(
         portal_l,
-        "portal",
+        Listening::new("portal", &cfg),
         metrics.clone(),
         stop_rx.clone(),
-        cfg.shutdown_grace,
         move |peer, req| crate::portal::portal(st.clone(), peer, req),
     ));
     let st = state.clone();
     let admin = tokio::spawn(accept_loop(
         admin_l,
-        "admin",
+        Listening::new("admin", &cfg),
         metrics.clone(),
         stop_rx.clone(),
-        cfg.shutdown_grace,
         move |peer, req| crate::admin::handle(st.clone(), peer, req),
     ));
 
@@ -280,11 +284,7 @@ async fn unblock_sync(u: Arc<Unblock>) {
 
 /// The TLS interception of `cfg`: its CA (DATA/ca, created on first start when no other
 /// is named) and the upstream TLS client. `None` when inspection is off.
-fn load_bumper(
-    cfg: &ServerConfig,
-    resolver: Resolver,
-    connect_timeout: Duration,
-) -> anyhow::Result<Option<Arc<Bumper>>> {
+fn load_bumper(cfg: &ServerConfig, dialer: Dialer) -> anyhow::Result<Option<Arc<Bumper>>> {
     if !cfg.tls.inspect {
         return Ok(None);
     }
@@ -319,8 +319,8 @@ fn load_bumper(
         Arc::new(authority),
         ca::crypto_provider(),
         &cfg.tls.upstream_ca,
-        resolver,
-        connect_timeout,
+        dialer,
+        cfg.limits.upstream_keepalive,
     )
     .map_err(|e| anyhow::anyhow!(ConfigError(e.to_string())))?;
     Ok(Some(Arc::new(bumper)))
@@ -369,19 +369,48 @@ fn banner(cfg: &ServerConfig, b: &Bound, live: &Live, bumper: Option<&Bumper>) {
     );
 }
 
+/// What a listener applies to its connections.
+struct Listening {
+    name: &'static str,
+    grace: Duration,
+    limits: Limits,
+    /// Each listener has caps of its own, of the configured sizes.
+    caps: Option<Arc<ConnLimits>>,
+}
+
+impl Listening {
+    fn new(name: &'static str, cfg: &ServerConfig) -> Listening {
+        let l = &cfg.limits;
+        Listening {
+            name,
+            grace: cfg.shutdown_grace,
+            limits: l.clone(),
+            caps: Some(ConnLimits::new(
+                l.max_connections,
+                l.max_connections_per_client,
+            )),
+        }
+    }
+}
+
 /// Accepts connections until `stop`, serving each with hyper (HTTP/1.1 keep-alive,
 /// upgrades for CONNECT and WebSocket); then waits up to `grace` for open exchanges.
 async fn accept_loop<F, Fut>(
     listener: TcpListener,
-    name: &'static str,
+    settings: Listening,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
-    grace: Duration,
     handler: F,
 ) where
     F: Fn(SocketAddr, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<Body>, std::convert::Infallible>> + Send + 'static,
 {
+    let Listening {
+        name,
+        grace,
+        limits,
+        caps,
+    } = settings;
     let open = Tracker::default();
     let gauge = metrics.active_connections.with_label_values(&[name]);
     loop {
@@ -398,11 +427,36 @@ async fn accept_loop<F, Fut>(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let permit = match caps.as_ref().map(|c| c.try_acquire(peer.ip())) {
+                    None => None,
+                    Some(Ok(p)) => Some(p),
+                    Some(Err(excess)) => {
+                        metrics
+                            .connections_refused
+                            .with_label_values(&[excess.as_str()])
+                            .inc();
+                        tracing::warn!(listener = name, %peer, cap = excess.as_str(), "connection refused (503)");
+                        let mut stream = stream;
+                        tokio::spawn(async move {
+                            let answer = limits::refusal(excess);
+                            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                                stream.write_all(&answer).await?;
+                                stream.shutdown().await
+                            })
+                            .await;
+                        });
+                        continue;
+                    }
+                };
                 let h = handler.clone();
                 let svc = service_fn(move |req| h(peer, req));
                 let conn = hyper::server::conn::http1::Builder::new()
                     .preserve_header_case(true)
-                    .serve_connection(TokioIo::new(stream), svc)
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(limits.header_timeout)
+                    .max_buf_size(limits.max_head_bytes)
+                    .max_headers(limits.max_headers)
+                    .serve_connection(TokioIo::new(Held::new(stream, permit)), svc)
                     .with_upgrades();
                 let gauge = gauge.clone();
                 let guard = open.enter();

@@ -341,7 +341,8 @@ pub fn curl(args: &[&str]) -> (i32, String, String) {
 /// A local upstream web server, on its own thread and runtime. Routes:
 /// `/small` → "hello"; `/version` → the HTTP version it was asked in; `/big?n=N` → N bytes streamed; `POST /upload` → the byte count
 /// read; `/headers` → the request headers it received, one a line; `/ws` → 101 then
-/// echoes bytes; `/slow?ms=N` → waits N ms then "slow done".
+/// echoes bytes; `/slow?ms=N` → waits N ms then "slow done"; `/stall?n=N` → promises N
+/// bytes, sends 10, then stalls.
 pub struct Upstream {
     pub addr: SocketAddr,
     _stop: tokio::sync::oneshot::Sender<()>,
@@ -446,6 +447,26 @@ pub async fn route(mut req: Request<Incoming>) -> Result<Response<TestBody>, Inf
                 }
             }
             Response::new(full(n.to_string()))
+        }
+        "/stall" => {
+            // Promises `n` bytes, sends 10, then stalls for a minute.
+            let n = num("n").max(11);
+            let stream = futures_util::stream::unfold(0u8, |step| async move {
+                match step {
+                    0 => Some((
+                        Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"0123456789"))),
+                        1,
+                    )),
+                    _ => {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                        None
+                    }
+                }
+            });
+            let mut r = Response::new(StreamBody::new(stream).boxed());
+            r.headers_mut()
+                .insert("content-length", n.to_string().parse().unwrap());
+            r
         }
         "/slow" => {
             tokio::time::sleep(Duration::from_millis(num("ms"))).await;

@@ -1,0 +1,247 @@
+//! Limits: request head size and header count (431), slow clients (head and body),
+//! slow or stalled sites, idle tunnels, and connection caps (503, existing flows
+//! untouched). Each runs the real proxy with small limits from a `--config` file.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::proxy::{Proxy, Upstream, tcp_echo};
+
+const LIMITS: &str = "limits:
+  max_head_bytes: 8192
+  max_headers: 20
+  header_timeout_seconds: 1
+  body_idle_timeout_seconds: 1
+  upstream_first_byte_timeout_seconds: 1
+  upstream_idle_timeout_seconds: 1
+  tunnel_idle_timeout_seconds: 1
+  max_connections_per_client: 4
+";
+
+fn start(extra: &[&str]) -> Proxy {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    common::proxy::copy_dir(&root.join("categories"), &dir.path().join("categories"));
+    std::fs::copy(
+        root.join("proxy-policy.yaml"),
+        dir.path().join("policy.yaml"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("server.yaml"), LIMITS).unwrap();
+    let mut args = common::proxy::pins();
+    args.extend(["--config".to_string(), "server.yaml".to_string()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    Proxy::start_in(dir, &refs)
+}
+
+fn connect(p: &Proxy) -> TcpStream {
+    let s = TcpStream::connect(p.proxy).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s
+}
+
+/// Reads until the proxy closes the connection (or the 15 s read timeout).
+fn read_all(s: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn status(text: &str) -> u16 {
+    text.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One keep-alive GET on `s`; returns the status and body (reads exactly its length).
+fn get_on(s: &mut TcpStream, url: &str) -> (u16, String) {
+    s.write_all(format!("GET {url} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b).unwrap() == 0 {
+            break;
+        }
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    (status(&head), String::from_utf8_lossy(&body).into_owned())
+}
+
+#[test]
+fn oversized_heads_and_too_many_headers_get_431() {
+    let up = Upstream::start();
+    let p = start(&[]);
+    let url = format!("http://allowed.test:{}/small", up.port());
+    let big = "a".repeat(10_000);
+    let mut s = connect(&p);
+    s.write_all(format!("GET {url} HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n").as_bytes())
+        .unwrap();
+    assert_eq!(status(&read_all(&mut s)), 431);
+
+    let many: String = (0..30).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let mut s = connect(&p);
+    s.write_all(format!("GET {url} HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes())
+        .unwrap();
+    assert_eq!(status(&read_all(&mut s)), 431);
+
+    // Within the limits, the same request goes through.
+    let mut s = connect(&p);
+    assert_eq!(get_on(&mut s, &url), (200, "hello".into()));
+}
+
+#[test]
+fn slow_clients_are_cut_off() {
+    let up = Upstream::start();
+    let p = start(&[]);
+    // Slowloris: half a head, then nothing. Closed after the 1 s header timeout.
+    let mut s = connect(&p);
+    let t = Instant::now();
+    s.write_all(b"GET http://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\n")
+        .unwrap();
+    let _ = read_all(&mut s);
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+
+    // Slow POST: a body that stops after 10 of its 100 bytes gets 408.
+    let mut s = connect(&p);
+    let t = Instant::now();
+    s.write_all(
+        format!(
+            "POST http://allowed.test:{}/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789",
+            up.port()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let text = read_all(&mut s);
+    assert_eq!(status(&text), 408, "{text}");
+    assert!(t.elapsed() < Duration::from_secs(8));
+}
+
+#[test]
+fn slow_and_stalled_sites_give_504_or_a_cut_connection() {
+    let up = Upstream::start();
+    let p = start(&[]);
+    // No answer within the first-byte timeout: 504 page, in French by default.
+    let t = Instant::now();
+    let mut s = connect(&p);
+    let (code, body) = get_on(
+        &mut s,
+        &format!("http://allowed.test:{}/slow?ms=5000", up.port()),
+    );
+    assert_eq!(code, 504, "{body}");
+    assert!(body.contains("pas répondu à temps"), "{body}");
+    assert!(t.elapsed() < Duration::from_secs(4));
+
+    // A body that stalls half-way: the client's connection is cut, never a short body
+    // that looks complete.
+    let mut s = connect(&p);
+    s.write_all(
+        format!(
+            "GET http://allowed.test:{}/stall?n=100 HTTP/1.1\r\nHost: x\r\n\r\n",
+            up.port()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let t = Instant::now();
+    let text = read_all(&mut s);
+    assert!(t.elapsed() < Duration::from_secs(8));
+    assert_eq!(status(&text), 200, "{text}");
+    assert!(
+        text.to_lowercase().contains("content-length: 100"),
+        "{text}"
+    );
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    assert_eq!(
+        body, "0123456789",
+        "only what the site sent, then the close"
+    );
+}
+
+#[test]
+fn idle_tunnels_are_closed() {
+    let echo = tcp_echo("hi\n");
+    let port = echo.port().to_string();
+    let p = start(&["--connect-port", &port, "--no-inspect"]);
+    let mut s = connect(&p);
+    s.write_all(format!("CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = s.read(&mut buf).unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert_eq!(status(&head), 200, "{head}");
+    // Active for 2 s (twice the idle timeout): stays open.
+    for _ in 0..8 {
+        s.write_all(b"x").unwrap();
+        let mut got = Vec::new();
+        while !got.ends_with(b"x") {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "closed while active");
+            got.extend_from_slice(&buf[..n]);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // Then idle: closed by the proxy.
+    let t = Instant::now();
+    let _ = read_all(&mut s);
+    assert!(t.elapsed() < Duration::from_secs(8));
+}
+
+#[test]
+fn connections_over_the_per_client_cap_get_503_and_others_go_on() {
+    let up = Upstream::start();
+    let p = start(&[]);
+    let url = format!("http://allowed.test:{}/small", up.port());
+    let mut open: Vec<TcpStream> = (0..4).map(|_| connect(&p)).collect();
+    for s in &mut open {
+        assert_eq!(get_on(s, &url), (200, "hello".into()));
+    }
+    let mut fifth = connect(&p);
+    let text = read_all(&mut fifth);
+    assert_eq!(status(&text), 503, "{text}");
+    assert!(text.contains("max-connections-per-client"), "{text}");
+    assert!(text.contains("Trop de connexions"), "{text}");
+    // The four open ones are untouched.
+    for s in &mut open {
+        assert_eq!(get_on(s, &url), (200, "hello".into()));
+    }
+    // One closes: a new connection is accepted once the proxy has seen the close.
+    drop(open.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut s = connect(&p);
+        s.write_all(
+            format!("GET {url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+        let text = read_all(&mut s);
+        if status(&text) == 200 {
+            break;
+        }
+        assert_eq!(status(&text), 503);
+        assert!(
+            Instant::now() < deadline,
+            "the closed connection's slot never came back"
+        );
+        std::thread::yield_now();
+    }
+    let metrics = p.admin_get("/metrics");
+    assert!(
+        metrics.contains("charte_connections_refused_total{cap=\"max-connections-per-client\"}"),
+        "{metrics}"
+    );
+}
