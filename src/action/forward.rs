@@ -105,16 +105,24 @@ where
     }
 }
 
+/// The client's request body could not be read: bad chunked framing, or cut.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body is malformed or was cut: {0}")]
+pub struct ClientBody(#[source] pub hyper::Error);
+
+type ClientIncoming = http_body_util::combinators::MapErr<Incoming, fn(hyper::Error) -> ClientBody>;
+
 /// Request bodies on their way upstream, counted, ended if the client stalls.
 pub struct CountedIncoming {
-    inner: Idle<Incoming>,
+    inner: Idle<ClientIncoming>,
     count: Arc<AtomicU64>,
 }
 
 impl CountedIncoming {
     pub fn new(inner: Incoming, count: Arc<AtomicU64>, idle: Duration) -> Self {
+        let tagged: ClientIncoming = inner.map_err(ClientBody as fn(hyper::Error) -> ClientBody);
         CountedIncoming {
-            inner: Idle::new(inner, "request", idle),
+            inner: Idle::new(tagged, "request", idle),
             count,
         }
     }

@@ -595,6 +595,22 @@ fn upstream_failed(cx: Ctx, e: &hyper_util::client::legacy::Error, sent: u64) ->
     if let Some(d) = find_source::<UpstreamError>(e) {
         return dial_failed(cx, d, true);
     }
+    if let Some(bad) = find_source::<forward::ClientBody>(e) {
+        // The client's own framing is wrong (a bad chunk size…): its fault, not the site's.
+        let mut cx = cx;
+        let detail = bad.to_string();
+        let title = match cx.lang {
+            Lang::Fr => "Requête mal formée : son contenu ne respecte pas HTTP/1.1",
+            Lang::En => "Malformed request: its body does not follow HTTP/1.1",
+        };
+        let page = block_page::render_error_page(cx.lang, 400, title, &detail);
+        cx.rec.reason_code = "client-body-malformed";
+        cx.finish(400, sent, 0, Some(detail));
+        let mut res = html(StatusCode::BAD_REQUEST, page);
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return res;
+    }
     if let Some(idle) = find_source::<forward::BodyIdle>(e) {
         // The client stopped sending its body (slow POST).
         let mut cx = cx;
