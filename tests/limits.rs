@@ -22,6 +22,10 @@ const LIMITS: &str = "limits:
 ";
 
 fn start(extra: &[&str]) -> Proxy {
+    start_with(LIMITS, extra)
+}
+
+fn start_with(limits: &str, extra: &[&str]) -> Proxy {
     let dir = tempfile::tempdir().unwrap();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     common::proxy::copy_dir(&root.join("categories"), &dir.path().join("categories"));
@@ -30,7 +34,7 @@ fn start(extra: &[&str]) -> Proxy {
         dir.path().join("policy.yaml"),
     )
     .unwrap();
-    std::fs::write(dir.path().join("server.yaml"), LIMITS).unwrap();
+    std::fs::write(dir.path().join("server.yaml"), limits).unwrap();
     let mut args = common::proxy::pins();
     args.extend(["--config".to_string(), "server.yaml".to_string()]);
     args.extend(extra.iter().map(|s| s.to_string()));
@@ -243,5 +247,52 @@ fn connections_over_the_per_client_cap_get_503_and_others_go_on() {
     assert!(
         metrics.contains("charte_connections_refused_total{cap=\"max-connections-per-client\"}"),
         "{metrics}"
+    );
+}
+
+#[test]
+fn connections_over_the_overall_cap_get_503_and_a_bad_limit_is_a_config_error() {
+    let up = Upstream::start();
+    let p = start_with("limits:\n  max_connections: 3\n", &[]);
+    let url = format!("http://allowed.test:{}/small", up.port());
+    let mut open: Vec<TcpStream> = (0..3).map(|_| connect(&p)).collect();
+    for s in &mut open {
+        assert_eq!(get_on(s, &url), (200, "hello".into()));
+    }
+    let text = read_all(&mut connect(&p));
+    assert_eq!(status(&text), 503, "{text}");
+    assert!(
+        text.contains("x-charte-reason: max-connections\r\n")
+            || text.contains("X-Charte-Reason: max-connections\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("saturé"), "{text}");
+    for s in &mut open {
+        assert_eq!(get_on(s, &url), (200, "hello".into()));
+    }
+    drop(p);
+
+    // A limit that makes no sense is refused at start, with its place.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("server.yaml"),
+        "limits:\n  max_head_bytes: 100\n  tunnel_idle_timeout_seconds: -1\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_charte-proxy"))
+        .current_dir(dir.path())
+        .args(["serve", "--config", "server.yaml", "--policy"])
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/charte.yaml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("server.yaml:2") && err.contains("limits.max_head_bytes"),
+        "{err}"
+    );
+    assert!(
+        err.contains("server.yaml:3") && err.contains("limits.tunnel_idle_timeout_seconds"),
+        "{err}"
     );
 }

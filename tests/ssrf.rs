@@ -4,8 +4,8 @@
 
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::ErrorKind;
+use std::net::TcpListener;
 use std::time::Duration;
 
 use common::proxy::{Proxy, Upstream, copy_dir};
@@ -33,12 +33,7 @@ impl Trap {
 
 /// Sends `head` as it is and returns (status, whole response text).
 fn raw(p: &Proxy, head: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(p.proxy).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(head.as_bytes()).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
+    let text = common::proxy::one_response(p.proxy, head);
     let status = text
         .split(' ')
         .nth(1)

@@ -523,3 +523,36 @@ pub fn tcp_echo(banner: &'static str) -> SocketAddr {
     });
     addr
 }
+
+/// Sends `head` on a new connection to `proxy` and reads one response: its head and a
+/// `Content-Length` body (the connection may stay open, as after a refused CONNECT), or
+/// everything until the close when there is no length.
+pub fn one_response(proxy: SocketAddr, head: &str) -> String {
+    let mut s = TcpStream::connect(proxy).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut b = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(1) => got.push(b[0]),
+            _ => return String::from_utf8_lossy(&got).into_owned(),
+        }
+    }
+    let text = String::from_utf8_lossy(&got).to_lowercase();
+    match text
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+    {
+        Some(n) => {
+            let mut body = vec![0u8; n];
+            let _ = s.read_exact(&mut body);
+            got.extend_from_slice(&body);
+        }
+        None => {
+            let _ = s.read_to_end(&mut got);
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
