@@ -51,7 +51,6 @@ pub struct State {
     pub token_key: Arc<[u8]>,
     /// Tunnels and upgraded connections in flight (for graceful shutdown).
     pub tunnels: Tracker,
-    pub connect_timeout: Duration,
     /// TLS interception; `None` when it is off (`--no-inspect`).
     pub bumper: Option<Arc<Bumper>>,
     /// Unblock requests: approvals in force, blocks counted for the admin pages.

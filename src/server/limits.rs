@@ -98,11 +98,11 @@ impl Drop for Permit {
 #[derive(Debug)]
 pub struct Held<IO> {
     io: IO,
-    _permit: Option<Permit>,
+    _permit: Permit,
 }
 
 impl<IO> Held<IO> {
-    pub fn new(io: IO, permit: Option<Permit>) -> Held<IO> {
+    pub fn new(io: IO, permit: Permit) -> Held<IO> {
         Held {
             io,
             _permit: permit,

@@ -116,10 +116,13 @@ pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
         cfg.portal_url = format!("http://{}", bound.portal);
     }
 
-    let connect_timeout = cfg.limits.upstream_connect_timeout;
     let guard = Guard::new(vec![bound.proxy, bound.portal, bound.admin]);
     live.attach_guard(guard.clone());
-    let dialer = Dialer::new(Resolver::new(cfg.hosts.clone()), guard, connect_timeout);
+    let dialer = Dialer::new(
+        Resolver::new(cfg.hosts.clone()),
+        guard,
+        cfg.limits.upstream_connect_timeout,
+    );
     let bumper = load_bumper(&cfg, dialer.clone())?;
     let db = cfg.data_dir.join("requests.db");
     let store: Arc<dyn crate::unblock::store::Store> =
@@ -140,7 +143,6 @@ pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
         workstations: Workstations::new(cfg.reverse_dns, Duration::from_secs(600)),
         token_key,
         tunnels: Tracker::default(),
-        connect_timeout,
         cfg: cfg.clone(),
     });
 
@@ -375,7 +377,7 @@ struct Listening {
     grace: Duration,
     limits: Limits,
     /// Each listener has caps of its own, of the configured sizes.
-    caps: Option<Arc<ConnLimits>>,
+    caps: Arc<ConnLimits>,
 }
 
 impl Listening {
@@ -385,10 +387,7 @@ impl Listening {
             name,
             grace: cfg.shutdown_grace,
             limits: l.clone(),
-            caps: Some(ConnLimits::new(
-                l.max_connections,
-                l.max_connections_per_client,
-            )),
+            caps: ConnLimits::new(l.max_connections, l.max_connections_per_client),
         }
     }
 }
@@ -427,10 +426,9 @@ async fn accept_loop<F, Fut>(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let permit = match caps.as_ref().map(|c| c.try_acquire(peer.ip())) {
-                    None => None,
-                    Some(Ok(p)) => Some(p),
-                    Some(Err(excess)) => {
+                let permit = match caps.try_acquire(peer.ip()) {
+                    Ok(p) => p,
+                    Err(excess) => {
                         metrics
                             .connections_refused
                             .with_label_values(&[excess.as_str()])
