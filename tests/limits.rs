@@ -296,3 +296,64 @@ fn connections_over_the_overall_cap_get_503_and_a_bad_limit_is_a_config_error() 
         "{err}"
     );
 }
+
+#[test]
+fn inspected_http2_connections_announce_the_stream_and_header_limits() {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let p = start_with(
+        "limits:\n  h2_max_concurrent_streams: 7\n  max_head_bytes: 16384\n",
+        &[],
+    );
+    let ca = CertificateDer::from_pem_file(p.path("data/ca/ca.pem")).unwrap();
+    // Port 443 is the default CONNECT port; the session is the proxy's own (bumped), so
+    // no site needs to exist for its SETTINGS.
+    let mut tls =
+        common::tls::tls_through(p.proxy, "allowed.test:443", "allowed.test", &[ca], &[b"h2"])
+            .unwrap();
+    assert_eq!(tls.conn.alpn_protocol(), Some(&b"h2"[..]));
+    // Client preface and an empty SETTINGS frame.
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    // The server's first frame is its SETTINGS.
+    let mut head = [0u8; 9];
+    tls.read_exact(&mut head).unwrap();
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    assert_eq!(head[3], 4, "a SETTINGS frame");
+    let mut payload = vec![0u8; len];
+    tls.read_exact(&mut payload).unwrap();
+    let settings: std::collections::HashMap<u16, u32> = payload
+        .chunks(6)
+        .map(|c| {
+            (
+                u16::from_be_bytes([c[0], c[1]]),
+                u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
+            )
+        })
+        .collect();
+    // SETTINGS_MAX_CONCURRENT_STREAMS (0x3) and SETTINGS_MAX_HEADER_LIST_SIZE (0x6).
+    assert_eq!(settings.get(&3), Some(&7), "{settings:?}");
+    assert_eq!(settings.get(&6), Some(&16384), "{settings:?}");
+}
+
+/// CONTINUATION floods and rapid resets are handled by h2 itself (0.4.4 and later
+/// bound header-block CONTINUATION frames; pending resets are capped above); this
+/// guards against an older h2 coming back through the lock file.
+#[test]
+fn the_http2_implementation_has_the_flood_fixes() {
+    let lock = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock"),
+    )
+    .unwrap();
+    let version = lock
+        .split("[[package]]")
+        .find(|p| p.contains("\nname = \"h2\"\n"))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = ")))
+        .map(|v| v.trim_matches('"').to_string())
+        .expect("h2 in Cargo.lock");
+    let parts: Vec<u32> = version.split('.').map(|x| x.parse().unwrap()).collect();
+    assert!(
+        parts >= vec![0, 4, 4],
+        "h2 {version} lacks the CONTINUATION flood fix"
+    );
+}
