@@ -83,6 +83,26 @@ impl UpstreamError {
     }
 }
 
+/// A source of addresses for names; [`Resolver`] in the product, stubs in tests
+/// (a resolver that hangs, or that answers differently each time it is asked).
+pub trait Resolve: Send + Sync + 'static {
+    fn resolve<'a>(
+        &'a self,
+        host: &'a Host,
+        port: u16,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send + 'a>>;
+}
+
+impl Resolve for Resolver {
+    fn resolve<'a>(
+        &'a self,
+        host: &'a Host,
+        port: u16,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send + 'a>> {
+        Box::pin(Resolver::resolve(self, host, port))
+    }
+}
+
 /// Resolves upstream names: the server configuration's pinned `hosts` first, then the
 /// system resolver. Addresses come back unchecked; [`Dialer`] checks them.
 #[derive(Clone)]
@@ -162,15 +182,15 @@ impl Guard {
 /// Opens connections to sites; see the module documentation.
 #[derive(Clone)]
 pub struct Dialer {
-    resolver: Resolver,
+    resolver: Arc<dyn Resolve>,
     guard: Arc<Guard>,
     timeout: Duration,
 }
 
 impl Dialer {
-    pub fn new(resolver: Resolver, guard: Arc<Guard>, timeout: Duration) -> Dialer {
+    pub fn new(resolver: impl Resolve, guard: Arc<Guard>, timeout: Duration) -> Dialer {
         Dialer {
-            resolver,
+            resolver: Arc::new(resolver),
             guard,
             timeout,
         }
@@ -251,6 +271,101 @@ impl tower_service::Service<Uri> for Dialer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Answers `answers[n]` to the n-th question (the last one after that), counting
+    /// the questions; never answers when `answers` is empty.
+    struct Stub {
+        answers: Vec<Vec<IpAddr>>,
+        asked: Arc<AtomicUsize>,
+    }
+
+    impl Resolve for Stub {
+        fn resolve<'a>(
+            &'a self,
+            _: &'a Host,
+            port: u16,
+        ) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send + 'a>> {
+            let n = self.asked.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                let Some(last) = self.answers.last() else {
+                    return std::future::pending().await;
+                };
+                let ips = self.answers.get(n).unwrap_or(last);
+                Ok(ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect())
+            })
+        }
+    }
+
+    fn stub(answers: &[&[&str]]) -> (Stub, Arc<AtomicUsize>) {
+        let asked = Arc::new(AtomicUsize::new(0));
+        let answers = answers
+            .iter()
+            .map(|a| a.iter().map(|s| s.parse().unwrap()).collect())
+            .collect();
+        (
+            Stub {
+                answers,
+                asked: asked.clone(),
+            },
+            asked,
+        )
+    }
+
+    #[tokio::test]
+    async fn one_lookup_per_connection_and_only_checked_addresses_are_dialed() {
+        let site = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = site.local_addr().unwrap().port();
+        let guard = Guard::new(vec![]);
+        guard.set_sites(Arc::new(InternalSites {
+            networks: vec!["127.0.0.1/32".parse().unwrap()],
+            names: vec![],
+        }));
+        let h = Host::parse("rebind.example").unwrap();
+
+        // Rebinding: an opened address first, then the metadata address. Each connection
+        // asks once and goes where that one answer said.
+        let (s, asked) = stub(&[&["127.0.0.1"], &["169.254.169.254"]]);
+        let dialer = Dialer::new(s, guard.clone(), Duration::from_secs(5));
+        let (_c, addr) = dialer.connect(&h, port).await.unwrap();
+        assert_eq!(addr.ip().to_string(), "127.0.0.1");
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            1,
+            "one lookup, no second one to connect"
+        );
+        let e = dialer.connect(&h, port).await.unwrap_err();
+        assert_eq!(e.code(), "block-internal");
+        assert!(e.to_string().contains("169.254.169.254"), "{e}");
+        assert_eq!(asked.load(Ordering::SeqCst), 2);
+
+        // A mixed answer keeps only the checked addresses: the refused one is skipped,
+        // never dialed.
+        let (s, _) = stub(&[&["10.0.0.1", "127.0.0.1"]]);
+        let dialer = Dialer::new(s, guard.clone(), Duration::from_secs(5));
+        let (_c, addr) = dialer.connect(&h, port).await.unwrap();
+        assert_eq!(addr.ip().to_string(), "127.0.0.1");
+
+        // Every address refused: the first refusal is the error.
+        let (s, _) = stub(&[&["10.0.0.1", "fd00::1"]]);
+        let dialer = Dialer::new(s, guard.clone(), Duration::from_secs(5));
+        let e = dialer.connect(&h, port).await.unwrap_err();
+        assert!(e.to_string().contains("10.0.0.1"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_resolver_that_never_answers_times_out() {
+        let (s, asked) = stub(&[]);
+        let dialer = Dialer::new(s, Guard::new(vec![]), Duration::from_millis(200));
+        let t = std::time::Instant::now();
+        let e = dialer
+            .connect(&Host::parse("slow-dns.example").unwrap(), 80)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "upstream-timeout");
+        assert!(t.elapsed() < Duration::from_secs(2));
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+    }
 
     #[tokio::test]
     async fn internal_addresses_and_own_listeners_are_refused_before_connecting() {
