@@ -130,6 +130,10 @@ impl Host {
             (&input[..end + 2], port)
         } else {
             match input.rsplit_once(':') {
+                // `2001:db8::1:80` is ambiguous: an IPv6 address with a port must be
+                // bracketed, so a colon left in the host part is refused rather
+                // than guessed at.
+                Some((h, _)) if h.contains(':') => return Err(HostError::InvalidChar(':')),
                 Some((h, p)) => (h, Some(p)),
                 None => (input, None),
             }
@@ -199,15 +203,18 @@ impl Host {
         // Whether the label so far is all digits / starts with 0x.
         let mut digits = true;
         let mut too_long = bytes.len() > MAX_HOST_LEN;
+        // A bad inner label is reported only once the last label is known
+        // not to be numeric: `<64 zeros>.0` is an IPv4 address to the URL
+        // parser, so the slow path must judge it.
+        let mut bad_label = None;
         for (i, &b) in bytes.iter().enumerate() {
             let l = b.to_ascii_lowercase();
             if l == b'.' {
                 let label = &bytes[label_start..i];
                 if label.is_empty() {
-                    return Err(HostError::EmptyLabel);
-                }
-                if label.len() > MAX_LABEL_LEN {
-                    return Err(HostError::LabelTooLong);
+                    bad_label.get_or_insert(HostError::EmptyLabel);
+                } else if label.len() > MAX_LABEL_LEN {
+                    bad_label.get_or_insert(HostError::LabelTooLong);
                 }
                 label_start = i + 1;
                 digits = true;
@@ -236,6 +243,9 @@ impl Host {
         }
         if digits || matches!(last, [b'0', b'x' | b'X', ..]) {
             return Ok(None);
+        }
+        if let Some(err) = bad_label {
+            return Err(err);
         }
         if too_long {
             return Err(HostError::TooLong);
@@ -403,6 +413,11 @@ mod tests {
         assert!(Host::parse_authority("example.com:+80").is_err());
         assert!(Host::parse_authority("user@example.com").is_err());
         assert!(Host::parse_authority("[::1]x").is_err());
+        // An IPv6 address with a port must be bracketed (fuzz finding F2).
+        assert!(Host::parse_authority("2001:db8::1:80").is_err());
+        assert!(Host::parse_authority("::1").is_err());
+        let (h, p) = Host::parse_authority("[2001:db8::1]:80").unwrap();
+        assert_eq!((h.as_str(), p), ("2001:db8::1", Some(80)));
     }
 
     #[test]
@@ -443,7 +458,18 @@ mod tests {
     fn plain_name_fast_path_agrees_with_the_url_parser() {
         let long_label = "a".repeat(64);
         let long_name = format!("{}.com", "abcdefghi.".repeat(25));
+        // Fuzz finding F1 (fuzz/regressions/host): an over-long or empty
+        // inner label must not be refused before the numeric last label is seen.
+        let zeros = "0".repeat(64);
+        let zeros_then_zero = format!("{zeros}.0");
+        let long_zero_inner = format!("127.{zeros}.1");
+        let empty_inner_numeric = "1..2";
+        let long_label_then_name = format!("{long_label}.com");
         let cases = [
+            zeros_then_zero.as_str(),
+            long_zero_inner.as_str(),
+            empty_inner_numeric,
+            long_label_then_name.as_str(),
             "Example.COM",
             "www.example.com",
             "a-b_c.d1.fr",
@@ -478,5 +504,9 @@ mod tests {
                 (f, s) => panic!("{input}: fast {f:?} but URL parser {s:?}"),
             }
         }
+        // And the full parser reads them as the addresses a browser would.
+        assert_eq!(Host::parse(&long_zero_inner).unwrap().as_str(), "127.0.0.1");
+        assert_eq!(Host::parse(&zeros_then_zero).unwrap().as_str(), "0.0.0.0");
+        assert!(Host::parse(&long_label_then_name).is_err());
     }
 }

@@ -57,6 +57,13 @@ fn parse_host_part(s: &str) -> Result<Host, String> {
     if s.contains('*') {
         return Err("wildcards are not needed: an entry already matches all subdomains".into());
     }
+    // List files write IPv6 addresses bare (`2001:db8::1`); anything else is
+    // `host[:port]` (the port is ignored: an entry covers every port).
+    if !s.starts_with('[') && s.contains(':') {
+        if let Ok(v6) = s.parse::<std::net::Ipv6Addr>() {
+            return Ok(Host::from_ip(v6.into()));
+        }
+    }
     let (host, _port) = Host::parse_authority(s).map_err(|e| e.to_string())?;
     Ok(host)
 }
@@ -225,5 +232,18 @@ mod tests {
         assert!(parse_entry("https://example.com").is_err());
         assert!(parse_entry("=example.com/x").is_err());
         assert!(parse_entry("exa mple.com").is_err());
+        // Bare IPv6 entries are whole addresses, never `address:port` guesses
+        // (fuzz finding F2: `2001:db8::1:80` used to become `2001:db8::1`).
+        assert_eq!(parse_entry("::1").unwrap(), d("::1", false));
+        assert_eq!(
+            parse_entry("2001:db8::1:80").unwrap(),
+            d("2001:db8::1:80", false)
+        );
+        assert_eq!(
+            parse_entry("[2001:db8::1]:443").unwrap(),
+            d("2001:db8::1", false)
+        );
+        assert_eq!(parse_entry("=2001:DB8::1").unwrap(), d("2001:db8::1", true));
+        assert!(parse_entry("2001:db8::1::2").is_err());
     }
 }
