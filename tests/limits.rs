@@ -1,6 +1,8 @@
 //! Limits: request head size and header count (431), slow clients (head and body),
-//! slow or stalled sites, idle tunnels, and connection caps (503, existing flows
-//! untouched). Each runs the real proxy with small limits from a `--config` file.
+//! slow or stalled sites, idle tunnels, connection caps (503, existing flows
+//! untouched), and HTTP/2 inside inspected tunnels (announced limits, CONTINUATION and
+//! rapid-reset floods met with GOAWAY). Each runs the real proxy with small limits
+//! from a `--config` file.
 
 mod common;
 
@@ -336,9 +338,97 @@ fn inspected_http2_connections_announce_the_stream_and_header_limits() {
     assert_eq!(settings.get(&6), Some(&16384), "{settings:?}");
 }
 
-/// CONTINUATION floods and rapid resets are handled by h2 itself (0.4.4 and later
-/// bound header-block CONTINUATION frames; pending resets are capped above); this
-/// guards against an older h2 coming back through the lock file.
+/// An inspected HTTP/2 session (client preface and empty SETTINGS sent) with the
+/// proxy's own TLS, for the flood tests below.
+fn h2_session(p: &Proxy) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let ca = CertificateDer::from_pem_file(p.path("data/ca/ca.pem")).unwrap();
+    let mut tls =
+        common::tls::tls_through(p.proxy, "allowed.test:443", "allowed.test", &[ca], &[b"h2"])
+            .unwrap();
+    assert_eq!(tls.conn.alpn_protocol(), Some(&b"h2"[..]));
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    tls
+}
+
+/// One HTTP/2 frame: 24-bit length, type, flags, stream id, payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = len.to_be_bytes()[1..].to_vec();
+    f.extend([kind, flags]);
+    f.extend(stream.to_be_bytes());
+    f.extend(payload);
+    f
+}
+
+/// Reads the server's frames until its GOAWAY and returns that frame's error code;
+/// panics if the connection ends (or the read times out) without one.
+fn h2_goaway_code(
+    tls: &mut rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
+) -> u32 {
+    let mut seen = Vec::new();
+    loop {
+        let mut head = [0u8; 9];
+        if let Err(e) = tls.read_exact(&mut head) {
+            panic!("no GOAWAY before the end ({e}); frame types seen: {seen:?}");
+        }
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        tls.read_exact(&mut payload).unwrap();
+        if head[3] == 7 {
+            return u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]);
+        }
+        seen.push(head[3]);
+    }
+}
+
+const ENHANCE_YOUR_CALM: u32 = 0xb;
+
+/// A header block that never ends (HEADERS then CONTINUATION frames without
+/// END_HEADERS) is cut off with GOAWAY after a handful of frames, long before the
+/// block could grow: CVE-2024-27316 and kin.
+#[test]
+fn an_http2_continuation_flood_is_stopped() {
+    let p = start_with("limits:\n  max_head_bytes: 16384\n", &[]);
+    let mut tls = h2_session(&p);
+    // `0x82` is the indexed field `:method: GET`; each CONTINUATION carries one more
+    // `x-a: b` (a literal without indexing), so every fragment is valid HPACK and the
+    // list stays far under the 16 KiB header-list limit: only the frame count is wrong.
+    let mut burst = h2_frame(1, 0, 1, &[0x82]);
+    for _ in 0..64 {
+        burst.extend(h2_frame(9, 0, 1, b"\x00\x03x-a\x01b"));
+    }
+    // The proxy may close while the burst is still being written.
+    let _ = tls.write_all(&burst);
+    assert_eq!(h2_goaway_code(&mut tls), ENHANCE_YOUR_CALM);
+}
+
+/// Requests opened and reset at once, faster than they can be served (HTTP/2 rapid
+/// reset, CVE-2023-44487), end the session with GOAWAY instead of queuing work.
+#[test]
+fn an_http2_rapid_reset_flood_is_stopped() {
+    let p = start_with("limits:\n  h2_max_concurrent_streams: 128\n", &[]);
+    let mut tls = h2_session(&p);
+    // GET https://allowed.test/ : indexed :method GET, :scheme https, :path /, and a
+    // literal :authority.
+    let mut block = vec![0x82, 0x87, 0x84, 0x41, b"allowed.test".len() as u8];
+    block.extend(b"allowed.test");
+    let mut burst = Vec::new();
+    for i in 0..60u32 {
+        let stream = 2 * i + 1;
+        // HEADERS with END_STREAM | END_HEADERS, then RST_STREAM CANCEL.
+        burst.extend(h2_frame(1, 0x5, stream, &block));
+        burst.extend(h2_frame(3, 0, stream, &8u32.to_be_bytes()));
+    }
+    let _ = tls.write_all(&burst);
+    assert_eq!(h2_goaway_code(&mut tls), ENHANCE_YOUR_CALM);
+}
+
+/// CONTINUATION floods are stopped by h2 itself (0.4.4 and later bound the
+/// CONTINUATION frames of a header block; attacked above); this guards against an
+/// older h2 coming back through the lock file.
 #[test]
 fn the_http2_implementation_has_the_flood_fixes() {
     let lock = std::fs::read_to_string(
