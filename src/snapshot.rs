@@ -99,6 +99,14 @@ impl Live {
             .clone()
     }
 
+    /// The snapshot in force and how the last reload went, as one consistent view (a
+    /// reload swaps both under the status lock): never a new generation with the
+    /// previous reload's error.
+    pub fn state(&self) -> (std::sync::Arc<Snapshot>, ReloadStatus) {
+        let status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        (self.get(), status.clone())
+    }
+
     pub fn policy_path(&self) -> &Path {
         &self.path
     }
@@ -133,7 +141,12 @@ impl Live {
                     tracing::warn!(target: "charte::policy", "{w}");
                 }
                 let snap = std::sync::Arc::new(snap);
-                self.current.store(snap.clone());
+                {
+                    let mut shown = self.status.lock().unwrap_or_else(|e| e.into_inner());
+                    self.current.store(snap.clone());
+                    *shown = status.clone();
+                }
+                self.metrics.policy_stale.set(0);
                 self.publish(&snap);
                 self.metrics.reloads.with_label_values(&["ok"]).inc();
                 tracing::info!(

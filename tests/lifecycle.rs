@@ -207,7 +207,7 @@ fn a_broken_reload_is_refused_and_the_old_policy_keeps_working() {
     std::fs::write(&policy, good).unwrap();
     p.signal("HUP");
     let h = p.wait_generation(2);
-    assert_eq!(h["stale"], false);
+    assert_eq!(h["stale"], false, "{h}");
 }
 
 #[test]

@@ -603,8 +603,7 @@ fn metrics(st: &State) -> Response<Body> {
 }
 
 fn health(st: &State) -> Response<Body> {
-    let snap = st.live.get();
-    let status = st.live.status();
+    let (snap, status) = st.live.state();
     let body = serde_json::json!({
         "status": if status.stale { "stale" } else { "ok" },
         "policy": st.live.policy_path().display().to_string(),
