@@ -3,23 +3,28 @@
 //!
 //! Layout (built once per snapshot, read-only afterwards):
 //! - every entry is keyed by the 64-bit XXH3 hash of its normalised text;
-//! - keys are sorted and split into 2^k buckets by their top bits, with a directory of
-//!   bucket starts (about four keys a bucket), so a probe is one directory read and a
-//!   short scan of one cache line;
-//! - each key points (16-bit when fewer than 65 535 exist, else 32-bit) at an interned
-//!   pair of tag sets: tags that match the name and all its subdomains, and tags that
-//!   match this exact host only (`=host` entries).
+//! - an open-addressing table of 64-byte buckets (one cache line each) of eight 64-bit
+//!   slots; a key's home bucket comes from its top bits (multiply-shift over any bucket
+//!   count, so the table is sized to a load of at most 3/4 rather than to a power of
+//!   two); a slot holds the key's low 40 bits as a fingerprint and, inline, a 24-bit
+//!   index into the interned pairs of tag sets: tags that match the name and all its
+//!   subdomains, and tags that match this exact host only (`=host` entries);
+//! - slots fill from the left and a full bucket spills into the next one, so a probe
+//!   reads one cache line and stops at the first empty slot (more than one line for
+//!   about one probe in twenty at full load).
 //!
-//! All of it lives in one 8-aligned byte buffer (header, then each array), so the same
-//! bytes are an in-memory index or a file written by [`DomainIndex::write`] and mapped in
-//! place by [`DomainIndex::open`] (`categories compile`).
+//! All of it lives in one byte buffer (a 64-byte header, then each section, the table
+//! first and 64-aligned), so the same bytes are an in-memory index or a file written by
+//! [`DomainIndex::write`] and mapped in place by [`DomainIndex::open`]
+//! (`categories compile`).
 //!
 //! A lookup walks the host's suffixes (`a.b.c`, `b.c`, `c`), hashes each and probes;
 //! the entry that matched is the suffix itself, so no string is stored. Cost: one hash
-//! and one or two cache misses per label, no allocation (results go into a caller's
-//! inline buffer). Two distinct names sharing a 64-bit hash would share their tags; with
-//! six million entries the chance of any such pair is about one in a million, and a
-//! probe for a name that is not listed hits a wrong key with odds of about 2^-60.
+//! and one cache miss per label (the tag sets are small and stay cached), no allocation
+//! (results go into a caller's inline buffer). Two distinct names whose hashes agree on
+//! their home bucket and fingerprint would share their tags; with six million entries
+//! the chance of any such pair is about one in fifty thousand, and a probe for a name
+//! that is not listed matches a listed one with odds of about 2^-37.
 
 use std::fs::File;
 use std::io;
@@ -52,16 +57,34 @@ pub type DomainMatches = SmallVec<[DomainMatch; 16]>;
 /// First bytes of a compiled index file.
 pub const MAGIC: &[u8; 8] = b"CHARTIX\x01";
 /// Format version, after the magic.
-const FORMAT: u32 = 1;
-/// Header: magic, format, flags, shift, reserved, six (offset, count) sections.
-const HEADER: usize = 8 + 4 * 4 + 6 * 16;
-/// `flags` bit: `vals` are u16 (fewer than 65 535 distinct tag-set pairs), else u32.
-const NARROW_VALS: u32 = 1;
+const FORMAT: u32 = 2;
+/// Header: magic, format, flags, entry count, bucket count, four (offset, count)
+/// sections; padded so that the table that follows starts on a cache line.
+const HEADER: usize = 128;
+/// Number of sections (table, pairs, sets, meta).
+const SECTIONS: usize = 4;
+/// Slots in a bucket: one cache line of u64.
+const SLOTS: usize = 8;
+/// Low bits of a slot: the value (an index into the pairs).
+const VAL_BITS: u32 = 24;
+const VAL_MASK: u64 = (1 << VAL_BITS) - 1;
+/// Most distinct tag-set pairs a table can name.
+pub const MAX_PAIRS: usize = VAL_MASK as usize;
+/// Suffixes of a host whose buckets are fetched together (hosts rarely have more labels).
+const PREFETCHED: usize = 6;
+/// Buckets are sized so that at most this share of the slots is used (3/4).
+const LOAD_NUM: usize = 3;
+const LOAD_DEN: usize = 4;
 
-/// Where the index's bytes live: built in memory (a `Vec<u64>`, so 8-byte aligned), or a
-/// compiled file mapped read-only in place (page aligned).
+/// One bucket: a cache line of slots. A slot is `fingerprint << 24 | value`, 0 if empty.
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C, align(64))]
+struct Line([u64; SLOTS]);
+
+/// Where the index's bytes live: built in memory (cache-line aligned), or a compiled
+/// file mapped read-only in place (page aligned).
 enum Bytes {
-    Owned(Vec<u64>),
+    Owned(Vec<Line>),
     Mapped(memmap2::Mmap),
 }
 
@@ -73,6 +96,19 @@ impl Bytes {
             Bytes::Mapped(m) => m,
         }
     }
+}
+
+/// The fingerprint kept in a slot: the low 40 bits of the key, never 0 (0 marks an
+/// empty slot).
+#[inline]
+fn fingerprint(key: u64) -> u64 {
+    (key & ((1 << (64 - VAL_BITS)) - 1)).max(1)
+}
+
+/// The home bucket of a key among `buckets` (multiply-shift on its top bits).
+#[inline]
+fn home(key: u64, buckets: usize) -> usize {
+    ((u128::from(key) * buckets as u128) >> 64) as usize
 }
 
 /// A section of the bytes: byte offset (8-aligned) and number of elements.
@@ -97,15 +133,12 @@ pub enum IndexFileError {
 /// The immutable index. See the module documentation for the layout.
 pub struct DomainIndex {
     bytes: Bytes,
-    /// 64 − bucket bits; bucket of a key = key >> shift.
-    shift: u32,
-    narrow: bool,
-    /// Start of each bucket in `keys` (u32), plus one final end.
-    dir: Sect,
-    /// Sorted entry hashes (u64).
-    keys: Sect,
-    /// For each key, an index into `pairs` (u16 when narrow, else u32).
-    vals: Sect,
+    /// Distinct entries (names).
+    count: usize,
+    /// Buckets of the table (at least one, and never all slots used).
+    buckets: usize,
+    /// The table: `buckets` lines of `SLOTS` u64 slots.
+    table: Sect,
     /// (subdomain-matching set, exact-only set) as u32 pairs: offsets into `sets` or NONE.
     pairs: Sect,
     /// Interned tag sets: `[len, tag, tag, …]` runs (u16).
@@ -127,22 +160,8 @@ impl DomainIndex {
     }
 
     #[inline]
-    fn dir(&self) -> &[u32] {
-        bytemuck::cast_slice(self.raw(self.dir, 4))
-    }
-
-    #[inline]
-    fn keys(&self) -> &[u64] {
-        bytemuck::cast_slice(self.raw(self.keys, 8))
-    }
-
-    #[inline]
-    fn val(&self, i: usize) -> usize {
-        if self.narrow {
-            bytemuck::cast_slice::<u8, u16>(self.raw(self.vals, 2))[i] as usize
-        } else {
-            bytemuck::cast_slice::<u8, u32>(self.raw(self.vals, 4))[i] as usize
-        }
+    fn table(&self) -> &[u64] {
+        bytemuck::cast_slice(self.raw(self.table, 8))
     }
 
     #[inline]
@@ -163,11 +182,11 @@ impl DomainIndex {
 
     /// Number of distinct entries (names) in the index.
     pub fn len(&self) -> usize {
-        self.keys.len
+        self.count
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.len == 0
+        self.count == 0
     }
 
     /// Bytes the index spans (in memory, or mapped from its file).
@@ -184,22 +203,66 @@ impl DomainIndex {
     /// specific entry first; a tag already in `out` is not repeated.
     #[inline]
     pub fn lookup_into(&self, host: &Host, out: &mut DomainMatches) {
-        if self.keys.len == 0 {
+        if self.count == 0 {
             return;
         }
-        let text = host.as_str();
+        let text = host.as_str().as_bytes();
+        // Hash every suffix and ask for its bucket first, so that the cache misses of
+        // all the labels overlap instead of coming one after the other.
+        let mut probes = [(0u64, 0usize); PREFETCHED];
+        let mut n = 0;
+        let mut rest = None;
         for start in host.suffix_starts() {
-            let Some(val) = self.probe(xxh3_64(&text.as_bytes()[start..])) else {
-                continue;
-            };
-            let (sub, exact) = self.pair(val);
-            if start == 0 && exact != NONE {
-                self.push_set(exact, 0, true, out);
+            if n == PREFETCHED {
+                rest = Some(start);
+                break;
             }
-            if sub != NONE {
-                self.push_set(sub, start as u16, false, out);
+            let key = xxh3_64(&text[start..]);
+            self.prefetch(key);
+            probes[n] = (key, start);
+            n += 1;
+        }
+        for &(key, start) in &probes[..n] {
+            self.found(key, start, out);
+        }
+        // Hosts with more labels than that: the rest one by one.
+        if let Some(first) = rest {
+            for start in host.suffix_starts().skip_while(|&s| s < first) {
+                self.found(xxh3_64(&text[start..]), start, out);
             }
         }
+    }
+
+    /// Adds the tags of the entry `key` (the suffix of the host from `start`), if listed.
+    #[inline]
+    fn found(&self, key: u64, start: usize, out: &mut DomainMatches) {
+        let Some(val) = self.probe(key) else {
+            return;
+        };
+        let (sub, exact) = self.pair(val);
+        if start == 0 && exact != NONE {
+            self.push_set(exact, 0, true, out);
+        }
+        if sub != NONE {
+            self.push_set(sub, start as u16, false, out);
+        }
+    }
+
+    /// Asks the CPU to load `key`'s home bucket into the cache (a hint, no effect on
+    /// the result).
+    #[inline]
+    fn prefetch(&self, key: u64) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            let line = &self.table()[home(key, self.buckets) * SLOTS];
+            // SAFETY: SSE is part of every x86_64 CPU, and a prefetch only hints the
+            // cache: it reads nothing into the program and cannot fault (here the
+            // address is in the table anyway).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>((line as *const u64).cast()) };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = key;
     }
 
     /// Convenience wrapper returning a fresh result buffer.
@@ -211,16 +274,24 @@ impl DomainIndex {
 
     #[inline]
     fn probe(&self, key: u64) -> Option<usize> {
-        let b = (key >> self.shift) as usize;
-        let dir = self.dir();
-        let (lo, hi) = (dir[b] as usize, dir[b + 1] as usize);
-        let bucket = &self.keys()[lo..hi];
-        for (i, &k) in bucket.iter().enumerate() {
-            if k >= key {
-                return (k == key).then(|| self.val(lo + i));
+        let table = self.table();
+        let fp = fingerprint(key);
+        let mut b = home(key, self.buckets);
+        // Ends: `parse` and `build` guarantee at least one empty slot.
+        loop {
+            for &slot in &table[b * SLOTS..(b + 1) * SLOTS] {
+                if slot == 0 {
+                    return None;
+                }
+                if slot >> VAL_BITS == fp {
+                    return Some((slot & VAL_MASK) as usize);
+                }
+            }
+            b += 1;
+            if b == self.buckets {
+                b = 0;
             }
         }
-        None
     }
 
     #[inline]
@@ -244,11 +315,9 @@ impl DomainIndex {
     /// The same index with `meta` stored beside it (for [`DomainIndex::write`]).
     pub fn with_meta(&self, meta: &[u8]) -> DomainIndex {
         let parts = Parts {
-            shift: self.shift,
-            narrow: self.narrow,
-            dir: self.raw(self.dir, 4),
-            keys: self.raw(self.keys, 8),
-            vals: self.raw(self.vals, if self.narrow { 2 } else { 4 }),
+            count: self.count,
+            buckets: self.buckets,
+            table: self.raw(self.table, 8),
             pairs: self.raw(self.pairs, 8),
             sets: self.raw(self.sets, 2),
             meta,
@@ -275,46 +344,40 @@ impl DomainIndex {
 
 /// The sections of an index, as bytes, for [`assemble`].
 struct Parts<'a> {
-    shift: u32,
-    narrow: bool,
-    dir: &'a [u8],
-    keys: &'a [u8],
-    vals: &'a [u8],
+    count: usize,
+    buckets: usize,
+    table: &'a [u8],
     pairs: &'a [u8],
     sets: &'a [u8],
     meta: &'a [u8],
 }
 
-/// Lays the header and the sections out in one 8-aligned buffer.
+/// Element sizes of the sections, in order.
+const SIZES: [usize; SECTIONS] = [8, 8, 2, 1];
+
+/// Lays the header and the sections out in one cache-line aligned buffer.
 fn assemble(p: &Parts) -> DomainIndex {
-    let sections: [(&[u8], usize); 6] = [
-        (p.dir, 4),
-        (p.keys, 8),
-        (p.vals, if p.narrow { 2 } else { 4 }),
-        (p.pairs, 8),
-        (p.sets, 2),
-        (p.meta, 1),
-    ];
-    let pad = |n: usize| n.div_ceil(8) * 8;
-    let total = HEADER + sections.iter().map(|(b, _)| pad(b.len())).sum::<usize>();
-    let mut words = vec![0u64; total / 8];
+    let sections: [&[u8]; SECTIONS] = [p.table, p.pairs, p.sets, p.meta];
+    let pad = |n: usize| n.div_ceil(64) * 64;
+    let total = HEADER + sections.iter().map(|b| pad(b.len())).sum::<usize>();
+    let mut lines = vec![Line::default(); total / 64];
     {
-        let buf: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
+        let buf: &mut [u8] = bytemuck::cast_slice_mut(&mut lines);
         buf[..8].copy_from_slice(MAGIC);
         buf[8..12].copy_from_slice(&FORMAT.to_le_bytes());
-        let flags = if p.narrow { NARROW_VALS } else { 0 };
-        buf[12..16].copy_from_slice(&flags.to_le_bytes());
-        buf[16..20].copy_from_slice(&p.shift.to_le_bytes());
+        buf[12..16].copy_from_slice(&0u32.to_le_bytes());
+        buf[16..24].copy_from_slice(&(p.count as u64).to_le_bytes());
+        buf[24..32].copy_from_slice(&(p.buckets as u64).to_le_bytes());
         let mut at = HEADER;
-        for (i, (b, size)) in sections.iter().enumerate() {
-            let h = 24 + i * 16;
+        for (i, b) in sections.iter().enumerate() {
+            let h = 32 + i * 16;
             buf[h..h + 8].copy_from_slice(&(at as u64).to_le_bytes());
-            buf[h + 8..h + 16].copy_from_slice(&((b.len() / size) as u64).to_le_bytes());
+            buf[h + 8..h + 16].copy_from_slice(&((b.len() / SIZES[i]) as u64).to_le_bytes());
             buf[at..at + b.len()].copy_from_slice(b);
             at += pad(b.len());
         }
     }
-    parse(Bytes::Owned(words)).expect("a freshly assembled index is valid")
+    parse(Bytes::Owned(lines)).expect("a freshly assembled index is valid")
 }
 
 /// Reads and checks the header and the structure.
@@ -331,60 +394,47 @@ fn parse(bytes: Bytes) -> Result<DomainIndex, String> {
     if u32_at(8) != FORMAT {
         return Err(format!("format {}, this build reads {FORMAT}", u32_at(8)));
     }
-    let narrow = u32_at(12) & NARROW_VALS != 0;
-    let shift = u32_at(16);
-    if !(1..=63).contains(&shift) {
-        return Err("bad bucket shift".into());
-    }
-    let sizes = [4usize, 8, if narrow { 2 } else { 4 }, 8, 2, 1];
-    let mut s = [Sect::default(); 6];
-    for (i, size) in sizes.iter().enumerate() {
-        let off = usize::try_from(u64_at(24 + i * 16)).map_err(|_| "offset too large")?;
-        let len = usize::try_from(u64_at(32 + i * 16)).map_err(|_| "length too large")?;
+    let count = usize::try_from(u64_at(16)).map_err(|_| "entry count too large")?;
+    let buckets = usize::try_from(u64_at(24)).map_err(|_| "bucket count too large")?;
+    let mut s = [Sect::default(); SECTIONS];
+    for (i, size) in SIZES.iter().enumerate() {
+        let off = usize::try_from(u64_at(32 + i * 16)).map_err(|_| "offset too large")?;
+        let len = usize::try_from(u64_at(40 + i * 16)).map_err(|_| "length too large")?;
         let end = len
             .checked_mul(*size)
             .and_then(|n| n.checked_add(off))
             .ok_or("section overflows")?;
-        if off % 8 != 0 || off < HEADER || end > b.len() {
+        if off % 64 != 0 || off < HEADER || end > b.len() {
             return Err(format!("section {i} out of the file"));
         }
         s[i] = Sect { off, len };
     }
     let ix = DomainIndex {
         bytes,
-        shift,
-        narrow,
-        dir: s[0],
-        keys: s[1],
-        vals: s[2],
-        pairs: s[3],
-        sets: s[4],
-        meta: s[5],
+        count,
+        buckets,
+        table: s[0],
+        pairs: s[1],
+        sets: s[2],
+        meta: s[3],
     };
-    // Structure: the directory covers every bucket and stays within the keys; every value
-    // names a pair; every pair names a whole set.
-    let dir = ix.dir();
-    if dir.len() != (1usize << (64 - shift)) + 1 {
-        return Err("directory size does not match the bucket count".into());
-    }
-    if dir.windows(2).any(|w| w[0] > w[1]) || dir[dir.len() - 1] as usize != ix.keys.len {
-        return Err("directory out of order".into());
-    }
-    if ix.vals.len != ix.keys.len {
-        return Err("keys and values differ in number".into());
+    // Structure: the table has its buckets and an empty slot (a probe always ends), it
+    // holds `count` entries, every value names a pair, every pair names a whole set.
+    if buckets == 0 || buckets.checked_mul(SLOTS) != Some(ix.table.len) {
+        return Err("table size does not match the bucket count".into());
     }
     let npairs = ix.pairs.len;
-    let vals_ok = if narrow {
-        bytemuck::cast_slice::<u8, u16>(ix.raw(ix.vals, 2))
-            .iter()
-            .all(|&v| (v as usize) < npairs)
-    } else {
-        bytemuck::cast_slice::<u8, u32>(ix.raw(ix.vals, 4))
-            .iter()
-            .all(|&v| (v as usize) < npairs)
-    };
-    if !vals_ok {
-        return Err("a value names no pair".into());
+    let mut used = 0usize;
+    for &slot in ix.table() {
+        if slot != 0 {
+            used += 1;
+            if (slot & VAL_MASK) as usize >= npairs {
+                return Err("a value names no pair".into());
+            }
+        }
+    }
+    if used != count || used == ix.table.len {
+        return Err("the table does not hold the entries it announces".into());
     }
     let sets = ix.sets();
     for i in 0..npairs {
@@ -452,14 +502,11 @@ impl IndexBuilder {
             }
             n
         };
-        // About four keys a bucket: the scan stays within one or two cache lines.
-        let bits = (distinct / 4)
+        // A load of at most 3/4, and always one empty slot at least.
+        let buckets = (distinct * LOAD_DEN)
+            .div_ceil(LOAD_NUM * SLOTS)
             .max(1)
-            .next_power_of_two()
-            .trailing_zeros()
-            .max(1);
-        let shift = 64 - bits;
-        let buckets = 1usize << bits;
+            .max((distinct + 1).div_ceil(SLOTS));
 
         let mut keys: Vec<u64> = Vec::with_capacity(distinct);
         let mut vals: Vec<u32> = Vec::with_capacity(distinct);
@@ -503,31 +550,30 @@ impl IndexBuilder {
             vals.push(id);
         }
 
-        let mut dir: Vec<u32> = Vec::with_capacity(buckets + 1);
-        let mut k = 0usize;
-        for b in 0..buckets {
-            dir.push(k as u32);
-            while k < keys.len() && (keys[k] >> shift) as usize == b {
-                k += 1;
+        assert!(
+            pairs.len() <= MAX_PAIRS,
+            "more than {MAX_PAIRS} distinct combinations of categories"
+        );
+        // Insert in key order: each key goes to the first empty slot from its home
+        // bucket on. Keys are sorted, so homes come in increasing order.
+        let mut table = vec![0u64; buckets * SLOTS];
+        for (&key, &val) in keys.iter().zip(&vals) {
+            let mut b = home(key, buckets);
+            'placed: loop {
+                for slot in &mut table[b * SLOTS..(b + 1) * SLOTS] {
+                    if *slot == 0 {
+                        *slot = fingerprint(key) << VAL_BITS | u64::from(val);
+                        break 'placed;
+                    }
+                }
+                b = (b + 1) % buckets;
             }
         }
-        dir.push(keys.len() as u32);
-
-        let narrow = pairs.len() < u16::MAX as usize;
-        let vals16: Vec<u16>;
-        let vals_bytes: &[u8] = if narrow {
-            vals16 = vals.iter().map(|&v| v as u16).collect();
-            bytemuck::cast_slice(&vals16)
-        } else {
-            bytemuck::cast_slice(&vals)
-        };
         let flat: Vec<u32> = pairs.iter().flat_map(|&(a, b)| [a, b]).collect();
         assemble(&Parts {
-            shift,
-            narrow,
-            dir: bytemuck::cast_slice(&dir),
-            keys: bytemuck::cast_slice(&keys),
-            vals: vals_bytes,
+            count: keys.len(),
+            buckets,
+            table: bytemuck::cast_slice(&table),
             pairs: bytemuck::cast_slice(&flat),
             sets: bytemuck::cast_slice(&sets),
             meta: &[],
@@ -691,7 +737,8 @@ mod tests {
             DomainIndex::open(&path).err().map(|e| e.to_string())
         };
         assert!(check(&good).is_none());
-        // Truncated, wrong magic, a directory entry past the keys, a value past the pairs.
+        // Truncated, wrong magic, a bucket count that does not match, a value past the
+        // pairs, a full table (a probe could never end), a count that lies.
         assert!(
             check(&good[..good.len() / 2])
                 .unwrap()
@@ -700,13 +747,28 @@ mod tests {
         let mut bad = good.clone();
         bad[0] = b'X';
         assert!(check(&bad).is_some());
-        let dir_off = u64::from_le_bytes(good[24..32].try_into().unwrap()) as usize;
         let mut bad = good.clone();
-        bad[dir_off..dir_off + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        bad[24..32].copy_from_slice(&3u64.to_le_bytes());
         assert!(check(&bad).is_some());
-        let vals_off = u64::from_le_bytes(good[56..64].try_into().unwrap()) as usize;
+        let table_off = u64::from_le_bytes(good[32..40].try_into().unwrap()) as usize;
+        let table_len = u64::from_le_bytes(good[40..48].try_into().unwrap()) as usize;
+        let slot_at = |i: usize| table_off + 8 * i;
+        let first_used = (0..table_len)
+            .find(|&i| good[slot_at(i)..slot_at(i) + 8] != [0; 8])
+            .unwrap();
         let mut bad = good.clone();
-        bad[vals_off..vals_off + 2].copy_from_slice(&u16::MAX.to_le_bytes());
+        bad[slot_at(first_used)..slot_at(first_used) + 3].copy_from_slice(&[0xff; 3]);
+        assert!(check(&bad).unwrap().contains("names no pair"));
+        let mut bad = good.clone();
+        for i in 0..table_len {
+            if bad[slot_at(i)..slot_at(i) + 8] == [0; 8] {
+                bad[slot_at(i)..slot_at(i) + 8].copy_from_slice(&(1u64 << 24).to_le_bytes());
+            }
+        }
+        bad[16..24].copy_from_slice(&(table_len as u64).to_le_bytes());
+        assert!(check(&bad).is_some());
+        let mut bad = good.clone();
+        bad[16..24].copy_from_slice(&999u64.to_le_bytes());
         assert!(check(&bad).is_some());
         assert!(check(b"").is_some());
     }
