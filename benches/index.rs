@@ -4,6 +4,7 @@
 //!     cargo bench --bench index                       # 1 000 000 domains, 200 000 queries
 //!     CHARTE_BENCH_DOMAINS=6000000 cargo bench --bench index
 //!     CHARTE_BENCH_UT1=/path/to/ut1 cargo bench --bench index   # real UT1 names first
+//!     CHARTE_BENCH_IDX=x.idx CHARTE_BENCH_QUERY_FILE=q.txt cargo bench --bench index -- lookup_file
 //!
 //! The data is made here, reproducibly (fixed seeds, a splitmix64 generator), so the bench
 //! needs nothing outside the crate. Every benchmark checks its answer before it is timed.
@@ -1104,6 +1105,60 @@ fn bench_policy(c: &mut Criterion, pd: &OnceCell<PolicyData>) {
     g.finish();
 }
 
+/// `index/lookup_file`: a compiled index file (`categories compile`, as benches/index.sh
+/// makes it from gen_domains.py's list) and a query stream from a file (gen_domains.py
+/// `queries`, one host a line), when CHARTE_BENCH_IDX and CHARTE_BENCH_QUERY_FILE name
+/// them. Lines that are not host names are skipped and counted; the answer checked is the
+/// hit count, the same before and during the timed runs.
+fn bench_file(c: &mut Criterion) {
+    let (Some(idx), Some(qf)) = (
+        std::env::var_os("CHARTE_BENCH_IDX"),
+        std::env::var_os("CHARTE_BENCH_QUERY_FILE"),
+    ) else {
+        return;
+    };
+    let ix = DomainIndex::open(Path::new(&idx)).expect("CHARTE_BENCH_IDX opens");
+    let text = fs::read_to_string(&qf).expect("CHARTE_BENCH_QUERY_FILE reads");
+    let mut skipped = 0usize;
+    let queries: Vec<Host> = text
+        .lines()
+        .filter_map(|l| {
+            let h = Host::parse(l.trim()).ok();
+            skipped += usize::from(h.is_none());
+            h
+        })
+        .collect();
+    let hits = check_lookups(&ix, &queries, None);
+    note(format_args!(
+        "file index {} ({} names) and {} queries ({skipped} lines skipped): {hits} hits",
+        Path::new(&idx).display(),
+        ix.len(),
+        queries.len()
+    ));
+    let overhead = instant_overhead();
+    let mut out = DomainMatches::new();
+    let mut all = Vec::with_capacity(queries.len());
+    for h in &queries {
+        out.clear();
+        let t = Instant::now();
+        ix.lookup_into(black_box(h), &mut out);
+        all.push(t.elapsed().as_nanos() as u64);
+        black_box(&out);
+    }
+    note(format_args!(
+        "file index, single lookups (Instant pair {overhead} ns subtracted): {}",
+        latency_line("all", all, overhead)
+    ));
+    let mut g = c.benchmark_group("index");
+    g.sampling_mode(SamplingMode::Flat);
+    g.throughput(Throughput::Elements(queries.len() as u64));
+    g.bench_function("lookup_file", |b| {
+        let mut out = DomainMatches::new();
+        b.iter(|| assert_eq!(count_hits(&ix, &queries, &mut out), hits));
+    });
+    g.finish();
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let bench_mode = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
@@ -1118,5 +1173,6 @@ fn main() {
     bench_index(&mut c, &data, &built, &set);
     bench_host(&mut c, &data, &set);
     bench_policy(&mut c, &policy);
+    bench_file(&mut c);
     c.final_summary();
 }
