@@ -301,22 +301,11 @@ fn connections_over_the_overall_cap_get_503_and_a_bad_limit_is_a_config_error() 
 
 #[test]
 fn inspected_http2_connections_announce_the_stream_and_header_limits() {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
     let p = start_with(
         "limits:\n  h2_max_concurrent_streams: 7\n  max_head_bytes: 16384\n",
         &[],
     );
-    let ca = CertificateDer::from_pem_file(p.path("data/ca/ca.pem")).unwrap();
-    // Port 443 is the default CONNECT port; the session is the proxy's own (bumped), so
-    // no site needs to exist for its SETTINGS.
-    let mut tls =
-        common::tls::tls_through(p.proxy, "allowed.test:443", "allowed.test", &[ca], &[b"h2"])
-            .unwrap();
-    assert_eq!(tls.conn.alpn_protocol(), Some(&b"h2"[..]));
-    // Client preface and an empty SETTINGS frame.
-    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
-        .unwrap();
+    let mut tls = h2_session(&p);
     // The server's first frame is its SETTINGS.
     let mut head = [0u8; 9];
     tls.read_exact(&mut head).unwrap();
@@ -339,7 +328,8 @@ fn inspected_http2_connections_announce_the_stream_and_header_limits() {
 }
 
 /// An inspected HTTP/2 session (client preface and empty SETTINGS sent) with the
-/// proxy's own TLS, for the flood tests below.
+/// proxy's own TLS. Port 443 is the default CONNECT port; the session is the proxy's
+/// own (bumped), so no site needs to exist for what is tested here.
 fn h2_session(p: &Proxy) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
