@@ -20,6 +20,10 @@ use super::record::{Format, Record};
 const BATCH: usize = 256;
 /// Encoded bytes gathered before a write even when more records are queued.
 const WRITE_AT: usize = 64 * 1024;
+/// Longest a record waits for others before it is written: under load, one write (and
+/// one hand-off to the blocking pool) carries many records instead of one or two, which
+/// halved the proxy's futex calls. A crash loses at most this much more of the trace.
+const LINGER: Duration = Duration::from_millis(20);
 /// At most one warning per period about dropped or lost records.
 const WARN_PERIOD: Duration = Duration::from_secs(10);
 const WARN_PERIOD_MS: u64 = WARN_PERIOD.as_millis() as u64;
@@ -401,11 +405,15 @@ impl Task {
             buf: Vec::with_capacity(WRITE_AT + 4096),
             records: 0,
         };
+        // When the oldest record not yet written must go out.
+        let mut due: Option<tokio::time::Instant> = None;
         loop {
-            let open = tokio::select! {
+            let (open, lingered) = tokio::select! {
                 biased;
-                () = self.control.wake.notified() => true,
-                n = self.rx.recv_many(&mut batch, BATCH) => n > 0,
+                () = self.control.wake.notified() => (true, false),
+                n = self.rx.recv_many(&mut batch, BATCH) => (n > 0, false),
+                () = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)),
+                    if due.is_some() => (true, true),
             };
             // After the receive: a record sent after `reopen()` returned was received here
             // or later, so it sees the flag and lands in the new file.
@@ -438,9 +446,14 @@ impl Task {
                 self.write_out(&mut pending).await;
                 break;
             }
-            if pending.buf.len() >= WRITE_AT || self.rx.is_empty() {
+            if pending.buf.len() >= WRITE_AT || lingered {
                 self.write_out(&mut pending).await;
             }
+            due = match (pending.buf.is_empty(), due) {
+                (true, _) => None,
+                (false, None) => Some(tokio::time::Instant::now() + LINGER),
+                (false, Some(d)) => Some(d),
+            };
             self.drops.warn_if_due(Instant::now());
         }
         self.drops.warn_rest();
