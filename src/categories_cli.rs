@@ -209,9 +209,7 @@ fn classify_lines(
             None => (field, None),
         };
         let authority = authority.rsplit('@').next().unwrap_or(authority);
-        let host = Host::parse_authority(authority)
-            .map(|(h, _)| h)
-            .or_else(|_| Host::parse(authority));
+        let host = Host::parse_written(authority).map(|(h, _)| h);
         let Ok(host) = host else {
             out.extend_from_slice(field.as_bytes());
             out.extend_from_slice(b"\t?\n");

@@ -66,9 +66,8 @@ pub fn parse_target(s: &str) -> Result<Target, String> {
         Some(i) => (&s[..i], Some(s[i..].to_string())),
         None => (s, None),
     };
-    let (host, port) = Host::parse_authority(auth)
-        .or_else(|e| Host::parse(auth).map(|h| (h, None)).map_err(|_| e))
-        .map_err(|e| format!("invalid host {auth:?}: {e}"))?;
+    let (host, port) =
+        Host::parse_written(auth).map_err(|e| format!("invalid host {auth:?}: {e}"))?;
     Ok(Target {
         scheme: None,
         host,

@@ -145,6 +145,20 @@ impl Host {
         Ok((Host::parse(host)?, port))
     }
 
+    /// A host as a person writes it in a list file or on the command line: `host`,
+    /// `host:port`, `[v6]:port`, or a bare IPv6 address, taken whole (never split at its
+    /// last colon). Protocol fields (request targets, `Host` headers) use
+    /// [`Host::parse_authority`], which requires the brackets.
+    pub fn parse_written(input: &str) -> Result<(Host, Option<u16>), HostError> {
+        if !input.starts_with('[')
+            && input.contains(':')
+            && let Ok(v6) = input.parse::<Ipv6Addr>()
+        {
+            return Ok((Host::from_ip(IpAddr::V6(v6)), None));
+        }
+        Host::parse_authority(input)
+    }
+
     /// Builds a host from an address (always valid).
     pub fn from_ip(ip: IpAddr) -> Host {
         Host {

@@ -57,14 +57,8 @@ fn parse_host_part(s: &str) -> Result<Host, String> {
     if s.contains('*') {
         return Err("wildcards are not needed: an entry already matches all subdomains".into());
     }
-    // List files write IPv6 addresses bare (`2001:db8::1`); anything else is
-    // `host[:port]` (the port is ignored: an entry covers every port).
-    if !s.starts_with('[') && s.contains(':') {
-        if let Ok(v6) = s.parse::<std::net::Ipv6Addr>() {
-            return Ok(Host::from_ip(v6.into()));
-        }
-    }
-    let (host, _port) = Host::parse_authority(s).map_err(|e| e.to_string())?;
+    // The port, if any, is ignored: an entry covers every port.
+    let (host, _port) = Host::parse_written(s).map_err(|e| e.to_string())?;
     Ok(host)
 }
 
