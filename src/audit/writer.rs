@@ -408,13 +408,39 @@ impl Task {
         // When the oldest record not yet written must go out.
         let mut due: Option<tokio::time::Instant> = None;
         loop {
-            let (open, lingered) = tokio::select! {
-                biased;
-                () = self.control.wake.notified() => (true, false),
-                n = self.rx.recv_many(&mut batch, BATCH) => (n > 0, false),
-                () = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)),
-                    if due.is_some() => (true, true),
+            let (mut open, lingered) = match due {
+                // Records are waiting to be written: sleep until they are due without
+                // listening to the queue, so that a busy proxy wakes this task once per
+                // linger, not once per record.
+                Some(due) => tokio::select! {
+                    biased;
+                    () = self.control.wake.notified() => (true, false),
+                    () = tokio::time::sleep_until(due) => (true, true),
+                },
+                None => tokio::select! {
+                    biased;
+                    () = self.control.wake.notified() => (true, false),
+                    n = self.rx.recv_many(&mut batch, BATCH) => (n > 0, false),
+                },
             };
+            if lingered {
+                // Take what came in meanwhile, without waiting.
+                loop {
+                    match self.rx.try_recv() {
+                        Ok(r) => {
+                            batch.push(r);
+                            if batch.len() >= BATCH {
+                                self.encode(&mut batch, &mut pending);
+                            }
+                        }
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => {
+                            open = false;
+                            break;
+                        }
+                    }
+                }
+            }
             // After the receive: a record sent after `reopen()` returned was received here
             // or later, so it sees the flag and lands in the new file.
             if self.control.reopen.swap(false, Ordering::SeqCst) {
