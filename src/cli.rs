@@ -143,6 +143,9 @@ pub struct ServeArgs {
     /// Seconds given to exchanges in flight at shutdown [default: 10].
     #[arg(long, value_name = "SECONDS")]
     pub shutdown_grace: Option<u64>,
+    /// Threads serving proxy connections [default: one per CPU but one, at least one].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
     /// Relay every tunnel as bytes: no TLS inspection, no block page over HTTPS, and
     /// `block-upload` sites refused as a whole.
     #[arg(long)]
@@ -237,6 +240,9 @@ impl ServeArgs {
         }
         if let Some(g) = self.shutdown_grace {
             c.shutdown_grace = std::time::Duration::from_secs(g);
+        }
+        if let Some(w) = self.workers {
+            c.workers = usize::from(w);
         }
         Ok(c)
     }
@@ -334,7 +340,10 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // The main runtime accepts connections and runs the trace writer, the portal and
+    // the admin pages; proxy connections are served by the worker threads
+    // (`server::workers`).
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     match rt.block_on(crate::server::serve(cfg)) {

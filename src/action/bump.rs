@@ -63,7 +63,8 @@ pub enum TlsSetupError {
 pub struct Bumper {
     ca: Arc<CertAuthority>,
     provider: Arc<CryptoProvider>,
-    upstream: TlsUpstream,
+    /// One client (and pool) per worker thread, see [`crate::server::workers`].
+    upstream: Vec<TlsUpstream>,
 }
 
 impl fmt::Debug for Bumper {
@@ -73,13 +74,15 @@ impl fmt::Debug for Bumper {
 }
 
 impl Bumper {
-    /// `extra_roots`: PEM files trusted for upstream servers besides the system store.
+    /// `extra_roots`: PEM files trusted for upstream servers besides the system store;
+    /// `workers`: how many worker threads get an upstream client of their own.
     pub fn new(
         ca: Arc<CertAuthority>,
         provider: Arc<CryptoProvider>,
         extra_roots: &[PathBuf],
         dialer: Dialer,
         keepalive: Duration,
+        workers: usize,
     ) -> Result<Bumper, TlsSetupError> {
         let tls = client_config(provider.clone(), extra_roots)?;
         let https = hyper_rustls::HttpsConnectorBuilder::new()
@@ -88,12 +91,16 @@ impl Bumper {
             .enable_http1()
             .enable_http2()
             .wrap_connector(dialer);
-        let upstream = Client::builder(TokioExecutor::new())
-            // Without a timer the pool never reaps idle connections (hyper-util).
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .pool_idle_timeout(keepalive)
-            .pool_max_idle_per_host(64)
-            .build(https);
+        let upstream = (0..workers.max(1))
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    // Without a timer the pool never reaps idle connections (hyper-util).
+                    .pool_timer(hyper_util::rt::TokioTimer::new())
+                    .pool_idle_timeout(keepalive)
+                    .pool_max_idle_per_host(64)
+                    .build(https.clone())
+            })
+            .collect();
         Ok(Bumper {
             ca,
             provider,
@@ -105,8 +112,10 @@ impl Bumper {
         &self.ca
     }
 
+    /// The upstream client of the calling worker thread.
     pub fn upstream(&self) -> &TlsUpstream {
-        &self.upstream
+        let i = crate::server::workers::current();
+        &self.upstream[i % self.upstream.len()]
     }
 
     /// The acceptor for one tunnel to `host`: a leaf for `host` only (an SNI naming

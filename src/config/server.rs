@@ -31,6 +31,8 @@ pub struct RawServer {
     pub trace: Option<RawTrace>,
     pub reverse_dns: Option<bool>,
     pub shutdown_grace_seconds: Option<u64>,
+    /// Threads serving proxy connections; 0 or absent: one per CPU but one.
+    pub workers: Option<usize>,
     pub watch: Option<bool>,
     pub tls: Option<RawTls>,
     pub limits: Option<RawLimits>,
@@ -240,6 +242,8 @@ pub struct ServerConfig {
     pub trace_queue: usize,
     pub reverse_dns: bool,
     pub shutdown_grace: Duration,
+    /// Threads serving proxy connections (`server::workers`); 0: one per CPU but one.
+    pub workers: usize,
     /// Reload when a file under the policy changes (SIGHUP always reloads).
     pub watch: bool,
     pub tls: TlsConfig,
@@ -271,6 +275,7 @@ impl Default for ServerConfig {
             trace_queue: 65_536,
             reverse_dns: true,
             shutdown_grace: Duration::from_secs(10),
+            workers: 0,
             watch: true,
             tls: TlsConfig::default(),
             limits: Limits::default(),
@@ -400,6 +405,19 @@ impl ServerConfig {
         }
         if let Some(s) = raw.shutdown_grace_seconds {
             cfg.shutdown_grace = Duration::from_secs(s);
+        }
+        if let Some(w) = raw.workers {
+            if w > 1024 {
+                diags.error(
+                    "invalid-value",
+                    path,
+                    pos.value("workers"),
+                    Some("workers"),
+                    format!("{w} worker threads is more than 1024"),
+                    Some("use at most the number of CPUs, or 0 for one per CPU but one (the default)".into()),
+                );
+            }
+            cfg.workers = w;
         }
         if let Some(w) = raw.watch {
             cfg.watch = w;

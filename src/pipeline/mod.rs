@@ -45,7 +45,8 @@ pub struct State {
     /// `None` when authentication is off everywhere.
     pub auth: Option<Arc<Authenticator>>,
     pub workstations: Workstations,
-    pub upstream: Upstream,
+    /// One pooled client per worker thread: use [`State::upstream`].
+    pub upstream: Vec<Upstream>,
     pub dialer: Dialer,
     /// Key that signs the unblock tokens of block pages.
     pub token_key: Arc<[u8]>,
@@ -57,6 +58,14 @@ pub struct State {
     pub unblock: Arc<UnblockService>,
     /// The administrators' sessions and accounts file.
     pub admin_pages: crate::admin::AdminPages,
+}
+
+impl State {
+    /// The plain-HTTP upstream client of the calling worker thread.
+    pub fn upstream(&self) -> &Upstream {
+        let i = crate::server::workers::current();
+        &self.upstream[i % self.upstream.len()]
+    }
 }
 
 /// Counts tasks in flight so that shutdown can wait for them.
@@ -508,7 +517,7 @@ async fn exchange(
     );
     let sending = match (&st.bumper, target.https) {
         (Some(b), true) => b.upstream().request(out),
-        _ => st.upstream.request(out),
+        _ => st.upstream().request(out),
     };
     // The site has `upstream_first_byte_timeout` to answer once the request stops
     // moving: a long upload is not cut while its bytes flow.

@@ -3,6 +3,7 @@
 //! and tunnels in flight finish within a bounded time, flush the trace).
 
 pub mod limits;
+pub mod workers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use self::limits::{ConnLimits, Held};
+use self::workers::Workers;
 use crate::action::bump::Bumper;
 use crate::action::ca::{self, CaFiles, CertAuthority};
 use crate::action::dial::{Dialer, Guard};
@@ -123,7 +125,9 @@ pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
         guard,
         cfg.limits.upstream_connect_timeout,
     );
-    let bumper = load_bumper(&cfg, dialer.clone())?;
+    let n_workers = workers::count(cfg.workers);
+    let pool = Arc::new(Workers::start(n_workers).context("cannot start the worker threads")?);
+    let bumper = load_bumper(&cfg, dialer.clone(), n_workers)?;
     let db = cfg.data_dir.join("requests.db");
     let store: Arc<dyn crate::unblock::store::Store> =
         Arc::new(SqliteStore::open(&db).map_err(|e| anyhow::anyhow!(ConfigError(e.to_string())))?);
@@ -134,7 +138,10 @@ pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
         bumper: bumper.clone(),
         unblock: unblock.clone(),
         admin_pages: crate::admin::AdminPages::new(cfg.data_dir.join("admins")),
-        upstream: upstream_client(dialer.clone(), cfg.limits.upstream_keepalive),
+        // One pool of site connections per worker: a connection stays on its thread.
+        upstream: (0..n_workers)
+            .map(|_| upstream_client(dialer.clone(), cfg.limits.upstream_keepalive))
+            .collect(),
         dialer,
         live: live.clone(),
         metrics: metrics.clone(),
@@ -158,7 +165,7 @@ pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
         None
     };
 
-    banner(&cfg, &bound, &live, bumper.as_deref());
+    banner(&cfg, &bound, &live, bumper.as_deref(), pool.len());
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let writer = Arc::new(writer);
@@ -175,6 +182,7 @@ pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
     let proxy = tokio::spawn(accept_loop(
         proxy_l,
         Listening::new("proxy", &cfg),
+        Some(pool.clone()),
         metrics.clone(),
         stop_rx.clone(),
         move |peer, req| crate::pipeline::handle(st.clone(), peer, req),
@@ -183,6 +191,7 @@ pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
     let portal = tokio::spawn(accept_loop(
         portal_l,
         Listening::new("portal", &cfg),
+        None,
         metrics.clone(),
         stop_rx.clone(),
         move |peer, req| crate::portal::portal(st.clone(), peer, req),
@@ -191,6 +200,7 @@ pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
     let admin = tokio::spawn(accept_loop(
         admin_l,
         Listening::new("admin", &cfg),
+        None,
         metrics.clone(),
         stop_rx.clone(),
         move |peer, req| crate::admin::handle(st.clone(), peer, req),
@@ -209,6 +219,8 @@ pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
     }
     signals.abort();
     let _ = signals.await;
+    // Stopping the workers cancels what the grace period left; joining them blocks.
+    let _ = tokio::task::spawn_blocking(move || drop(pool)).await;
     drop(state);
     match Arc::try_unwrap(writer) {
         Ok(w) => w.shutdown().await,
@@ -286,7 +298,11 @@ async fn unblock_sync(u: Arc<Unblock>) {
 
 /// The TLS interception of `cfg`: its CA (DATA/ca, created on first start when no other
 /// is named) and the upstream TLS client. `None` when inspection is off.
-fn load_bumper(cfg: &ServerConfig, dialer: Dialer) -> anyhow::Result<Option<Arc<Bumper>>> {
+fn load_bumper(
+    cfg: &ServerConfig,
+    dialer: Dialer,
+    workers: usize,
+) -> anyhow::Result<Option<Arc<Bumper>>> {
     if !cfg.tls.inspect {
         return Ok(None);
     }
@@ -323,12 +339,13 @@ fn load_bumper(cfg: &ServerConfig, dialer: Dialer) -> anyhow::Result<Option<Arc<
         &cfg.tls.upstream_ca,
         dialer,
         cfg.limits.upstream_keepalive,
+        workers,
     )
     .map_err(|e| anyhow::anyhow!(ConfigError(e.to_string())))?;
     Ok(Some(Arc::new(bumper)))
 }
 
-fn banner(cfg: &ServerConfig, b: &Bound, live: &Live, bumper: Option<&Bumper>) {
+fn banner(cfg: &ServerConfig, b: &Bound, live: &Live, bumper: Option<&Bumper>, workers: usize) {
     let s = live.get();
     let trace = match &cfg.trace_path {
         Some(p) => p.display().to_string(),
@@ -344,8 +361,9 @@ fn banner(cfg: &ServerConfig, b: &Bound, live: &Live, bumper: Option<&Bumper>) {
         s.stats.build_time.as_secs_f64()
     );
     println!(
-        "  proxy   http://{}   (HTTP and CONNECT; point workstations here)",
-        b.proxy
+        "  proxy   http://{}   (HTTP and CONNECT; point workstations here; {workers} worker thread{})",
+        b.proxy,
+        if workers == 1 { "" } else { "s" }
     );
     println!(
         "  portal  http://{}   (PAC file: {}/proxy.pac)",
@@ -393,10 +411,12 @@ impl Listening {
 }
 
 /// Accepts connections until `stop`, serving each with hyper (HTTP/1.1 keep-alive,
-/// upgrades for CONNECT and WebSocket); then waits up to `grace` for open exchanges.
+/// upgrades for CONNECT and WebSocket), each on one of `workers` when given, else on
+/// the current runtime; then waits up to `grace` for open exchanges.
 async fn accept_loop<F, Fut>(
     listener: TcpListener,
     settings: Listening,
+    workers: Option<Arc<Workers>>,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
     handler: F,
@@ -447,21 +467,22 @@ async fn accept_loop<F, Fut>(
                     }
                 };
                 let h = handler.clone();
-                let svc = service_fn(move |req| h(peer, req));
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .preserve_header_case(true)
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(limits.header_timeout)
-                    .max_buf_size(limits.max_head_bytes)
-                    .max_headers(limits.max_headers)
-                    .serve_connection(TokioIo::new(Held::new(stream, permit)), svc)
-                    .with_upgrades();
+                let limits = limits.clone();
                 let gauge = gauge.clone();
                 let guard = open.enter();
                 let mut stop = stop.clone();
                 gauge.inc();
-                tokio::spawn(async move {
+                let serve = move |stream: tokio::net::TcpStream| async move {
                     let _guard = guard;
+                    let svc = service_fn(move |req| h(peer, req));
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .preserve_header_case(true)
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(limits.header_timeout)
+                        .max_buf_size(limits.max_head_bytes)
+                        .max_headers(limits.max_headers)
+                        .serve_connection(TokioIo::new(Held::new(stream, permit)), svc)
+                        .with_upgrades();
                     let mut conn = std::pin::pin!(conn);
                     let ended = tokio::select! {
                         r = conn.as_mut() => r,
@@ -475,7 +496,13 @@ async fn accept_loop<F, Fut>(
                         tracing::debug!(listener = name, %peer, "connection ended: {e}");
                     }
                     gauge.dec();
-                });
+                };
+                match &workers {
+                    Some(w) => w.dispatch(stream, serve),
+                    None => {
+                        tokio::spawn(serve(stream));
+                    }
+                }
             }
         }
     }

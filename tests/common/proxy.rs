@@ -92,6 +92,13 @@ impl Proxy {
             .arg("--data-dir")
             .arg(&data)
             .args(["--shutdown-grace", "5"])
+            // Two workers, whatever the machine: connections spread over both, each with
+            // its own pool of site connections, as on a production server.
+            .args(if extra.contains(&"--workers") {
+                &[][..]
+            } else {
+                &["--workers", "2"][..]
+            })
             .args(if extra.contains(&"--reverse-dns") {
                 &[][..]
             } else {
