@@ -165,8 +165,6 @@ pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
         None
     };
 
-    banner(&cfg, &bound, &live, bumper.as_deref(), pool.len());
-
     let (stop_tx, stop_rx) = watch::channel(false);
     let writer = Arc::new(writer);
     let w = writer.clone();
@@ -177,6 +175,8 @@ pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
         move || w.reopen(),
         stop_tx,
     ));
+
+    banner(&cfg, &bound, &live, bumper.as_deref(), pool.len());
 
     let st = state.clone();
     let proxy = tokio::spawn(accept_loop(
@@ -237,43 +237,49 @@ pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-async fn signal_loop(
+/// Installs the signal handlers now (before the banner says the proxy is ready: a
+/// SIGHUP that came before them would kill the process) and returns the loop that
+/// serves them.
+fn signal_loop(
     live: Arc<Live>,
     users: Option<(Arc<Authenticator>, std::path::PathBuf)>,
     reopen: impl Fn() + Send + 'static,
     stop: watch::Sender<bool>,
-) {
+) -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut hup), Ok(mut usr1), Ok(mut term), Ok(mut int)) = (
+    let installed = (
         signal(SignalKind::hangup()),
         signal(SignalKind::user_defined1()),
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = hup.recv() => {
-                tracing::info!("SIGHUP: reloading the policy");
-                let _ = live.reload().await;
-                if let Some((auth, path)) = &users {
-                    match UsersFile::load(path) {
-                        Ok(u) => {
-                            auth.replace(u);
-                            tracing::info!(users = auth.len(), "users file reloaded");
+    );
+    async move {
+        let (Ok(mut hup), Ok(mut usr1), Ok(mut term), Ok(mut int)) = installed else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading the policy");
+                    let _ = live.reload().await;
+                    if let Some((auth, path)) = &users {
+                        match UsersFile::load(path) {
+                            Ok(u) => {
+                                auth.replace(u);
+                                tracing::info!(users = auth.len(), "users file reloaded");
+                            }
+                            Err(e) => tracing::error!("users file not reloaded, the previous one stays: {e}"),
                         }
-                        Err(e) => tracing::error!("users file not reloaded, the previous one stays: {e}"),
                     }
                 }
+                _ = usr1.recv() => {
+                    tracing::info!("SIGUSR1: reopening the trace file");
+                    reopen();
+                }
+                _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); let _ = stop.send(true); return; }
+                _ = int.recv() => { tracing::info!("SIGINT: shutting down"); let _ = stop.send(true); return; }
             }
-            _ = usr1.recv() => {
-                tracing::info!("SIGUSR1: reopening the trace file");
-                reopen();
-            }
-            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); let _ = stop.send(true); return; }
-            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); let _ = stop.send(true); return; }
         }
     }
 }
