@@ -38,7 +38,11 @@ struct Tunnel {
     user: Option<Box<str>>,
 }
 
-pub(super) async fn connect(mut cx: Ctx, who: Identity, req: Request<Incoming>) -> Response<Body> {
+pub(super) async fn connect(
+    mut cx: Box<Ctx>,
+    who: Identity,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let st = cx.st.clone();
     let authority = req
         .uri()
@@ -136,11 +140,11 @@ pub(super) async fn connect(mut cx: Ctx, who: Identity, req: Request<Incoming>) 
 /// Reads the ClientHello (every byte kept for replay) and checks its SNI against the
 /// CONNECT host. `None`: the tunnel was refused or failed, and its record emitted.
 async fn check_hello<IO: tokio::io::AsyncRead + Unpin>(
-    mut cx: Ctx,
+    mut cx: Box<Ctx>,
     io: &mut IO,
     host: &Host,
     tls_required: bool,
-) -> Option<(Ctx, Bytes)> {
+) -> Option<(Box<Ctx>, Bytes)> {
     let timeout = cx.st.cfg.tls.hello_timeout;
     let (res, prefix) = client_hello::peek(io, timeout).await;
     let read = prefix.len() as u64;
@@ -172,7 +176,7 @@ async fn check_hello<IO: tokio::io::AsyncRead + Unpin>(
 
 /// A bumped tunnel: ClientHello, the client's handshake with a minted leaf, then HTTP/1.1
 /// or HTTP/2 requests until the client goes. Emits the tunnel's record at the end.
-async fn bump_tunnel(cx: Ctx, t: Arc<Tunnel>, req: Request<Incoming>) {
+async fn bump_tunnel(cx: Box<Ctx>, t: Arc<Tunnel>, req: Request<Incoming>) {
     let st = cx.st.clone();
     let Some(bumper) = st.bumper.clone() else {
         return;
@@ -297,7 +301,7 @@ fn other_host(req: &Request<Incoming>, t: &Tunnel) -> Option<String> {
 
 /// 421 Misdirected Request: the request names another site than the tunnel's. Browsers
 /// retry such a request on a connection of its own.
-fn host_mismatch(mut cx: Ctx, t: &Tunnel, given: &str) -> Response<Body> {
+fn host_mismatch(mut cx: Box<Ctx>, t: &Tunnel, given: &str) -> Response<Body> {
     cx.rec.host = t.host.as_str().into();
     cx.rec.port = t.port;
     cx.refused(ReasonCode::HostMismatch);

@@ -124,7 +124,7 @@ impl Ctx {
         method: &Method,
         kind: &'static str,
         lang: Lang,
-    ) -> Ctx {
+    ) -> Box<Ctx> {
         let snap = st.live.get();
         // An IPv4 client seen through an IPv6 socket (::ffff:a.b.c.d) is the IPv4 client.
         let client = peer.ip().to_canonical();
@@ -157,7 +157,7 @@ impl Ctx {
             upstream: None,
             error: None,
         };
-        Ctx {
+        Box::new(Ctx {
             st: st.clone(),
             peer,
             snap,
@@ -167,7 +167,7 @@ impl Ctx {
             lang,
             category_label: "none".into(),
             group_label: "none".into(),
-        }
+        })
     }
 
     fn identify(&mut self, who: &Identity) {
@@ -221,7 +221,7 @@ impl Ctx {
     }
 
     /// Emits the one record of this request, and its metrics.
-    fn finish(mut self, status: u16, sent: u64, received: u64, error: Option<String>) {
+    fn finish(mut self: Box<Self>, status: u16, sent: u64, received: u64, error: Option<String>) {
         self.rec.status = status;
         self.rec.bytes_sent = sent;
         self.rec.bytes_received = received;
@@ -337,7 +337,7 @@ fn approved(st: &State, snap: &Snapshot, who: &Identity, host: &Host) -> bool {
 }
 
 /// 508: the request already went through this proxy.
-fn loop_detected(mut cx: Ctx) -> Response<Body> {
+fn loop_detected(mut cx: Box<Ctx>) -> Response<Body> {
     cx.rec.decision = "error";
     cx.rec.reason_code = "loop";
     let page = block_page::render_error_page(cx.lang, 508, loop_title(cx.lang), "");
@@ -408,7 +408,7 @@ impl Target {
     }
 }
 
-async fn http(mut cx: Ctx, who: Identity, req: Request<Incoming>) -> Response<Body> {
+async fn http(mut cx: Box<Ctx>, who: Identity, req: Request<Incoming>) -> Response<Body> {
     let uri = req.uri().clone();
     if uri.scheme_str() != Some("http") {
         cx.refused(ReasonCode::BadHost);
@@ -437,23 +437,18 @@ async fn http(mut cx: Ctx, who: Identity, req: Request<Incoming>) -> Response<Bo
     exchange(cx, who, req, target).await
 }
 
-/// One request, plain or from an inspected tunnel: classify with the path, decide,
-/// then answer with the block page or forward it.
-async fn exchange(
-    mut cx: Ctx,
-    who: Identity,
-    mut req: Request<Incoming>,
-    target: Target,
-) -> Response<Body> {
+/// Classifies the request with its path and decides; fills the record. `Some(page)`
+/// when it is blocked (the caller finishes the record with 403).
+fn decide(
+    cx: &mut Ctx,
+    who: &Identity,
+    req: &Request<Incoming>,
+    target: &Target,
+) -> Option<Response<Body>> {
     use http_body::Body as _;
     let st = cx.st.clone();
-    let Target { ref host, port, .. } = target;
-    let path = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
-    let path = path.as_str();
+    let host = &target.host;
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let snap = cx.snap.clone();
     let mut class = Classification::default();
     let mut scratch = String::new();
@@ -464,12 +459,12 @@ async fn exchange(
         // HTTP/2 has no Content-Length to rely on: a body is a body.
         sends_data: sends_data(req.headers()) || !req.body().is_end_stream(),
         path_visible: true,
-        approved: approved(&st, &snap, &who, host),
+        approved: approved(&st, &snap, who, host),
         // The request is in clear here: plain HTTP, or decrypted from a bumped tunnel.
         inspectable: true,
     };
-    let d = snap.policy.decide(&who, &class, &facts);
-    cx.classified(host, port, &class);
+    let d = snap.policy.decide(who, &class, &facts);
+    cx.classified(host, target.port, &class);
     cx.decided(&d);
     // Plain HTTP shows the path, but a never-inspected site's path is never recorded.
     if snap.policy.never_inspected(&class) {
@@ -478,13 +473,34 @@ async fn exchange(
         cx.rec.inspection = "inspect";
         cx.rec.path = Some(path.into());
     }
-
-    if d.verdict == Verdict::Block {
+    (d.verdict == Verdict::Block).then(|| {
         let url = format!("{}://{}{path}", target.scheme(), target.authority());
-        let res = block_response(&cx, &who, &d, host, &url);
+        block_response(cx, who, &d, host, &url)
+    })
+}
+
+/// One request, plain or from an inspected tunnel: classify with the path, decide,
+/// then answer with the block page or forward it.
+async fn exchange(
+    mut cx: Box<Ctx>,
+    who: Identity,
+    mut req: Request<Incoming>,
+    target: Target,
+) -> Response<Body> {
+    // The decision is synchronous and kept out of this future: what it needs (the
+    // classification, the scratch buffers) does not live across the awaits below, so the
+    // future that every request moves stays small.
+    if let Some(blocked) = decide(&mut cx, &who, &req, &target) {
         cx.finish(403, 0, 0, None);
-        return res;
+        return blocked;
     }
+    drop(who);
+    let st = cx.st.clone();
+    let path = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
 
     // Forward.
     let upgrade = wants_upgrade(req.headers());
@@ -583,7 +599,7 @@ async fn exchange(
     Response::from_parts(parts, http_body_util::BodyExt::boxed(counted))
 }
 
-fn bad_host(mut cx: Ctx, authority: &str, why: &str) -> Response<Body> {
+fn bad_host(mut cx: Box<Ctx>, authority: &str, why: &str) -> Response<Body> {
     cx.refused(ReasonCode::BadHost);
     cx.rec.host = authority.chars().take(255).collect::<String>().into();
     let title = cx
@@ -596,7 +612,11 @@ fn bad_host(mut cx: Ctx, authority: &str, why: &str) -> Response<Body> {
     html(StatusCode::BAD_REQUEST, page)
 }
 
-fn upstream_failed(cx: Ctx, e: &hyper_util::client::legacy::Error, sent: u64) -> Response<Body> {
+fn upstream_failed(
+    cx: Box<Ctx>,
+    e: &hyper_util::client::legacy::Error,
+    sent: u64,
+) -> Response<Body> {
     if let Some(problem) = TlsProblem::find(e) {
         return upstream_tls_failed(cx, problem, sent);
     }
@@ -680,7 +700,7 @@ fn find_source<'a, T: std::error::Error + 'static>(
 /// The site could not be dialed: 403 when the proxy refused (internal address, itself),
 /// 504 on a timeout, 502 otherwise. `page`: an HTML page (plain HTTP, inside an inspected
 /// tunnel); otherwise a short text (CONNECT: browsers show their own error).
-fn dial_failed(mut cx: Ctx, e: &UpstreamError, page: bool) -> Response<Body> {
+fn dial_failed(mut cx: Box<Ctx>, e: &UpstreamError, page: bool) -> Response<Body> {
     cx.st
         .metrics
         .upstream_errors
@@ -721,7 +741,7 @@ fn dial_failed(mut cx: Ctx, e: &UpstreamError, page: bool) -> Response<Body> {
 }
 
 /// 502 naming what is wrong with the site's TLS; nothing was sent to it.
-fn upstream_tls_failed(mut cx: Ctx, problem: TlsProblem, sent: u64) -> Response<Body> {
+fn upstream_tls_failed(mut cx: Box<Ctx>, problem: TlsProblem, sent: u64) -> Response<Body> {
     cx.st
         .metrics
         .upstream_errors
