@@ -295,12 +295,8 @@ mod ser {
 
     use serde::Serializer;
     use serde::ser::{Error as _, SerializeSeq as _};
+    use std::io::Write as _;
     use time::OffsetDateTime;
-    use time::format_description::FormatItem;
-    use time::macros::format_description;
-
-    const RFC3339_MILLIS: &[FormatItem<'static>] =
-        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
 
     pub(super) fn rfc3339_millis<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
         // Through nanoseconds, not `From<SystemTime>`, which panics out of range.
@@ -308,11 +304,24 @@ mod ser {
             Ok(d) => d.as_nanos() as i128,
             Err(e) => -(e.duration().as_nanos() as i128),
         };
-        let text = OffsetDateTime::from_unix_timestamp_nanos(nanos)
-            .map_err(S::Error::custom)?
-            .format(RFC3339_MILLIS)
-            .map_err(S::Error::custom)?;
-        s.serialize_str(&text)
+        let t = OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(S::Error::custom)?;
+        // Written by hand into a stack buffer: one record a request, no allocation.
+        let mut buf = [0u8; 32];
+        let mut w = std::io::Cursor::new(&mut buf[..]);
+        write!(
+            w,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.millisecond()
+        )
+        .map_err(S::Error::custom)?;
+        let n = w.position() as usize;
+        s.serialize_str(std::str::from_utf8(&buf[..n]).map_err(S::Error::custom)?)
     }
 
     pub(super) fn millis<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
