@@ -17,3 +17,6 @@ fn main() -> ExitCode {
     let cli = charte_proxy::cli::Cli::parse();
     charte_proxy::cli::run(cli)
 }
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
