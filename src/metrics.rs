@@ -2,9 +2,12 @@
 //! reason codes, categories and groups of the policy — never a host, a URL or a user.
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+/// The kinds of request the pipeline records (`kind` label).
+pub const REQUEST_KINDS: [&str; 3] = ["http", "connect", "https"];
 
 /// The proxy's metrics, registered in their own registry.
 pub struct Metrics {
@@ -42,6 +45,12 @@ pub struct Metrics {
     pub tls_leaf_cache: IntGauge,
     /// Open tunnels and upgraded connections (set when scraped).
     pub tunnels_active: IntGauge,
+    /// `bytes{direction="sent"}` and `…"received"}`, resolved once: every request adds
+    /// to both, and a label lookup hashes and takes a lock.
+    pub bytes_sent: IntCounter,
+    pub bytes_received: IntCounter,
+    /// `request_duration` of each request kind, resolved once.
+    durations: [(&'static str, Histogram); 3],
 }
 
 impl Metrics {
@@ -199,9 +208,9 @@ impl Metrics {
                 blocks.with_label_values(&[code.as_str()]);
             }
         }
-        for d in ["sent", "received"] {
-            bytes.with_label_values(&[d]);
-        }
+        let bytes_sent = bytes.with_label_values(&["sent"]);
+        let bytes_received = bytes.with_label_values(&["received"]);
+        let durations = REQUEST_KINDS.map(|k| (k, request_duration.with_label_values(&[k])));
         for r in ["ok", "error"] {
             reloads.with_label_values(&[r]);
         }
@@ -226,6 +235,20 @@ impl Metrics {
             tls_leaves_minted,
             tls_leaf_cache,
             tunnels_active,
+            bytes_sent,
+            bytes_received,
+            durations,
+        }
+    }
+
+    /// Adds a request of `kind` (`http`, `connect`, `https`) to `request_duration`.
+    pub fn observe_duration(&self, kind: &str, seconds: f64) {
+        match self.durations.iter().find(|(k, _)| *k == kind) {
+            Some((_, h)) => h.observe(seconds),
+            None => self
+                .request_duration
+                .with_label_values(&[kind])
+                .observe(seconds),
         }
     }
 

@@ -244,11 +244,9 @@ impl Ctx {
         if self.rec.decision == "block" || self.rec.decision == "auth-required" {
             m.blocks.with_label_values(&[self.rec.reason_code]).inc();
         }
-        m.bytes.with_label_values(&["sent"]).inc_by(sent);
-        m.bytes.with_label_values(&["received"]).inc_by(received);
-        m.request_duration
-            .with_label_values(&[self.kind])
-            .observe(self.rec.duration.as_secs_f64());
+        m.bytes_sent.inc_by(sent);
+        m.bytes_received.inc_by(received);
+        m.observe_duration(self.kind, self.rec.duration.as_secs_f64());
         self.st.audit.record(self.rec);
     }
 }
