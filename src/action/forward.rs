@@ -48,12 +48,19 @@ pub struct BodyIdle {
     pub after: Duration,
 }
 
-/// Ends a body with [`BodyIdle`] when its next frame takes longer than `after`.
+/// Ends a body with [`BodyIdle`] when its next frame takes longer than `after` to come
+/// once asked for. The clock starts when the body has nothing ready (the producer is
+/// late), not while the consumer is busy elsewhere; and the timer exists only from the
+/// first such wait: a body that is always ready (a small response, an empty request)
+/// never registers one, which spares every such request an allocation and two timer
+/// wheel operations.
 pub struct Idle<B> {
     inner: B,
     side: &'static str,
     after: Duration,
-    timer: Pin<Box<tokio::time::Sleep>>,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The timer counts the current wait (false: it is left over from an earlier one).
+    armed: bool,
 }
 
 impl<B> Idle<B> {
@@ -62,7 +69,8 @@ impl<B> Idle<B> {
             inner,
             side,
             after,
-            timer: Box::pin(tokio::time::sleep(after)),
+            timer: None,
+            armed: false,
         }
     }
 }
@@ -82,17 +90,31 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(f) => {
-                let next = tokio::time::Instant::now() + this.after;
-                this.timer.as_mut().reset(next);
+                this.armed = false;
                 Poll::Ready(f.map(|r| r.map_err(Into::into)))
             }
-            Poll::Pending => match this.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyIdle {
-                    side: this.side,
-                    after: this.after,
-                })))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let deadline = || tokio::time::Instant::now() + this.after;
+                let timer = match &mut this.timer {
+                    Some(t) => {
+                        if !this.armed {
+                            t.as_mut().reset(deadline());
+                        }
+                        t
+                    }
+                    None => this
+                        .timer
+                        .insert(Box::pin(tokio::time::sleep_until(deadline()))),
+                };
+                this.armed = true;
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyIdle {
+                        side: this.side,
+                        after: this.after,
+                    })))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 
@@ -248,27 +270,36 @@ pub const VIA: &str = "1.1 charte-proxy";
 /// `Transfer-Encoding`, `Upgrade`, `Proxy-Authorization`, `Proxy-Authenticate`).
 /// With `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive (WebSocket relay).
 pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
-    let named: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        if keep_upgrade && n == header::UPGRADE {
-            continue;
+    const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+    const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+    // The names `Connection` lists. Its values are cloned (a reference count, no copy)
+    // so that the map can be changed while reading them; no allocation for the usual
+    // single `Connection` header.
+    let mut listed = h.get_all(header::CONNECTION).iter();
+    let (first, second) = (listed.next().cloned(), listed.next().cloned());
+    let rest: Vec<HeaderValue> = if second.is_some() {
+        listed.cloned().collect()
+    } else {
+        Vec::new()
+    };
+    for v in first.iter().chain(second.iter()).chain(rest.iter()) {
+        let Ok(v) = v.to_str() else { continue };
+        for t in v.split(',').map(str::trim) {
+            if t.is_empty() || (keep_upgrade && t.eq_ignore_ascii_case("upgrade")) {
+                continue;
+            }
+            // An invalid name is in no map: `remove` finds nothing.
+            h.remove(t);
         }
-        h.remove(n);
     }
     for n in [
-        "proxy-connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "proxy-authorization",
-        "proxy-authenticate",
+        PROXY_CONNECTION,
+        KEEP_ALIVE,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::PROXY_AUTHORIZATION,
+        header::PROXY_AUTHENTICATE,
     ] {
         h.remove(n);
     }
@@ -325,6 +356,60 @@ pub fn wants_upgrade(h: &HeaderMap) -> bool {
 mod tests {
     use super::*;
 
+    /// A body fed by the test, one frame a message.
+    struct Fed(tokio::sync::mpsc::Receiver<Bytes>);
+
+    impl HttpBody for Fed {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_always_ready_never_starts_a_timer() {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        for part in ["a", "b"] {
+            tx.send(Bytes::from(part)).await.unwrap();
+        }
+        drop(tx);
+        let mut body = Idle::new(Fed(rx), "response", Duration::from_secs(60));
+        let got = (&mut body).collect().await.unwrap().to_bytes();
+        assert_eq!(&got[..], b"ab");
+        assert!(body.timer.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_idle_clock_counts_the_producer_not_the_consumer() {
+        let after = Duration::from_millis(150);
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let mut body = Idle::new(Fed(rx), "response", after);
+        tx.send(Bytes::from_static(b"1")).await.unwrap();
+        let first = body.frame().await.unwrap().unwrap();
+        assert_eq!(first.data_ref().unwrap(), &Bytes::from_static(b"1"));
+        // The consumer is busy for twice the limit (a slow client), then asks again; the
+        // site answers 50 ms after being asked: no idle error.
+        tokio::time::sleep(after * 2).await;
+        let feeder = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            tx.send(Bytes::from_static(b"2")).await.unwrap();
+            tx
+        });
+        let second = body.frame().await.unwrap().unwrap();
+        assert_eq!(second.data_ref().unwrap(), &Bytes::from_static(b"2"));
+        // Now the site stalls: the body ends with BodyIdle, no sooner than `after`.
+        let _tx = feeder.await.unwrap();
+        let asked = std::time::Instant::now();
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert!(asked.elapsed() >= after, "{:?}", asked.elapsed());
+        let idle = err.downcast_ref::<BodyIdle>().expect("a BodyIdle");
+        assert_eq!(idle.side, "response");
+    }
+
     #[test]
     fn hop_by_hop_headers_go() {
         let mut h = HeaderMap::new();
@@ -336,6 +421,20 @@ mod tests {
         h.insert("te", "trailers".parse().unwrap());
         h.insert("upgrade", "websocket".parse().unwrap());
         h.insert("x-kept", "yes".parse().unwrap());
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn every_connection_header_is_read() {
+        let mut h = HeaderMap::new();
+        for v in ["x-a", "X-B , keep-alive", "x-c,,bad name", "x-d"] {
+            h.append("connection", v.parse().unwrap());
+        }
+        for n in ["x-a", "x-b", "x-c", "x-d", "x-kept"] {
+            h.insert(n, "1".parse().unwrap());
+        }
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-kept"));
