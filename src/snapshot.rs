@@ -36,7 +36,9 @@ impl Snapshot {
     }
 }
 
-/// Returns memory freed by the allocator to the system (glibc only; a no-op elsewhere).
+/// Returns memory freed by glibc's allocator to the system (a no-op elsewhere). The
+/// binary's Rust heap is mimalloc, which gives freed pages back by itself; glibc still
+/// serves the C libraries (SQLite) and any build of the library without it.
 fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim takes no pointer and only walks the allocator's own free lists.
