@@ -278,7 +278,7 @@ fn connections_over_the_overall_cap_get_503_and_a_bad_limit_is_a_config_error() 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("server.yaml"),
-        "limits:\n  max_head_bytes: 100\n  tunnel_idle_timeout_seconds: -1\n",
+        "limits:\n  max_head_bytes: 100\n  tunnel_idle_timeout_seconds: -1\nworkers: 5000\n",
     )
     .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_charte-proxy"))
@@ -295,6 +295,10 @@ fn connections_over_the_overall_cap_get_503_and_a_bad_limit_is_a_config_error() 
     );
     assert!(
         err.contains("server.yaml:3") && err.contains("limits.tunnel_idle_timeout_seconds"),
+        "{err}"
+    );
+    assert!(
+        err.contains("server.yaml:4") && err.contains("more than 1024"),
         "{err}"
     );
 }
