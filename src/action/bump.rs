@@ -32,6 +32,7 @@ use super::dial::Dialer;
 use super::forward::CountedIncoming;
 use crate::classify::Host;
 use crate::policy::Lang;
+use crate::server::workers::PerWorker;
 
 /// ALPN protocols offered to clients in a bumped tunnel, in order of preference.
 const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -63,8 +64,8 @@ pub enum TlsSetupError {
 pub struct Bumper {
     ca: Arc<CertAuthority>,
     provider: Arc<CryptoProvider>,
-    /// One client (and pool) per worker thread, see [`crate::server::workers`].
-    upstream: Vec<TlsUpstream>,
+    /// One client (and pool) per worker thread.
+    upstream: PerWorker<TlsUpstream>,
 }
 
 impl fmt::Debug for Bumper {
@@ -91,16 +92,14 @@ impl Bumper {
             .enable_http1()
             .enable_http2()
             .wrap_connector(dialer);
-        let upstream = (0..workers.max(1))
-            .map(|_| {
-                Client::builder(TokioExecutor::new())
-                    // Without a timer the pool never reaps idle connections (hyper-util).
-                    .pool_timer(hyper_util::rt::TokioTimer::new())
-                    .pool_idle_timeout(keepalive)
-                    .pool_max_idle_per_host(64)
-                    .build(https.clone())
-            })
-            .collect();
+        let upstream = PerWorker::new(workers, || {
+            Client::builder(TokioExecutor::new())
+                // Without a timer the pool never reaps idle connections (hyper-util).
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .pool_idle_timeout(keepalive)
+                .pool_max_idle_per_host(64)
+                .build(https.clone())
+        });
         Ok(Bumper {
             ca,
             provider,
@@ -114,8 +113,7 @@ impl Bumper {
 
     /// The upstream client of the calling worker thread.
     pub fn upstream(&self) -> &TlsUpstream {
-        let i = crate::server::workers::current();
-        &self.upstream[i % self.upstream.len()]
+        self.upstream.get()
     }
 
     /// The acceptor for one tunnel to `host`: a leaf for `host` only (an SNI naming

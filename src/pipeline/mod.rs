@@ -31,6 +31,7 @@ use crate::identity::auth::{AuthOutcome, Authenticator};
 use crate::identity::workstation::Workstations;
 use crate::metrics::Metrics;
 use crate::policy::{Decision, Lang, Reason, ReasonCode, RequestFacts, Verdict};
+use crate::server::workers::PerWorker;
 use crate::snapshot::{Live, Snapshot};
 use crate::unblock::Unblock as UnblockService;
 use crate::unblock::approvals::{self, Requester};
@@ -45,8 +46,8 @@ pub struct State {
     /// `None` when authentication is off everywhere.
     pub auth: Option<Arc<Authenticator>>,
     pub workstations: Workstations,
-    /// One pooled client per worker thread: use [`State::upstream`].
-    pub upstream: Vec<Upstream>,
+    /// One pooled client per worker thread.
+    pub upstream: PerWorker<Upstream>,
     pub dialer: Dialer,
     /// Key that signs the unblock tokens of block pages.
     pub token_key: Arc<[u8]>,
@@ -58,14 +59,6 @@ pub struct State {
     pub unblock: Arc<UnblockService>,
     /// The administrators' sessions and accounts file.
     pub admin_pages: crate::admin::AdminPages,
-}
-
-impl State {
-    /// The plain-HTTP upstream client of the calling worker thread.
-    pub fn upstream(&self) -> &Upstream {
-        let i = crate::server::workers::current();
-        &self.upstream[i % self.upstream.len()]
-    }
 }
 
 /// Counts tasks in flight so that shutdown can wait for them.
@@ -531,7 +524,7 @@ async fn exchange(
     );
     let sending = match (&st.bumper, target.https) {
         (Some(b), true) => b.upstream().request(out),
-        _ => st.upstream().request(out),
+        _ => st.upstream.get().request(out),
     };
     // The site has `upstream_first_byte_timeout` to answer once the request stops
     // moving: a long upload is not cut while its bytes flow.

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use self::limits::{ConnLimits, Held};
-use self::workers::Workers;
+use self::workers::{PerWorker, Workers};
 use crate::action::bump::Bumper;
 use crate::action::ca::{self, CaFiles, CertAuthority};
 use crate::action::dial::{Dialer, Guard};
@@ -139,9 +139,9 @@ pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
         unblock: unblock.clone(),
         admin_pages: crate::admin::AdminPages::new(cfg.data_dir.join("admins")),
         // One pool of site connections per worker: a connection stays on its thread.
-        upstream: (0..n_workers)
-            .map(|_| upstream_client(dialer.clone(), cfg.limits.upstream_keepalive))
-            .collect(),
+        upstream: PerWorker::new(n_workers, || {
+            upstream_client(dialer.clone(), cfg.limits.upstream_keepalive)
+        }),
         dialer,
         live: live.clone(),
         metrics: metrics.clone(),

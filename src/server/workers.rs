@@ -45,6 +45,22 @@ pub fn count(configured: usize) -> usize {
     }
 }
 
+/// One `T` per worker thread (a pool of site connections, say), each used from its own
+/// worker; code outside the workers uses worker 0's.
+pub struct PerWorker<T>(Box<[T]>);
+
+impl<T> PerWorker<T> {
+    /// `make` is called once per worker (at least once).
+    pub fn new(workers: usize, mut make: impl FnMut() -> T) -> Self {
+        PerWorker((0..workers.max(1)).map(|_| make()).collect())
+    }
+
+    /// The calling worker's.
+    pub fn get(&self) -> &T {
+        &self.0[current() % self.0.len()]
+    }
+}
+
 struct Worker {
     handle: Handle,
     open: Arc<AtomicUsize>,
