@@ -94,19 +94,15 @@ where
                 Poll::Ready(f.map(|r| r.map_err(Into::into)))
             }
             Poll::Pending => {
-                let deadline = || tokio::time::Instant::now() + this.after;
-                let timer = match &mut this.timer {
-                    Some(t) => {
-                        if !this.armed {
-                            t.as_mut().reset(deadline());
-                        }
-                        t
-                    }
-                    None => this
-                        .timer
-                        .insert(Box::pin(tokio::time::sleep_until(deadline()))),
-                };
-                this.armed = true;
+                let after = this.after;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
+                if !this.armed {
+                    // This wait starts now.
+                    timer.as_mut().reset(tokio::time::Instant::now() + after);
+                    this.armed = true;
+                }
                 match timer.as_mut().poll(cx) {
                     Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyIdle {
                         side: this.side,
@@ -272,24 +268,19 @@ pub const VIA: &str = "1.1 charte-proxy";
 pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
     const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-    // The names `Connection` lists. Its values are cloned (a reference count, no copy)
-    // so that the map can be changed while reading them; no allocation for the usual
-    // single `Connection` header.
-    let mut listed = h.get_all(header::CONNECTION).iter();
-    let (first, second) = (listed.next().cloned(), listed.next().cloned());
-    let rest: Vec<HeaderValue> = if second.is_some() {
-        listed.cloned().collect()
-    } else {
-        Vec::new()
-    };
-    for v in first.iter().chain(second.iter()).chain(rest.iter()) {
+    // The names `Connection` lists, one value at a time (cloning one is a reference
+    // count, no copy; nothing is allocated). `Connection` itself goes last, below.
+    let mut i = 0;
+    while let Some(v) = h.get_all(header::CONNECTION).iter().nth(i).cloned() {
+        i += 1;
         let Ok(v) = v.to_str() else { continue };
         for t in v.split(',').map(str::trim) {
-            if t.is_empty() || (keep_upgrade && t.eq_ignore_ascii_case("upgrade")) {
-                continue;
+            let kept = t.eq_ignore_ascii_case("connection")
+                || (keep_upgrade && t.eq_ignore_ascii_case("upgrade"));
+            if !kept {
+                // An invalid name is in no map: `remove` finds nothing.
+                h.remove(t);
             }
-            // An invalid name is in no map: `remove` finds nothing.
-            h.remove(t);
         }
     }
     for n in [
