@@ -96,6 +96,18 @@ impl Host {
         if let Some(fast) = Self::parse_plain_name(trimmed)? {
             return Ok(fast);
         }
+        // Dotted-decimal IPv4 as written canonically (std's parser takes four decimal
+        // parts without leading zeros and nothing else, so the text is already the
+        // canonical one): no IDNA machinery, no formatting. Every other spelling
+        // (hex, octal, fewer parts) goes to the URL parser below.
+        if trimmed.as_bytes()[0].is_ascii_digit()
+            && let Ok(v4) = trimmed.parse::<std::net::Ipv4Addr>()
+        {
+            return Ok(Host {
+                text: trimmed.into(),
+                kind: HostKind::Ip(IpAddr::V4(v4)),
+            });
+        }
         // Slow path: IDN, numeric IPv4 forms, bracketed IPv6, odd characters.
         match url::Host::parse(trimmed) {
             Ok(url::Host::Domain(d)) => {
@@ -404,6 +416,40 @@ mod tests {
         }
         assert!(Host::parse("256.1.1.1").is_err());
         assert!(Host::parse("example.0x7f").is_err(), "numeric last label");
+    }
+
+    /// The dotted-decimal fast path answers exactly what the URL parser answers.
+    #[test]
+    fn the_ipv4_fast_path_agrees_with_the_url_parser() {
+        for s in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "10.0.0.255",
+            "255.255.255.255",
+            "169.254.169.254",
+            "127.000.0.1",
+            "01.2.3.4",
+            "1.2.3.4.5",
+            "1.2.3",
+            "1.2.3.256",
+            "1..2.3",
+            "1.2.3.4x",
+            "4294967295",
+            "4294967296",
+        ] {
+            let slow = match url::Host::parse(s) {
+                Ok(url::Host::Ipv4(v4)) => Ok((v4.to_string(), Some(IpAddr::V4(v4)))),
+                Ok(url::Host::Domain(d)) => Ok((d, None)),
+                Ok(other) => Err(format!("not IPv4: {other}")),
+                Err(e) => Err(e.to_string()),
+            };
+            let fast = Host::parse(s).map(|h| (h.as_str().to_string(), h.ip()));
+            match (&slow, &fast) {
+                (Ok(want), Ok(got)) => assert_eq!(got, want, "{s}"),
+                (Err(_), Err(_)) => {}
+                _ => panic!("{s}: url says {slow:?}, Host::parse says {fast:?}"),
+            }
+        }
     }
 
     #[test]
