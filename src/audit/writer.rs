@@ -427,8 +427,10 @@ impl Task {
                 },
             };
             if lingered {
-                // Take what came in meanwhile, without waiting.
-                loop {
+                // Take what came in meanwhile, without waiting, up to one write's worth
+                // (a busy proxy could otherwise keep this loop going); the rest is
+                // taken on the next turn.
+                while pending.buf.len() < WRITE_AT {
                     match self.rx.try_recv() {
                         Ok(r) => {
                             batch.push(r);
