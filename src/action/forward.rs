@@ -266,39 +266,53 @@ pub const VIA: &str = "1.1 charte-proxy";
 /// `Transfer-Encoding`, `Upgrade`, `Proxy-Authorization`, `Proxy-Authenticate`).
 /// With `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive (WebSocket relay).
 pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
-    const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-    const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-    // The names `Connection` lists, one value at a time (cloning one is a reference
-    // count, no copy; nothing is allocated). `Connection` itself goes last, below.
-    let mut i = 0;
-    while let Some(v) = h.get_all(header::CONNECTION).iter().nth(i).cloned() {
-        i += 1;
-        let Ok(v) = v.to_str() else { continue };
-        for t in v.split(',').map(str::trim) {
-            let kept = t.eq_ignore_ascii_case("connection")
-                || (keep_upgrade && t.eq_ignore_ascii_case("upgrade"));
-            if !kept {
-                // An invalid name is in no map: `remove` finds nothing.
-                h.remove(t);
-            }
-        }
-    }
-    for n in [
-        PROXY_CONNECTION,
-        KEEP_ALIVE,
+    /// The hop-by-hop names (RFC 9110 §7.6.1, plus `Proxy-Connection`, `Keep-Alive` and
+    /// the proxy credentials). `Upgrade` last: it stays when an upgrade is relayed.
+    const HOP: [HeaderName; 9] = [
+        header::CONNECTION,
+        HeaderName::from_static("proxy-connection"),
+        HeaderName::from_static("keep-alive"),
         header::TE,
         header::TRAILER,
         header::TRANSFER_ENCODING,
         header::PROXY_AUTHORIZATION,
         header::PROXY_AUTHENTICATE,
-    ] {
-        h.remove(n);
+        header::UPGRADE,
+    ];
+    // One pass over the names the message carries, instead of a hashed `remove` for each
+    // of the nine: most messages carry one of them (`Connection`) or none.
+    let mut present = 0u16;
+    for k in h.keys() {
+        if let Some(i) = HOP.iter().position(|n| n == k) {
+            present |= 1 << i;
+        }
     }
-    h.remove(header::CONNECTION);
+    if present & 1 != 0 {
+        // The names `Connection` lists, one value at a time (cloning one is a reference
+        // count, no copy; nothing is allocated). The nine above go below in any case.
+        let mut i = 0;
+        while let Some(v) = h.get_all(header::CONNECTION).iter().nth(i).cloned() {
+            i += 1;
+            let Ok(v) = v.to_str() else { continue };
+            for t in v.split(',').map(str::trim) {
+                if HOP.iter().any(|n| t.eq_ignore_ascii_case(n.as_str())) {
+                    continue;
+                }
+                // Only a name the message carries costs a `remove`. An invalid name is
+                // in no map.
+                if h.keys().any(|k| t.eq_ignore_ascii_case(k.as_str())) {
+                    h.remove(t);
+                }
+            }
+        }
+    }
+    for (i, n) in HOP.iter().enumerate() {
+        if present & (1 << i) != 0 && !(keep_upgrade && *n == header::UPGRADE) {
+            h.remove(n);
+        }
+    }
     if keep_upgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        h.remove(header::UPGRADE);
     }
 }
 
@@ -306,7 +320,10 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
 pub fn add_via(h: &mut HeaderMap) {
     let v = match h.get(header::VIA).and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.is_empty() => format!("{prev}, {VIA}"),
-        _ => VIA.to_string(),
+        _ => {
+            h.insert(header::VIA, HeaderValue::from_static(VIA));
+            return;
+        }
     };
     if let Ok(v) = HeaderValue::from_str(&v) {
         h.insert(header::VIA, v);
@@ -418,6 +435,25 @@ mod tests {
     }
 
     #[test]
+    fn end_to_end_headers_are_left_as_they_were() {
+        let mut h = HeaderMap::new();
+        h.insert("host", "example.org".parse().unwrap());
+        h.append("accept", "text/html".parse().unwrap());
+        h.append("accept", "*/*".parse().unwrap());
+        h.insert("x-connection", "close".parse().unwrap());
+        let before = h.clone();
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, before);
+        // Any one hop-by-hop name is enough to take the full path.
+        h.insert("te", "trailers".parse().unwrap());
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, before);
+        // Relaying an upgrade always takes it: `Connection: upgrade` is set.
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h["connection"], "upgrade");
+    }
+
+    #[test]
     fn every_connection_header_is_read() {
         let mut h = HeaderMap::new();
         for v in ["x-a", "X-B , keep-alive", "x-c,,bad name", "x-d"] {
@@ -446,6 +482,9 @@ mod tests {
     fn via_and_loops() {
         let mut h = HeaderMap::new();
         assert!(!seen_by_us(&h));
+        add_via(&mut h);
+        assert_eq!(h["via"], VIA);
+        assert!(seen_by_us(&h));
         h.insert("via", "1.0 other".parse().unwrap());
         add_via(&mut h);
         assert_eq!(h["via"], "1.0 other, 1.1 charte-proxy");

@@ -49,6 +49,7 @@ pub struct Record {
     /// When the request or tunnel started (not when it was logged).
     #[serde(serialize_with = "ser::rfc3339_millis")]
     pub time: SystemTime,
+    #[serde(serialize_with = "ser::ip")]
     pub client: IpAddr,
     /// Reverse-DNS name of the client, when known (the charter's "poste de travail").
     #[serde(serialize_with = "ser::opt_str")]
@@ -95,6 +96,7 @@ pub struct Record {
     #[serde(rename = "duration_ms", serialize_with = "ser::millis")]
     pub duration: Duration,
     /// Address actually connected to.
+    #[serde(serialize_with = "ser::opt_socket")]
     pub upstream: Option<SocketAddr>,
     /// Error text, if any.
     #[serde(serialize_with = "ser::opt_str")]
@@ -139,7 +141,7 @@ impl std::fmt::Display for Format {
 impl Format {
     /// Appends `r` as one line, `\n` included, to `out`. On error `out` is left as it was.
     ///
-    /// Only JSON can fail, and only for a `time` outside years ±9999.
+    /// Only JSON can fail, and only for a `time` outside years 0 to 9999.
     pub fn write_line(self, r: &Record, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
         match self {
             Format::Json => {
@@ -290,12 +292,12 @@ fn push_escaped(out: &mut String, s: &str, escape_percent: bool) {
 
 /// Serde helpers: `Arc<str>` without serde's `rc` feature, and the time and duration shapes.
 mod ser {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
     use std::sync::Arc;
     use std::time::{Duration, SystemTime};
 
     use serde::Serializer;
     use serde::ser::{Error as _, SerializeSeq as _};
-    use std::io::Write as _;
     use time::OffsetDateTime;
 
     pub(super) fn rfc3339_millis<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -305,23 +307,93 @@ mod ser {
             Err(e) => -(e.duration().as_nanos() as i128),
         };
         let t = OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(S::Error::custom)?;
-        // Written by hand into a stack buffer: one record a request, no allocation.
-        let mut buf = [0u8; 32];
-        let mut w = std::io::Cursor::new(&mut buf[..]);
-        write!(
-            w,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.millisecond()
-        )
-        .map_err(S::Error::custom)?;
-        let n = w.position() as usize;
-        s.serialize_str(std::str::from_utf8(&buf[..n]).map_err(S::Error::custom)?)
+        let year = t.year();
+        if !(0..=9999).contains(&year) {
+            return Err(S::Error::custom(format!("year {year} out of range")));
+        }
+        // Digits written by hand into a stack buffer (`core::fmt`'s padding is most of
+        // the encoder's time otherwise): one record a request, no allocation.
+        let mut b = *b"0000-00-00T00:00:00.000Z";
+        digits(&mut b[0..4], year as u32);
+        digits(&mut b[5..7], u8::from(t.month()).into());
+        digits(&mut b[8..10], t.day().into());
+        digits(&mut b[11..13], t.hour().into());
+        digits(&mut b[14..16], t.minute().into());
+        digits(&mut b[17..19], t.second().into());
+        digits(&mut b[20..23], t.millisecond().into());
+        s.serialize_str(std::str::from_utf8(&b).map_err(S::Error::custom)?)
+    }
+
+    /// `v`'s last `out.len()` decimal digits, zero-padded, into `out`.
+    fn digits(out: &mut [u8], mut v: u32) {
+        for d in out.iter_mut().rev() {
+            *d = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    }
+
+    /// `a.b.c.d`, written without `core::fmt`. Returns the length used in `buf`.
+    fn ipv4(buf: &mut [u8], ip: Ipv4Addr) -> usize {
+        let mut n = 0;
+        for (i, o) in ip.octets().into_iter().enumerate() {
+            if i > 0 {
+                buf[n] = b'.';
+                n += 1;
+            }
+            if o >= 100 {
+                buf[n] = b'0' + o / 100;
+                n += 1;
+            }
+            if o >= 10 {
+                buf[n] = b'0' + o / 10 % 10;
+                n += 1;
+            }
+            buf[n] = b'0' + o % 10;
+            n += 1;
+        }
+        n
+    }
+
+    pub(super) fn ip<S: Serializer>(v: &IpAddr, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            IpAddr::V4(a) => {
+                let mut buf = [0u8; 15];
+                let n = ipv4(&mut buf, *a);
+                s.serialize_str(std::str::from_utf8(&buf[..n]).map_err(S::Error::custom)?)
+            }
+            IpAddr::V6(_) => s.collect_str(v),
+        }
+    }
+
+    pub(super) fn opt_socket<S: Serializer>(
+        v: &Option<SocketAddr>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(SocketAddr::V4(a)) => {
+                let mut buf = [0u8; 21];
+                let mut n = ipv4(&mut buf, *a.ip());
+                buf[n] = b':';
+                n += 1;
+                let mut port = [0u8; 5];
+                let mut p = a.port();
+                let mut k = port.len();
+                loop {
+                    k -= 1;
+                    port[k] = b'0' + (p % 10) as u8;
+                    p /= 10;
+                    if p == 0 {
+                        break;
+                    }
+                }
+                let len = port.len() - k;
+                buf[n..n + len].copy_from_slice(&port[k..]);
+                n += len;
+                s.serialize_str(std::str::from_utf8(&buf[..n]).map_err(S::Error::custom)?)
+            }
+            Some(a) => s.collect_str(a),
+            None => s.serialize_none(),
+        }
     }
 
     pub(super) fn millis<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

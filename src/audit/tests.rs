@@ -214,6 +214,45 @@ fn json_time_is_utc_with_milliseconds_truncated() {
         ..allowed_get()
     };
     assert_eq!(json(&r)["time"], "1970-01-01T00:00:00.000Z");
+    let r = Record {
+        time: UNIX_EPOCH - Duration::from_millis(1),
+        ..allowed_get()
+    };
+    assert_eq!(json(&r)["time"], "1969-12-31T23:59:59.999Z");
+    let r = Record {
+        time: UNIX_EPOCH + Duration::from_secs(253_402_300_799),
+        ..allowed_get()
+    };
+    assert_eq!(json(&r)["time"], "9999-12-31T23:59:59.000Z");
+    let r = Record {
+        time: UNIX_EPOCH + Duration::from_secs(253_402_300_800),
+        ..allowed_get()
+    };
+    let mut out = b"kept".to_vec();
+    assert!(Format::Json.write_line(&r, &mut out).is_err());
+    assert_eq!(out, b"kept", "a failed line leaves nothing behind");
+}
+
+#[test]
+fn json_addresses_are_written_as_std_writes_them() {
+    // The encoder writes IPv4 addresses by hand: every octet width and port width.
+    for (client, upstream) in [
+        ("0.0.0.0", "0.0.0.0:0"),
+        ("1.2.3.4", "9.10.99.100:1"),
+        ("10.0.0.5", "127.0.0.1:80"),
+        ("100.200.255.9", "255.255.255.255:65535"),
+        ("192.168.1.10", "172.16.0.1:8080"),
+        ("::ffff:10.0.0.1", "[::1]:443"),
+    ] {
+        let r = Record {
+            client: ip(client),
+            upstream: Some(sock(upstream)),
+            ..allowed_get()
+        };
+        let v = json(&r);
+        assert_eq!(v["client"], ip(client).to_string());
+        assert_eq!(v["upstream"], sock(upstream).to_string());
+    }
 }
 
 #[test]

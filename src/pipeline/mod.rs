@@ -106,8 +106,6 @@ struct Ctx {
     rec: Record,
     kind: &'static str,
     lang: Lang,
-    category_label: String,
-    group_label: String,
 }
 
 impl Ctx {
@@ -158,17 +156,12 @@ impl Ctx {
             rec,
             kind,
             lang,
-            category_label: "none".into(),
-            group_label: "none".into(),
         })
     }
 
     fn identify(&mut self, who: &Identity) {
         let groups = &self.snap.policy.groups;
         self.rec.groups = groups.names(&who.groups).map(Into::into).collect();
-        if let Some(g) = self.rec.groups.first() {
-            self.group_label = g.to_string();
-        }
         self.rec.user = who.user.as_deref().map(Into::into);
     }
 
@@ -181,9 +174,6 @@ impl Ctx {
             .filter(|t| cls.tag(*t).kind == TagKind::Category)
             .map(|t| Arc::from(&*cls.tag(t).name))
             .collect();
-        if let Some(c) = self.rec.categories.first() {
-            self.category_label = c.to_string();
-        }
     }
 
     fn decided(&mut self, d: &Decision) {
@@ -230,8 +220,9 @@ impl Ctx {
             .with_label_values(&[
                 self.kind,
                 self.rec.decision,
-                &self.category_label,
-                &self.group_label,
+                // The metric's labels: the first category and group, or "none".
+                self.rec.categories.first().map_or("none", |c| &**c),
+                self.rec.groups.first().map_or("none", |g| &**g),
             ])
             .inc();
         if self.rec.decision == "block" || self.rec.decision == "auth-required" {
@@ -387,11 +378,12 @@ impl Target {
 
     /// `host[:port]`, the port only when it is not the scheme's.
     fn authority(&self) -> String {
-        if self.port == self.default_port() {
-            self.host.to_authority()
-        } else {
-            format!("{}:{}", self.host.to_authority(), self.port)
+        let mut a = self.host.to_authority();
+        if self.port != self.default_port() {
+            use std::fmt::Write as _;
+            let _ = write!(a, ":{}", self.port);
         }
+        a
     }
 
     fn scheme(&self) -> &'static str {
@@ -503,19 +495,30 @@ async fn exchange(
     if target.https {
         // The TLS client sets Host (HTTP/1.1) or :authority (HTTP/2) from the URI.
         parts.headers.remove(header::HOST);
-    } else if let Ok(v) = HeaderValue::from_str(&canonical) {
+    } else if parts.headers.get(header::HOST).map(HeaderValue::as_bytes)
+        != Some(canonical.as_bytes())
+        && let Ok(v) = HeaderValue::from_str(&canonical)
+    {
         parts.headers.insert(header::HOST, v);
     }
     parts.version = Version::HTTP_11;
-    parts.uri = match Uri::builder()
-        .scheme(target.scheme())
-        .authority(canonical.as_str())
-        .path_and_query(path)
-        .build()
-    {
-        Ok(u) => u,
-        Err(e) => return bad_host(cx, &canonical, &e.to_string()),
-    };
+    // A plain request that already names its site the canonical way keeps its URI: no
+    // rebuilding and re-parsing on the common path.
+    let as_given = !target.https
+        && parts.uri.scheme() == Some(&http::uri::Scheme::HTTP)
+        && parts.uri.authority().map(|a| a.as_str()) == Some(canonical.as_str())
+        && parts.uri.path_and_query() == Some(&path);
+    if !as_given {
+        parts.uri = match Uri::builder()
+            .scheme(target.scheme())
+            .authority(canonical.as_str())
+            .path_and_query(path)
+            .build()
+        {
+            Ok(u) => u,
+            Err(e) => return bad_host(cx, &canonical, &e.to_string()),
+        };
+    }
     let sent = Arc::new(AtomicU64::new(0));
     let lim = &st.cfg.limits;
     let out = Request::from_parts(
