@@ -287,7 +287,18 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
             present |= 1 << i;
         }
     }
-    if present & 1 != 0 {
+    // A listed name other than the nine, that the message carries: the usual
+    // `Connection: keep-alive` or `close` has none.
+    let carried = |t: &str, h: &HeaderMap| {
+        !HOP.iter().any(|n| t.eq_ignore_ascii_case(n.as_str()))
+            && h.keys().any(|k| t.eq_ignore_ascii_case(k.as_str()))
+    };
+    let lists_more = present & 1 != 0
+        && h.get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| carried(t.trim(), h)))
+        });
+    if lists_more {
         // The names `Connection` lists, one value at a time (cloning one is a reference
         // count, no copy; nothing is allocated). The nine above go below in any case.
         let mut i = 0;
@@ -295,12 +306,9 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
             i += 1;
             let Ok(v) = v.to_str() else { continue };
             for t in v.split(',').map(str::trim) {
-                if HOP.iter().any(|n| t.eq_ignore_ascii_case(n.as_str())) {
-                    continue;
-                }
                 // Only a name the message carries costs a `remove`. An invalid name is
                 // in no map.
-                if h.keys().any(|k| t.eq_ignore_ascii_case(k.as_str())) {
+                if carried(t, h) {
                     h.remove(t);
                 }
             }

@@ -16,6 +16,8 @@ pub use host::{Host, HostError, HostKind};
 pub use index::{DomainIndex, DomainMatch, DomainMatches, IndexBuilder, TagId};
 pub use urls::{UrlBuilder, UrlIndex, UrlMatch, UrlMatches};
 
+use std::sync::Arc;
+
 /// What a tag stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TagKind {
@@ -32,7 +34,8 @@ pub enum TagKind {
 /// A tag's name and, for categories, its words for people.
 #[derive(Clone, Debug)]
 pub struct TagInfo {
-    pub name: Box<str>,
+    /// Shared, so that each request's record takes a reference, not a copy.
+    pub name: Arc<str>,
     pub kind: TagKind,
     /// Category name in French and English (from `global_usage`), if known.
     pub title_fr: Option<Box<str>>,

@@ -9,6 +9,7 @@ pub mod workstation;
 use std::collections::HashSet;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -71,7 +72,8 @@ impl fmt::Debug for GroupSet {
 /// A group of the policy, compiled.
 #[derive(Clone, Debug)]
 pub struct Group {
-    pub name: Box<str>,
+    /// Shared, so that each request's record takes a reference, not a copy.
+    pub name: Arc<str>,
     pub description: Option<Box<str>>,
     pub networks: Vec<IpNet>,
     pub users: HashSet<Box<str>>,
@@ -129,6 +131,12 @@ impl GroupTable {
     /// Names of the groups in `set`, in policy order.
     pub fn names<'a>(&'a self, set: &'a GroupSet) -> impl Iterator<Item = &'a str> + 'a {
         set.iter().map(|g| self.name(g))
+    }
+
+    /// The same names, shared: for records, which outlive the policy snapshot.
+    pub fn shared_names<'a>(&'a self, set: &'a GroupSet) -> impl Iterator<Item = Arc<str>> + 'a {
+        set.iter()
+            .map(|g| Arc::clone(&self.groups[g as usize].name))
     }
 
     /// Whether inspection is off for any group of `set`.

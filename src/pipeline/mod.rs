@@ -161,7 +161,7 @@ impl Ctx {
 
     fn identify(&mut self, who: &Identity) {
         let groups = &self.snap.policy.groups;
-        self.rec.groups = groups.names(&who.groups).map(Into::into).collect();
+        self.rec.groups = groups.shared_names(&who.groups).collect();
         self.rec.user = who.user.as_deref().map(Into::into);
     }
 
@@ -172,19 +172,19 @@ impl Ctx {
         self.rec.categories = class
             .tags()
             .filter(|t| cls.tag(*t).kind == TagKind::Category)
-            .map(|t| Arc::from(&*cls.tag(t).name))
+            .map(|t| Arc::clone(&cls.tag(t).name))
             .collect();
     }
 
     fn decided(&mut self, d: &Decision) {
         let p = &self.snap.policy;
         self.rec.decision = d.verdict.as_str();
-        self.rec.rule = d.rule.map(|r| Arc::from(&*p.rule(r).id));
+        self.rec.rule = d.rule.map(|r| Arc::clone(&p.rule(r).id));
         self.rec.reason_code = d.reason.code.as_str();
         if d.verdict == Verdict::Block {
             self.rec.reason = Some(p.reason_text(&d.reason, Lang::Fr).into());
         }
-        self.rec.would_block = d.would_block.map(|(r, _)| Arc::from(&*p.rule(r).id));
+        self.rec.would_block = d.would_block.map(|(r, _)| Arc::clone(&p.rule(r).id));
         self.rec.inspection = d.inspection.as_str();
     }
 

@@ -12,6 +12,8 @@ mod reason;
 
 pub use reason::{Lang, Reason, ReasonCode, Text};
 
+use std::sync::Arc;
+
 use smallvec::SmallVec;
 
 use crate::classify::{Classification, TagId};
@@ -163,7 +165,8 @@ impl Cond {
 /// A compiled rule.
 #[derive(Clone, Debug)]
 pub struct Rule {
-    pub id: Box<str>,
+    /// Shared, so that each request's record takes a reference, not a copy.
+    pub id: Arc<str>,
     pub conds: Conditions,
     pub action: Action,
     pub mode: Mode,
