@@ -16,6 +16,46 @@ fn start(extra: &[&str]) -> Proxy {
 }
 
 #[test]
+fn the_site_sees_one_host_header_the_canonical_one() {
+    let up = Upstream::start();
+    let p = start(&[]);
+    let site = format!("allowed.test:{}", up.port());
+    // Already canonical and alone: kept as it is. A second Host, or one that differs from
+    // the request target: replaced by the canonical one, whichever comes first.
+    for (hosts, case) in [
+        (vec![site.clone()], "alone"),
+        (
+            vec![site.clone(), "evil.test".to_string()],
+            "canonical first",
+        ),
+        (
+            vec!["evil.test".to_string(), site.clone()],
+            "canonical second",
+        ),
+        (vec!["ALLOWED.test".to_string()], "other spelling"),
+    ] {
+        let mut head = format!("GET http://{site}/headers HTTP/1.1\r\n");
+        for h in &hosts {
+            head.push_str(&format!("Host: {h}\r\n"));
+        }
+        head.push_str("Connection: close\r\n\r\n");
+        let out = common::proxy::one_response(p.proxy, &head);
+        if out.starts_with("HTTP/1.1 400") {
+            // Refusing an ambiguous request outright is fine too; never for the first case.
+            assert_ne!(case, "alone", "{out}");
+            continue;
+        }
+        assert!(out.starts_with("HTTP/1.1 200"), "{case}: {out}");
+        let body = out.split("\r\n\r\n").nth(1).unwrap().to_ascii_lowercase();
+        let seen: Vec<&str> = body
+            .lines()
+            .filter_map(|l| l.strip_prefix("host: "))
+            .collect();
+        assert_eq!(seen, [site.as_str()], "{case}: {body}");
+    }
+}
+
+#[test]
 fn allowed_http_is_forwarded_with_via_and_without_hop_by_hop_headers() {
     let up = Upstream::start();
     let p = start(&[]);

@@ -326,16 +326,9 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
 
 /// Appends this proxy to `Via`.
 pub fn add_via(h: &mut HeaderMap) {
-    let v = match h.get(header::VIA).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => format!("{prev}, {VIA}"),
-        _ => {
-            h.insert(header::VIA, HeaderValue::from_static(VIA));
-            return;
-        }
-    };
-    if let Ok(v) = HeaderValue::from_str(&v) {
-        h.insert(header::VIA, v);
-    }
+    // One more field line: the same list as "previous, ours" (RFC 9110 §5.3), with every
+    // earlier `Via` line kept, and nothing to build.
+    h.append(header::VIA, HeaderValue::from_static(VIA));
 }
 
 /// Whether this proxy already handled the request (a loop).
@@ -493,9 +486,21 @@ mod tests {
         add_via(&mut h);
         assert_eq!(h["via"], VIA);
         assert!(seen_by_us(&h));
-        h.insert("via", "1.0 other".parse().unwrap());
+        let mut h = HeaderMap::new();
+        h.append("via", "1.0 a".parse().unwrap());
+        h.append("via", "1.1 b, 1.1 c".parse().unwrap());
+        assert!(!seen_by_us(&h));
         add_via(&mut h);
-        assert_eq!(h["via"], "1.0 other, 1.1 charte-proxy");
+        let all: Vec<_> = h
+            .get_all("via")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(
+            all,
+            ["1.0 a", "1.1 b, 1.1 c", VIA],
+            "earlier hops kept, in order"
+        );
         assert!(seen_by_us(&h));
     }
 

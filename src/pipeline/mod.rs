@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
@@ -495,10 +495,10 @@ async fn exchange(
     if target.https {
         // The TLS client sets Host (HTTP/1.1) or :authority (HTTP/2) from the URI.
         parts.headers.remove(header::HOST);
-    } else if parts.headers.get(header::HOST).map(HeaderValue::as_bytes)
-        != Some(canonical.as_bytes())
+    } else if !only_value(&parts.headers, header::HOST, &canonical)
         && let Ok(v) = HeaderValue::from_str(&canonical)
     {
+        // Replaces every Host the client sent: the site sees one, the canonical one.
         parts.headers.insert(header::HOST, v);
     }
     parts.version = Version::HTTP_11;
@@ -591,6 +591,12 @@ async fn exchange(
         cx.finish(code, sent.load(Ordering::Relaxed), received, err);
     });
     Response::from_parts(parts, http_body_util::BodyExt::boxed(counted))
+}
+
+/// Whether `name` appears exactly once in `h`, with the value `want`.
+fn only_value(h: &HeaderMap, name: HeaderName, want: &str) -> bool {
+    let mut all = h.get_all(name).iter();
+    all.next().map(HeaderValue::as_bytes) == Some(want.as_bytes()) && all.next().is_none()
 }
 
 fn bad_host(mut cx: Box<Ctx>, authority: &str, why: &str) -> Response<Body> {
