@@ -17,6 +17,7 @@ use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use smallvec::SmallVec;
 
 pub use super::dial::{Dialer, Resolver};
 
@@ -287,31 +288,22 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
             present |= 1 << i;
         }
     }
-    // A listed name other than the nine, that the message carries: the usual
-    // `Connection: keep-alive` or `close` has none.
-    let carried = |t: &str, h: &HeaderMap| {
-        !HOP.iter().any(|n| t.eq_ignore_ascii_case(n.as_str()))
-            && h.keys().any(|k| t.eq_ignore_ascii_case(k.as_str()))
-    };
-    let lists_more = present & 1 != 0
-        && h.get_all(header::CONNECTION).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.split(',').any(|t| carried(t.trim(), h)))
-        });
-    if lists_more {
-        // The names `Connection` lists, one value at a time (cloning one is a reference
-        // count, no copy; nothing is allocated). The nine above go below in any case.
-        let mut i = 0;
-        while let Some(v) = h.get_all(header::CONNECTION).iter().nth(i).cloned() {
-            i += 1;
-            let Ok(v) = v.to_str() else { continue };
-            for t in v.split(',').map(str::trim) {
-                // Only a name the message carries costs a `remove`. An invalid name is
-                // in no map.
-                if carried(t, h) {
-                    h.remove(t);
-                }
-            }
+    if present & 1 != 0 {
+        // The names `Connection` lists that the message carries, other than the nine
+        // (removed below in any case). Usually none: `keep-alive` or `close`. Cloning a
+        // name is a reference count; an invalid name is in no map.
+        let listed: SmallVec<[HeaderName; 2]> = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| !HOP.iter().any(|n| t.eq_ignore_ascii_case(n.as_str())))
+            .filter_map(|t| h.keys().find(|k| t.eq_ignore_ascii_case(k.as_str())))
+            .cloned()
+            .collect();
+        for n in listed {
+            h.remove(n);
         }
     }
     for (i, n) in HOP.iter().enumerate() {

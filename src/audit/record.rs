@@ -332,6 +332,13 @@ mod ser {
         }
     }
 
+    /// `v` in decimal, unpadded, at the start of `out`. Returns the length used.
+    fn decimal(out: &mut [u8], v: u32) -> usize {
+        let width = v.checked_ilog10().map_or(1, |l| l as usize + 1);
+        digits(&mut out[..width], v);
+        width
+    }
+
     /// `a.b.c.d`, written without `core::fmt`. Returns the length used in `buf`.
     fn ipv4(buf: &mut [u8], ip: Ipv4Addr) -> usize {
         let mut n = 0;
@@ -340,16 +347,7 @@ mod ser {
                 buf[n] = b'.';
                 n += 1;
             }
-            if o >= 100 {
-                buf[n] = b'0' + o / 100;
-                n += 1;
-            }
-            if o >= 10 {
-                buf[n] = b'0' + o / 10 % 10;
-                n += 1;
-            }
-            buf[n] = b'0' + o % 10;
-            n += 1;
+            n += decimal(&mut buf[n..], o.into());
         }
         n
     }
@@ -375,20 +373,7 @@ mod ser {
                 let mut n = ipv4(&mut buf, *a.ip());
                 buf[n] = b':';
                 n += 1;
-                let mut port = [0u8; 5];
-                let mut p = a.port();
-                let mut k = port.len();
-                loop {
-                    k -= 1;
-                    port[k] = b'0' + (p % 10) as u8;
-                    p /= 10;
-                    if p == 0 {
-                        break;
-                    }
-                }
-                let len = port.len() - k;
-                buf[n..n + len].copy_from_slice(&port[k..]);
-                n += len;
+                n += decimal(&mut buf[n..], a.port().into());
                 s.serialize_str(std::str::from_utf8(&buf[..n]).map_err(S::Error::custom)?)
             }
             Some(a) => s.collect_str(a),
