@@ -1,6 +1,6 @@
-//! Forwarding plain HTTP: a pooled HTTP/1.1 upstream client, hop-by-hop headers handled
-//! per RFC 9110 §7.6.1, a `Via` header, and bodies streamed both ways — counted on the
-//! way through, never held whole in memory.
+//! Forwarding HTTP: hop-by-hop headers handled per RFC 9110 §7.6.1, a `Via` header, and
+//! bodies streamed both ways — counted on the way through, never held whole in memory.
+//! The connections to sites are kept in [`super::pool`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,8 +15,6 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use smallvec::SmallVec;
 
 pub use super::dial::{Dialer, Resolver};
@@ -171,20 +169,6 @@ impl HttpBody for CountedIncoming {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
-}
-
-/// The pooled upstream client for plain HTTP.
-pub type Upstream = Client<Dialer, CountedIncoming>;
-
-/// Builds the upstream client. Every connection it opens goes through `dialer`: resolved
-/// once, each address checked against the internal ranges, connected to that address.
-pub fn upstream_client(dialer: Dialer, keepalive: Duration) -> Upstream {
-    Client::builder(TokioExecutor::new())
-        // Without a timer the pool never reaps idle connections (hyper-util).
-        .pool_timer(hyper_util::rt::TokioTimer::new())
-        .pool_idle_timeout(keepalive)
-        .pool_max_idle_per_host(64)
-        .build(dialer)
 }
 
 /// Response bodies on their way to the client, counted; `on_end` runs once, when the

@@ -19,9 +19,10 @@ use crate::action::block_page::{self, BlockPage, Unblock};
 use crate::action::bump::{Bumper, TlsProblem};
 use crate::action::dial::UpstreamError;
 use crate::action::forward::{
-    self, Body, CountedBody, CountedIncoming, Dialer, Upstream, add_via, full, seen_by_us,
-    sends_data, strip_hop_by_hop, wants_upgrade,
+    self, Body, CountedBody, CountedIncoming, Dialer, add_via, full, seen_by_us, sends_data,
+    strip_hop_by_hop, wants_upgrade,
 };
+use crate::action::pool::{Pool, PoolError};
 use crate::action::tunnel;
 use crate::audit::{AuditSink, Record};
 use crate::classify::{Classification, Host, TagKind};
@@ -47,7 +48,7 @@ pub struct State {
     pub auth: Option<Arc<Authenticator>>,
     pub workstations: Workstations,
     /// One pooled client per worker thread.
-    pub upstream: PerWorker<Upstream>,
+    pub upstream: PerWorker<Pool>,
     pub dialer: Dialer,
     /// Key that signs the unblock tokens of block pages.
     pub token_key: Arc<[u8]>,
@@ -525,9 +526,28 @@ async fn exchange(
         parts,
         CountedIncoming::new(body, sent.clone(), lim.body_idle_timeout),
     );
-    let sending = match (&st.bumper, target.https) {
-        (Some(b), true) => b.upstream().request(out),
-        _ => st.upstream.get().request(out),
+    let sending = async {
+        match (&st.bumper, target.https) {
+            (Some(b), true) => match b.upstream().request(out).await {
+                Ok(r) => {
+                    let peer = r
+                        .extensions()
+                        .get::<hyper_util::client::legacy::connect::HttpInfo>()
+                        .map(|i| i.remote_addr());
+                    Ok((r, peer))
+                }
+                Err(e) => Err(Failed::Tls(e)),
+            },
+            _ => match st
+                .upstream
+                .get()
+                .send(&canonical, &target.host, target.port, out)
+                .await
+            {
+                Ok(a) => Ok((a.response, Some(a.peer))),
+                Err(e) => Err(Failed::Plain(e)),
+            },
+        }
     };
     // The site has `upstream_first_byte_timeout` to answer once the request stops
     // moving: a long upload is not cut while its bytes flow.
@@ -549,13 +569,12 @@ async fn exchange(
         }
     };
     let mut res = match answered {
-        Ok(r) => r,
+        Ok((r, peer)) => {
+            cx.rec.upstream = peer;
+            r
+        }
         Err(e) => return upstream_failed(cx, &e, sent.load(Ordering::Relaxed)),
     };
-    cx.rec.upstream = res
-        .extensions()
-        .get::<hyper_util::client::legacy::connect::HttpInfo>()
-        .map(|i| i.remote_addr());
     let status = res.status();
     if status == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_up) = client_upgrade {
@@ -612,11 +631,32 @@ fn bad_host(mut cx: Box<Ctx>, authority: &str, why: &str) -> Response<Body> {
     html(StatusCode::BAD_REQUEST, page)
 }
 
-fn upstream_failed(
-    cx: Box<Ctx>,
-    e: &hyper_util::client::legacy::Error,
-    sent: u64,
-) -> Response<Body> {
+/// Why the site's answer did not come, from either upstream client.
+enum Failed {
+    /// The plain-HTTP pool.
+    Plain(PoolError),
+    /// The bumped-HTTPS client.
+    Tls(hyper_util::client::legacy::Error),
+}
+
+impl Failed {
+    fn is_connect(&self) -> bool {
+        match self {
+            Failed::Plain(e) => e.is_connect(),
+            Failed::Tls(e) => e.is_connect(),
+        }
+    }
+
+    fn error(&self) -> &(dyn std::error::Error + 'static) {
+        match self {
+            Failed::Plain(e) => e,
+            Failed::Tls(e) => e,
+        }
+    }
+}
+
+fn upstream_failed(cx: Box<Ctx>, failed: &Failed, sent: u64) -> Response<Body> {
+    let e = failed.error();
     if let Some(problem) = TlsProblem::find(e) {
         return upstream_tls_failed(cx, problem, sent);
     }
@@ -655,7 +695,11 @@ fn upstream_failed(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return res;
     }
-    let kind = if e.is_connect() { "connect" } else { "other" };
+    let kind = if failed.is_connect() {
+        "connect"
+    } else {
+        "other"
+    };
     cx.st
         .metrics
         .upstream_errors
@@ -674,7 +718,7 @@ fn upstream_failed(
     };
     let page = block_page::render_error_page(cx.lang, 502, title, &detail);
     let mut cx = cx;
-    cx.rec.reason_code = if e.is_connect() {
+    cx.rec.reason_code = if failed.is_connect() {
         "upstream-connect"
     } else {
         "upstream-error"

@@ -24,7 +24,8 @@ use self::workers::{PerWorker, Workers};
 use crate::action::bump::Bumper;
 use crate::action::ca::{self, CaFiles, CertAuthority};
 use crate::action::dial::{Dialer, Guard};
-use crate::action::forward::{Body, Resolver, upstream_client};
+use crate::action::forward::{Body, Resolver};
+use crate::action::pool::Pool;
 use crate::audit::{AuditWriter, Destination, Format};
 use crate::config::server::{Limits, ServerConfig};
 use crate::identity::auth::{Authenticator, UsersFile};
@@ -140,7 +141,7 @@ pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
         admin_pages: crate::admin::AdminPages::new(cfg.data_dir.join("admins")),
         // One pool of site connections per worker: a connection stays on its thread.
         upstream: PerWorker::new(n_workers, || {
-            upstream_client(dialer.clone(), cfg.limits.upstream_keepalive)
+            Pool::new(dialer.clone(), cfg.limits.upstream_keepalive, 64)
         }),
         dialer,
         live: live.clone(),

@@ -1,0 +1,188 @@
+//! The plain-HTTP pool of site connections: a connection is reused for the next request
+//! to the same site (after a short answer, and after a long one once it has been read),
+//! a connection the site closed is never used again (the next request gets a new one,
+//! the client sees nothing), and an idle connection is closed by the proxy once
+//! `upstream_keepalive_seconds` has passed.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::proxy::Proxy;
+
+/// What the site saw.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    /// Connection `n` (from 1) was opened.
+    Opened(usize),
+    /// The proxy closed connection `n`.
+    Closed(usize),
+}
+
+/// A keep-alive site on loopback that answers every request with the number of the
+/// connection it came on (`conn-N`), padded to `size` bytes when the path is `/big`.
+/// With `answers_per_conn`, it closes a connection itself (a FIN, no `Connection:
+/// close` announced) after that many answers, as servers do on their idle timeout.
+fn site(answers_per_conn: Option<usize>) -> (u16, mpsc::Receiver<Seen>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for (i, s) in l.incoming().enumerate() {
+            let Ok(s) = s else { break };
+            let n = i + 1;
+            let tx = tx.clone();
+            let _ = tx.send(Seen::Opened(n));
+            std::thread::spawn(move || {
+                let mut w = s.try_clone().unwrap();
+                let mut r = BufReader::new(s);
+                let mut answered = 0;
+                loop {
+                    // One request head (the proxy sends no body on a GET).
+                    let mut path = None;
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            let _ = tx.send(Seen::Closed(n));
+                            return;
+                        }
+                        if path.is_none() {
+                            path = line.split(' ').nth(1).map(str::to_string);
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = format!("conn-{n}");
+                    if path.as_deref() == Some("/big") {
+                        body.push_str(&".".repeat(4 << 20));
+                    }
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    if w.write_all(head.as_bytes()).is_err()
+                        || w.write_all(body.as_bytes()).is_err()
+                    {
+                        return;
+                    }
+                    answered += 1;
+                    if Some(answered) == answers_per_conn {
+                        let _ = w.shutdown(Shutdown::Write);
+                        let _ = r.read_to_end(&mut Vec::new());
+                        let _ = tx.send(Seen::Closed(n));
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+/// Sends a GET for `url` on the client's kept-alive connection and returns the body.
+fn get(c: &mut BufReader<TcpStream>, url: &str) -> String {
+    let head = format!("GET {url} HTTP/1.1\r\nHost: allowed.test\r\n\r\n");
+    c.get_mut().write_all(head.as_bytes()).unwrap();
+    let mut status = String::new();
+    c.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{url}: {status}");
+    let mut len = 0usize;
+    loop {
+        let mut line = String::new();
+        c.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0u8; len];
+    c.read_exact(&mut body).unwrap();
+    String::from_utf8(body).unwrap()
+}
+
+fn client(p: &Proxy) -> BufReader<TcpStream> {
+    let s = TcpStream::connect(p.proxy).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    BufReader::new(s)
+}
+
+fn start(keepalive_seconds: f64) -> Proxy {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    common::proxy::copy_dir(&root.join("categories"), &dir.path().join("categories"));
+    std::fs::copy(
+        root.join("proxy-policy.yaml"),
+        dir.path().join("policy.yaml"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("server.yaml"),
+        format!("limits:\n  upstream_keepalive_seconds: {keepalive_seconds}\n"),
+    )
+    .unwrap();
+    let mut args = common::proxy::pins();
+    args.extend(["--config".to_string(), "server.yaml".to_string()]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    Proxy::start_in(dir, &refs)
+}
+
+fn next(rx: &mpsc::Receiver<Seen>, within: Duration) -> Seen {
+    rx.recv_timeout(within)
+        .expect("the site saw nothing more in time")
+}
+
+#[test]
+fn one_site_connection_serves_request_after_request_and_is_closed_when_idle() {
+    let keepalive = Duration::from_secs(1);
+    let p = start(keepalive.as_secs_f64());
+    let (port, seen) = site(None);
+    let mut c = client(&p);
+    let url = |path: &str| format!("http://allowed.test:{port}{path}");
+
+    // A short answer, a long one (read after its head came), then short ones again:
+    // all on the first connection.
+    assert_eq!(get(&mut c, &url("/a")), "conn-1");
+    let big = get(&mut c, &url("/big"));
+    assert!(
+        big.starts_with("conn-1") && big.len() > 4 << 20,
+        "{}",
+        big.len()
+    );
+    for _ in 0..3 {
+        assert_eq!(get(&mut c, &url("/b")), "conn-1");
+    }
+    let last = Instant::now();
+    assert_eq!(next(&seen, Duration::from_secs(5)), Seen::Opened(1));
+
+    // Idle: the proxy closes it once the keep-alive has passed, not before.
+    assert_eq!(next(&seen, Duration::from_secs(10)), Seen::Closed(1));
+    let idle = last.elapsed();
+    assert!(
+        idle >= keepalive - Duration::from_millis(100),
+        "closed after {idle:?}, before the keep-alive"
+    );
+    // And the next request opens a new one.
+    assert_eq!(get(&mut c, &url("/c")), "conn-2");
+    assert_eq!(next(&seen, Duration::from_secs(5)), Seen::Opened(2));
+}
+
+#[test]
+fn a_connection_the_site_closed_is_not_used_again() {
+    let p = start(60.0);
+    let (port, seen) = site(Some(1));
+    let mut c = client(&p);
+    let url = format!("http://allowed.test:{port}/x");
+    for n in 1..=3 {
+        assert_eq!(get(&mut c, &url), format!("conn-{n}"));
+        assert_eq!(next(&seen, Duration::from_secs(5)), Seen::Opened(n));
+        // The site closed it after its answer; once the proxy has seen that (it closes
+        // its side), the next request must go on a new connection, unharmed.
+        assert_eq!(next(&seen, Duration::from_secs(5)), Seen::Closed(n));
+    }
+}
