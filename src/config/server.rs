@@ -33,6 +33,8 @@ pub struct RawServer {
     pub shutdown_grace_seconds: Option<u64>,
     /// Threads serving proxy connections; 0 or absent: one per CPU but one.
     pub workers: Option<usize>,
+    /// How long a worker with nothing to do spins before it sleeps; 0: sleeps at once.
+    pub worker_spin_microseconds: Option<u64>,
     pub watch: Option<bool>,
     pub tls: Option<RawTls>,
     pub limits: Option<RawLimits>,
@@ -244,6 +246,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Threads serving proxy connections (`server::workers`); 0: one per CPU but one.
     pub workers: usize,
+    /// A worker out of work spins this long before it sleeps (`server::workers`).
+    pub worker_spin: Duration,
     /// Reload when a file under the policy changes (SIGHUP always reloads).
     pub watch: bool,
     pub tls: TlsConfig,
@@ -276,6 +280,7 @@ impl Default for ServerConfig {
             reverse_dns: true,
             shutdown_grace: Duration::from_secs(10),
             workers: 0,
+            worker_spin: Duration::from_micros(20),
             watch: true,
             tls: TlsConfig::default(),
             limits: Limits::default(),
@@ -419,6 +424,19 @@ impl ServerConfig {
             }
             cfg.workers = w;
         }
+        if let Some(us) = raw.worker_spin_microseconds {
+            if us > 1000 {
+                diags.error(
+                    "invalid-value",
+                    path,
+                    pos.value("worker_spin_microseconds"),
+                    Some("worker_spin_microseconds"),
+                    format!("a spin of {us} µs is more than 1000"),
+                    Some("use 0 (never spin) to 100; the default, 20, suits most servers".into()),
+                );
+            }
+            cfg.worker_spin = Duration::from_micros(us.min(1000));
+        }
         if let Some(w) = raw.watch {
             cfg.watch = w;
         }
@@ -542,5 +560,47 @@ impl ServerConfig {
         } else {
             Ok(cfg)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(yaml: &str) -> Result<ServerConfig, Diags> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("server.yaml");
+        std::fs::write(&path, yaml).expect("written");
+        ServerConfig::load(Some(&path))
+    }
+
+    #[test]
+    fn worker_spin_defaults_to_20_us_and_can_be_turned_off() {
+        assert_eq!(
+            load("workers: 1\n").expect("valid").worker_spin,
+            Duration::from_micros(20)
+        );
+        assert_eq!(
+            load("worker_spin_microseconds: 0\n")
+                .expect("valid")
+                .worker_spin,
+            Duration::ZERO
+        );
+        assert_eq!(
+            load("worker_spin_microseconds: 50\n")
+                .expect("valid")
+                .worker_spin,
+            Duration::from_micros(50)
+        );
+    }
+
+    #[test]
+    fn a_worker_spin_above_a_millisecond_is_refused_with_its_line() {
+        let diags = load("workers: 1\nworker_spin_microseconds: 5000\n").expect_err("refused");
+        let text: Vec<String> = diags.errors().map(|d| d.to_string()).collect();
+        assert_eq!(text.len(), 1, "{text:?}");
+        assert!(text[0].contains(":2:"), "{}", text[0]);
+        assert!(text[0].contains("worker_spin_microseconds"), "{}", text[0]);
+        assert!(text[0].contains("5000"), "{}", text[0]);
     }
 }

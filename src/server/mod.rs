@@ -127,7 +127,9 @@ pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
         cfg.limits.upstream_connect_timeout,
     );
     let n_workers = workers::count(cfg.workers);
-    let pool = Arc::new(Workers::start(n_workers).context("cannot start the worker threads")?);
+    let pool = Arc::new(
+        Workers::start(n_workers, cfg.worker_spin).context("cannot start the worker threads")?,
+    );
     let bumper = load_bumper(&cfg, dialer.clone(), n_workers)?;
     let db = cfg.data_dir.join("requests.db");
     let store: Arc<dyn crate::unblock::store::Store> =
