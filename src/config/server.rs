@@ -280,7 +280,7 @@ impl Default for ServerConfig {
             reverse_dns: true,
             shutdown_grace: Duration::from_secs(10),
             workers: 0,
-            worker_spin: Duration::from_micros(20),
+            worker_spin: Duration::from_micros(5),
             watch: true,
             tls: TlsConfig::default(),
             limits: Limits::default(),
@@ -432,7 +432,7 @@ impl ServerConfig {
                     pos.value("worker_spin_microseconds"),
                     Some("worker_spin_microseconds"),
                     format!("a spin of {us} µs is more than 1000"),
-                    Some("use 0 (never spin) to 100; the default, 20, suits most servers".into()),
+                    Some("use 0 (never spin) to 100; the default, 5, suits most servers".into()),
                 );
             }
             cfg.worker_spin = Duration::from_micros(us.min(1000));
@@ -575,10 +575,10 @@ mod tests {
     }
 
     #[test]
-    fn worker_spin_defaults_to_20_us_and_can_be_turned_off() {
+    fn worker_spin_defaults_to_5_us_and_can_be_turned_off() {
         assert_eq!(
             load("workers: 1\n").expect("valid").worker_spin,
-            Duration::from_micros(20)
+            Duration::from_micros(5)
         );
         assert_eq!(
             load("worker_spin_microseconds: 0\n")

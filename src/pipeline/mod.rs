@@ -47,7 +47,7 @@ pub struct State {
     /// `None` when authentication is off everywhere.
     pub auth: Option<Arc<Authenticator>>,
     pub workstations: Workstations,
-    /// One pooled client per worker thread.
+    /// One pool of plain-HTTP site connections per worker thread.
     pub upstream: PerWorker<Pool>,
     pub dialer: Dialer,
     /// Key that signs the unblock tokens of block pages.

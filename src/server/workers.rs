@@ -91,9 +91,10 @@ impl Workers {
     ///
     /// A worker that runs out of work spins for `spin` before it sleeps in the kernel
     /// (`epoll_wait`): what arrives meanwhile is picked up without a sleep and a wake-up,
-    /// as Go's scheduler and Seastar do. On the 2-core bench box, where the client and
-    /// the origin share the cores, the worker otherwise slept once every 14 requests
-    /// and lost about 10 % of its rate to the wake-ups (issue 6 note). An idle proxy
+    /// as Go's scheduler spins before it parks. On the 2-core bench box, where the client
+    /// and the origin share the cores, the worker otherwise slept once every 14 to 25
+    /// requests and lost more to the wake-ups than its leaner code had saved (issue 6
+    /// note: 5 µs gave the gain of 20 µs without taking CPU from tunnels). An idle proxy
     /// spins once per wake-up, so this costs nothing when there is no traffic.
     pub fn start(n: usize, spin: Duration) -> std::io::Result<Workers> {
         let mut workers = Vec::with_capacity(n.max(1));
