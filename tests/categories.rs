@@ -8,18 +8,10 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::Stdio;
 
-use common::proxy::{Proxy, Upstream, copy_dir, curl};
+use common::proxy::{Proxy, Upstream, curl};
 
 fn setup() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    copy_dir(&root.join("categories"), &dir.path().join("categories"));
-    std::fs::copy(
-        root.join("proxy-policy.yaml"),
-        dir.path().join("policy.yaml"),
-    )
-    .unwrap();
-    dir
+    common::proxy::fixture_dir()
 }
 
 /// Runs `classify` on `input`; returns stdout.

@@ -89,23 +89,10 @@ fn status(text: &str) -> u16 {
 }
 
 fn start() -> Proxy {
-    let dir = tempfile::tempdir().unwrap();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    common::proxy::copy_dir(&root.join("categories"), &dir.path().join("categories"));
-    std::fs::copy(
-        root.join("proxy-policy.yaml"),
-        dir.path().join("policy.yaml"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("server.yaml"),
+    Proxy::start_with_config(
         "limits:\n  upstream_connect_timeout_seconds: 2\n  upstream_first_byte_timeout_seconds: 1\n  upstream_idle_timeout_seconds: 1\n",
+        &[],
     )
-    .unwrap();
-    let mut args = common::proxy::pins();
-    args.extend(["--config".to_string(), "server.yaml".to_string()]);
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    Proxy::start_in(dir, &refs)
 }
 
 #[test]

@@ -3,38 +3,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::proxy::{Proxy, Upstream, curl, pins};
+use common::proxy::{Proxy, Upstream, curl, exchange, pins};
 
 fn start(extra: &[&str]) -> Proxy {
     Proxy::start_pinned(extra)
-}
-
-/// Sends one keep-alive request on `s` and reads one response; returns (status, body).
-fn exchange(s: &mut BufReader<TcpStream>, target: &str, host: &str) -> (u16, String) {
-    write!(s.get_mut(), "GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
-    let mut status_line = String::new();
-    s.read_line(&mut status_line).unwrap();
-    assert!(!status_line.is_empty(), "the connection was closed");
-    let status: u16 = status_line[9..12].parse().unwrap();
-    let mut len = 0usize;
-    loop {
-        let mut h = String::new();
-        s.read_line(&mut h).unwrap();
-        if h == "\r\n" {
-            break;
-        }
-        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap();
-        }
-    }
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).unwrap();
-    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 #[test]

@@ -28,20 +28,7 @@ fn start(extra: &[&str]) -> Proxy {
 }
 
 fn start_with(limits: &str, extra: &[&str]) -> Proxy {
-    let dir = tempfile::tempdir().unwrap();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    common::proxy::copy_dir(&root.join("categories"), &dir.path().join("categories"));
-    std::fs::copy(
-        root.join("proxy-policy.yaml"),
-        dir.path().join("policy.yaml"),
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("server.yaml"), limits).unwrap();
-    let mut args = common::proxy::pins();
-    args.extend(["--config".to_string(), "server.yaml".to_string()]);
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    Proxy::start_in(dir, &refs)
+    Proxy::start_with_config(limits, extra)
 }
 
 fn connect(p: &Proxy) -> TcpStream {

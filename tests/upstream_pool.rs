@@ -11,7 +11,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::proxy::Proxy;
+use common::proxy::{Proxy, exchange};
 
 /// What the site saw.
 #[derive(Debug, PartialEq)]
@@ -85,25 +85,9 @@ fn site(answers_per_conn: Option<usize>) -> (u16, mpsc::Receiver<Seen>) {
 
 /// Sends a GET for `url` on the client's kept-alive connection and returns the body.
 fn get(c: &mut BufReader<TcpStream>, url: &str) -> String {
-    let head = format!("GET {url} HTTP/1.1\r\nHost: allowed.test\r\n\r\n");
-    c.get_mut().write_all(head.as_bytes()).unwrap();
-    let mut status = String::new();
-    c.read_line(&mut status).unwrap();
-    assert!(status.starts_with("HTTP/1.1 200"), "{url}: {status}");
-    let mut len = 0usize;
-    loop {
-        let mut line = String::new();
-        c.read_line(&mut line).unwrap();
-        if line == "\r\n" {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap();
-        }
-    }
-    let mut body = vec![0u8; len];
-    c.read_exact(&mut body).unwrap();
-    String::from_utf8(body).unwrap()
+    let (status, body) = exchange(c, url, "allowed.test");
+    assert_eq!(status, 200, "{url}: {body}");
+    body
 }
 
 fn client(p: &Proxy) -> BufReader<TcpStream> {
@@ -113,23 +97,10 @@ fn client(p: &Proxy) -> BufReader<TcpStream> {
 }
 
 fn start(keepalive_seconds: f64) -> Proxy {
-    let dir = tempfile::tempdir().unwrap();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    common::proxy::copy_dir(&root.join("categories"), &dir.path().join("categories"));
-    std::fs::copy(
-        root.join("proxy-policy.yaml"),
-        dir.path().join("policy.yaml"),
+    Proxy::start_with_config(
+        &format!("limits:\n  upstream_keepalive_seconds: {keepalive_seconds}\n"),
+        &[],
     )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("server.yaml"),
-        format!("limits:\n  upstream_keepalive_seconds: {keepalive_seconds}\n"),
-    )
-    .unwrap();
-    let mut args = common::proxy::pins();
-    args.extend(["--config".to_string(), "server.yaml".to_string()]);
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    Proxy::start_in(dir, &refs)
 }
 
 fn next(rx: &mpsc::Receiver<Seen>, within: Duration) -> Seen {

@@ -58,15 +58,7 @@ impl Proxy {
     /// Copies the test policy and categories into a temp folder and starts the proxy
     /// with `extra` arguments.
     pub fn start(extra: &[&str]) -> Proxy {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-        copy_dir(&root.join("categories"), &dir.path().join("categories"));
-        std::fs::copy(
-            root.join("proxy-policy.yaml"),
-            dir.path().join("policy.yaml"),
-        )
-        .unwrap();
-        Self::start_in(dir, extra)
+        Self::start_in(fixture_dir(), extra)
     }
 
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Proxy {
@@ -151,6 +143,18 @@ impl Proxy {
             dir,
             stderr: log,
         }
+    }
+
+    /// [`Proxy::start_pinned`] with `server_yaml` written as the server configuration
+    /// (`--config server.yaml`) beside the test policy and categories.
+    pub fn start_with_config(server_yaml: &str, extra: &[&str]) -> Proxy {
+        let dir = fixture_dir();
+        std::fs::write(dir.path().join("server.yaml"), server_yaml).unwrap();
+        let mut args = pins();
+        args.extend(["--config".to_string(), "server.yaml".to_string()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        Proxy::start_in(dir, &refs)
     }
 
     pub fn url(&self) -> String {
@@ -291,6 +295,19 @@ impl Drop for Proxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A temp folder holding a copy of the test policy (`policy.yaml`) and its categories.
+pub fn fixture_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    copy_dir(&root.join("categories"), &dir.path().join("categories"));
+    std::fs::copy(
+        root.join("proxy-policy.yaml"),
+        dir.path().join("policy.yaml"),
+    )
+    .unwrap();
+    dir
 }
 
 pub fn copy_dir(from: &Path, to: &Path) {
@@ -529,6 +546,30 @@ pub fn tcp_echo(banner: &'static str) -> SocketAddr {
         }
     });
     addr
+}
+
+/// Sends one keep-alive GET for `target` on `s` and reads one response with a
+/// `Content-Length` body; returns (status, body).
+pub fn exchange(s: &mut BufReader<TcpStream>, target: &str, host: &str) -> (u16, String) {
+    write!(s.get_mut(), "GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut status_line = String::new();
+    s.read_line(&mut status_line).unwrap();
+    assert!(!status_line.is_empty(), "the connection was closed");
+    let status: u16 = status_line[9..12].parse().unwrap();
+    let mut len = 0usize;
+    loop {
+        let mut h = String::new();
+        s.read_line(&mut h).unwrap();
+        if h == "\r\n" {
+            break;
+        }
+        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// Sends `head` on a new connection to `proxy` and reads one response: its head and a
