@@ -201,24 +201,14 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
-    fn a_spin_lasts_its_duration_and_zero_does_not_spin() {
-        let t = Instant::now();
-        spin_for(Duration::from_micros(300));
-        assert!(
-            t.elapsed() >= Duration::from_micros(300),
-            "{:?}",
-            t.elapsed()
-        );
-        let t = Instant::now();
-        for _ in 0..1000 {
-            spin_for(Duration::ZERO);
+    fn a_spin_lasts_at_least_its_duration() {
+        // A lower bound only: an upper one would fail whenever the machine is busy.
+        for us in [0, 1, 300] {
+            let d = Duration::from_micros(us);
+            let t = Instant::now();
+            spin_for(d);
+            assert!(t.elapsed() >= d, "{us} µs: {:?}", t.elapsed());
         }
-        // A thousand calls with no spin take far less than one 300 µs spin.
-        assert!(
-            t.elapsed() < Duration::from_micros(300),
-            "{:?}",
-            t.elapsed()
-        );
     }
 
     #[tokio::test]
