@@ -503,13 +503,8 @@ async fn exchange(
         parts.headers.insert(header::HOST, v);
     }
     parts.version = Version::HTTP_11;
-    // A plain request that already names its site the canonical way keeps its URI: no
-    // rebuilding and re-parsing on the common path.
-    let as_given = !target.https
-        && parts.uri.scheme() == Some(&http::uri::Scheme::HTTP)
-        && parts.uri.authority().map(|a| a.as_str()) == Some(canonical.as_str())
-        && parts.uri.path_and_query() == Some(&path);
-    if !as_given {
+    if target.https {
+        // hyper-util's client reads the site from an absolute URI.
         parts.uri = match Uri::builder()
             .scheme(target.scheme())
             .authority(canonical.as_str())
@@ -519,6 +514,9 @@ async fn exchange(
             Ok(u) => u,
             Err(e) => return bad_host(cx, &canonical, &e.to_string()),
         };
+    } else {
+        // The plain pool is given the site apart and sends origin-form: nothing to build.
+        parts.uri = Uri::from(path);
     }
     let sent = Arc::new(AtomicU64::new(0));
     let lim = &st.cfg.limits;
