@@ -1,8 +1,9 @@
 //! The plain-HTTP pool of site connections: a connection is reused for the next request
 //! to the same site (after a short answer, and after a long one once it has been read),
 //! a connection the site closed is never used again (the next request gets a new one,
-//! the client sees nothing), and an idle connection is closed by the proxy once
-//! `upstream_keepalive_seconds` has passed.
+//! the client sees nothing), a GET sent on a kept connection that the site closes
+//! without answering goes again on a new one, and an idle connection is closed by the
+//! proxy once `upstream_keepalive_seconds` has passed.
 
 mod common;
 
@@ -155,5 +156,68 @@ fn a_connection_the_site_closed_is_not_used_again() {
         // The site closed it after its answer; once the proxy has seen that (it closes
         // its side), the next request must go on a new connection, unharmed.
         assert_eq!(next(&seen, Duration::from_secs(5)), Seen::Closed(n));
+    }
+}
+
+/// A site that answers the first request on each connection (`conn-N`) and closes the
+/// connection, unanswered, on the second: what a proxy sees when the site's idle timeout
+/// closes a kept connection just as a request goes out on it.
+fn site_closing_on_second_request() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for (i, s) in l.incoming().enumerate() {
+            let Ok(s) = s else { break };
+            std::thread::spawn(move || {
+                let mut w = s.try_clone().unwrap();
+                let mut r = BufReader::new(s);
+                for answered in 0.. {
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    if answered == 1 {
+                        return; // closed, unanswered
+                    }
+                    let body = format!("conn-{}", i + 1);
+                    let _ = write!(
+                        w,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_request_on_a_kept_connection_closed_unanswered_goes_on_a_new_one() {
+    let p = start(60.0);
+    let port = site_closing_on_second_request();
+    let mut c = client(&p);
+    let url = format!("http://allowed.test:{port}/x");
+    assert_eq!(get(&mut c, &url), "conn-1");
+    // Sent on conn-1, which the site closes without answering: the client never knows.
+    assert_eq!(get(&mut c, &url), "conn-2");
+    assert_eq!(get(&mut c, &url), "conn-3");
+}
+
+#[test]
+fn requests_right_after_the_site_closed_its_connection_are_not_lost() {
+    // No wait for the proxy to notice the close: the next request may find the kept
+    // connection closed before it is sent, or while it is, and must go on a new one.
+    let p = start(60.0);
+    let (port, _seen) = site(Some(1));
+    let mut c = client(&p);
+    let url = format!("http://allowed.test:{port}/x");
+    for n in 1..=20 {
+        assert_eq!(get(&mut c, &url), format!("conn-{n}"));
     }
 }

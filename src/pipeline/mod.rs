@@ -22,7 +22,7 @@ use crate::action::forward::{
     self, Body, CountedBody, CountedIncoming, Dialer, add_via, full, seen_by_us, sends_data,
     strip_hop_by_hop, wants_upgrade,
 };
-use crate::action::pool::{Pool, PoolError};
+use crate::action::pool::{Pool, PoolError, UpBody};
 use crate::action::tunnel;
 use crate::audit::{AuditSink, Record};
 use crate::classify::{Classification, Host, TagKind};
@@ -532,7 +532,7 @@ async fn exchange(
                         .extensions()
                         .get::<hyper_util::client::legacy::connect::HttpInfo>()
                         .map(|i| i.remote_addr());
-                    Ok((r, peer))
+                    Ok((r.map(UpBody::Hyper), peer))
                 }
                 Err(e) => Err(Failed::Tls(e)),
             },
