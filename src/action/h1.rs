@@ -937,26 +937,33 @@ mod tests {
         assert!(back.lock().unwrap().is_some());
     }
 
-    #[tokio::test]
-    async fn ambiguous_or_broken_answers_are_refused() {
-        for answer in [
-            &b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
-                [..],
-            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
-            b"HTTP/1.1 200 OK\r\nContent-Length: 3, 4\r\n\r\nabcd",
-            b"HTTP/1.1 200 OK\r\nContent-Length: +3\r\n\r\nabc",
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
-            b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
-        ] {
+    /// Each answer fails the exchange or its body with `Malformed`, and the connection
+    /// is not kept.
+    async fn assert_malformed(answers: &[&[u8]]) {
+        for answer in answers {
             let (conn, _t) = site(answer.to_vec(), true).await;
-            let (r, _) = get(conn, Method::GET).await;
+            let (r, back) = get(conn, Method::GET).await;
             assert!(
                 matches!(r, Err(H1Error::Malformed(_))),
                 "{}: {:?}",
                 String::from_utf8_lossy(answer),
                 r.map(|x| x.0)
             );
+            assert!(back.lock().unwrap().is_none());
         }
+    }
+
+    #[tokio::test]
+    async fn ambiguous_or_broken_answers_are_refused() {
+        assert_malformed(&[
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3, 4\r\n\r\nabcd",
+            b"HTTP/1.1 200 OK\r\nContent-Length: +3\r\n\r\nabc",
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
+            b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
+        ])
+        .await;
         let mut huge = b"HTTP/1.1 200 OK\r\nX-Big: ".to_vec();
         huge.extend(std::iter::repeat_n(b'a', MAX_HEAD));
         let (conn, _t) = site(huge, false).await;
@@ -970,22 +977,14 @@ mod tests {
 
     #[tokio::test]
     async fn bad_chunking_and_cut_bodies_fail_the_body() {
-        for answer in [
-            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x1\r\nx\r\n0\r\n\r\n"[..],
+        assert_malformed(&[
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x1\r\nx\r\n0\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\nx\r\n0\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nxy\r\n0\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\nx\r\n",
-        ] {
-            let (conn, _t) = site(answer.to_vec(), true).await;
-            let (r, back) = get(conn, Method::GET).await;
-            assert!(
-                matches!(r, Err(H1Error::Malformed(_))),
-                "{}: {:?}",
-                String::from_utf8_lossy(answer),
-                r.map(|x| x.0)
-            );
-            assert!(back.lock().unwrap().is_none());
-        }
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: 1\rY\r\n\r\n",
+        ])
+        .await;
         for answer in [
             &b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234"[..],
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n01",
