@@ -195,25 +195,22 @@ impl Conn {
         *res.status_mut() = status;
         *res.version_mut() = version;
         *res.headers_mut() = headers;
-        match framing {
-            Framing::Length(0) | Framing::Done => {
-                let conn = (keep && self.buf.is_empty()).then_some(self);
-                return Ok(Exchanged {
-                    response: res,
-                    conn,
-                });
-            }
+        // No body, or all of it came with the head (a short answer, usually): the
+        // connection can go back now.
+        let whole = match framing {
+            Framing::Done => Some(None),
             Framing::Length(n) if n as usize <= self.buf.len() => {
-                // The whole body came with the head (a short answer, usually).
-                let body = self.buf.split_to(n as usize).freeze();
-                *res.body_mut() = RawBody(State::Full(Some(body)));
-                let conn = (keep && self.buf.is_empty()).then_some(self);
-                return Ok(Exchanged {
-                    response: res,
-                    conn,
-                });
+                Some((n > 0).then(|| self.buf.split_to(n as usize).freeze()))
             }
-            _ => {}
+            _ => None,
+        };
+        if let Some(body) = whole {
+            *res.body_mut() = RawBody(State::Full(body));
+            let conn = (keep && self.buf.is_empty()).then_some(self);
+            return Ok(Exchanged {
+                response: res,
+                conn,
+            });
         }
         let back = keep.then(give_back);
         *res.body_mut() = RawBody(State::Stream(Box::new(Stream {
