@@ -147,10 +147,11 @@ impl Conn {
         }
         let head_request = method == Method::HEAD;
         let mut got_any = false;
+        let mut reader = HeadReader::default();
         let head = loop {
             if !self.buf.is_empty() {
                 got_any = true;
-                match parse_head(&mut self.buf, head_request) {
+                match reader.next(&mut self.buf, head_request) {
                     Ok(Some(h)) if h.status.is_informational() => {
                         if h.status == StatusCode::SWITCHING_PROTOCOLS {
                             return Err(fail(H1Error::Malformed("an upgrade nobody asked for")));
@@ -161,9 +162,6 @@ impl Conn {
                     Ok(Some(h)) => break h,
                     Ok(None) => {}
                     Err(e) => return Err(fail(e)),
-                }
-                if self.buf.len() >= MAX_HEAD {
-                    return Err(fail(H1Error::HeadTooLarge));
                 }
             }
             self.buf.reserve(8192);
@@ -287,6 +285,50 @@ struct Head {
     keep: bool,
 }
 
+/// Reads answer heads as their bytes come in. The first bytes are parsed at once, so a
+/// garbled answer fails at once; after that, only once an empty line has come. A head
+/// that trickles in is thus parsed twice, not again from its start at every read
+/// (quadratic: a 64 KiB head sent a byte at a time cost 64 Ki parses of up to 64 KiB).
+#[derive(Default)]
+struct HeadReader {
+    /// How much of the buffer is known to hold no empty line; 0: parse what comes.
+    scanned: usize,
+    #[cfg(test)]
+    parses: usize,
+}
+
+impl HeadReader {
+    /// The next head at the start of `buf`, taken out of it; `None` while incomplete.
+    /// A head longer than [`MAX_HEAD`] is refused however its bytes arrived.
+    fn next(&mut self, buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, H1Error> {
+        if self.scanned == 0 || head_may_end(buf, self.scanned) {
+            #[cfg(test)]
+            {
+                self.parses += 1;
+            }
+            if let Some(head) = parse_head(buf, head_request)? {
+                self.scanned = 0;
+                return Ok(Some(head));
+            }
+        }
+        self.scanned = buf.len();
+        if buf.len() >= MAX_HEAD {
+            return Err(H1Error::HeadTooLarge);
+        }
+        Ok(None)
+    }
+}
+
+/// Whether `buf`, of which the first `scanned` bytes hold no empty line, now holds one
+/// (LF LF or LF CR LF: the ends of a head httparse accepts). Only the bytes after
+/// `scanned`, and the two before them that may begin one, are looked at.
+fn head_may_end(buf: &[u8], scanned: usize) -> bool {
+    let from = scanned.saturating_sub(2);
+    buf[from..].iter().enumerate().any(|(i, &b)| {
+        b == b'\n' && matches!(&buf[from + i + 1..], [b'\n', ..] | [b'\r', b'\n', ..])
+    })
+}
+
 /// Parses an answer head at the start of `buf` and takes it out; `None` while incomplete.
 fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, H1Error> {
     // Uninitialised slots: setting 128 of them up front cost more than the parse.
@@ -294,6 +336,7 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, H1
     let mut parsed = httparse::Response::new(&mut []);
     let parser = httparse::ParserConfig::default();
     let len = match parser.parse_response_with_uninit_headers(&mut parsed, buf, &mut slots) {
+        Ok(httparse::Status::Complete(n)) if n > MAX_HEAD => return Err(H1Error::HeadTooLarge),
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
@@ -703,22 +746,31 @@ pub mod fuzzing {
         },
     }
 
-    /// Parses an answer from `input` (interim answers skipped, as the exchange does),
-    /// then decodes its body from the rest, `step` bytes at a time.
+    /// Reads an answer from `input` as the exchange does (interim answers skipped), its
+    /// bytes coming `step` at a time: the head through [`HeadReader`], then the body.
     pub fn answer(input: &[u8], head_request: bool, step: usize) -> Outcome {
-        let mut buf = BytesMut::from(input);
-        let head = loop {
-            match parse_head(&mut buf, head_request) {
-                Ok(Some(h)) if h.status.is_informational() => continue,
-                Ok(Some(h)) => break h,
-                Ok(None) => return Outcome::PartialHead,
-                Err(e) => return Outcome::BadHead(e.to_string()),
+        let step = step.max(1);
+        let mut pending = BytesMut::from(input);
+        let mut fed = BytesMut::new();
+        let mut reader = HeadReader::default();
+        let head = 'read: loop {
+            let n = step.min(pending.len());
+            fed.extend_from_slice(&pending.split_to(n));
+            // What came may hold more than one head (interim answers first).
+            while !fed.is_empty() {
+                match reader.next(&mut fed, head_request) {
+                    Ok(Some(h)) if h.status.is_informational() => {}
+                    Ok(Some(h)) => break 'read h,
+                    Ok(None) => break,
+                    Err(e) => return Outcome::BadHead(e.to_string()),
+                }
+            }
+            if pending.is_empty() {
+                return Outcome::PartialHead;
             }
         };
         let mut framing = head.framing;
         let mut body = Vec::new();
-        let mut pending = buf;
-        let mut fed = BytesMut::new();
         let end = loop {
             match framing.decode(&mut fed) {
                 Ok(Step::Data(d)) => body.extend_from_slice(&d),
@@ -1007,6 +1059,80 @@ mod tests {
                 .unwrap();
             assert!(matches!(f.error, H1Error::Closed | H1Error::Io(_)));
             assert_eq!(f.retry, reused);
+        }
+    }
+
+    /// Feeds `bytes` to a [`HeadReader`] `step` at a time, as reads would bring them.
+    fn read_head(bytes: &[u8], step: usize) -> (Result<Option<Head>, H1Error>, usize, BytesMut) {
+        let mut reader = HeadReader::default();
+        let mut buf = BytesMut::new();
+        for piece in bytes.chunks(step) {
+            buf.extend_from_slice(piece);
+            match reader.next(&mut buf, false) {
+                Ok(None) => {}
+                done => return (done, reader.parses, buf),
+            }
+        }
+        (Ok(None), reader.parses, buf)
+    }
+
+    #[test]
+    fn a_head_that_trickles_in_is_parsed_when_it_can_be_complete_not_at_every_read() {
+        let mut head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n".to_vec();
+        for i in 0..100 {
+            head.extend(format!("X-Field-{i}: {}\r\n", "v".repeat(300)).bytes());
+        }
+        head.extend(b"\r\nok");
+        for step in [1, 2, 3, 7, 4096] {
+            let (r, parses, rest) = read_head(&head, step);
+            let h = r.expect("valid").expect("complete");
+            assert_eq!(
+                (h.status, h.headers.len()),
+                (StatusCode::OK, 101),
+                "step {step}"
+            );
+            // The first bytes, then the bytes holding the empty line: not one parse per
+            // read (about 31 000 of them a byte at a time before).
+            assert!(parses <= 2, "step {step}: {parses} parses");
+            assert!(b"ok".starts_with(&rest), "step {step}: {rest:?} left");
+        }
+        // The empty line split across reads in every way, and LF-only ends of lines.
+        for head in [
+            &b"HTTP/1.1 204 No Content\r\nA: b\r\n\r\n"[..],
+            b"HTTP/1.1 204 No Content\nA: b\n\n",
+        ] {
+            for step in 1..head.len() {
+                let (r, parses, _) = read_head(head, step);
+                assert!(
+                    matches!(r, Ok(Some(_))),
+                    "step {step}: {:?}",
+                    r.map(|h| h.map(|h| h.status))
+                );
+                assert!(parses <= 2, "step {step}: {parses} parses");
+            }
+        }
+    }
+
+    #[test]
+    fn a_garbled_head_fails_at_its_first_bytes_and_a_long_one_however_it_comes() {
+        let (r, parses, _) = read_head(b"SSH-2.0-OpenSSH_9.2\r\n", 4);
+        assert!(
+            matches!(r, Err(H1Error::Malformed(_))),
+            "{:?}",
+            r.map(|h| h.is_some())
+        );
+        assert_eq!(parses, 1);
+        // Longer than MAX_HEAD: refused when it comes whole as when it trickles in.
+        let mut long = b"HTTP/1.1 200 OK\r\nX-Big: ".to_vec();
+        long.extend(std::iter::repeat_n(b'a', MAX_HEAD));
+        long.extend(b"\r\n\r\n");
+        for step in [1, 1000, long.len()] {
+            let (r, _, _) = read_head(&long, step);
+            assert!(
+                matches!(r, Err(H1Error::HeadTooLarge)),
+                "step {step}: {:?}",
+                r.map(|h| h.is_some())
+            );
         }
     }
 
