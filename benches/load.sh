@@ -33,6 +33,12 @@
 #      and cold (COLD_HOSTS distinct names per round, each needing a fresh leaf), and
 #      requests/s in one kept-alive bumped tunnel; each next to a direct TLS connection
 #      to nginx with the same Python client (benches/load/tls_bench.py).
+#   7. Open-loop latency (run right after 1 and 2): `oha` sends requests at fixed rates
+#      (OPEN_LOOP_RATES, each one Squid can carry), 50 connections, latency counted
+#      from when each request was due (--latency-correction), through each proxy and
+#      direct: p50, p99, p99.9 and proxy CPU a request at equal load. wrk's closed loop
+#      (part 1) measures saturation; this measures latency. oha is not packaged by
+#      Debian: installed once with `cargo install` into CACHE_DIR when not on PATH.
 # Prints a markdown report (also in OUT_DIR/summary.md); raw outputs in OUT_DIR.
 # Everything it starts is stopped on exit (trap), on Ctrl-C and on failure.
 #
@@ -51,7 +57,9 @@
 #   COMPILED=1          1: compile the bench policy's lists first (`categories compile`,
 #                       bench.idx beside it), so that start and every reload map the
 #                       compiled index instead of parsing the text lists (0: text lists)
-#   SKIP_SQUID=0  SKIP_IDLE=0  SKIP_RELOAD=0  SKIP_BUMP=0   (1: leave that part out)
+#   OPEN_LOOP_RATES="5000 10000 14000"   requests/s of the open-loop runs (Squid's
+#                       ceiling here is about 15 000 in part 1)
+#   SKIP_SQUID=0  SKIP_IDLE=0  SKIP_RELOAD=0  SKIP_BUMP=0  SKIP_OPEN_LOOP=0   (1: leave that part out)
 #   CHARTE_BIN=path     use this binary instead of building (cargo build --release)
 #   NGINX_WORKERS=1     nginx worker processes
 #   HTTP_PORT=18180 HTTPS_PORT=18543 SQUID_PORT=13228 CHARTE_PORT=13229   loopback ports
@@ -83,6 +91,9 @@ SKIP_SQUID=${SKIP_SQUID:-0}
 SKIP_IDLE=${SKIP_IDLE:-0}
 SKIP_RELOAD=${SKIP_RELOAD:-0}
 SKIP_BUMP=${SKIP_BUMP:-0}
+SKIP_OPEN_LOOP=${SKIP_OPEN_LOOP:-0}
+OPEN_LOOP_RATES=${OPEN_LOOP_RATES:-5000 10000 14000}
+OHA_VERSION=1.16.0
 CHARTE_BIN=${CHARTE_BIN:-}
 NGINX_WORKERS=${NGINX_WORKERS:-1}
 HTTP_PORT=${HTTP_PORT:-18180}
@@ -198,6 +209,7 @@ for v in ROUNDS DURATION CONNS WARMUP CONNECT_TRIES DOMAINS FALLBACK_DOMAINS IDL
   [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 [[ "$ROUNDS" -ge 1 && "$DURATION" -ge 1 ]] || die "ROUNDS and DURATION must be at least 1"
+for q in $OPEN_LOOP_RATES; do [[ "$q" =~ ^[1-9][0-9]*$ ]] || die "OPEN_LOOP_RATES must be whole numbers of requests a second, got '$q'"; done
 ports=("$HTTP_PORT" "$HTTPS_PORT" "$CHARTE_PORT")
 [[ "$SKIP_SQUID" == 1 ]] || ports+=("$SQUID_PORT")
 for p in "${ports[@]}"; do port_busy "$p" && die "port $p already in use (set HTTP_PORT/HTTPS_PORT/SQUID_PORT/CHARTE_PORT)"; done
@@ -233,6 +245,23 @@ chmod 755 "$TMP"
 RAW=$OUT_DIR/raw
 mkdir -p "$RAW"
 log "temp dir $TMP; raw output -> $OUT_DIR"
+
+# ---------------------------------------------------------------- oha (part 7)
+OHA=""
+if [[ "$SKIP_OPEN_LOOP" != 1 && -n "$OPEN_LOOP_RATES" ]]; then
+  if command -v oha >/dev/null 2>&1; then OHA=$(command -v oha)
+  elif [[ -x "$CACHE_DIR/oha/bin/oha" ]]; then OHA=$CACHE_DIR/oha/bin/oha
+  elif command -v cargo >/dev/null 2>&1; then
+    log "installing oha $OHA_VERSION for part 7 (cargo install, once, into $CACHE_DIR/oha; a few minutes)"
+    if cargo install oha --locked --version "$OHA_VERSION" --root "$CACHE_DIR/oha" >"$RAW/oha-install.log" 2>&1; then
+      OHA=$CACHE_DIR/oha/bin/oha
+    else
+      NOTES+=("oha could not be installed (raw/oha-install.log): part 7 (open-loop latency) not measured")
+    fi
+  else
+    NOTES+=("no oha and no cargo to install it: part 7 (open-loop latency) not measured")
+  fi
+fi
 
 # ---------------------------------------------------------------- domain data
 if [[ -n "$SHARED" && -f "$SHARED/bench/gen_domains.py" ]]; then
@@ -337,7 +366,7 @@ if [[ "$SKIP_SQUID" != 1 ]]; then
   d=$TMP/squid
   mkdir -p "$d"
   [[ "$(id -u)" == 0 ]] && chown proxy:proxy "$d"
-  printf '127.0.0.1 %s %s\n' "$ORIGIN" "$TUNNEL" >"$d/hosts"
+  printf '127.0.0.1 %s %s localhost\n' "$ORIGIN" "$TUNNEL" >"$d/hosts"
   chmod 644 "$d/hosts"
   cat >"$d/squid.conf" <<EOF
 http_port 127.0.0.1:$SQUID_PORT
@@ -529,6 +558,39 @@ done
 declare -A HWM1=() RSS1=()
 for t in $(proxies); do HWM1[$t]=$(status_kb VmHWM "${PID[$t]}"); RSS1[$t]=$(status_kb VmRSS "${PID[$t]}"); done
 
+# ---------------------------------------------------------------- 7: open-loop latency
+# Run here, before the idle tunnels and reloads change the proxies' memory. oha resolves
+# the URL's name itself even through a proxy, so the URL names localhost (in no list,
+# as the bench origin; Squid's hosts file has it too).
+if [[ -n "$OHA" ]]; then
+  log "part 7: open-loop latency with oha at ${OPEN_LOOP_RATES// /, } req/s, $ROUNDS rounds x ${DURATION}s, ${TARGETS[*]}"
+  for ((r=1; r<=ROUNDS; r++)); do
+    for q in $OPEN_LOOP_RATES; do
+      for t in $(rotate $((r - 1)) "${TARGETS[@]}"); do
+        p=${PID[$t]:-}
+        px=(); [[ -n "${ADDR[$t]}" ]] && px=(-x "http://${ADDR[$t]}")
+        out=$RAW/openloop-q$q-r$r-$t.json
+        cpu_begin "$p"
+        fg_run /usr/bin/time -f 'CLIENTCPU %e %U %S' -o "$out.cpu" timeout $((DURATION + 30)) "$OHA" --no-tui --output-format json \
+          -z "${DURATION}s" -w -q "$q" --latency-correction -c "$CONNS" --ipv4 "${px[@]}" "http://localhost:$HTTP_PORT/1k" >"$out" 2>"$out.err"
+        read -r pc nc mc < <(cpu_end "$p")
+        read -r rps p50 p99 p999 n2 errs < <(python3 - "$out" <<'PY' 2>/dev/null || echo "NA NA NA NA NA NA"
+import json, sys
+d = json.load(open(sys.argv[1]))
+s, p = d["summary"], d["latencyPercentiles"]
+codes = d.get("statusCodeDistribution", {})
+non2xx = sum(v for k, v in codes.items() if not k.startswith("2"))
+errs = sum(d.get("errorDistribution", {}).values())
+print(f"{s['requestsPerSec']:.1f} {p['p50'] * 1e3:.3f} {p['p99'] * 1e3:.3f} {p['p99.9'] * 1e3:.3f} {non2xx} {errs}")
+PY
+)
+        rec "openloop-$q" "$r" "$t" "$rps" "$p50" "$p99" "$n2" "$errs" NA "$pc" "$nc" "$(client_cpu "$out.cpu")" "$mc" "q=$q p999=$p999"
+        log "round $r open-loop $q req/s $t: $rps req/s p50 $p50 p99 $p99 p99.9 $p999 ms non-2xx $n2 errors $errs | cpu %: proxy $pc nginx $nc oha $(client_cpu "$out.cpu") machine $mc"
+      done
+    done
+  done
+fi
+
 # ---------------------------------------------------------------- 4: idle tunnels
 declare -A IDLE=()
 if [[ "$SKIP_IDLE" != 1 && "$IDLE_TUNNELS" -gt 0 ]]; then
@@ -698,8 +760,8 @@ connect_shares() { # target -> per-round (best of the round) / (direct's best of
   awk -F'\t' -v a="$1" 'NR>1 && $1=="connect" && $9!="NA" { if ($9+0 > m[$3,$2]+0) m[$3,$2]=$9; rr[$2]=1 }
     END { for (r=1; r<=100; r++) if ((r in rr) && m["direct",r]>0 && m[a,r]!="") { printf "%sr%d %.2f", sep, r, m[a,r]/m["direct",r]; sep=", " } print "" }' "$RES"
 }
-shares() { # phase target-a target-b -> per-round a/b ratios, "r1 0.61, r2 0.70, ..."
-  awk -F'\t' -v ph="$1" -v a="$2" -v b="$3" 'NR>1 && $1==ph && $4!="NA" { if ($3==a) x[$2]=$4; if ($3==b) y[$2]=$4 }
+shares() { # phase target-a target-b [column, default 4: req/s] -> per-round a/b ratios, "r1 0.61, r2 0.70, ..."
+  awk -F'\t' -v ph="$1" -v a="$2" -v b="$3" -v c="${4:-4}" 'NR>1 && $1==ph && $c!="NA" { if ($3==a) x[$2]=$c; if ($3==b) y[$2]=$c }
     END { for (r=1; r<=100; r++) if ((r in x) && (r in y) && y[r]>0) { printf "%sr%d %.2f", sep, r, x[r]/y[r]; sep=", " } print "" }' "$RES"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a=="NA"||b=="NA"||b+0==0) print "NA"; else printf "%.2f", a/b }'; }
@@ -783,6 +845,29 @@ CPU_MODEL=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
     echo "Proxy-to-origin sockets after each keep-alive run through charte-proxy (pooling evidence):"
     echo "$(awk -F'\t' 'NR>1 && $1=="bump-keepalive" && $3=="charte" {printf "%sr%s %s", sep, $2, $14; sep="; "}' "$RES")."
     echo "Squid: not measured with ssl_bump (Debian's squid package is built with GnuTLS, without ssl_bump; squid-openssl would be needed)."
+  fi
+  echo
+  echo "### Open-loop latency at fixed rates (oha, part 7)"
+  if [[ -z "$OHA" ]]; then echo "Not measured (SKIP_OPEN_LOOP=1, OPEN_LOOP_RATES empty, or oha missing: see the notes)."; else
+    echo "| rate req/s | target | req/s done | p50 ms | p99 ms | p99.9 ms | non-2xx / errors | proxy CPU µs a request | p99, charte-proxy / Squid (per round) |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    for q in $OPEN_LOOP_RATES; do
+      for t in "${TARGETS[@]}"; do
+        read -r m _ < <(med "openloop-$q" "$t" 4)
+        read -r l50 _ < <(med "openloop-$q" "$t" 5)
+        read -r l99 _ < <(med "openloop-$q" "$t" 6)
+        l999=$(awk -F'\t' -v ph="openloop-$q" -v t="$t" 'NR>1 && $1==ph && $3==t {split($14,a,"p999="); print a[2]}' "$RES" | sort -g | awk '{v[NR]=$1} END{print (NR? v[int((NR+1)/2)] : "NA")}')
+        us=$(awk -F'\t' -v ph="openloop-$q" -v t="$t" 'NR>1 && $1==ph && $3==t && $10!="NA" && $4>0 {printf "%s%.0f", sep, $10*1e4/$4; sep=", "}' "$RES")
+        cmp=""; [[ "$t" == charte && " ${TARGETS[*]} " == *" squid "* ]] && { read -r s99 _ < <(med "openloop-$q" squid 6); cmp="$(ratio "$l99" "$s99") ($(shares "openloop-$q" charte squid 6))"; }
+        printf '| %s | %s | %.0f | %s | %s | %s | %s / %s | %s | %s |\n' "$q" "$(label "$t")" "$m" "$l50" "$l99" "$l999" \
+          "$(sumcol "openloop-$q" "$t" 7)" "$(sumcol "openloop-$q" "$t" 8)" "${us:--}" "${cmp:--}"
+      done
+    done
+    echo
+    echo "\`oha -q RATE -c $CONNS -z ${DURATION}s -w --latency-correction\`, GET http://localhost:$HTTP_PORT/1k through each proxy and direct: requests leave at the"
+    echo "rate whatever the answers do, and each latency counts from when its request was due. Medians of $ROUNDS rounds; CPU per round."
+    echo "Unlike wrk's closed loop (the table above, where the machine is saturated and every target's p99 is mostly waiting for a core),"
+    echo "this compares latency at equal load. oha $("$OHA" --version 2>/dev/null | awk '{print $2}')."
   fi
   echo
   echo "### Memory and trace at the end"
