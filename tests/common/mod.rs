@@ -47,3 +47,4 @@ pub fn shared_ut1() -> Option<std::path::PathBuf> {
 pub mod proxy;
 pub mod tls;
 pub mod webdriver;
+pub mod wire;
