@@ -35,31 +35,38 @@ pub struct Target {
     pub path: Option<String>,
 }
 
-/// Parses a URL or a host; the host is normalised like every host the proxy sees.
+/// Parses a URL or a host; the host is normalised like every host the proxy sees, and
+/// the path is kept as written: the URL index puts it in its canonical form exactly as it
+/// does a request's (`classify::path`), so `explain` and the proxy cannot disagree on a
+/// spelling.
 pub fn parse_target(s: &str) -> Result<Target, String> {
-    if s.contains("://") {
-        let url = url::Url::parse(s).map_err(|e| format!("not a valid URL: {e}"))?;
-        let scheme = url.scheme().to_string();
+    if let Some((scheme, rest)) = s.split_once("://") {
+        let scheme = scheme.to_ascii_lowercase();
         if scheme != "http" && scheme != "https" {
             return Err(format!(
                 "only http and https URLs can be explained, not {scheme}"
             ));
         }
-        if !url.username().is_empty() || url.password().is_some() {
+        // The authority ends where the path, the query or a fragment begins (a browser
+        // reads a backslash as a slash there too).
+        let end = rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len());
+        let (auth, tail) = rest.split_at(end);
+        if auth.contains('@') {
             return Err("a URL with user@ before the host is refused by the proxy".into());
         }
-        let host_str = url.host_str().ok_or("the URL has no host")?;
-        let host = Host::parse(host_str).map_err(|e| format!("invalid host {host_str:?}: {e}"))?;
-        let mut path = url.path().to_string();
-        if let Some(q) = url.query() {
-            path.push('?');
-            path.push_str(q);
+        if auth.is_empty() {
+            return Err("the URL has no host".into());
         }
+        let (host, port) =
+            Host::parse_authority(auth).map_err(|e| format!("invalid host {auth:?}: {e}"))?;
+        // What a client sends: no fragment, and `/` for an empty path.
+        let tail = tail.split('#').next().unwrap_or("");
+        let path = if tail.is_empty() { "/" } else { tail };
         return Ok(Target {
             scheme: Some(scheme),
             host,
-            port: url.port(),
-            path: Some(path),
+            port,
+            path: Some(path.to_string()),
         });
     }
     let (auth, path) = match s.find('/') {

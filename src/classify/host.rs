@@ -7,8 +7,14 @@
 //! - lower case; one trailing dot removed; a port removed by [`Host::parse_authority`];
 //! - IDN converted to punycode (UTS #46 mapping, so full-width dots and letters fold too);
 //! - IPv4 in every spelling browsers accept (`0x7f.1`, `2130706433`, `0177.0.0.1`) turned
-//!   into dotted decimal; IPv6 into its canonical text (RFC 5952), IPv4-mapped forms kept
-//!   as IPv6 so that the address checks of later stages see what will be connected to;
+//!   into dotted decimal; IPv6 into its canonical text (RFC 5952);
+//! - an IPv6 address that carries an IPv4 address (mapped, compatible, translated, NAT64,
+//!   6to4: [`embedded_v4`]) keeps its own text and address, since that is what will be
+//!   connected to, but is *matched* as the IPv4 address it carries ([`Host::match_str`]):
+//!   a list entry `192.0.2.7` catches `[::ffff:192.0.2.7]` and `[64:ff9b::c000:207]`, and
+//!   an entry written in one of those forms catches the plain IPv4 address. The
+//!   internal-address guard (`policy::internal`) judges addresses through the same
+//!   [`canonical_ip`], so classification and the guard never see two different hosts;
 //! - anything that is not a valid DNS name or address is an error, never a miss.
 
 use std::fmt;
@@ -25,6 +31,45 @@ pub struct Host {
     /// Canonical text: the name, dotted-decimal IPv4, or IPv6 without brackets.
     text: Box<str>,
     kind: HostKind,
+    /// The dotted-decimal IPv4 address an IPv6 address carries, which lists match
+    /// instead of `text`; `None` for every other host (derived from `kind`, so equality
+    /// and hashing are unchanged by it).
+    carried: Option<Box<str>>,
+}
+
+/// The IPv4 address inside an IPv6 address of one of the forms that carry one:
+/// IPv4-mapped (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`, deprecated, but not
+/// `::` and `::1`), IPv4-translated (`::ffff:0:a.b.c.d`), the NAT64 well-known prefix
+/// (`64:ff9b::a.b.c.d`, RFC 6052) and 6to4 (`2002:AABB:CCDD::/48`, RFC 3056). Teredo
+/// (`2001::/32`) hides its address and is refused whole by the internal-address guard.
+pub fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    match s {
+        [0, 0, 0, 0, 0, 0xffff, _, _] => Some(low),
+        [0, 0, 0, 0, 0xffff, 0, _, _] => Some(low),
+        // ::a.b.c.d, but not :: and ::1 (they have their own names).
+        [0, 0, 0, 0, 0, 0, hi, _] if hi != 0 => Some(low),
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(low),
+        [0x2002, a, b, ..] => Some(Ipv4Addr::new(
+            (a >> 8) as u8,
+            a as u8,
+            (b >> 8) as u8,
+            b as u8,
+        )),
+        _ => None,
+    }
+}
+
+/// An address as the one it stands for: an IPv6 address that carries an IPv4 address
+/// ([`embedded_v4`]) is that IPv4 address; every other address is itself. The one
+/// canonicalisation of addresses, used by classification and by the internal-address
+/// guard alike.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => embedded_v4(v6).map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
 }
 
 /// What kind of host this is; addresses keep their parsed value.
@@ -106,6 +151,7 @@ impl Host {
             return Ok(Host {
                 text: trimmed.into(),
                 kind: HostKind::Ip(IpAddr::V4(v4)),
+                carried: None,
             });
         }
         // Slow path: IDN, numeric IPv4 forms, bracketed IPv6, odd characters.
@@ -116,6 +162,7 @@ impl Host {
                 Ok(Host {
                     text: d.into(),
                     kind: HostKind::Domain,
+                    carried: None,
                 })
             }
             Ok(url::Host::Ipv4(v4)) => Ok(Host::from_ip(IpAddr::V4(v4))),
@@ -173,15 +220,28 @@ impl Host {
 
     /// Builds a host from an address (always valid).
     pub fn from_ip(ip: IpAddr) -> Host {
+        let carried = match canonical_ip(ip) {
+            IpAddr::V4(v4) if ip.is_ipv6() => Some(v4.to_string().into()),
+            _ => None,
+        };
         Host {
             text: ip.to_string().into(),
             kind: HostKind::Ip(ip),
+            carried,
         }
     }
 
-    /// The canonical text: name, dotted-decimal IPv4, or IPv6 without brackets.
+    /// The canonical text: name, dotted-decimal IPv4, or IPv6 without brackets. What is
+    /// shown, traced and connected to.
     pub fn as_str(&self) -> &str {
         &self.text
+    }
+
+    /// The text that list entries are matched against: [`Host::as_str`], except for an
+    /// IPv6 address that carries an IPv4 address, which is matched as that IPv4 address
+    /// (dotted decimal). List entries are keyed by the same text when they are built.
+    pub fn match_str(&self) -> &str {
+        self.carried.as_deref().unwrap_or(&self.text)
     }
 
     pub fn kind(&self) -> HostKind {
@@ -199,12 +259,12 @@ impl Host {
         self.kind == HostKind::Domain
     }
 
-    /// Byte offsets at which the host and each of its parent domains start, from the
-    /// host itself to its last label. An address has only itself.
+    /// Byte offsets in [`Host::match_str`] at which the host and each of its parent
+    /// domains start, from the host itself to its last label. An address has only itself.
     /// `www.example.com` → 0 (`www.example.com`), 4 (`example.com`), 12 (`com`).
     pub fn suffix_starts(&self) -> SuffixStarts<'_> {
         SuffixStarts {
-            text: self.text.as_bytes(),
+            text: self.match_str().as_bytes(),
             next: Some(0),
             whole_only: !self.is_domain(),
         }
@@ -284,6 +344,7 @@ impl Host {
         Ok(Some(Host {
             text: text.into(),
             kind: HostKind::Domain,
+            carried: None,
         }))
     }
 

@@ -56,8 +56,10 @@ pub type DomainMatches = SmallVec<[DomainMatch; 16]>;
 
 /// First bytes of a compiled index file.
 pub const MAGIC: &[u8; 8] = b"CHARTIX\x01";
-/// Format version, after the magic.
-const FORMAT: u32 = 2;
+/// Format version, after the magic. 3: an IPv6 entry that carries an IPv4 address is
+/// keyed by that IPv4 address ([`Host::match_str`]), so a file of format 2 may hold such
+/// an entry under another key and is compiled again.
+const FORMAT: u32 = 3;
 /// Header: magic, format, flags, entry count, bucket count, four (offset, count)
 /// sections; padded so that the table that follows starts on a cache line.
 const HEADER: usize = 128;
@@ -206,7 +208,7 @@ impl DomainIndex {
         if self.count == 0 {
             return;
         }
-        let text = host.as_str().as_bytes();
+        let text = host.match_str().as_bytes();
         // Hash every suffix and ask for its bucket first, so that the cache misses of
         // all the labels overlap instead of coming one after the other.
         let mut probes = [(0u64, 0usize); PREFETCHED];
@@ -477,7 +479,7 @@ impl IndexBuilder {
     /// others match it and all its subdomains.
     pub fn add(&mut self, host: &Host, tag: TagId, exact: bool) {
         self.entries
-            .push((xxh3_64(host.as_str().as_bytes()), exact, tag));
+            .push((xxh3_64(host.match_str().as_bytes()), exact, tag));
     }
 
     pub fn len(&self) -> usize {
@@ -596,7 +598,7 @@ mod tests {
             .map(|m| {
                 (
                     m.tag,
-                    host.as_str()[m.start as usize..].to_string(),
+                    host.match_str()[m.start as usize..].to_string(),
                     m.exact,
                 )
             })

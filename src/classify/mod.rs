@@ -9,6 +9,7 @@
 
 pub mod host;
 pub mod index;
+pub mod path;
 pub mod psl;
 pub mod urls;
 
@@ -148,9 +149,11 @@ impl Classifier {
             .map(|i| i as TagId)
     }
 
-    /// The list entry behind a domain match: the matched suffix, `=host` for exact ones.
+    /// The list entry behind a domain match: the matched suffix, `=host` for exact ones
+    /// (an IPv6 address carrying an IPv4 address matched as the latter: see
+    /// [`Host::match_str`]).
     pub fn domain_entry(host: &Host, m: &DomainMatch) -> String {
-        let s = &host.as_str()[m.start as usize..];
+        let s = &host.match_str()[m.start as usize..];
         if m.exact {
             format!("={s}")
         } else {

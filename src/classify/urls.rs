@@ -6,9 +6,11 @@
 //! at label boundaries, as the domain index does (one hash and one probe a label), and
 //! compares the path with the prefixes of the hosts that have some. So a pattern matches
 //! exactly "this host or a parent domain, and a path that starts with the pattern's
-//! path". Building is a sort; no automaton to compile at load. Patterns and paths are
-//! lower-cased so that `/Casino` and `/casino` are the same path; the leading `www.` of
-//! a pattern's host is dropped as squidGuard does.
+//! path". Building is a sort; no automaton to compile at load. Patterns and request
+//! paths are both put in the one canonical form of [`super::path`] (case, escapes, dot
+//! segments, separators) before they are compared, so that no other spelling of a listed
+//! path slips by; the leading `www.` of a pattern's host is dropped as squidGuard does.
+//! Hosts are keyed by [`Host::match_str`], as in the domain index.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -18,6 +20,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::host::Host;
 use super::index::TagId;
+use super::path::{normalize, normalize_into};
 
 /// One URL pattern that matched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,26 +79,23 @@ impl UrlIndex {
             + self.patterns.iter().map(|p| p.0.len()).sum::<usize>()
     }
 
-    /// Appends to `out` the tags of every pattern matching `host` + `path`. `scratch`
-    /// is a reusable buffer (no allocation once it has grown to the longest path).
+    /// Appends to `out` the tags of every pattern matching `host` + `path` (the request
+    /// target's path and query as received: it is normalised here). `scratch` is a
+    /// reusable buffer (no allocation once it has grown to the longest path).
     pub fn lookup_into(&self, host: &Host, path: &str, scratch: &mut String, out: &mut UrlMatches) {
         if self.hosts.is_empty() {
             return;
         }
-        let text = host.as_str();
-        let mut lowered = false;
+        let text = host.match_str();
+        let mut normalised = false;
         for start in host.suffix_starts() {
             let suffix = &text[start..];
             let Some(&(first, n)) = self.hosts.get(&xxh3_64(suffix.as_bytes())) else {
                 continue;
             };
-            if !lowered {
-                scratch.clear();
-                if !path.starts_with('/') {
-                    scratch.push('/');
-                }
-                scratch.extend(path.chars().map(|c| c.to_ascii_lowercase()));
-                lowered = true;
+            if !normalised {
+                normalize_into(path, scratch);
+                normalised = true;
             }
             for id in first..first + n {
                 let (pat, host_len, tag) = &self.patterns[id as usize];
@@ -123,19 +123,18 @@ impl UrlBuilder {
         Self::default()
     }
 
-    /// Adds a pattern for `host` (its `www.` dropped) and a path prefix.
+    /// Adds a pattern for `host` (its `www.` dropped) and a path prefix (normalised as
+    /// request paths are).
     pub fn add(&mut self, host: &Host, path: &str, tag: TagId) {
-        let h = host.as_str();
+        let h = host.match_str();
         let h = match h.strip_prefix("www.") {
             Some(rest) if rest.contains('.') => rest,
             _ => h,
         };
-        let mut p = String::with_capacity(h.len() + path.len() + 1);
+        let path = normalize(path);
+        let mut p = String::with_capacity(h.len() + path.len());
         p.push_str(h);
-        if !path.starts_with('/') {
-            p.push('/');
-        }
-        p.push_str(&path.to_ascii_lowercase());
+        p.push_str(&path);
         // Host names are at most 253 bytes.
         self.patterns.push((p.into(), h.len() as u16, tag));
     }

@@ -6,7 +6,8 @@
 //! so DNS rebinding cannot swap it). Loopback, private ranges, link-local (with the cloud
 //! metadata address 169.254.169.254), CGNAT, unspecified, multicast, reserved, and IPv6
 //! forms that carry an IPv4 address (mapped, compatible, NAT64, 6to4) judged by the
-//! address they carry, are refused unless the policy's `internal_sites` lists the
+//! address they carry ([`canonical_ip`], the one canonicalisation that classification
+//! uses too), are refused unless the policy's `internal_sites` lists the
 //! network or the site's name.
 //!
 //! Pure: no I/O. The dialer (`action::dial`) applies it.
@@ -16,6 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 
 use crate::classify::Host;
+use crate::classify::host::{canonical_ip, embedded_v4};
 
 /// Why an address is internal: a short name for pages and traces, or `None` for a
 /// public address.
@@ -69,28 +71,6 @@ fn v6_range(ip: Ipv6Addr) -> Option<&'static str> {
     })
 }
 
-/// The IPv4 address inside an IPv4-mapped (`::ffff:a.b.c.d`), IPv4-compatible
-/// (`::a.b.c.d`), NAT64 (`64:ff9b::a.b.c.d`), IPv4-translated (`::ffff:0:a.b.c.d`) or 6to4
-/// (`2002:AABB:CCDD::`) address.
-fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
-    let s = ip.segments();
-    let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
-    match s {
-        [0, 0, 0, 0, 0, 0xffff, _, _] => Some(low),
-        [0, 0, 0, 0, 0xffff, 0, _, _] => Some(low),
-        // ::a.b.c.d, but not :: and ::1 (they have their own names).
-        [0, 0, 0, 0, 0, 0, hi, _] if hi != 0 => Some(low),
-        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(low),
-        [0x2002, a, b, ..] => Some(Ipv4Addr::new(
-            (a >> 8) as u8,
-            a as u8,
-            (b >> 8) as u8,
-            b as u8,
-        )),
-        _ => None,
-    }
-}
-
 /// `internal_sites` of the policy: internal networks, and names (with their
 /// subdomains) whose internal addresses may be reached.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -106,7 +86,9 @@ impl InternalSites {
         let Some(range) = internal_range(ip) else {
             return Ok(());
         };
-        let ip = canonical(ip);
+        // A listed IPv4 network covers the IPv6 forms that carry its addresses, by the
+        // same canonicalisation that classification matches lists with.
+        let ip = canonical_ip(ip);
         if self.networks.iter().any(|n| n.contains(&ip)) {
             return Ok(());
         }
@@ -121,18 +103,6 @@ impl InternalSites {
             return Ok(());
         }
         Err(range)
-    }
-}
-
-/// A mapped IPv4 address as the IPv4 address it is, so that `127.0.0.0/8` in the list
-/// covers `::ffff:127.0.0.1` too.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match embedded_v4(v6) {
-            Some(v4) if v6.segments()[5] == 0xffff => IpAddr::V4(v4),
-            _ => ip,
-        },
-        v4 => v4,
     }
 }
 

@@ -85,8 +85,14 @@ impl Approvals {
                     None => continue,
                 }
             };
+            // Keyed as hosts are matched (an IPv6 form carrying an IPv4 address is that
+            // address); a stored text that no longer parses is kept as it is.
+            let key: Box<str> = match Host::parse(&r.host) {
+                Ok(h) => h.match_str().into(),
+                Err(_) => r.host.as_str().into(),
+            };
             by_host
-                .entry(r.host.as_str().into())
+                .entry(key)
                 .or_default()
                 .push(Entry {
                     who,
@@ -117,7 +123,8 @@ impl Approvals {
         if self.by_host.is_empty() {
             return false;
         }
-        let name = host.as_str();
+        // Keyed like the lists: an IPv6 form carrying an IPv4 address is that address.
+        let name = host.match_str();
         let mut suffix = name;
         loop {
             if let Some(entries) = self.by_host.get(suffix) {
