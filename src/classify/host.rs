@@ -521,6 +521,51 @@ mod tests {
         assert!(Host::parse("[2001:db8::zz]").is_err());
     }
 
+    /// Every IPv6 form that carries an IPv4 address keeps its own text (what is connected
+    /// to) and is matched as the IPv4 address; the guard's canonicalisation agrees.
+    #[test]
+    fn ipv6_forms_carrying_ipv4_are_matched_as_it() {
+        for s in [
+            "[::ffff:192.0.2.7]",
+            "::ffff:c000:207",
+            "[::ffff:0:192.0.2.7]",
+            "[::192.0.2.7]",
+            "[64:ff9b::192.0.2.7]",
+            "[2002:c000:207::]",
+            "[2002:c000:207:1234::9]",
+        ] {
+            let h = Host::parse(s).unwrap();
+            assert_eq!(h.match_str(), "192.0.2.7", "{s}");
+            assert_ne!(
+                h.as_str(),
+                "192.0.2.7",
+                "{s}: the address asked for is kept"
+            );
+            assert!(matches!(h.ip(), Some(IpAddr::V6(_))), "{s}");
+            assert_eq!(
+                canonical_ip(h.ip().unwrap()),
+                IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
+                "{s}"
+            );
+        }
+        // Forms that carry none are matched as themselves.
+        for s in [
+            "::1",
+            "::",
+            "2001:db8::1",
+            "64:ff9b:1::1",
+            "2001::c000:207",
+            "fe80::1",
+        ] {
+            let h = Host::parse(s).unwrap();
+            assert_eq!(h.match_str(), h.as_str(), "{s}");
+        }
+        let v4 = Host::parse("192.0.2.7").unwrap();
+        assert_eq!(v4.match_str(), "192.0.2.7");
+        let name = Host::parse("Example.COM").unwrap();
+        assert_eq!(name.match_str(), "example.com");
+    }
+
     #[test]
     fn authority_ports_are_split_off() {
         let (h, p) = Host::parse_authority("Example.com:8080").unwrap();

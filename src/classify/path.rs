@@ -27,30 +27,58 @@
 //!
 //! The form errs toward matching: a spelling that some server reads as a listed path
 //! is caught, at the cost of catching a few spellings that another server would read as
-//! a different one. What reaches the site is the path as the client sent it, never this
-//! form: rewriting it would break sites that sign their URLs or give `%2F` and `;` a
-//! meaning of their own, and the decision already covers every reading above.
+//! a different one. Since the canonical form reads the most into a path, a server that
+//! reads less could still find a listed path where the canonical form removed it
+//! (`/listed//..` is `/` here, `/listed/` for a server that does not merge slashes); so
+//! a path whose readings can differ is also matched as RFC 3986 alone reads it and as
+//! written ([`Reading`]), and any reading that carries a listed path decides.
+//!
+//! What reaches the site is the path as the client sent it, never this form: rewriting
+//! it would break sites that sign their URLs or give `%2F` and `;` a meaning of their
+//! own, and the decision already covers every reading above.
 //!
 //! Pure and allocation-free once `out` has grown: the hot path reuses one buffer.
+
+/// How a server may read a path. [`Reading::Canonical`] is the form described above,
+/// the one that reads the most into a path; the other two read less, so that a listed
+/// path cannot hide behind a reading that the canonical form does not make (a server
+/// that does not merge slashes reads `/a/b//..` as `/a/b/`, one that resolves nothing
+/// reads `/a/b/../c` as a path under `/a/b`). URL rules match a request when any reading
+/// carries a listed path; the entries themselves are kept in the canonical form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reading {
+    /// Everything above: separators, parameters, merged slashes, dot segments.
+    Canonical,
+    /// RFC 3986 alone: unreserved escapes decoded, dot segments removed (§5.2.4), empty
+    /// segments, parameters, `%2F` and backslashes kept as they are.
+    Rfc,
+    /// As written: unreserved escapes decoded and the case folded, nothing removed.
+    Literal,
+}
+
+impl Reading {
+    pub const ALL: [Reading; 3] = [Reading::Canonical, Reading::Rfc, Reading::Literal];
+
+    /// `\`, `%2F` and `%5C` separate segments.
+    fn wide_separators(self) -> bool {
+        self == Reading::Canonical
+    }
+
+    /// `;parameters` are dropped and empty segments merged.
+    fn server_habits(self) -> bool {
+        self == Reading::Canonical
+    }
+
+    fn removes_dots(self) -> bool {
+        self != Reading::Literal
+    }
+}
 
 /// Writes the canonical form of `raw` (a request target's path and query, or a URL
 /// entry's path) into `out`, which is cleared first. The result starts with `/`.
 pub fn normalize_into(raw: &str, out: &mut String) {
     out.clear();
-    let raw = raw.as_bytes();
-    let raw = match raw.iter().position(|&b| b == b'#') {
-        Some(i) => &raw[..i],
-        None => raw,
-    };
-    let (path, query) = match raw.iter().position(|&b| b == b'?') {
-        Some(i) => (&raw[..i], Some(&raw[i + 1..])),
-        None => (raw, None),
-    };
-    normalize_path(path, out);
-    if let Some(q) = query {
-        out.push('?');
-        normalize_query(q, out);
-    }
+    append_reading(raw, Reading::Canonical, out);
 }
 
 /// The canonical form as a new string (cold path: entries at load, tests).
@@ -60,9 +88,40 @@ pub fn normalize(raw: &str) -> String {
     s
 }
 
+/// Appends `raw` as `reading` reads it to `out` (which may already hold other forms:
+/// nothing before the length it had is touched).
+pub fn append_reading(raw: &str, reading: Reading, out: &mut String) {
+    let raw = raw.as_bytes();
+    let raw = match raw.iter().position(|&b| b == b'#') {
+        Some(i) => &raw[..i],
+        None => raw,
+    };
+    let (path, query) = match raw.iter().position(|&b| b == b'?') {
+        Some(i) => (&raw[..i], Some(&raw[i + 1..])),
+        None => (raw, None),
+    };
+    normalize_path(path, reading, out);
+    if let Some(q) = query {
+        out.push('?');
+        normalize_query(q, out);
+    }
+}
+
+/// Whether the readings of `raw` can differ at all: only an escape, a backslash, a
+/// parameter, a doubled slash or a dot segment makes them. Most paths have none, and
+/// are read once.
+pub fn readings_may_differ(raw: &str) -> bool {
+    let path = raw.split(['?', '#']).next().unwrap_or("").as_bytes();
+    path.first() == Some(&b'.')
+        || path.iter().any(|&b| matches!(b, b'%' | b'\\' | b';'))
+        || path
+            .windows(2)
+            .any(|w| w[0] == b'/' && (w[1] == b'/' || w[1] == b'.'))
+}
+
 /// One unit of a path after decoding.
 enum Unit {
-    /// A path separator: `/`, `\`, `%2F`, `%5C`.
+    /// A path separator: `/`, and in the canonical reading `\`, `%2F`, `%5C`.
     Sep,
     /// A character that stands for itself (already lower-cased).
     Char(u8),
@@ -72,7 +131,7 @@ enum Unit {
 
 /// Reads the unit at `raw[i..]`; returns it and its length in bytes.
 #[inline]
-fn unit(raw: &[u8], i: usize) -> (Unit, usize) {
+fn unit(raw: &[u8], i: usize, wide: bool) -> (Unit, usize) {
     let b = raw[i];
     if b == b'%'
         && let (Some(h), Some(l)) = (
@@ -81,7 +140,7 @@ fn unit(raw: &[u8], i: usize) -> (Unit, usize) {
         )
     {
         let v = h << 4 | l;
-        let u = if v == b'/' || v == b'\\' {
+        let u = if wide && (v == b'/' || v == b'\\') {
             Unit::Sep
         } else if is_unreserved(v) {
             Unit::Char(v.to_ascii_lowercase())
@@ -91,22 +150,29 @@ fn unit(raw: &[u8], i: usize) -> (Unit, usize) {
         return (u, 3);
     }
     let u = match b {
-        b'/' | b'\\' => Unit::Sep,
+        b'/' => Unit::Sep,
+        b'\\' if wide => Unit::Sep,
         // A `%` that starts no escape is a percent sign.
         b'%' => Unit::Escaped(b'%'),
-        _ if is_raw_ok(b) => Unit::Char(b.to_ascii_lowercase()),
+        _ if is_raw_ok(b) || (b == b';' && !wide) => Unit::Char(b.to_ascii_lowercase()),
         _ => Unit::Escaped(b),
     };
     (u, 1)
 }
 
-fn normalize_path(path: &[u8], out: &mut String) {
+fn normalize_path(path: &[u8], reading: Reading, out: &mut String) {
+    let wide = reading.wide_separators();
+    let habits = reading.server_habits();
+    let dots = reading.removes_dots();
     out.push('/');
+    // Where this form starts: its leading `/` is never removed.
+    let root = out.len();
     // Where the segment being written starts in `out` (just after its `/`).
-    let mut seg_start = out.len();
+    let mut seg_start = root;
     // Inside `;parameters`, skipped up to the next raw separator.
     let mut in_params = false;
-    let mut i = 0;
+    // The `/` pushed above stands for the path's own first one.
+    let mut i = usize::from(path.first() == Some(&b'/'));
     while i < path.len() {
         let b = path[i];
         if in_params && b != b'/' && b != b'\\' {
@@ -114,18 +180,19 @@ fn normalize_path(path: &[u8], out: &mut String) {
             continue;
         }
         in_params = false;
-        if b == b';' {
+        if habits && b == b';' {
             in_params = true;
             i += 1;
             continue;
         }
-        let (u, n) = unit(path, i);
+        let (u, n) = unit(path, i, wide);
         i += n;
         match u {
             Unit::Sep => {
-                end_segment(out, seg_start);
-                if out.len() > seg_start {
-                    // A real segment: keep it and start the next one.
+                let removed = dots && end_segment(out, root, seg_start);
+                // A segment is kept with its `/`; an empty one only where slashes are
+                // not merged; a removed dot segment leaves `out` ending with `/`.
+                if !removed && (out.len() > seg_start || !habits) {
                     out.push('/');
                 }
                 seg_start = out.len();
@@ -134,28 +201,32 @@ fn normalize_path(path: &[u8], out: &mut String) {
             Unit::Escaped(v) => push_escape(out, v),
         }
     }
-    end_segment(out, seg_start);
+    if dots {
+        end_segment(out, root, seg_start);
+    }
 }
 
 /// Removes the segment that starts at `seg_start` if it is `.` or `..` (and, for `..`,
-/// the segment before it, never the leading `/`), leaving `out` ending with `/`.
+/// the segment before it, never the form's leading `/` before `root`), leaving `out`
+/// ending with `/`. Returns whether it was a dot segment.
 #[inline]
-fn end_segment(out: &mut String, seg_start: usize) {
+fn end_segment(out: &mut String, root: usize, seg_start: usize) -> bool {
     match &out.as_bytes()[seg_start..] {
         b"." => out.truncate(seg_start),
         b".." => {
             out.truncate(seg_start);
-            if seg_start > 1 {
+            if seg_start > root {
                 // `out` ends with the `/` of the previous segment: drop that segment.
-                let prev = out.as_bytes()[..seg_start - 1]
+                let prev = out.as_bytes()[root..seg_start - 1]
                     .iter()
                     .rposition(|&b| b == b'/')
-                    .map_or(1, |p| p + 1);
+                    .map_or(root, |p| root + p + 1);
                 out.truncate(prev);
             }
         }
-        _ => {}
+        _ => return false,
     }
+    true
 }
 
 fn normalize_query(q: &[u8], out: &mut String) {
@@ -264,9 +335,15 @@ mod tests {
                     "/casino/jeu#fragment",
                 ],
             ),
-            ("/", &["", "/", "//", "/.", "/..", "/x/..", "/./", "/%2e%2e/"]),
+            (
+                "/",
+                &["", "/", "//", "/.", "/..", "/x/..", "/./", "/%2e%2e/"],
+            ),
             ("/a/", &["/a/", "/a/b/..", "/a/b/../", "/a/.", "/a//"]),
-            ("/%c3%a9t%c3%a9", &["/été", "/%C3%A9t%C3%A9", "/%c3%a9T%C3%a9"]),
+            (
+                "/%c3%a9t%c3%a9",
+                &["/été", "/%C3%A9t%C3%A9", "/%c3%a9T%C3%a9"],
+            ),
             ("/a%20b", &["/a b", "/a%20b", "/A%20B"]),
             ("/100%25", &["/100%", "/100%25"]),
             ("/a%3bb", &["/a%3Bb", "/a%3bb"]),
@@ -313,6 +390,45 @@ mod tests {
     fn escapes_are_decoded_once() {
         assert_eq!(normalize("/a/%252e%252e/b"), "/a/%252e%252e/b");
         assert_eq!(normalize("/%%2e"), "/%25.");
+    }
+
+    /// The readings that read less than the canonical form, for a server that does not
+    /// merge slashes, strip parameters or decode separators, or resolves nothing.
+    #[test]
+    fn the_other_readings_read_less() {
+        let rows: &[(&str, &str, &str, &str)] = &[
+            // raw, canonical, RFC, literal
+            ("/a/b", "/a/b", "/a/b", "/a/b"),
+            ("a/b", "/a/b", "/a/b", "/a/b"),
+            ("/a/b//..", "/a/", "/a/b/", "/a/b//.."),
+            ("/a/b/../c", "/a/c", "/a/c", "/a/b/../c"),
+            ("/a/b/..;/", "/a/", "/a/b/..;/", "/a/b/..;/"),
+            ("/a/b%2F..", "/a/", "/a/b%2f..", "/a/b%2f.."),
+            ("/a/b\\..", "/a/", "/a/b%5c..", "/a/b%5c.."),
+            ("/A/%62/%2E%2e/C", "/a/c", "/a/c", "/a/b/../c"),
+            ("//a", "/a", "//a", "//a"),
+            ("/..", "/", "/", "/.."),
+            ("./a", "/a", "/a", "/./a"),
+            ("/a;x/b?Q=%41", "/a/b?q=a", "/a;x/b?q=a", "/a;x/b?q=a"),
+        ];
+        for (raw, canonical, rfc, literal) in rows {
+            for (reading, want) in [
+                (Reading::Canonical, canonical),
+                (Reading::Rfc, rfc),
+                (Reading::Literal, literal),
+            ] {
+                let mut out = String::from("kept");
+                append_reading(raw, reading, &mut out);
+                assert_eq!(&out[4..], *want, "{raw:?} {reading:?}");
+                assert_eq!(&out[..4], "kept", "{raw:?} {reading:?}");
+            }
+            if canonical != rfc || canonical != literal {
+                assert!(readings_may_differ(raw), "{raw:?}");
+            }
+        }
+        for raw in ["/a/b.html", "/a-b_c~d/e?x=%2e%2e/..//", "/"] {
+            assert!(!readings_may_differ(raw), "{raw:?}");
+        }
     }
 
     #[test]

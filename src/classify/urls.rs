@@ -20,7 +20,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::host::Host;
 use super::index::TagId;
-use super::path::{normalize, normalize_into};
+use super::path::{Reading, append_reading, normalize, readings_may_differ};
 
 /// One URL pattern that matched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,7 +80,8 @@ impl UrlIndex {
     }
 
     /// Appends to `out` the tags of every pattern matching `host` + `path` (the request
-    /// target's path and query as received: it is normalised here). `scratch` is a
+    /// target's path and query as received: it is normalised here, and matched in each
+    /// of its readings). `scratch` is a
     /// reusable buffer (no allocation once it has grown to the longest path).
     pub fn lookup_into(&self, host: &Host, path: &str, scratch: &mut String, out: &mut UrlMatches) {
         if self.hosts.is_empty() {
@@ -94,14 +95,27 @@ impl UrlIndex {
                 continue;
             };
             if !normalised {
-                normalize_into(path, scratch);
+                // The canonical form, and when they can differ the two readings that
+                // read less (see `path::Reading`), one a line: a form never holds a
+                // raw newline, it would be escaped.
+                scratch.clear();
+                append_reading(path, Reading::Canonical, scratch);
+                if readings_may_differ(path) {
+                    for r in [Reading::Rfc, Reading::Literal] {
+                        scratch.push('\n');
+                        append_reading(path, r, scratch);
+                    }
+                }
                 normalised = true;
             }
             for id in first..first + n {
                 let (pat, host_len, tag) = &self.patterns[id as usize];
                 let (h, p) = pat.split_at(*host_len as usize);
                 // `h == suffix` guards against a hash collision.
-                if h == suffix && scratch.starts_with(p) && !out.iter().any(|u| u.tag == *tag) {
+                if h == suffix
+                    && scratch.split('\n').any(|form| form.starts_with(p))
+                    && !out.iter().any(|u| u.tag == *tag)
+                {
                     out.push(UrlMatch {
                         tag: *tag,
                         pattern: id,

@@ -187,7 +187,12 @@ async fn record(log: Log, mut req: Request<Incoming>) -> Result<Response<TestBod
     let headers = req
         .headers()
         .iter()
-        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let index = {
         let mut l = log.lock().unwrap();
@@ -201,10 +206,12 @@ async fn record(log: Log, mut req: Request<Incoming>) -> Result<Response<TestBod
         l.len() - 1
     };
     let switch = req.headers().get("upgrade").cloned().filter(|_| {
-        req.headers()
-            .get_all("connection")
-            .iter()
-            .any(|v| v.to_str().unwrap_or("").to_ascii_lowercase().contains("upgrade"))
+        req.headers().get_all("connection").iter().any(|v| {
+            v.to_str()
+                .unwrap_or("")
+                .to_ascii_lowercase()
+                .contains("upgrade")
+        })
     });
     if let Some(proto) = switch {
         let up = hyper::upgrade::on(&mut req);
@@ -276,7 +283,8 @@ pub struct Rig {
     pub p: Proxy,
     pub plain: Site,
     pub tls: Site,
-    org: CertificateDer<'static>,
+    /// `None` when inspection is off (no CA is made).
+    org: Option<CertificateDer<'static>>,
     _up_ca: TestCa,
     _up_dir: tempfile::TempDir,
 }
@@ -304,13 +312,18 @@ impl Rig {
         let mut args = pins();
         let port = tls.port().to_string();
         args.extend(
-            ["--upstream-ca", &up_pem.display().to_string(), "--connect-port", &port]
-                .map(String::from),
+            [
+                "--upstream-ca",
+                &up_pem.display().to_string(),
+                "--connect-port",
+                &port,
+            ]
+            .map(String::from),
         );
         args.extend(extra.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let p = Proxy::start_in(dir, &refs);
-        let org = CertificateDer::from_pem_file(p.path("data/ca/ca.pem")).unwrap();
+        let org = CertificateDer::from_pem_file(p.path("data/ca/ca.pem")).ok();
         Rig {
             p,
             plain,
@@ -335,10 +348,15 @@ impl Rig {
     /// Sends `req` to `host` (the site's port is added) by `via`.
     pub fn send(&self, via: Via, host: &str, req: &Req<'_>) -> Answer {
         let authority = self.authority(via, host);
+        let org = || {
+            self.org
+                .as_ref()
+                .expect("inspection is on: the proxy made its CA")
+        };
         match via {
             Via::Plain => plain(self.p.proxy, &authority, req),
-            Via::BumpedH1 => bumped_h1(self.p.proxy, &authority, &self.org, req),
-            Via::BumpedH2 => bumped_h2(self.p.proxy, &authority, &self.org, req),
+            Via::BumpedH1 => bumped_h1(self.p.proxy, &authority, org(), req),
+            Via::BumpedH2 => bumped_h2(self.p.proxy, &authority, org(), req),
         }
     }
 }
@@ -352,7 +370,11 @@ fn head_lines(authority: &str, req: &Req<'_>) -> String {
     if !req.body.is_empty() {
         head.push_str(&format!("Content-Length: {}\r\n", req.body.len()));
     }
-    if !req.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("connection")) {
+    if !req
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("connection"))
+    {
         head.push_str("Connection: close\r\n");
     }
     head.push_str("\r\n");
@@ -400,14 +422,16 @@ pub fn connect(proxy: SocketAddr, authority: &str) -> Result<TcpStream, String> 
     }
 }
 
-/// The TLS name a client would use for `authority`'s host.
+/// The TLS name a browser would use for `authority`'s host: the host as the URL
+/// parser reads it (`127.1` is the address 127.0.0.1), an address or a DNS name.
 fn server_name(authority: &str) -> ServerName<'static> {
-    let host = match authority.rsplit_once(':') {
-        Some((h, _)) => h,
-        None => authority,
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    ServerName::try_from(host.to_string()).unwrap()
+    match charte_proxy::classify::Host::parse_authority(authority) {
+        Ok((h, _)) => match h.ip() {
+            Some(ip) => ServerName::IpAddress(ip.into()),
+            None => ServerName::try_from(h.as_str().to_string()).unwrap(),
+        },
+        Err(_) => ServerName::try_from("invalid.test").unwrap(),
+    }
 }
 
 fn client_config(org: &CertificateDer<'static>, alpn: &[u8]) -> Arc<rustls::ClientConfig> {
@@ -505,8 +529,7 @@ pub fn bumped_h2(
                 };
             }
         };
-        let res = match tokio::time::timeout(Duration::from_secs(20), send.send_request(r)).await
-        {
+        let res = match tokio::time::timeout(Duration::from_secs(20), send.send_request(r)).await {
             Ok(Ok(res)) => res,
             Ok(Err(e)) => {
                 return Answer {
@@ -548,7 +571,9 @@ pub fn read_answer(s: &mut impl Read) -> Answer {
     };
     let mut a = answer_of(&buf[..head_end]);
     let mut body = buf[head_end..].to_vec();
-    let length = a.header("content-length").and_then(|v| v.parse::<usize>().ok());
+    let length = a
+        .header("content-length")
+        .and_then(|v| v.parse::<usize>().ok());
     let chunked = a
         .header("transfer-encoding")
         .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
