@@ -17,6 +17,15 @@
 //! - the `Host` headers as `connect::other_host` reads them inside a tunnel
 //!   (`to_str`, else U+FFFD, then `Host::parse_authority`).
 //!
+//! Issue 20, class 2 (one canonical form for every path), checked on every plain-HTTP
+//! target: the canonical form is a fixed point; a path whose readings the quick check
+//! calls equal has equal readings; the decision for a spelling equals the decision for
+//! its syntax-normal form (unreserved escapes decoded, case folded: RFC 3986 §6.2.2.1-2)
+//! and, where its readings agree, for its canonical form; where they do not (a server
+//! reading less into the path than the canonical form), it is never less strict than
+//! the canonical form's; and `explain`'s reading of the same URL gives the same host,
+//! port and path, hence the same decision.
+//!
 //! Besides "never panics", checked: what the proxy builds from a host it accepted is
 //! accepted by `http` (else the proxy would answer 400 to a request it judged valid, or
 //! forward the client's own `Host` header instead of the canonical one), and the port it
@@ -28,6 +37,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use charte_proxy::action::block_page;
+use charte_proxy::classify::path::{Reading, append_reading, normalize, readings_may_differ};
 use charte_proxy::classify::{Classification, Host};
 use charte_proxy::config::{Compiled, Diags, compile_str};
 use charte_proxy::policy::RequestFacts;
@@ -62,7 +72,7 @@ rules:
     action: block-upload
     reason: {fr: Envoi, en: Upload}
   - id: chemins
-    urls: ["example.org/a/b", "example.org/%41"]
+    urls: ["example.org/a/b", "example.org/%41", "example.org/x;y/%2Fz", "example.net/"]
     action: block
     mode: report
     reason: Chemin
@@ -132,7 +142,7 @@ fn proxy_steps(method: &Method, uri: &Uri, headers: &HeaderMap) {
         match Host::parse_authority(authority) {
             Ok((host, Some(port))) => {
                 check_port(uri, port);
-                classify(&host, None, "CONNECT");
+                let _ = classify(&host, None, "CONNECT");
                 Some((host, port))
             }
             _ => None,
@@ -175,11 +185,13 @@ fn check_port(uri: &Uri, port: u16) {
     );
 }
 
-fn classify(host: &Host, path: Option<&str>, method: &str) {
+/// The tags found and what is decided, for two clients.
+fn classify(host: &Host, path: Option<&str>, method: &str) -> Vec<String> {
     let c = policy();
     let mut class = Classification::default();
     let mut scratch = String::new();
     c.classifier.classify(host, path, &mut scratch, &mut class);
+    let mut out: Vec<String> = class.tags().map(|t| format!("tag {t}")).collect();
     for ip in [
         IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
@@ -192,15 +204,71 @@ fn classify(host: &Host, path: Option<&str>, method: &str) {
             approved: false,
             inspectable: true,
         };
-        let _ = c.policy.decide(&who, &class, &facts);
+        let d = c.policy.decide(&who, &class, &facts);
+        out.push(format!("{:?} {:?} {:?}", d.verdict, d.rule, d.reason.code));
     }
     let _ = c.policy.never_inspected(&class);
+    out
+}
+
+/// One reading of `path` as a string.
+fn reading(path: &str, r: Reading) -> String {
+    let mut s = String::new();
+    append_reading(path, r, &mut s);
+    s
+}
+
+/// The path properties of issue 20, class 2 (see the module's comment).
+fn check_path(uri: &Uri, host: &Host, port: u16, path: &str, method: &str) {
+    let canonical = normalize(path);
+    assert_eq!(normalize(&canonical), canonical, "{path:?}: canonical form not a fixed point");
+    let readings = Reading::ALL.map(|r| reading(path, r));
+    if !readings_may_differ(path) {
+        assert!(
+            readings.iter().all(|f| *f == canonical),
+            "{path:?}: readings differ ({readings:?}) where the quick check says they cannot"
+        );
+    }
+    let decided = classify(host, Some(path), method);
+    // The syntax-normal form (unreserved escapes decoded, case folded) is the same path.
+    let literal = &readings[2];
+    assert_eq!(
+        classify(host, Some(literal), method),
+        decided,
+        "{path:?}: decided otherwise than its normal form {literal:?}"
+    );
+    let for_canonical = classify(host, Some(&canonical), method);
+    if readings.iter().all(|f| *f == canonical) {
+        assert_eq!(
+            decided, for_canonical,
+            "{path:?}: decided otherwise than its canonical form {canonical:?}"
+        );
+    } else {
+        // Never less strict: every tag of the canonical form is found for the spelling.
+        for t in for_canonical.iter().filter(|t| t.starts_with("tag ")) {
+            assert!(
+                decided.contains(t),
+                "{path:?}: {t} of its canonical form {canonical:?} not found for it"
+            );
+        }
+    }
+    // `explain` reads the same URL into the same host, port and path.
+    let url = format!("http://{}{path}", uri.authority().map_or("", |a| a.as_str()));
+    match charte_proxy::explain::parse_target(&url) {
+        Ok(t) => {
+            assert_eq!(&t.host, host, "{url:?}: explain reads another host");
+            assert_eq!(t.port.unwrap_or(80), port, "{url:?}: explain reads another port");
+            let want = if path.is_empty() { "/" } else { path };
+            assert_eq!(t.path.as_deref(), Some(want), "{url:?}: explain reads another path");
+        }
+        Err(e) => panic!("{url:?}: the proxy takes it, explain refuses it: {e}"),
+    }
 }
 
 /// pipeline::exchange for a plain-HTTP target.
 fn exchange(method: &Method, uri: &Uri, _headers: &HeaderMap, host: &Host, port: u16) {
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    classify(host, Some(path), method.as_str());
+    check_path(uri, host, port, path, method.as_str());
     // Target::authority
     let canonical = if port == 80 {
         host.to_authority()
