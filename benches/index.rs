@@ -1105,6 +1105,113 @@ fn bench_policy(c: &mut Criterion, pd: &OnceCell<PolicyData>) {
     g.finish();
 }
 
+/// Request paths as a proxy sees them: mostly ordinary (segments, a file name, a query),
+/// some with escapes, a few with the spellings the canonical form exists for.
+fn request_paths(n: usize) -> Vec<String> {
+    let mut rng = Rng::new(11);
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let mut p = String::new();
+        for _ in 0..1 + rng.below(5) {
+            p.push('/');
+            label(&mut rng, &mut p);
+        }
+        let r = rng.unit();
+        if r < 0.3 {
+            p.push_str(".html");
+        } else if r < 0.4 {
+            p.push_str("/Mon%20Dossier/%C3%A9t%C3%A9.pdf");
+        } else if r < 0.45 {
+            p.insert_str(0, "/x/../.");
+        } else if r < 0.5 {
+            p.push_str(";jsessionid=0A1B2C//%2e%2E/y");
+        }
+        if rng.unit() < 0.4 {
+            p.push_str("?utm_source=lettre&id=");
+            p.push_str(&rng.below(1_000_000).to_string());
+        }
+        out.push(p);
+    }
+    out
+}
+
+/// `path/normalize`: the canonical form of request paths (`classify::path`), beside
+/// the per-path work it replaced (a lower-cased copy) in the same run; `path/readings`:
+/// what a host with URL entries costs, the canonical form plus the two other readings
+/// where they can differ.
+fn bench_path(c: &mut Criterion, set: &Settings) {
+    use charte_proxy::classify::path::{
+        Reading, append_reading, normalize_into, readings_may_differ,
+    };
+    let paths = request_paths(set.queries.min(100_000));
+    let bytes: usize = paths.iter().map(String::len).sum();
+    let mut g = c.benchmark_group("path");
+    g.sample_size(30);
+    g.throughput(Throughput::Elements(paths.len() as u64));
+    let mut out = String::new();
+    let want: usize = paths
+        .iter()
+        .map(|p| {
+            normalize_into(p, &mut out);
+            out.len()
+        })
+        .sum();
+    eprintln!(
+        "path: {} paths, {:.1} bytes on average, {:.1} % whose readings may differ",
+        paths.len(),
+        bytes as f64 / paths.len() as f64,
+        100.0 * paths.iter().filter(|p| readings_may_differ(p)).count() as f64 / paths.len() as f64
+    );
+    g.bench_function("normalize", |b| {
+        let mut out = String::new();
+        b.iter(|| {
+            let mut total = 0usize;
+            for p in &paths {
+                normalize_into(black_box(p), &mut out);
+                total += out.len();
+            }
+            assert_eq!(total, want, "path/normalize: forms changed");
+            total
+        });
+    });
+    g.bench_function("readings", |b| {
+        let mut out = String::new();
+        b.iter(|| {
+            let mut total = 0usize;
+            for p in &paths {
+                let p = black_box(p);
+                out.clear();
+                append_reading(p, Reading::Canonical, &mut out);
+                if readings_may_differ(p) {
+                    for r in [Reading::Rfc, Reading::Literal] {
+                        out.push('\n');
+                        append_reading(p, r, &mut out);
+                    }
+                }
+                total += out.len();
+            }
+            total
+        });
+    });
+    g.bench_function("lowercase_reference", |b| {
+        let mut out = String::new();
+        b.iter(|| {
+            let mut total = 0usize;
+            for p in &paths {
+                let p = black_box(p);
+                out.clear();
+                if !p.starts_with('/') {
+                    out.push('/');
+                }
+                out.extend(p.chars().map(|c| c.to_ascii_lowercase()));
+                total += out.len();
+            }
+            total
+        });
+    });
+    g.finish();
+}
+
 /// `index/lookup_file`: a compiled index file (`categories compile`, as benches/index.sh
 /// makes it from gen_domains.py's list) and a query stream from a file (gen_domains.py
 /// `queries`, one host a line), when CHARTE_BENCH_IDX and CHARTE_BENCH_QUERY_FILE name
@@ -1172,6 +1279,7 @@ fn main() {
     let policy = OnceCell::new();
     bench_index(&mut c, &data, &built, &set);
     bench_host(&mut c, &data, &set);
+    bench_path(&mut c, &set);
     bench_policy(&mut c, &policy);
     bench_file(&mut c);
     c.final_summary();

@@ -180,6 +180,14 @@ fn normalize_path(path: &[u8], reading: Reading, out: &mut String) {
             continue;
         }
         in_params = false;
+        if is_raw_ok(b) {
+            // A run of characters that stand for themselves (most of any path), copied
+            // at once; dots too, since a dot segment is judged whole at its end.
+            let run = path[i..].iter().position(|&c| !is_raw_ok(c)).map_or(path.len(), |n| i + n);
+            push_lowered(out, &path[i..run]);
+            i = run;
+            continue;
+        }
         if habits && b == b';' {
             in_params = true;
             i += 1;
@@ -233,6 +241,16 @@ fn normalize_query(q: &[u8], out: &mut String) {
     let mut i = 0;
     while i < q.len() {
         let b = q[i];
+        if is_raw_ok(b) || b == b'/' || b == b'?' || b == b';' {
+            // Data kept as written, a run at a time.
+            let run = q[i..]
+                .iter()
+                .position(|&c| !(is_raw_ok(c) || c == b'/' || c == b'?' || c == b';'))
+                .map_or(q.len(), |n| i + n);
+            push_lowered(out, &q[i..run]);
+            i = run;
+            continue;
+        }
         if b == b'%'
             && let (Some(h), Some(l)) = (
                 q.get(i + 1).and_then(|&c| hex(c)),
@@ -263,6 +281,15 @@ fn normalize_query(q: &[u8], out: &mut String) {
     }
 }
 
+/// Appends ASCII bytes, lower-cased.
+#[inline]
+fn push_lowered(out: &mut String, ascii: &[u8]) {
+    let start = out.len();
+    // Only ASCII bytes reach here (is_raw_ok and the query's data characters).
+    out.push_str(std::str::from_utf8(ascii).unwrap_or_default());
+    out[start..].make_ascii_lowercase();
+}
+
 #[inline]
 fn push_escape(out: &mut String, v: u8) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -283,7 +310,7 @@ fn hex(c: u8) -> Option<u8> {
 
 /// RFC 3986 unreserved characters.
 #[inline]
-fn is_unreserved(b: u8) -> bool {
+const fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
@@ -291,12 +318,24 @@ fn is_unreserved(b: u8) -> bool {
 /// (RFC 3986 `pchar`), besides `/`, `;`, `%` and `\` which the caller handles.
 #[inline]
 fn is_raw_ok(b: u8) -> bool {
-    is_unreserved(b)
-        || matches!(
-            b,
-            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b'=' | b':' | b'@'
-        )
+    RAW_OK[b as usize]
 }
+
+/// [`is_raw_ok`] as a table: it is asked of every byte of every path.
+static RAW_OK: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = is_unreserved(c)
+            || matches!(
+                c,
+                b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b'=' | b':' | b'@'
+            );
+        b += 1;
+    }
+    t
+};
 
 #[cfg(test)]
 mod tests {
