@@ -91,13 +91,10 @@ impl Approvals {
                 Ok(h) => h.match_str().into(),
                 Err(_) => r.host.as_str().into(),
             };
-            by_host
-                .entry(key)
-                .or_default()
-                .push(Entry {
-                    who,
-                    until: r.until,
-                });
+            by_host.entry(key).or_default().push(Entry {
+                who,
+                until: r.until,
+            });
         }
         Approvals { by_host }
     }

@@ -187,7 +187,12 @@ async fn record(log: Log, mut req: Request<Incoming>) -> Result<Response<TestBod
     let headers = req
         .headers()
         .iter()
-        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let index = {
         let mut l = log.lock().unwrap();
@@ -201,10 +206,12 @@ async fn record(log: Log, mut req: Request<Incoming>) -> Result<Response<TestBod
         l.len() - 1
     };
     let switch = req.headers().get("upgrade").cloned().filter(|_| {
-        req.headers()
-            .get_all("connection")
-            .iter()
-            .any(|v| v.to_str().unwrap_or("").to_ascii_lowercase().contains("upgrade"))
+        req.headers().get_all("connection").iter().any(|v| {
+            v.to_str()
+                .unwrap_or("")
+                .to_ascii_lowercase()
+                .contains("upgrade")
+        })
     });
     if let Some(proto) = switch {
         let up = hyper::upgrade::on(&mut req);
@@ -304,8 +311,13 @@ impl Rig {
         let mut args = pins();
         let port = tls.port().to_string();
         args.extend(
-            ["--upstream-ca", &up_pem.display().to_string(), "--connect-port", &port]
-                .map(String::from),
+            [
+                "--upstream-ca",
+                &up_pem.display().to_string(),
+                "--connect-port",
+                &port,
+            ]
+            .map(String::from),
         );
         args.extend(extra.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -352,7 +364,11 @@ fn head_lines(authority: &str, req: &Req<'_>) -> String {
     if !req.body.is_empty() {
         head.push_str(&format!("Content-Length: {}\r\n", req.body.len()));
     }
-    if !req.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("connection")) {
+    if !req
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("connection"))
+    {
         head.push_str("Connection: close\r\n");
     }
     head.push_str("\r\n");
@@ -505,8 +521,7 @@ pub fn bumped_h2(
                 };
             }
         };
-        let res = match tokio::time::timeout(Duration::from_secs(20), send.send_request(r)).await
-        {
+        let res = match tokio::time::timeout(Duration::from_secs(20), send.send_request(r)).await {
             Ok(Ok(res)) => res,
             Ok(Err(e)) => {
                 return Answer {
@@ -548,7 +563,9 @@ pub fn read_answer(s: &mut impl Read) -> Answer {
     };
     let mut a = answer_of(&buf[..head_end]);
     let mut body = buf[head_end..].to_vec();
-    let length = a.header("content-length").and_then(|v| v.parse::<usize>().ok());
+    let length = a
+        .header("content-length")
+        .and_then(|v| v.parse::<usize>().ok());
     let chunked = a
         .header("transfer-encoding")
         .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
