@@ -44,6 +44,7 @@ pub fn shared_ut1() -> Option<std::path::PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/ut1");
     p.is_dir().then_some(p)
 }
+pub mod admin;
 pub mod proxy;
 pub mod tls;
 pub mod webdriver;
