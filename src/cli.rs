@@ -302,8 +302,55 @@ pub enum CategoriesCmd {
     },
 }
 
+impl Command {
+    /// Whether the command writes to network sockets. Such a command keeps SIGPIPE
+    /// ignored (see [`closed_pipe_ends_the_process`]); one added later must say.
+    fn uses_sockets(&self) -> bool {
+        match self {
+            Command::Serve(_) => true,
+            Command::Check { .. }
+            | Command::Explain(_)
+            | Command::Categories(_)
+            | Command::Users(_)
+            | Command::Admins(_)
+            | Command::Ca(_)
+            | Command::Requests(_)
+            | Command::Classify { .. } => false,
+        }
+    }
+}
+
+/// Puts back the default disposition of SIGPIPE, so that a write to a pipe whose reader
+/// has gone ends the process silently.
+///
+/// Rust starts programs with SIGPIPE ignored, so such a write fails with EPIPE instead,
+/// and `println!` panics on it: `charte-proxy explain … | head` printed a panic. Two
+/// cures were possible: a writer that turns BrokenPipe into a quiet exit around every
+/// print, or the signal's default back, which ends the process as it ends `cat` or
+/// `grep` (status 141 in a shell, nothing on stderr). The signal is taken, for every
+/// command but the ones that use sockets: it covers every write at once, `print!`,
+/// `writeln!(stdout)?` and `eprintln!` alike, in threads too (classify writes from one),
+/// and those a future command adds, where a wrapper must be remembered at each print; a
+/// command ending on `?` would otherwise still say "error: Broken pipe" and exit 1. Being
+/// killed at a print costs nothing here: the commands print what they have done after
+/// doing it, or print as their work. `serve` keeps SIGPIPE ignored: it writes to client
+/// and site sockets, where a peer gone away must be an error for that one connection,
+/// never a reason to stop the proxy (a socket write raises the signal unless it is made
+/// with `MSG_NOSIGNAL`, and vectored writes are not); its own lines on standard output
+/// are written without panicking instead (`server::banner`).
+fn closed_pipe_ends_the_process() {
+    // SAFETY: SIG_DFL installs no handler, so none of our code can run in signal
+    // context; the call only changes the process's disposition of SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
+    if !cli.command.uses_sockets() {
+        closed_pipe_ends_the_process();
+    }
     let result = match cli.command {
         Command::Serve(args) => serve(&args),
         Command::Check {
@@ -326,7 +373,9 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Not `eprintln!`: `serve` keeps SIGPIPE ignored, and a closed stderr must
+            // not turn its last words into a panic.
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
             ExitCode::from(EXIT_RUNTIME)
         }
     }
@@ -349,7 +398,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     match rt.block_on(crate::server::serve(cfg)) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) if e.downcast_ref::<crate::server::ConfigError>().is_some() => {
-            eprintln!("error: {e:#}");
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
             Ok(ExitCode::from(EXIT_CONFIG))
         }
         Err(e) => Err(e),

@@ -6,6 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::admin::{AdminClient, add_admin, csrf_of};
 use common::proxy::{Proxy, Upstream, curl};
 
 /// The unblock link of the block page `url` shows to a client at `from`.
@@ -237,132 +238,6 @@ fn an_acknowledged_request_survives_kill_9() {
     p.signal("KILL");
     p.wait_exit(Duration::from_secs(10));
     assert!(requests(&p, &["list"]).contains("casino-royal.example"));
-}
-
-/// Adds an administrator to the proxy's DATA/admins.
-fn add_admin(p: &Proxy, name: &str, password: &str) {
-    use std::io::Write as _;
-    let mut child = common::bin()
-        .args(["admins", "add", name, "--password-stdin", "--file"])
-        .arg(p.path("data/admins"))
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    assert!(child.wait().unwrap().success());
-}
-
-/// A browser-like client of the admin pages: keeps its cookies by hand, follows nothing.
-struct AdminClient {
-    http: reqwest::blocking::Client,
-    base: String,
-    cookies: Vec<(String, String)>,
-}
-
-struct Answer {
-    status: u16,
-    location: String,
-    set_cookies: Vec<String>,
-    body: String,
-}
-
-impl AdminClient {
-    fn new(p: &Proxy) -> AdminClient {
-        AdminClient {
-            http: reqwest::blocking::Client::builder()
-                .no_proxy()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            base: format!("http://{}", p.admin),
-            cookies: Vec::new(),
-        }
-    }
-
-    fn keep(&mut self, r: reqwest::blocking::Response) -> Answer {
-        let set_cookies: Vec<String> = r
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap().to_string())
-            .collect();
-        for c in &set_cookies {
-            let (kv, _) = c.split_once(';').unwrap_or((c, ""));
-            let (k, v) = kv.split_once('=').unwrap();
-            self.cookies.retain(|(n, _)| n != k);
-            if !v.is_empty() {
-                self.cookies.push((k.to_string(), v.to_string()));
-            }
-        }
-        Answer {
-            status: r.status().as_u16(),
-            location: r
-                .headers()
-                .get("location")
-                .map(|v| v.to_str().unwrap().to_string())
-                .unwrap_or_default(),
-            set_cookies,
-            body: r.text().unwrap(),
-        }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    fn get(&mut self, path: &str) -> Answer {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header("cookie", self.cookie_header())
-            .header("accept-language", "fr")
-            .send()
-            .unwrap();
-        self.keep(r)
-    }
-
-    fn post(&mut self, path: &str, form: &[(&str, &str)], origin: Option<&str>) -> Answer {
-        let mut b = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("cookie", self.cookie_header())
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(
-                url::form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(form)
-                    .finish(),
-            );
-        if let Some(o) = origin {
-            b = b.header("origin", o);
-        }
-        let r = b.send().unwrap();
-        self.keep(r)
-    }
-
-    /// Logs in; returns the answer of the POST.
-    fn login(&mut self, user: &str, password: &str) -> Answer {
-        let form = self.get("/connexion");
-        assert_eq!(form.status, 200, "{}", form.body);
-        let csrf = csrf_of(&form.body);
-        self.post(
-            "/connexion",
-            &[("csrf", &csrf), ("user", user), ("password", password)],
-            None,
-        )
-    }
-}
-
-/// The value of the first `csrf` field of a page.
-fn csrf_of(page: &str) -> String {
-    let i = page
-        .find("name=\"csrf\" value=\"")
-        .unwrap_or_else(|| panic!("no csrf field: {page}"));
-    let rest = &page[i + "name=\"csrf\" value=\"".len()..];
-    rest[..rest.find('"').unwrap()].to_string()
 }
 
 fn status_of(p: &Proxy, url: &str, from: &str) -> String {

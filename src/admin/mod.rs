@@ -311,7 +311,8 @@ async fn login(st: &State, peer: SocketAddr, req: Request<Incoming>, lang: Lang)
     if foreign || !token_ok {
         return csrf_refused(lang);
     }
-    if !pages.sessions.may_try(ip, Instant::now()) {
+    // Counted before the slow hash, settled after it (see `session`).
+    let Some(attempt) = pages.sessions.reserve(ip, Instant::now()) else {
         let msg = match lang {
             Lang::Fr => "Trop d'essais manqués depuis ce poste : réessayez dans dix minutes.",
             Lang::En => "Too many failed attempts from this workstation: try again in ten minutes.",
@@ -319,11 +320,11 @@ async fn login(st: &State, peer: SocketAddr, req: Request<Incoming>, lang: Lang)
         let mut r = login_form(lang, Some(msg), true, st).await;
         *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
         return r;
-    }
+    };
     let user = field(&fields, "user").unwrap_or("").trim().to_string();
     let password = field(&fields, "password").unwrap_or("").to_string();
     let path = pages.admins_file.clone();
-    let ok = {
+    let checked = {
         let _one = pages.hashing.acquire().await;
         let u = user.clone();
         tokio::task::spawn_blocking(move || match UsersFile::load(&path) {
@@ -331,11 +332,10 @@ async fn login(st: &State, peer: SocketAddr, req: Request<Incoming>, lang: Lang)
             Err(e) => Err(e.to_string()),
         })
         .await
-        .unwrap_or_else(|e| Err(e.to_string()))
     };
-    match ok {
-        Ok(true) => {
-            pages.sessions.succeeded(ip);
+    match checked {
+        Ok(Ok(true)) => {
+            attempt.succeeded();
             let sid = pages.sessions.start(&user, Instant::now());
             tracing::info!(admin = %user, client = %ip, "administrator logged in");
             let mut r = redirect("/demandes");
@@ -346,8 +346,8 @@ async fn login(st: &State, peer: SocketAddr, req: Request<Incoming>, lang: Lang)
             );
             r
         }
-        Ok(false) => {
-            pages.sessions.failed(ip, Instant::now());
+        Ok(Ok(false)) => {
+            attempt.failed();
             tracing::warn!(admin = %user, client = %ip, "failed administrator login");
             let msg = match lang {
                 Lang::Fr => "Identifiant ou mot de passe incorrect.",
@@ -355,7 +355,9 @@ async fn login(st: &State, peer: SocketAddr, req: Request<Incoming>, lang: Lang)
             };
             login_form(lang, Some(msg), true, st).await
         }
-        Err(e) => {
+        Ok(Err(e)) => {
+            // Not the person's fault: the attempt is given back.
+            attempt.release();
             tracing::error!(error = %e, "cannot read the administrators' file");
             let msg = match lang {
                 Lang::Fr => {
@@ -363,11 +365,27 @@ async fn login(st: &State, peer: SocketAddr, req: Request<Incoming>, lang: Lang)
                 }
                 Lang::En => "The administrators' file cannot be read: see the proxy's log.",
             };
-            let mut r = login_form(lang, Some(msg), true, st).await;
-            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-            r
+            login_unavailable(lang, msg, st).await
+        }
+        Err(e) => {
+            // The check itself broke on this input: counted, nothing says it was not
+            // the input's doing.
+            attempt.failed();
+            tracing::error!(error = %e, "administrator password check failed");
+            let msg = match lang {
+                Lang::Fr => "La vérification du mot de passe a échoué : voir le journal du proxy.",
+                Lang::En => "The password check failed: see the proxy's log.",
+            };
+            login_unavailable(lang, msg, st).await
         }
     }
+}
+
+/// The login form again, with `msg`, when the password could not be checked.
+async fn login_unavailable(lang: Lang, msg: &str, st: &State) -> Response<Body> {
+    let mut r = login_form(lang, Some(msg), true, st).await;
+    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    r
 }
 
 /// The pending requests with their 30-day block counts.

@@ -1,6 +1,11 @@
 //! Administrators' sessions: an unguessable id in an `HttpOnly`, `SameSite=Strict` cookie,
 //! and a per-session CSRF token that every form carries back. Kept in memory: a restart
 //! logs administrators out, which costs one login.
+//!
+//! Also the login throttle: [`MAX_FAILURES`] failed logins from an address within
+//! [`FAIL_WINDOW`] suspend logins from it. An attempt is reserved before its password is
+//! checked (the check takes a slow hash) and settled after, so attempts sent together
+//! are counted together instead of all passing a check none of them has failed yet.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -37,7 +42,36 @@ pub struct Session {
 #[derive(Default)]
 struct Inner {
     sessions: HashMap<String, Session>,
-    failures: HashMap<IpAddr, (u32, Instant)>,
+    /// Login attempts per address: failed ones in the current window, and the ones whose
+    /// password is being checked.
+    attempts: HashMap<IpAddr, Tally>,
+}
+
+/// The login attempts of one address.
+#[derive(Debug, Clone, Copy)]
+struct Tally {
+    /// Failures counted since `since`.
+    failed: u32,
+    /// Attempts reserved and not settled yet: their password is being checked. They
+    /// count against the limit, so that attempts arriving together cannot all pass a
+    /// check made before any of them has failed.
+    in_flight: u32,
+    /// When the first failure of the current window was counted.
+    since: Instant,
+}
+
+impl Tally {
+    /// Forgets failures older than the window.
+    fn expire(&mut self, now: Instant) {
+        if self.failed > 0 && now.saturating_duration_since(self.since) > FAIL_WINDOW {
+            self.failed = 0;
+        }
+    }
+
+    /// Nothing left to remember.
+    fn is_empty(&self) -> bool {
+        self.failed == 0 && self.in_flight == 0
+    }
 }
 
 /// Live sessions and the login throttle.
@@ -109,31 +143,110 @@ impl Sessions {
         self.lock().sessions.remove(id);
     }
 
-    /// Whether `ip` may try to log in now.
-    pub fn may_try(&self, ip: IpAddr, now: Instant) -> bool {
-        let g = self.lock();
-        g.failures
-            .get(&ip)
-            .is_none_or(|(n, since)| *n < MAX_FAILURES || now.duration_since(*since) > FAIL_WINDOW)
-    }
-
-    /// Counts a failed login from `ip`.
-    pub fn failed(&self, ip: IpAddr, now: Instant) {
+    /// Reserves a login attempt from `ip` at `now`, before its password is checked: `None`
+    /// when the address has used up its attempts (failures in the window plus attempts
+    /// being checked). The reservation is counted at once, under the same lock as the
+    /// check, so that concurrent attempts are never all let through; the returned
+    /// [`Attempt`] says afterwards how it ended.
+    pub fn reserve(&self, ip: IpAddr, now: Instant) -> Option<Attempt<'_>> {
         let mut g = self.lock();
-        if g.failures.len() > 10_000 {
-            g.failures
-                .retain(|_, (_, since)| now.duration_since(*since) <= FAIL_WINDOW);
+        if g.attempts.len() > 10_000 {
+            g.attempts.retain(|_, t| {
+                t.expire(now);
+                !t.is_empty()
+            });
         }
-        let e = g.failures.entry(ip).or_insert((0, now));
-        if now.duration_since(e.1) > FAIL_WINDOW {
-            *e = (0, now);
+        let t = g.attempts.entry(ip).or_insert(Tally {
+            failed: 0,
+            in_flight: 0,
+            since: now,
+        });
+        t.expire(now);
+        if t.failed.saturating_add(t.in_flight) >= MAX_FAILURES {
+            return None;
         }
-        e.0 += 1;
+        t.in_flight += 1;
+        Some(Attempt {
+            sessions: self,
+            ip,
+            at: now,
+            settled: false,
+        })
     }
 
-    /// Forgets the failures of `ip` after a successful login.
-    pub fn succeeded(&self, ip: IpAddr) {
-        self.lock().failures.remove(&ip);
+    /// Settles one attempt of `ip` reserved at `at`.
+    fn settle(&self, ip: IpAddr, at: Instant, outcome: Outcome) {
+        let mut g = self.lock();
+        let Some(t) = g.attempts.get_mut(&ip) else {
+            return;
+        };
+        t.in_flight = t.in_flight.saturating_sub(1);
+        match outcome {
+            Outcome::Failed => {
+                t.expire(at);
+                if t.failed == 0 {
+                    t.since = at;
+                }
+                t.failed += 1;
+            }
+            Outcome::Succeeded => t.failed = 0,
+            Outcome::Released => {}
+        }
+        if t.is_empty() {
+            g.attempts.remove(&ip);
+        }
+    }
+}
+
+/// How a login attempt ended.
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Failed,
+    Succeeded,
+    Released,
+}
+
+/// A login attempt counted against its address's limit while its password is checked
+/// (from [`Sessions::reserve`]). Settle it with [`Attempt::succeeded`],
+/// [`Attempt::failed`] or [`Attempt::release`]; one dropped unsettled (the request was
+/// abandoned while its password was checked) counts as a failure, the safe side.
+#[must_use = "a login attempt must be settled: succeeded, failed or release"]
+pub struct Attempt<'a> {
+    sessions: &'a Sessions,
+    ip: IpAddr,
+    /// When it was reserved: a failure counts in the window of that moment.
+    at: Instant,
+    settled: bool,
+}
+
+impl Attempt<'_> {
+    /// The password was right: forgets the failures of the address.
+    pub fn succeeded(self) {
+        self.settle(Outcome::Succeeded);
+    }
+
+    /// The password was wrong: the attempt stays counted, as a failure.
+    pub fn failed(self) {
+        self.settle(Outcome::Failed);
+    }
+
+    /// The password could not be checked, through no fault of the person (the
+    /// administrators' file is unreadable): the attempt is given back.
+    pub fn release(self) {
+        self.settle(Outcome::Released);
+    }
+
+    fn settle(mut self, outcome: Outcome) {
+        self.settled = true;
+        self.sessions.settle(self.ip, self.at, outcome);
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.sessions.settle(self.ip, self.at, Outcome::Failed);
+        }
     }
 }
 
@@ -165,19 +278,130 @@ mod tests {
         assert!(s.get(&id, t0 + ABSOLUTE).is_none());
     }
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
     #[test]
     fn logins_are_throttled_per_address() {
         let s = Sessions::default();
-        let ip: IpAddr = "10.0.0.9".parse().unwrap();
-        let other: IpAddr = "10.0.0.10".parse().unwrap();
+        let (ip, other) = (ip("10.0.0.9"), ip("10.0.0.10"));
         let t0 = Instant::now();
         for _ in 0..MAX_FAILURES {
-            assert!(s.may_try(ip, t0));
-            s.failed(ip, t0);
+            s.reserve(ip, t0).expect("under the limit").failed();
         }
-        assert!(!s.may_try(ip, t0));
-        assert!(s.may_try(other, t0));
-        assert!(s.may_try(ip, t0 + FAIL_WINDOW + Duration::from_secs(1)));
+        assert!(s.reserve(ip, t0).is_none());
+        assert!(s.reserve(ip, t0 + FAIL_WINDOW).is_none());
+        s.reserve(other, t0).unwrap().release();
+        // The window is over: the failures are forgotten.
+        let later = t0 + FAIL_WINDOW + Duration::from_secs(1);
+        for _ in 0..MAX_FAILURES {
+            s.reserve(ip, later).expect("a new window").failed();
+        }
+        assert!(s.reserve(ip, later).is_none());
+    }
+
+    #[test]
+    fn attempts_being_checked_count_against_the_limit() {
+        let s = Sessions::default();
+        let ip = ip("10.0.0.9");
+        let t0 = Instant::now();
+        let held: Vec<Attempt<'_>> = (0..MAX_FAILURES)
+            .map(|_| s.reserve(ip, t0).expect("under the limit"))
+            .collect();
+        // No failure counted yet, but as many attempts as allowed are being checked.
+        assert!(s.reserve(ip, t0).is_none());
+        // One given back (unreadable admins file): one more may try.
+        let mut held = held.into_iter();
+        held.next().unwrap().release();
+        let again = s.reserve(ip, t0).expect("a released attempt is given back");
+        assert!(s.reserve(ip, t0).is_none());
+        again.failed();
+        held.for_each(Attempt::failed);
+        assert!(s.reserve(ip, t0).is_none());
+    }
+
+    #[test]
+    fn concurrent_reservations_never_exceed_the_limit() {
+        let s = Sessions::default();
+        let ip = ip("10.0.0.9");
+        let t0 = Instant::now();
+        let start = std::sync::Barrier::new(32);
+        let granted = std::sync::atomic::AtomicU32::new(0);
+        std::thread::scope(|sc| {
+            for i in 0..32 {
+                let (s, start, granted) = (&s, &start, &granted);
+                sc.spawn(move || {
+                    start.wait();
+                    for _ in 0..4 {
+                        if let Some(a) = s.reserve(ip, t0) {
+                            granted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            // Half fail, half are dropped unsettled: both count.
+                            if i % 2 == 0 {
+                                a.failed();
+                            } else {
+                                drop(a);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(
+            granted.load(std::sync::atomic::Ordering::SeqCst),
+            MAX_FAILURES
+        );
+        assert!(s.reserve(ip, t0).is_none());
+    }
+
+    #[test]
+    fn success_forgets_the_failures_of_the_address() {
+        let s = Sessions::default();
+        let ip = ip("10.0.0.9");
+        let t0 = Instant::now();
+        for _ in 0..MAX_FAILURES - 1 {
+            s.reserve(ip, t0).unwrap().failed();
+        }
+        // The tenth attempt, still being checked, fills the allowance...
+        let right = s.reserve(ip, t0).unwrap();
+        assert!(s.reserve(ip, t0).is_none());
+        // ... and, the password being right, frees all of it.
+        right.succeeded();
+        for _ in 0..MAX_FAILURES {
+            s.reserve(ip, t0).expect("failures forgotten").failed();
+        }
+        assert!(s.reserve(ip, t0).is_none());
+    }
+
+    #[test]
+    fn a_success_leaves_other_attempts_in_flight_counted() {
+        let s = Sessions::default();
+        let ip = ip("10.0.0.9");
+        let t0 = Instant::now();
+        let right = s.reserve(ip, t0).unwrap();
+        let others: Vec<_> = (1..MAX_FAILURES)
+            .map(|_| s.reserve(ip, t0).unwrap())
+            .collect();
+        right.succeeded();
+        // The nine still being checked keep their places: one more may try, not ten.
+        let last = s.reserve(ip, t0).expect("one place freed");
+        assert!(s.reserve(ip, t0).is_none());
+        last.failed();
+        others.into_iter().for_each(Attempt::failed);
+        assert!(s.reserve(ip, t0).is_none());
+    }
+
+    #[test]
+    fn released_attempts_leave_nothing_behind() {
+        let s = Sessions::default();
+        let ip = ip("10.0.0.9");
+        let t0 = Instant::now();
+        for _ in 0..3 * MAX_FAILURES {
+            s.reserve(ip, t0)
+                .expect("released attempts are not failures")
+                .release();
+        }
+        assert!(s.lock().attempts.is_empty());
     }
 
     #[test]

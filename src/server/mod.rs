@@ -354,13 +354,20 @@ fn load_bumper(
     Ok(Some(Arc::new(bumper)))
 }
 
+/// Says on standard output what runs where, ending with one machine-readable line.
+/// Written without `println!`: `serve` keeps SIGPIPE ignored (see `cli`), so a closed
+/// standard output is an error here, logged with the addresses, not a panic.
 fn banner(cfg: &ServerConfig, b: &Bound, live: &Live, bumper: Option<&Bumper>, workers: usize) {
+    use std::fmt::Write as _;
+    use std::io::Write as _;
     let s = live.get();
     let trace = match &cfg.trace_path {
         Some(p) => p.display().to_string(),
         None => "standard output".into(),
     };
-    println!(
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
         "charte-proxy {} — policy {} (generation {}, {} rules, {} names indexed, compiled in {:.2} s)",
         env!("CARGO_PKG_VERSION"),
         cfg.policy.display(),
@@ -369,33 +376,51 @@ fn banner(cfg: &ServerConfig, b: &Bound, live: &Live, bumper: Option<&Bumper>, w
         s.classifier.domain_names(),
         s.stats.build_time.as_secs_f64()
     );
-    println!(
+    let _ = writeln!(
+        text,
         "  proxy   http://{}   (HTTP and CONNECT; point workstations here; {workers} worker thread{})",
         b.proxy,
         if workers == 1 { "" } else { "s" }
     );
-    println!(
+    let _ = writeln!(
+        text,
         "  portal  http://{}   (PAC file: {}/proxy.pac)",
         b.portal, cfg.portal_url
     );
-    println!(
+    let _ = writeln!(
+        text,
         "  admin   http://{}   (request review for DATA/admins accounts, /metrics, /health)",
         b.admin
     );
-    println!("  trace   {trace} ({})", cfg.trace_format);
-    match bumper {
-        Some(bp) => println!(
+    let _ = writeln!(text, "  trace   {trace} ({})", cfg.trace_format);
+    let _ = match bumper {
+        Some(bp) => writeln!(
+            text,
             "  TLS     inspected with the CA \"{}\" (SHA-256 {}), except no_inspect sites",
             bp.ca().subject(),
             bp.ca().fingerprint()
         ),
-        None => println!("  TLS     not inspected (--no-inspect): tunnels are relayed as bytes"),
-    }
+        None => writeln!(
+            text,
+            "  TLS     not inspected (--no-inspect): tunnels are relayed as bytes"
+        ),
+    };
     // One machine-readable line for scripts and tests.
-    println!(
+    let _ = writeln!(
+        text,
         "listening proxy={} portal={} admin={}",
         b.proxy, b.portal, b.admin
     );
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        tracing::warn!(
+            error = %e,
+            proxy = %b.proxy,
+            portal = %b.portal,
+            admin = %b.admin,
+            "cannot write the start banner on standard output"
+        );
+    }
 }
 
 /// What a listener applies to its connections.

@@ -39,11 +39,37 @@ pub fn explain_json(extra: &[&str], target: &str) -> serde_json::Value {
     serde_json::from_str(&r.stdout).expect("explain --json prints JSON")
 }
 
+/// A new pipe, (read end, write end), both closed on exec (a child gets only the end
+/// handed to it as one of its standard streams).
+pub fn pipe() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd as _;
+    let mut fds = [0; 2];
+    // SAFETY: `pipe2` writes two new descriptors into `fds`, which nothing else owns.
+    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(r, 0, "pipe2: {}", std::io::Error::last_os_error());
+    // SAFETY: each descriptor is owned by exactly one `File` from here on.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    }
+}
+
+/// The write end of a pipe whose read end is already closed: the first write to it
+/// fails with EPIPE (or raises SIGPIPE), as a write to `… | head` after head has gone.
+pub fn closed_pipe() -> std::fs::File {
+    let (r, w) = pipe();
+    drop(r);
+    w
+}
+
 /// The shared UT1 snapshot beside the repository, when present.
 pub fn shared_ut1() -> Option<std::path::PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/ut1");
     p.is_dir().then_some(p)
 }
+pub mod admin;
 pub mod proxy;
 pub mod tls;
 pub mod webdriver;

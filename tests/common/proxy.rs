@@ -62,6 +62,20 @@ impl Proxy {
     }
 
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Proxy {
+        Self::launch(dir, extra, false)
+    }
+
+    /// [`Proxy::start_pinned`] with standard output a pipe whose reader has already gone:
+    /// the proxy cannot write its start banner and says its addresses in its log
+    /// instead, where they are read from.
+    pub fn start_pinned_stdout_closed(extra: &[&str]) -> Proxy {
+        let mut args = pins();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        Self::launch(fixture_dir(), &refs, true)
+    }
+
+    fn launch(dir: tempfile::TempDir, extra: &[&str], stdout_closed: bool) -> Proxy {
         let data = dir.path().join("data");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_charte-proxy"));
         cmd.current_dir(dir.path())
@@ -97,30 +111,44 @@ impl Proxy {
                 &["--no-reverse-dns"][..]
             })
             .args(extra)
-            .stdout(Stdio::piped())
+            .stdout(if stdout_closed {
+                Stdio::from(super::closed_pipe())
+            } else {
+                Stdio::piped()
+            })
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("the proxy starts");
-        let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let log2 = log.clone();
+        // The addresses: from the last line of the banner, or from the log line that
+        // says the banner could not be written (with the same `proxy=… portal=… admin=…`).
+        let (tx, rx) = mpsc::channel();
+        let tx2 = tx.clone();
         std::thread::spawn(move || {
             let mut r = BufReader::new(stderr);
             let mut line = String::new();
             while r.read_line(&mut line).unwrap_or(0) > 0 {
                 log2.lock().unwrap().push_str(&line);
+                if stdout_closed && line.contains("cannot write the start banner") {
+                    let _ = tx2.send(line.clone());
+                }
                 line.clear();
             }
         });
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("listening ") {
-                    let _ = tx.send(rest.to_string());
+        if let Some(stdout) = child.stdout.take() {
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(rest) = line.strip_prefix("listening ") {
+                        let _ = tx.send(rest.to_string());
+                    }
                 }
-            }
-        });
+            });
+        } else {
+            // Only the log's reader sends: if the proxy dies, the wait ends at once.
+            drop(tx);
+        }
         let line = match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(l) => l,
             Err(_) => {
