@@ -183,7 +183,10 @@ fn normalize_path(path: &[u8], reading: Reading, out: &mut String) {
         if is_raw_ok(b) {
             // A run of characters that stand for themselves (most of any path), copied
             // at once; dots too, since a dot segment is judged whole at its end.
-            let run = path[i..].iter().position(|&c| !is_raw_ok(c)).map_or(path.len(), |n| i + n);
+            let run = path[i..]
+                .iter()
+                .position(|&c| !is_raw_ok(c))
+                .map_or(path.len(), |n| i + n);
             push_lowered(out, &path[i..run]);
             i = run;
             continue;
