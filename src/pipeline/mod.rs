@@ -19,9 +19,10 @@ use crate::action::block_page::{self, BlockPage, Unblock};
 use crate::action::bump::{Bumper, TlsProblem};
 use crate::action::dial::UpstreamError;
 use crate::action::forward::{
-    self, Body, CountedBody, CountedIncoming, Dialer, add_via, full, seen_by_us, sends_data,
-    strip_hop_by_hop, wants_upgrade,
+    self, Body, CountedBody, CountedIncoming, Dialer, add_via, full, names_websocket_only,
+    seen_by_us, sends_data, strip_hop_by_hop, websocket_handshake,
 };
+use crate::action::h1::H1Error;
 use crate::action::pool::{Pool, PoolError, UpBody};
 use crate::action::tunnel;
 use crate::audit::{AuditSink, Record};
@@ -486,8 +487,9 @@ async fn exchange(
         .cloned()
         .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
 
-    // Forward.
-    let upgrade = wants_upgrade(req.headers());
+    // Forward. Only a WebSocket handshake keeps its `Upgrade` (see
+    // [`websocket_handshake`] for why any other is dropped rather than refused).
+    let upgrade = websocket_handshake(req.method(), req.version(), req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers, upgrade);
@@ -575,28 +577,32 @@ async fn exchange(
     };
     let status = res.status();
     if status == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_up) = client_upgrade {
-            let server_up = hyper::upgrade::on(&mut res);
-            let guard = st.tunnels.enter();
-            let idle = lim.tunnel_idle_timeout;
-            tokio::spawn(async move {
-                let _guard = guard;
-                let (a, b) = tokio::join!(client_up, server_up);
-                let (sent_n, recv_n, err) = match (a, b) {
-                    (Ok(a), Ok(b)) => {
-                        let a = hyper_util::rt::TokioIo::new(a);
-                        let b = hyper_util::rt::TokioIo::new(b);
-                        tunnel::relay(a, b, idle).await
-                    }
-                    (Err(e), _) | (_, Err(e)) => (0, 0, Some(e.to_string())),
-                };
-                cx.finish(101, sent_n, recv_n, err);
-            });
-            let (mut parts, _) = res.into_parts();
-            strip_hop_by_hop(&mut parts.headers, true);
-            add_via(&mut parts.headers);
-            return Response::from_parts(parts, forward::empty());
-        }
+        // The client's connection is handed over only to the WebSocket the proxy relayed a
+        // handshake for: any other switch would carry bytes that nothing decides.
+        let Some(client_up) = client_upgrade.filter(|_| names_websocket_only(res.headers())) else {
+            let to = res.headers().get(header::UPGRADE).cloned();
+            return switch_refused(cx, to.as_ref(), sent.load(Ordering::Relaxed));
+        };
+        let server_up = hyper::upgrade::on(&mut res);
+        let guard = st.tunnels.enter();
+        let idle = lim.tunnel_idle_timeout;
+        tokio::spawn(async move {
+            let _guard = guard;
+            let (a, b) = tokio::join!(client_up, server_up);
+            let (sent_n, recv_n, err) = match (a, b) {
+                (Ok(a), Ok(b)) => {
+                    let a = hyper_util::rt::TokioIo::new(a);
+                    let b = hyper_util::rt::TokioIo::new(b);
+                    tunnel::relay(a, b, idle).await
+                }
+                (Err(e), _) | (_, Err(e)) => (0, 0, Some(e.to_string())),
+            };
+            cx.finish(101, sent_n, recv_n, err);
+        });
+        let (mut parts, _) = res.into_parts();
+        strip_hop_by_hop(&mut parts.headers, true);
+        add_via(&mut parts.headers);
+        return Response::from_parts(parts, forward::empty());
     }
     let (mut parts, body) = res.into_parts();
     strip_hop_by_hop(&mut parts.headers, false);
@@ -609,6 +615,41 @@ async fn exchange(
     });
     Response::from_parts(parts, http_body_util::BodyExt::boxed(counted))
 }
+
+/// 502: the site answered `101 Switching Protocols` to a request that was not a relayed
+/// WebSocket handshake, or switched to another protocol than WebSocket. The site's
+/// connection is dropped; the client's stays HTTP and gets a page.
+fn switch_refused(mut cx: Box<Ctx>, to: Option<&HeaderValue>, sent: u64) -> Response<Body> {
+    cx.st
+        .metrics
+        .upstream_errors
+        .with_label_values(&["switch"])
+        .inc();
+    let to: String = to
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default()
+        .chars()
+        .take(100)
+        .collect();
+    let detail = format!(
+        "the site switched protocols (101, Upgrade: {to:?}) where the proxy relayed no \
+         WebSocket handshake"
+    );
+    let title = match cx.lang {
+        Lang::Fr => "Le site a voulu changer de protocole : le proxy ne peut pas le suivre",
+        Lang::En => "The site tried to switch protocols: the proxy cannot follow it",
+    };
+    let page = block_page::render_error_page(cx.lang, 502, title, &detail);
+    cx.rec.reason_code = SWITCH_REFUSED;
+    cx.finish(502, sent, 0, Some(detail));
+    let mut res = html(StatusCode::BAD_GATEWAY, page);
+    res.headers_mut()
+        .insert("x-charte-error", HeaderValue::from_static(SWITCH_REFUSED));
+    res
+}
+
+/// Trace code and `X-Charte-Error` of [`switch_refused`].
+const SWITCH_REFUSED: &str = "upstream-switch";
 
 /// Whether `name` appears exactly once in `h`, with the value `want`.
 fn only_value(h: &HeaderMap, name: HeaderName, want: &str) -> bool {
@@ -660,6 +701,9 @@ fn upstream_failed(cx: Box<Ctx>, failed: &Failed, sent: u64) -> Response<Body> {
     }
     if let Some(d) = find_source::<UpstreamError>(e) {
         return dial_failed(cx, d, true);
+    }
+    if let Some(H1Error::Switched) = find_source::<H1Error>(e) {
+        return switch_refused(cx, None, sent);
     }
     if let Some(bad) = find_source::<forward::ClientBody>(e) {
         // The client's own framing is wrong (a bad chunk size…): its fault, not the site's.
