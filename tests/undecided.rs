@@ -5,6 +5,7 @@
 //! - protocol switches: only WebSocket, decided like any request, is followed; any other
 //!   `Upgrade` is dropped, and a site's `101` that the proxy did not relay a WebSocket
 //!   handshake for is refused (502);
+//! - CONNECT inside a bumped tunnel, TRACE and TRACK: refused (405);
 //! - `OPTIONS *`, HTTP/1.0 keep-alive, an answer framed by the close, `Expect`.
 //!
 //! After each attempt, a second request on the same client connection, for a path the
@@ -398,6 +399,98 @@ fn connection_specific_fields_in_http2_are_malformed_and_never_forwarded() {
     let out = rig.h2_raw("allowed.test", &fields, None);
     assert_eq!(out.status, Some(200), "{out:?}");
     assert!(seen_target(&rig.tls, "/h2-conn/clean").is_some());
+}
+
+#[test]
+fn connect_inside_a_bumped_tunnel_is_refused() {
+    let rig = rig(H1_SITES);
+    let site = &rig.tls;
+    let own = rig.authority(Via::BumpedH1, "allowed.test");
+    // HTTP/1.1 on the decrypted connection: to another host, to the tunnel's own, to
+    // the tunnel's host on another port.
+    let targets = [
+        "hate.example:443".to_string(),
+        own.clone(),
+        "allowed.test:443".to_string(),
+    ];
+    for (n, target) in targets.iter().enumerate() {
+        let case = format!("BumpedH1 CONNECT {target}");
+        site.clear();
+        let mut w = rig.open(Via::BumpedH1, "allowed.test").unwrap();
+        let head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
+        w.write(head.as_bytes()).unwrap();
+        let a = w.read_answer();
+        assert_eq!(a.status, 405, "{case}: {a:?}");
+        assert_eq!(a.reason(), Some("block-method"), "{case}");
+        assert!(site.seen().is_empty(), "{case}: {:?}", site.seen());
+        let t = rig
+            .p
+            .trace_find(|r| r["method"] == "CONNECT" && r["scheme"] == "https");
+        assert_eq!(t["reason_code"], "block-method", "{case}: {t}");
+        second_is_decided(&rig, site, &mut w, 100 + n, &case);
+    }
+
+    // HTTP/2: CONNECT, with bytes that would be the tunnel's; extended CONNECT
+    // (RFC 8441), which the proxy does not announce.
+    site.clear();
+    let own = rig.authority(Via::BumpedH2, "allowed.test");
+    let connect = [(":method", "CONNECT"), (":authority", own.as_str())];
+    let out = rig.h2_raw(
+        "allowed.test",
+        &connect,
+        Some(b"GET /second/h2 HTTP/1.1\r\nHost: allowed.test\r\n\r\n"),
+    );
+    assert_eq!(out.status, Some(405), "{out:?}");
+    let extended = [
+        (":method", "CONNECT"),
+        (":protocol", "websocket"),
+        (":scheme", "https"),
+        (":authority", own.as_str()),
+        (":path", "/chat"),
+    ];
+    let out = rig.h2_raw("allowed.test", &extended, Some(b"raw bytes"));
+    assert!(out.refused(), "{out:?}");
+    assert!(site.seen().is_empty(), "{:?}", site.seen());
+    no_raw_bytes(site, "h2 CONNECT");
+}
+
+#[test]
+fn trace_and_track_are_refused_with_405_and_never_forwarded() {
+    let rig = rig(SiteOpts::default());
+    let methods = ["TRACE", "TRACK", "trace", "Track"];
+    for via in Via::ALL {
+        let site = rig.site(via);
+        for (n, method) in methods.iter().enumerate() {
+            for max_forwards in [None, Some("0")] {
+                let case = format!("{via:?} {method} max-forwards {max_forwards:?}");
+                site.clear();
+                let target = format!("/trace/{n}");
+                let mut req = Req::new(method, &target);
+                if let Some(m) = max_forwards {
+                    req = req.header("Max-Forwards", m);
+                }
+                let a = rig.send(via, "allowed.test", &req);
+                assert_eq!(a.status, 405, "{case}: {a:?}");
+                assert_eq!(a.reason(), Some("block-method"), "{case}");
+                assert!(site.seen().is_empty(), "{case}: {:?}", site.seen());
+                let t = rig
+                    .p
+                    .trace_find(|r| r["method"] == *method && r["path"] == target.as_str());
+                assert_eq!(t["decision"], "block", "{case}: {t}");
+                assert_eq!(t["reason_code"], "block-method", "{case}: {t}");
+                assert_eq!(t["status"], 405, "{case}: {t}");
+            }
+        }
+    }
+    // English when the browser asks, French otherwise.
+    let a = rig.send(
+        Via::Plain,
+        "allowed.test",
+        &Req::new("TRACE", "/").header("Accept-Language", "en"),
+    );
+    assert!(a.body.contains("Method not relayed"), "{a:?}");
+    let a = rig.send(Via::Plain, "allowed.test", &Req::new("TRACE", "/"));
+    assert!(a.body.contains("Méthode non relayée"), "{a:?}");
 }
 
 #[test]

@@ -340,6 +340,16 @@ pub fn wants_upgrade(h: &HeaderMap) -> bool {
             })
 }
 
+/// Methods never forwarded, whatever the policy says of the site: TRACE (RFC 9110
+/// §9.3.8) and IIS's TRACK send the request back as the site received it — cookies,
+/// credentials, and what the proxy added — to whatever script made it (cross-site
+/// tracing); no browser needs them. Matched in any case: the method token is
+/// case-sensitive, but a server that folds case would take `trace` for TRACE.
+pub fn never_forwarded(method: &Method) -> bool {
+    let m = method.as_str();
+    m.eq_ignore_ascii_case("TRACE") || m.eq_ignore_ascii_case("TRACK")
+}
+
 /// Whether a request is a WebSocket handshake the proxy relays (RFC 6455 §4.1): a GET
 /// in HTTP/1.1 that asks to switch ([`wants_upgrade`]) to `websocket` and to nothing
 /// else. Any other `Upgrade` is dropped with the other hop-by-hop fields and the request
@@ -373,6 +383,22 @@ pub fn names_websocket_only(h: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_and_track_are_never_forwarded_in_any_case() {
+        for m in ["TRACE", "TRACK", "trace", "Track"] {
+            assert!(
+                never_forwarded(&Method::from_bytes(m.as_bytes()).unwrap()),
+                "{m}"
+            );
+        }
+        for m in ["GET", "OPTIONS", "TRACES", "PATCH"] {
+            assert!(
+                !never_forwarded(&Method::from_bytes(m.as_bytes()).unwrap()),
+                "{m}"
+            );
+        }
+    }
 
     #[test]
     fn only_a_websocket_handshake_is_relayed_as_a_switch() {

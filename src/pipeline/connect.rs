@@ -5,6 +5,10 @@
 //!
 //! Before either, the ClientHello is read without being consumed: a TLS name (SNI) that
 //! differs from the CONNECT host is refused, since the decision was taken for the latter.
+//!
+//! Inside a bumped tunnel, every request is checked again before its decision: its
+//! method (a CONNECT there would be a tunnel in the tunnel), its host against the
+//! tunnel's.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,7 +16,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header;
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -264,6 +268,13 @@ async fn bumped_request(st: Arc<State>, t: Arc<Tunnel>, req: Request<Incoming>) 
         .groups
         .resolve(cx.rec.client, t.user.as_deref());
     cx.identify(&who);
+    if req.method() == Method::CONNECT {
+        // A tunnel inside the tunnel: its bytes would flow past every decision (HTTP/1.1
+        // CONNECT on the decrypted connection, or an HTTP/2 CONNECT stream).
+        cx.rec.host = t.host.as_str().into();
+        cx.rec.port = t.port;
+        return super::method_refused(cx);
+    }
     if let Some(given) = other_host(&req, &t) {
         return host_mismatch(cx, &t, &given);
     }

@@ -20,7 +20,7 @@ use crate::action::bump::{Bumper, TlsProblem};
 use crate::action::dial::UpstreamError;
 use crate::action::forward::{
     self, Body, CountedBody, CountedIncoming, Dialer, add_via, full, names_websocket_only,
-    seen_by_us, sends_data, strip_hop_by_hop, websocket_handshake,
+    never_forwarded, seen_by_us, sends_data, strip_hop_by_hop, websocket_handshake,
 };
 use crate::action::h1::H1Error;
 use crate::action::pool::{Pool, PoolError, UpBody};
@@ -341,6 +341,25 @@ fn loop_title(lang: Lang) -> &'static str {
     }
 }
 
+/// 405 for a method the proxy never relays (TRACE, TRACK; CONNECT inside a bumped
+/// tunnel): the page says why. No `Allow` field: which methods the site allows is the
+/// site's to say. The rule that let the site through did not decide this refusal.
+fn method_refused(mut cx: Box<Ctx>) -> Response<Body> {
+    cx.refused(ReasonCode::MethodNotAllowed);
+    cx.rec.rule = None;
+    let title = cx
+        .snap
+        .policy
+        .reason_text(&Reason::new(ReasonCode::MethodNotAllowed, None), cx.lang)
+        .into_owned();
+    let detail = cx.rec.method.to_string();
+    let page = block_page::render_error_page(cx.lang, 405, &title, &detail);
+    let mut res = html(StatusCode::METHOD_NOT_ALLOWED, page);
+    reason_header(&mut res, ReasonCode::MethodNotAllowed, None);
+    cx.finish(405, 0, 0, None);
+    res
+}
+
 /// `Ok(user)` when the client may go on (authenticated or anonymous where allowed).
 async fn authenticate(
     st: &State,
@@ -480,6 +499,9 @@ async fn exchange(
         return blocked;
     }
     drop(who);
+    if never_forwarded(req.method()) {
+        return method_refused(cx);
+    }
     let st = cx.st.clone();
     let path = req
         .uri()
