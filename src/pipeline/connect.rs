@@ -6,9 +6,9 @@
 //! Before either, the ClientHello is read without being consumed: a TLS name (SNI) that
 //! differs from the CONNECT host is refused, since the decision was taken for the latter.
 //!
-//! Inside a bumped tunnel, every request is checked again before its decision: its
-//! method (a CONNECT there would be a tunnel in the tunnel), its host against the
-//! tunnel's.
+//! Inside a bumped tunnel, every request is checked again before its decision: its head
+//! against the size limit, its method (a CONNECT there would be a tunnel in the tunnel),
+//! its host against the tunnel's.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -229,7 +229,7 @@ async fn bump_tunnel(cx: Box<Ctx>, t: Arc<Tunnel>, req: Request<Incoming>) {
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(lim.header_timeout)
-        .max_buf_size(lim.max_head_bytes)
+        .max_buf_size(crate::head::parser_buffer(lim.max_head_bytes))
         .max_headers(lim.max_headers);
     // h2 0.4.20 refuses CONTINUATION floods and bounds pending resets (rapid reset).
     b.http2()
@@ -268,6 +268,12 @@ async fn bumped_request(st: Arc<State>, t: Arc<Tunnel>, req: Request<Incoming>) 
         .groups
         .resolve(cx.rec.client, t.user.as_deref());
     cx.identify(&who);
+    let head = crate::head::request_head_size(&req);
+    if head > st.cfg.limits.max_head_bytes {
+        cx.rec.host = t.host.as_str().into();
+        cx.rec.port = t.port;
+        return super::head_refused(cx, head, req.version());
+    }
     if req.method() == Method::CONNECT {
         // A tunnel inside the tunnel: its bytes would flow past every decision (HTTP/1.1
         // CONNECT on the decrypted connection, or an HTTP/2 CONNECT stream).

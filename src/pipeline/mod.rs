@@ -32,7 +32,7 @@ use crate::identity::Identity;
 use crate::identity::auth::{AuthOutcome, Authenticator};
 use crate::identity::workstation::Workstations;
 use crate::metrics::Metrics;
-use crate::policy::{Decision, Lang, Reason, ReasonCode, RequestFacts, Verdict};
+use crate::policy::{Decision, Lang, Policy, Reason, ReasonCode, RequestFacts, Verdict};
 use crate::server::workers::PerWorker;
 use crate::snapshot::{Live, Snapshot};
 use crate::unblock::Unblock as UnblockService;
@@ -244,6 +244,10 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let lang = block_page::lang_of(req.headers());
+    let head = crate::head::request_head_size(&req);
+    if head > st.cfg.limits.max_head_bytes {
+        return Ok(listener_head_refused(&st, peer, &req, head, lang));
+    }
     if req.method() != Method::CONNECT && req.uri().authority().is_none() {
         // Someone browsed to the proxy itself: explain, do not loop.
         let pac = format!("{}/proxy.pac", st.cfg.portal_url);
@@ -339,6 +343,65 @@ fn loop_title(lang: Lang) -> &'static str {
         Lang::Fr => "Boucle détectée : la requête revient vers le proxy",
         Lang::En => "Loop detected: the request comes back to the proxy",
     }
+}
+
+/// 431 for a head over `limits.max_head_bytes` ([`crate::head`]), traced: the host as
+/// the client wrote it (filled in by the caller; nothing was classified), never a path.
+fn head_refused(mut cx: Box<Ctx>, size: usize, version: Version) -> Response<Body> {
+    let limit = cx.st.cfg.limits.max_head_bytes;
+    cx.refused(ReasonCode::HeadTooLarge);
+    let detail = format!("request head of {size} bytes, over the limit of {limit}");
+    let res = head_too_large(&cx.snap.policy, cx.lang, version, &detail);
+    cx.finish(431, 0, 0, Some(detail));
+    res
+}
+
+/// [`head_refused`] on the proxy listener: the record names the host as the client wrote
+/// it (absolute URI, CONNECT authority or `Host`).
+fn listener_head_refused(
+    st: &Arc<State>,
+    peer: SocketAddr,
+    req: &Request<Incoming>,
+    size: usize,
+    lang: Lang,
+) -> Response<Body> {
+    let connect = req.method() == Method::CONNECT;
+    let kind = if connect { "connect" } else { "http" };
+    let mut cx = Ctx::new(st, peer, req.method(), kind, lang);
+    let written = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers().get(header::HOST)?.to_str().ok())
+        .unwrap_or("");
+    match Host::parse_authority(written) {
+        Ok((h, p)) => {
+            cx.rec.host = h.as_str().into();
+            cx.rec.port = p.unwrap_or(if connect { 0 } else { 80 });
+        }
+        Err(_) => cx.rec.host = written.chars().take(255).collect::<String>().into(),
+    }
+    head_refused(cx, size, req.version())
+}
+
+/// The answer to a head over the limit, on every listener: 431, the error page, the
+/// reason header, and in HTTP/1 `Connection: close` (a client that sent such a head
+/// gets no second try on that connection; HTTP/2 has no such field, its stream ends).
+pub fn head_too_large(
+    policy: &Policy,
+    lang: Lang,
+    version: Version,
+    detail: &str,
+) -> Response<Body> {
+    let title = policy.reason_text(&Reason::new(ReasonCode::HeadTooLarge, None), lang);
+    let page = block_page::render_error_page(lang, 431, &title, detail);
+    let mut res = html(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, page);
+    reason_header(&mut res, ReasonCode::HeadTooLarge, None);
+    if version < Version::HTTP_2 {
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
 }
 
 /// 405 for a method the proxy never relays (TRACE, TRACK; CONNECT inside a bumped

@@ -75,10 +75,12 @@ pub enum ReasonCode {
     /// A method the proxy never relays: TRACE and TRACK (they echo the request back,
     /// credentials included), CONNECT inside a bumped tunnel (a tunnel in a tunnel).
     MethodNotAllowed,
+    /// The request head is longer than `limits.max_head_bytes`.
+    HeadTooLarge,
 }
 
 impl ReasonCode {
-    pub const ALL: [ReasonCode; 15] = [
+    pub const ALL: [ReasonCode; 16] = [
         ReasonCode::RuleAllow,
         ReasonCode::DefaultAllow,
         ReasonCode::UploadReadAllowed,
@@ -94,6 +96,7 @@ impl ReasonCode {
         ReasonCode::TlsRequired,
         ReasonCode::InternalDestination,
         ReasonCode::MethodNotAllowed,
+        ReasonCode::HeadTooLarge,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -113,6 +116,7 @@ impl ReasonCode {
             ReasonCode::TlsRequired => "tls-required",
             ReasonCode::InternalDestination => "block-internal",
             ReasonCode::MethodNotAllowed => "block-method",
+            ReasonCode::HeadTooLarge => "head-too-large",
         }
     }
 
@@ -131,6 +135,7 @@ impl ReasonCode {
                 | ReasonCode::TlsRequired
                 | ReasonCode::InternalDestination
                 | ReasonCode::MethodNotAllowed
+                | ReasonCode::HeadTooLarge
         )
     }
 }
@@ -247,6 +252,13 @@ impl Policy {
                 "Méthode non relayée par le proxy : TRACE et TRACK renverraient la requête \
                  telle quelle (cookies et identifiants compris), et aucun tunnel ne s'ouvre \
                  dans un autre"
+            }),
+            ReasonCode::HeadTooLarge => Cow::Borrowed(if en {
+                "The request head (its address and header fields) is larger than the proxy \
+                 accepts"
+            } else {
+                "L'en-tête de la requête (son adresse et ses champs) dépasse la taille que le \
+                 proxy accepte"
             }),
             ReasonCode::UploadTunnelBlocked => {
                 let base = configured.map_or("", |t| t.get(lang));
