@@ -28,6 +28,7 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod explain;
+pub mod head;
 pub mod identity;
 pub mod metrics;
 pub mod pipeline;

@@ -22,7 +22,8 @@ pub struct Metrics {
     /// Bytes relayed, by direction (`sent`: client → site, `received`: site → client).
     pub bytes: IntCounterVec,
     pub request_duration: HistogramVec,
-    /// Upstream failures by kind (`dns`, `connect`, `timeout`, `reset`, `other`).
+    /// Upstream failures by kind (`dns`, `connect`, `timeout`, `internal`, `tls`,
+    /// `switch`: a 101 the proxy did not relay a WebSocket handshake for, `other`).
     pub upstream_errors: IntCounterVec,
     /// Client connections refused at accept, by cap (`max-connections`, …).
     pub connections_refused: IntCounterVec,

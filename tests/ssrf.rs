@@ -4,32 +4,9 @@
 
 mod common;
 
-use std::io::ErrorKind;
-use std::net::TcpListener;
 use std::time::Duration;
 
-use common::proxy::{Proxy, Upstream, copy_dir};
-
-/// A listener that must never be connected to; `connections()` says whether it was.
-struct Trap(TcpListener);
-
-impl Trap {
-    fn new() -> Trap {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.set_nonblocking(true).unwrap();
-        Trap(l)
-    }
-    fn port(&self) -> u16 {
-        self.0.local_addr().unwrap().port()
-    }
-    fn connected(&self) -> bool {
-        match self.0.accept() {
-            Ok(_) => true,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => false,
-            Err(e) => panic!("{e}"),
-        }
-    }
-}
+use common::proxy::{Proxy, Trap, Upstream, copy_dir};
 
 /// Sends `head` as it is and returns (status, whole response text).
 fn raw(p: &Proxy, head: &str) -> (u16, String) {

@@ -707,3 +707,84 @@ fn serve_refuses_a_ca_key_readable_by_others() {
     let _ = p.wait();
     assert!(started);
 }
+
+/// A CONNECT to `authority`, answered 200, and the bytes of a ClientHello naming `sni`
+/// (not sent yet).
+fn connect_then_hello(p: &Proxy, authority: &str, sni: &str) -> (std::net::TcpStream, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(p.proxy).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    write!(
+        s,
+        "CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            s.read(&mut b).unwrap(),
+            1,
+            "closed during the CONNECT answer"
+        );
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    (s, hello)
+}
+
+#[test]
+fn a_tunnel_not_inspected_is_dialled_only_once_its_client_hello_names_the_connect_host() {
+    use std::io::Write;
+    let trap = common::proxy::Trap::new();
+    let port = trap.port().to_string();
+    // mabanque.example is a bank: never inspected, relayed as bytes once its TLS name is
+    // checked.
+    let p = Proxy::start_pinned(&["--connect-port", &port]);
+    let authority = format!("mabanque.example:{port}");
+    let (mut s, hello) = connect_then_hello(&p, &authority, "allowed.test");
+    s.write_all(&hello).unwrap();
+    let t = p.trace_find(|r| r["host"] == "mabanque.example" && r["method"] == "CONNECT");
+    assert_eq!(t["reason_code"], "sni-mismatch", "{t}");
+    assert_eq!(t["inspection"], "tunnel", "{t}");
+    // The kernel completes a connection to a listening socket by itself: had the proxy
+    // dialled before refusing, it would be waiting here.
+    assert!(!trap.connected(), "the site was dialled before the refusal");
+    assert!(t["upstream"].is_null(), "no site address: {t}");
+
+    // The right name: the site is dialled once the hello is read.
+    let (mut s, hello) = connect_then_hello(&p, &authority, "mabanque.example");
+    s.write_all(&hello).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !trap.connected() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the site was never dialled"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    // Without inspection nothing is read before the site answers (a server may speak
+    // first): the site is dialled before the CONNECT's 200, as before.
+    let p = Proxy::start_pinned(&["--connect-port", &port, "--no-inspect"]);
+    let (_s, _hello) = connect_then_hello(&p, &authority, "allowed.test");
+    assert!(
+        trap.connected(),
+        "--no-inspect dials before answering the CONNECT"
+    );
+}

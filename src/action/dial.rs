@@ -208,34 +208,36 @@ impl Dialer {
         host: &Host,
         port: u16,
     ) -> Result<(TcpStream, SocketAddr), UpstreamError> {
-        let attempt =
-            async {
-                let addrs = self.resolver.resolve(host, port).await.map_err(|source| {
-                    UpstreamError::Dns {
-                        host: host.to_string(),
-                        source,
-                    }
-                })?;
-                let mut refused = None;
-                let mut last = None;
-                for addr in addrs {
-                    if let Err(e) = self.guard.check(host, addr) {
-                        refused.get_or_insert(e);
-                        continue;
-                    }
-                    match TcpStream::connect(addr).await {
-                        Ok(s) => {
-                            let _ = s.set_nodelay(true);
-                            return Ok((s, addr));
-                        }
-                        Err(source) => last = Some(UpstreamError::Connect { addr, source }),
-                    }
-                }
-                Err(last
-                    .or(refused)
-                    .unwrap_or_else(|| UpstreamError::BadHost(host.to_string())))
-            };
-        tokio::time::timeout(self.timeout, attempt)
+        let attempt = async {
+            let checked = self.check(host, port).await?;
+            dial(host, checked).await
+        };
+        self.timed(host, attempt).await
+    }
+
+    /// [`Dialer::connect`] in two steps, for a caller that must decide something between
+    /// knowing where the site is and connecting to it: resolves and checks now (within
+    /// the connect timeout), so that a refused or unknown site is known at once; the
+    /// connection is opened by [`Dialer::connect_to`], to those addresses only.
+    pub async fn resolve(&self, host: &Host, port: u16) -> Result<Checked, UpstreamError> {
+        self.timed(host, self.check(host, port)).await
+    }
+
+    /// Connects to the first of `checked` that answers, within the connect timeout.
+    pub async fn connect_to(
+        &self,
+        host: &Host,
+        checked: Checked,
+    ) -> Result<(TcpStream, SocketAddr), UpstreamError> {
+        self.timed(host, dial(host, checked)).await
+    }
+
+    async fn timed<T>(
+        &self,
+        host: &Host,
+        f: impl Future<Output = Result<T, UpstreamError>>,
+    ) -> Result<T, UpstreamError> {
+        tokio::time::timeout(self.timeout, f)
             .await
             .unwrap_or_else(|_| {
                 Err(UpstreamError::Timeout {
@@ -243,6 +245,53 @@ impl Dialer {
                 })
             })
     }
+
+    /// The addresses of `host` that the guard lets through; when none, the first
+    /// refusal.
+    async fn check(&self, host: &Host, port: u16) -> Result<Checked, UpstreamError> {
+        let addrs =
+            self.resolver
+                .resolve(host, port)
+                .await
+                .map_err(|source| UpstreamError::Dns {
+                    host: host.to_string(),
+                    source,
+                })?;
+        let mut refused = None;
+        let mut allowed = Vec::with_capacity(addrs.len());
+        for addr in addrs {
+            match self.guard.check(host, addr) {
+                Ok(()) => allowed.push(addr),
+                Err(e) => {
+                    refused.get_or_insert(e);
+                }
+            }
+        }
+        if allowed.is_empty() {
+            return Err(refused.unwrap_or_else(|| UpstreamError::BadHost(host.to_string())));
+        }
+        Ok(Checked(allowed))
+    }
+}
+
+/// A site's addresses, resolved once and checked by the guard: the only ones
+/// [`Dialer::connect_to`] connects to.
+#[derive(Debug)]
+pub struct Checked(Vec<SocketAddr>);
+
+/// Connects to the first of `checked` that answers; the last failure otherwise.
+async fn dial(host: &Host, checked: Checked) -> Result<(TcpStream, SocketAddr), UpstreamError> {
+    let mut last = None;
+    for addr in checked.0 {
+        match TcpStream::connect(addr).await {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                return Ok((s, addr));
+            }
+            Err(source) => last = Some(UpstreamError::Connect { addr, source }),
+        }
+    }
+    Err(last.unwrap_or_else(|| UpstreamError::BadHost(host.to_string())))
 }
 
 /// The pooled clients' connector.
@@ -351,6 +400,19 @@ mod tests {
         let dialer = Dialer::new(s, guard.clone(), Duration::from_secs(5));
         let e = dialer.connect(&h, port).await.unwrap_err();
         assert!(e.to_string().contains("10.0.0.1"), "{e}");
+
+        // In two steps: the refusal is known at `resolve`, before any connection; the
+        // connection goes to the checked address, without asking the resolver again.
+        assert_eq!(
+            dialer.resolve(&h, port).await.unwrap_err().code(),
+            "block-internal"
+        );
+        let (s, asked) = stub(&[&["10.0.0.1", "127.0.0.1"], &["169.254.169.254"]]);
+        let dialer = Dialer::new(s, guard.clone(), Duration::from_secs(5));
+        let checked = dialer.resolve(&h, port).await.unwrap();
+        let (_c, addr) = dialer.connect_to(&h, checked).await.unwrap();
+        assert_eq!(addr.ip().to_string(), "127.0.0.1");
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Version};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
@@ -325,7 +326,9 @@ pub fn sends_data(h: &HeaderMap) -> bool {
     cl || h.contains_key(header::TRANSFER_ENCODING) || wants_upgrade(h)
 }
 
-/// Whether the request asks for a protocol upgrade (WebSocket).
+/// Whether the request asks for a protocol switch, to whatever protocol: `Upgrade`, and
+/// `Connection` listing `upgrade` (in any case, on any of its lines). Only a WebSocket
+/// handshake ([`websocket_handshake`]) is relayed as a switch.
 pub fn wants_upgrade(h: &HeaderMap) -> bool {
     h.contains_key(header::UPGRADE)
         && h.get_all(header::CONNECTION)
@@ -337,9 +340,140 @@ pub fn wants_upgrade(h: &HeaderMap) -> bool {
             })
 }
 
+/// Methods never forwarded, whatever the policy says of the site: TRACE (RFC 9110
+/// §9.3.8) and IIS's TRACK send the request back as the site received it — cookies,
+/// credentials, and what the proxy added — to whatever script made it (cross-site
+/// tracing); no browser needs them. Matched in any case: the method token is
+/// case-sensitive, but a server that folds case would take `trace` for TRACE.
+pub fn never_forwarded(method: &Method) -> bool {
+    let m = method.as_str();
+    m.eq_ignore_ascii_case("TRACE") || m.eq_ignore_ascii_case("TRACK")
+}
+
+/// Whether a request is a WebSocket handshake the proxy relays (RFC 6455 §4.1): a GET
+/// in HTTP/1.1 that asks to switch ([`wants_upgrade`]) to `websocket` and to nothing
+/// else. Any other `Upgrade` is dropped with the other hop-by-hop fields and the request
+/// goes on as an ordinary one: RFC 9110 §7.8 lets an intermediary do so, Squid does the
+/// same by default (`http_upgrade_request_protocols`), and the offer is optional for
+/// the client (curl's `Upgrade: h2c` gets its answer in HTTP/1.1). Refusing instead
+/// would break those clients and close nothing more: the switch is what must not pass.
+pub fn websocket_handshake(method: &Method, version: Version, h: &HeaderMap) -> bool {
+    method == Method::GET
+        && version == Version::HTTP_11
+        && wants_upgrade(h)
+        && names_websocket_only(h)
+}
+
+/// Whether the `Upgrade` fields of `h` (all their lines together) name one protocol,
+/// `websocket` (any case). A list that names another one too is not: the site would
+/// choose, and could choose the other. Used on requests and on the site's `101`.
+pub fn names_websocket_only(h: &HeaderMap) -> bool {
+    let mut names = h
+        .get_all(header::UPGRADE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty());
+    matches!(
+        (names.next(), names.next()),
+        (Some(t), None) if t.eq_ignore_ascii_case(b"websocket")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_and_track_are_never_forwarded_in_any_case() {
+        for m in ["TRACE", "TRACK", "trace", "Track"] {
+            assert!(
+                never_forwarded(&Method::from_bytes(m.as_bytes()).unwrap()),
+                "{m}"
+            );
+        }
+        for m in ["GET", "OPTIONS", "TRACES", "PATCH"] {
+            assert!(
+                !never_forwarded(&Method::from_bytes(m.as_bytes()).unwrap()),
+                "{m}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_websocket_handshake_is_relayed_as_a_switch() {
+        let h = |fields: &[(&str, &str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in fields {
+                m.append(
+                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            m
+        };
+        let get = Method::GET;
+        let v11 = Version::HTTP_11;
+        for (fields, relayed) in [
+            (
+                &[("connection", "Upgrade"), ("upgrade", "websocket")][..],
+                true,
+            ),
+            (
+                &[
+                    ("connection", "keep-alive, UPGRADE"),
+                    ("upgrade", "WebSocket"),
+                ],
+                true,
+            ),
+            (
+                &[
+                    ("connection", "keep-alive"),
+                    ("connection", "upgrade"),
+                    ("upgrade", " websocket "),
+                ],
+                true,
+            ),
+            (&[("connection", "upgrade"), ("upgrade", "h2c")], false),
+            (
+                &[("connection", "upgrade"), ("upgrade", "websocket, h2c")],
+                false,
+            ),
+            (
+                &[("connection", "upgrade"), ("upgrade", "h2c, websocket")],
+                false,
+            ),
+            (
+                &[
+                    ("connection", "upgrade"),
+                    ("upgrade", "websocket"),
+                    ("upgrade", "h2c"),
+                ],
+                false,
+            ),
+            (
+                &[("connection", "upgrade"), ("upgrade", "websocket/13")],
+                false,
+            ),
+            (&[("connection", "upgrade"), ("upgrade", "TLS/1.0")], false),
+            (&[("connection", "upgrade"), ("upgrade", "")], false),
+            (
+                &[("connection", "keep-alive"), ("upgrade", "websocket")],
+                false,
+            ),
+            (&[("upgrade", "websocket")], false),
+        ] {
+            assert_eq!(
+                websocket_handshake(&get, v11, &h(fields)),
+                relayed,
+                "{fields:?}"
+            );
+        }
+        let ws = h(&[("connection", "upgrade"), ("upgrade", "websocket")]);
+        assert!(!websocket_handshake(&Method::POST, v11, &ws));
+        assert!(!websocket_handshake(&get, Version::HTTP_10, &ws));
+        assert!(!websocket_handshake(&get, Version::HTTP_2, &ws));
+    }
 
     /// A body fed by the test, one frame a message.
     struct Fed(tokio::sync::mpsc::Receiver<Bytes>);

@@ -62,6 +62,10 @@ pub enum H1Error {
     Malformed(&'static str),
     #[error("the site's answer head is longer than {} KiB", MAX_HEAD / 1024)]
     HeadTooLarge,
+    /// `101 Switching Protocols` to a request that asked for no switch (this path never
+    /// carries one): the connection is not handed over to whatever the site speaks.
+    #[error("the site switched protocols (101) without being asked")]
+    Switched,
 }
 
 /// Whether a request can take this path: a method without a body whose exchange can be
@@ -154,7 +158,7 @@ impl Conn {
                 match reader.next(&mut self.buf, head_request) {
                     Ok(Some(h)) if h.status.is_informational() => {
                         if h.status == StatusCode::SWITCHING_PROTOCOLS {
-                            return Err(fail(H1Error::Malformed("an upgrade nobody asked for")));
+                            return Err(fail(H1Error::Switched));
                         }
                         // 100, 103…: interim, the final answer follows.
                         continue;
@@ -1009,10 +1013,18 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
             b"HTTP/1.1 200 OK\r\nContent-Length: 3, 4\r\n\r\nabcd",
             b"HTTP/1.1 200 OK\r\nContent-Length: +3\r\n\r\nabc",
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
             b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
         ])
         .await;
+        // A switch nobody asked for is an error of its own (the proxy's page names it).
+        let (conn, _t) = site(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n".to_vec(),
+            true,
+        )
+        .await;
+        let (r, back) = get(conn, Method::GET).await;
+        assert!(matches!(r, Err(H1Error::Switched)), "{:?}", r.map(|x| x.0));
+        assert!(back.lock().unwrap().is_none());
         let mut huge = b"HTTP/1.1 200 OK\r\nX-Big: ".to_vec();
         huge.extend(std::iter::repeat_n(b'a', MAX_HEAD));
         let (conn, _t) = site(huge, false).await;

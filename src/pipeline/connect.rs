@@ -4,7 +4,13 @@
 //! goes through [`super::exchange`] like a plain one, with its path.
 //!
 //! Before either, the ClientHello is read without being consumed: a TLS name (SNI) that
-//! differs from the CONNECT host is refused, since the decision was taken for the latter.
+//! differs from the CONNECT host is refused, since the decision was taken for the latter;
+//! a relayed tunnel's site is dialled only once the hello passed, so a refused tunnel
+//! never reaches it.
+//!
+//! Inside a bumped tunnel, every request is checked again before its decision: its head
+//! against the size limit, its method (a CONNECT there would be a tunnel in the tunnel),
+//! its host against the tunnel's.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,7 +18,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header;
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -22,6 +28,7 @@ use super::{Ctx, State, Target, bad_host, exchange, html, reason_header, tunnel_
 use crate::action::block_page;
 use crate::action::bump::client_handshake_problem;
 use crate::action::client_hello::{self, ClientHello, HelloError, PeekError, Rewind};
+use crate::action::dial::{Checked, UpstreamError};
 use crate::action::forward::{self, Body, seen_by_us};
 use crate::action::tunnel::{self, Counters, CountingIo};
 use crate::classify::{Classification, Host};
@@ -104,11 +111,27 @@ pub(super) async fn connect(
         cx.finish(403, 0, 0, None);
         return res;
     }
-    let (upstream, addr) = match st.dialer.connect(&host, port).await {
-        Ok(x) => x,
-        Err(e) => return super::dial_failed(cx, &e, false),
+    let dial = if st.bumper.is_some() {
+        // The ClientHello is read before the site is dialled: a TLS name other than the
+        // CONNECT host is refused without any connection to the site. The name is
+        // resolved and its addresses checked now, so that an internal or unknown site is
+        // still answered on the CONNECT (403, 502); only the connection waits for the
+        // hello (which the client sends once it has the 200).
+        match st.dialer.resolve(&host, port).await {
+            Ok(checked) => Dial::AfterHello(checked),
+            Err(e) => return super::dial_failed(cx, &e, false),
+        }
+    } else {
+        // Without inspection nothing is read from the client first (a server may speak
+        // first): the site is dialled before the 200.
+        match st.dialer.connect(&host, port).await {
+            Ok((upstream, addr)) => {
+                cx.rec.upstream = Some(addr);
+                Dial::Open(upstream)
+            }
+            Err(e) => return super::dial_failed(cx, &e, false),
+        }
     };
-    cx.rec.upstream = Some(addr);
     let guard = st.tunnels.enter();
     tokio::spawn(async move {
         let _guard = guard;
@@ -119,22 +142,49 @@ pub(super) async fn connect(
                 return;
             }
         };
-        let (cx, prefix) = if st.bumper.is_some() {
-            // Not decrypted, but the name the client gives the server is still checked.
-            // A client that does not speak TLS here (the site is never inspected, or the
-            // client's group is not) is relayed as it is.
-            match check_hello(cx, &mut client, &host, false).await {
-                Some(x) => x,
-                None => return,
+        let (cx, prefix, upstream) = match dial {
+            Dial::Open(upstream) => (cx, Bytes::new(), upstream),
+            Dial::AfterHello(checked) => {
+                // Not decrypted, but the name the client gives the server is still
+                // checked. A client that does not speak TLS here (the site is never
+                // inspected, or the client's group is not) is relayed as it is.
+                let Some((mut cx, prefix)) = check_hello(cx, &mut client, &host, false).await
+                else {
+                    return;
+                };
+                match st.dialer.connect_to(&host, checked).await {
+                    Ok((upstream, addr)) => {
+                        cx.rec.upstream = Some(addr);
+                        (cx, prefix, upstream)
+                    }
+                    Err(e) => return dial_failed_after_hello(cx, &e, prefix.len() as u64),
+                }
             }
-        } else {
-            (cx, Bytes::new())
         };
         let (up, down, err) =
             tunnel::splice(client, &prefix, upstream, st.cfg.limits.tunnel_idle_timeout).await;
         cx.finish(200, up, down, err);
     });
     Response::new(forward::empty())
+}
+
+/// A relayed tunnel's site: connected before the CONNECT's answer, or resolved and
+/// checked, to be connected once the ClientHello has named the CONNECT host.
+enum Dial {
+    Open(tokio::net::TcpStream),
+    AfterHello(Checked),
+}
+
+/// The site could not be reached once the hello was read: the client already has its
+/// 200 and sees the tunnel close; the record says why.
+fn dial_failed_after_hello(mut cx: Box<Ctx>, e: &UpstreamError, read: u64) {
+    cx.st
+        .metrics
+        .upstream_errors
+        .with_label_values(&[e.kind()])
+        .inc();
+    cx.rec.reason_code = e.code();
+    cx.finish(200, read, 0, Some(e.to_string()));
 }
 
 /// Reads the ClientHello (every byte kept for replay) and checks its SNI against the
@@ -225,7 +275,7 @@ async fn bump_tunnel(cx: Box<Ctx>, t: Arc<Tunnel>, req: Request<Incoming>) {
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(lim.header_timeout)
-        .max_buf_size(lim.max_head_bytes)
+        .max_buf_size(crate::head::parser_buffer(lim.max_head_bytes))
         .max_headers(lim.max_headers);
     // h2 0.4.20 refuses CONTINUATION floods and bounds pending resets (rapid reset).
     b.http2()
@@ -264,6 +314,19 @@ async fn bumped_request(st: Arc<State>, t: Arc<Tunnel>, req: Request<Incoming>) 
         .groups
         .resolve(cx.rec.client, t.user.as_deref());
     cx.identify(&who);
+    let head = crate::head::request_head_size(&req);
+    if head > st.cfg.limits.max_head_bytes {
+        cx.rec.host = t.host.as_str().into();
+        cx.rec.port = t.port;
+        return super::head_refused(cx, head, req.version());
+    }
+    if req.method() == Method::CONNECT {
+        // A tunnel inside the tunnel: its bytes would flow past every decision (HTTP/1.1
+        // CONNECT on the decrypted connection, or an HTTP/2 CONNECT stream).
+        cx.rec.host = t.host.as_str().into();
+        cx.rec.port = t.port;
+        return super::method_refused(cx);
+    }
     if let Some(given) = other_host(&req, &t) {
         return host_mismatch(cx, &t, &given);
     }

@@ -19,9 +19,10 @@ use crate::action::block_page::{self, BlockPage, Unblock};
 use crate::action::bump::{Bumper, TlsProblem};
 use crate::action::dial::UpstreamError;
 use crate::action::forward::{
-    self, Body, CountedBody, CountedIncoming, Dialer, add_via, full, seen_by_us, sends_data,
-    strip_hop_by_hop, wants_upgrade,
+    self, Body, CountedBody, CountedIncoming, Dialer, add_via, full, names_websocket_only,
+    never_forwarded, seen_by_us, sends_data, strip_hop_by_hop, websocket_handshake,
 };
+use crate::action::h1::H1Error;
 use crate::action::pool::{Pool, PoolError, UpBody};
 use crate::action::tunnel;
 use crate::audit::{AuditSink, Record};
@@ -31,7 +32,7 @@ use crate::identity::Identity;
 use crate::identity::auth::{AuthOutcome, Authenticator};
 use crate::identity::workstation::Workstations;
 use crate::metrics::Metrics;
-use crate::policy::{Decision, Lang, Reason, ReasonCode, RequestFacts, Verdict};
+use crate::policy::{Decision, Lang, Policy, Reason, ReasonCode, RequestFacts, Verdict};
 use crate::server::workers::PerWorker;
 use crate::snapshot::{Live, Snapshot};
 use crate::unblock::Unblock as UnblockService;
@@ -243,6 +244,10 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let lang = block_page::lang_of(req.headers());
+    let head = crate::head::request_head_size(&req);
+    if head > st.cfg.limits.max_head_bytes {
+        return Ok(listener_head_refused(&st, peer, &req, head, lang));
+    }
     if req.method() != Method::CONNECT && req.uri().authority().is_none() {
         // Someone browsed to the proxy itself: explain, do not loop.
         let pac = format!("{}/proxy.pac", st.cfg.portal_url);
@@ -338,6 +343,84 @@ fn loop_title(lang: Lang) -> &'static str {
         Lang::Fr => "Boucle détectée : la requête revient vers le proxy",
         Lang::En => "Loop detected: the request comes back to the proxy",
     }
+}
+
+/// 431 for a head over `limits.max_head_bytes` ([`crate::head`]), traced: the host as
+/// the client wrote it (filled in by the caller; nothing was classified), never a path.
+fn head_refused(mut cx: Box<Ctx>, size: usize, version: Version) -> Response<Body> {
+    let limit = cx.st.cfg.limits.max_head_bytes;
+    cx.refused(ReasonCode::HeadTooLarge);
+    let detail = format!("request head of {size} bytes, over the limit of {limit}");
+    let res = head_too_large(&cx.snap.policy, cx.lang, version, &detail);
+    cx.finish(431, 0, 0, Some(detail));
+    res
+}
+
+/// [`head_refused`] on the proxy listener: the record names the host as the client wrote
+/// it (absolute URI, CONNECT authority or `Host`).
+fn listener_head_refused(
+    st: &Arc<State>,
+    peer: SocketAddr,
+    req: &Request<Incoming>,
+    size: usize,
+    lang: Lang,
+) -> Response<Body> {
+    let connect = req.method() == Method::CONNECT;
+    let kind = if connect { "connect" } else { "http" };
+    let mut cx = Ctx::new(st, peer, req.method(), kind, lang);
+    let written = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers().get(header::HOST)?.to_str().ok())
+        .unwrap_or("");
+    match Host::parse_authority(written) {
+        Ok((h, p)) => {
+            cx.rec.host = h.as_str().into();
+            cx.rec.port = p.unwrap_or(if connect { 0 } else { 80 });
+        }
+        Err(_) => cx.rec.host = written.chars().take(255).collect::<String>().into(),
+    }
+    head_refused(cx, size, req.version())
+}
+
+/// The answer to a head over the limit, on every listener: 431, the error page, the
+/// reason header, and in HTTP/1 `Connection: close` (a client that sent such a head
+/// gets no second try on that connection; HTTP/2 has no such field, its stream ends).
+pub fn head_too_large(
+    policy: &Policy,
+    lang: Lang,
+    version: Version,
+    detail: &str,
+) -> Response<Body> {
+    let title = policy.reason_text(&Reason::new(ReasonCode::HeadTooLarge, None), lang);
+    let page = block_page::render_error_page(lang, 431, &title, detail);
+    let mut res = html(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, page);
+    reason_header(&mut res, ReasonCode::HeadTooLarge, None);
+    if version < Version::HTTP_2 {
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
+}
+
+/// 405 for a method the proxy never relays (TRACE, TRACK; CONNECT inside a bumped
+/// tunnel): the page says why. No `Allow` field: which methods the site allows is the
+/// site's to say. The rule that let the site through did not decide this refusal.
+fn method_refused(mut cx: Box<Ctx>) -> Response<Body> {
+    cx.refused(ReasonCode::MethodNotAllowed);
+    cx.rec.rule = None;
+    let title = cx
+        .snap
+        .policy
+        .reason_text(&Reason::new(ReasonCode::MethodNotAllowed, None), cx.lang)
+        .into_owned();
+    let detail = cx.rec.method.to_string();
+    let page = block_page::render_error_page(cx.lang, 405, &title, &detail);
+    let mut res = html(StatusCode::METHOD_NOT_ALLOWED, page);
+    reason_header(&mut res, ReasonCode::MethodNotAllowed, None);
+    cx.finish(405, 0, 0, None);
+    res
 }
 
 /// `Ok(user)` when the client may go on (authenticated or anonymous where allowed).
@@ -479,6 +562,9 @@ async fn exchange(
         return blocked;
     }
     drop(who);
+    if never_forwarded(req.method()) {
+        return method_refused(cx);
+    }
     let st = cx.st.clone();
     let path = req
         .uri()
@@ -486,8 +572,9 @@ async fn exchange(
         .cloned()
         .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
 
-    // Forward.
-    let upgrade = wants_upgrade(req.headers());
+    // Forward. Only a WebSocket handshake keeps its `Upgrade` (see
+    // [`websocket_handshake`] for why any other is dropped rather than refused).
+    let upgrade = websocket_handshake(req.method(), req.version(), req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers, upgrade);
@@ -575,28 +662,32 @@ async fn exchange(
     };
     let status = res.status();
     if status == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_up) = client_upgrade {
-            let server_up = hyper::upgrade::on(&mut res);
-            let guard = st.tunnels.enter();
-            let idle = lim.tunnel_idle_timeout;
-            tokio::spawn(async move {
-                let _guard = guard;
-                let (a, b) = tokio::join!(client_up, server_up);
-                let (sent_n, recv_n, err) = match (a, b) {
-                    (Ok(a), Ok(b)) => {
-                        let a = hyper_util::rt::TokioIo::new(a);
-                        let b = hyper_util::rt::TokioIo::new(b);
-                        tunnel::relay(a, b, idle).await
-                    }
-                    (Err(e), _) | (_, Err(e)) => (0, 0, Some(e.to_string())),
-                };
-                cx.finish(101, sent_n, recv_n, err);
-            });
-            let (mut parts, _) = res.into_parts();
-            strip_hop_by_hop(&mut parts.headers, true);
-            add_via(&mut parts.headers);
-            return Response::from_parts(parts, forward::empty());
-        }
+        // The client's connection is handed over only to the WebSocket the proxy relayed a
+        // handshake for: any other switch would carry bytes that nothing decides.
+        let Some(client_up) = client_upgrade.filter(|_| names_websocket_only(res.headers())) else {
+            let to = res.headers().get(header::UPGRADE).cloned();
+            return switch_refused(cx, to.as_ref(), sent.load(Ordering::Relaxed));
+        };
+        let server_up = hyper::upgrade::on(&mut res);
+        let guard = st.tunnels.enter();
+        let idle = lim.tunnel_idle_timeout;
+        tokio::spawn(async move {
+            let _guard = guard;
+            let (a, b) = tokio::join!(client_up, server_up);
+            let (sent_n, recv_n, err) = match (a, b) {
+                (Ok(a), Ok(b)) => {
+                    let a = hyper_util::rt::TokioIo::new(a);
+                    let b = hyper_util::rt::TokioIo::new(b);
+                    tunnel::relay(a, b, idle).await
+                }
+                (Err(e), _) | (_, Err(e)) => (0, 0, Some(e.to_string())),
+            };
+            cx.finish(101, sent_n, recv_n, err);
+        });
+        let (mut parts, _) = res.into_parts();
+        strip_hop_by_hop(&mut parts.headers, true);
+        add_via(&mut parts.headers);
+        return Response::from_parts(parts, forward::empty());
     }
     let (mut parts, body) = res.into_parts();
     strip_hop_by_hop(&mut parts.headers, false);
@@ -609,6 +700,41 @@ async fn exchange(
     });
     Response::from_parts(parts, http_body_util::BodyExt::boxed(counted))
 }
+
+/// 502: the site answered `101 Switching Protocols` to a request that was not a relayed
+/// WebSocket handshake, or switched to another protocol than WebSocket. The site's
+/// connection is dropped; the client's stays HTTP and gets a page.
+fn switch_refused(mut cx: Box<Ctx>, to: Option<&HeaderValue>, sent: u64) -> Response<Body> {
+    cx.st
+        .metrics
+        .upstream_errors
+        .with_label_values(&["switch"])
+        .inc();
+    let to: String = to
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default()
+        .chars()
+        .take(100)
+        .collect();
+    let detail = format!(
+        "the site switched protocols (101, Upgrade: {to:?}) where the proxy relayed no \
+         WebSocket handshake"
+    );
+    let title = match cx.lang {
+        Lang::Fr => "Le site a voulu changer de protocole : le proxy ne peut pas le suivre",
+        Lang::En => "The site tried to switch protocols: the proxy cannot follow it",
+    };
+    let page = block_page::render_error_page(cx.lang, 502, title, &detail);
+    cx.rec.reason_code = SWITCH_REFUSED;
+    cx.finish(502, sent, 0, Some(detail));
+    let mut res = html(StatusCode::BAD_GATEWAY, page);
+    res.headers_mut()
+        .insert("x-charte-error", HeaderValue::from_static(SWITCH_REFUSED));
+    res
+}
+
+/// Trace code and `X-Charte-Error` of [`switch_refused`].
+const SWITCH_REFUSED: &str = "upstream-switch";
 
 /// Whether `name` appears exactly once in `h`, with the value `want`.
 fn only_value(h: &HeaderMap, name: HeaderName, want: &str) -> bool {
@@ -660,6 +786,9 @@ fn upstream_failed(cx: Box<Ctx>, failed: &Failed, sent: u64) -> Response<Body> {
     }
     if let Some(d) = find_source::<UpstreamError>(e) {
         return dial_failed(cx, d, true);
+    }
+    if let Some(H1Error::Switched) = find_source::<H1Error>(e) {
+        return switch_refused(cx, None, sent);
     }
     if let Some(bad) = find_source::<forward::ClientBody>(e) {
         // The client's own framing is wrong (a bad chunk size…): its fault, not the site's.

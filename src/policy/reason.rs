@@ -72,10 +72,15 @@ pub enum ReasonCode {
     /// The site is at an internal address (loopback, private, link-local…) that
     /// `internal_sites` does not open, or is the proxy itself.
     InternalDestination,
+    /// A method the proxy never relays: TRACE and TRACK (they echo the request back,
+    /// credentials included), CONNECT inside a bumped tunnel (a tunnel in a tunnel).
+    MethodNotAllowed,
+    /// The request head is longer than `limits.max_head_bytes`.
+    HeadTooLarge,
 }
 
 impl ReasonCode {
-    pub const ALL: [ReasonCode; 14] = [
+    pub const ALL: [ReasonCode; 16] = [
         ReasonCode::RuleAllow,
         ReasonCode::DefaultAllow,
         ReasonCode::UploadReadAllowed,
@@ -90,6 +95,8 @@ impl ReasonCode {
         ReasonCode::HostMismatch,
         ReasonCode::TlsRequired,
         ReasonCode::InternalDestination,
+        ReasonCode::MethodNotAllowed,
+        ReasonCode::HeadTooLarge,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -108,6 +115,8 @@ impl ReasonCode {
             ReasonCode::HostMismatch => "host-mismatch",
             ReasonCode::TlsRequired => "tls-required",
             ReasonCode::InternalDestination => "block-internal",
+            ReasonCode::MethodNotAllowed => "block-method",
+            ReasonCode::HeadTooLarge => "head-too-large",
         }
     }
 
@@ -125,6 +134,8 @@ impl ReasonCode {
                 | ReasonCode::HostMismatch
                 | ReasonCode::TlsRequired
                 | ReasonCode::InternalDestination
+                | ReasonCode::MethodNotAllowed
+                | ReasonCode::HeadTooLarge
         )
     }
 }
@@ -232,6 +243,22 @@ impl Policy {
             } else {
                 "Ce site est sur le réseau interne : le proxy ne se connecte pas aux adresses \
                  internes que la politique n'ouvre pas (internal_sites)"
+            }),
+            ReasonCode::MethodNotAllowed => Cow::Borrowed(if en {
+                "Method not relayed by the proxy: TRACE and TRACK would send the request back \
+                 as it is (cookies and credentials included), and no tunnel is opened inside \
+                 another one"
+            } else {
+                "Méthode non relayée par le proxy : TRACE et TRACK renverraient la requête \
+                 telle quelle (cookies et identifiants compris), et aucun tunnel ne s'ouvre \
+                 dans un autre"
+            }),
+            ReasonCode::HeadTooLarge => Cow::Borrowed(if en {
+                "The request head (its address and header fields) is larger than the proxy \
+                 accepts"
+            } else {
+                "L'en-tête de la requête (son adresse et ses champs) dépasse la taille que le \
+                 proxy accepte"
             }),
             ReasonCode::UploadTunnelBlocked => {
                 let base = configured.map_or("", |t| t.get(lang));

@@ -197,7 +197,7 @@ pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
         None,
         metrics.clone(),
         stop_rx.clone(),
-        move |peer, req| crate::portal::portal(st.clone(), peer, req),
+        move |peer, req| head_limited(st.clone(), peer, req, crate::portal::portal),
     ));
     let st = state.clone();
     let admin = tokio::spawn(accept_loop(
@@ -206,7 +206,7 @@ pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
         None,
         metrics.clone(),
         stop_rx.clone(),
-        move |peer, req| crate::admin::handle(st.clone(), peer, req),
+        move |peer, req| head_limited(st.clone(), peer, req, crate::admin::handle),
     ));
 
     let _ = tokio::join!(proxy, portal, admin);
@@ -423,6 +423,37 @@ fn banner(cfg: &ServerConfig, b: &Bound, live: &Live, bumper: Option<&Bumper>, w
     }
 }
 
+/// The head limit on the portal and admin listeners: hyper enforces `max_buf_size` only
+/// while a head is incomplete, so every parsed request is counted again
+/// ([`crate::head`]) before `handler` sees it; over the limit, 431 with the error page.
+/// The proxy listener's pipeline counts its own requests, and traces what it refuses.
+async fn head_limited<F, Fut>(
+    st: Arc<State>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+    handler: F,
+) -> Result<Response<Body>, std::convert::Infallible>
+where
+    F: FnOnce(Arc<State>, SocketAddr, Request<Incoming>) -> Fut,
+    Fut: Future<Output = Result<Response<Body>, std::convert::Infallible>>,
+{
+    let size = crate::head::request_head_size(&req);
+    let limit = st.cfg.limits.max_head_bytes;
+    if size > limit {
+        tracing::debug!(%peer, size, limit, "request head over the limit (431)");
+        let lang = crate::action::block_page::lang_of(req.headers());
+        let detail = format!("request head of {size} bytes, over the limit of {limit}");
+        let snap = st.live.get();
+        return Ok(crate::pipeline::head_too_large(
+            &snap.policy,
+            lang,
+            req.version(),
+            &detail,
+        ));
+    }
+    handler(st, peer, req).await
+}
+
 /// What a listener applies to its connections.
 struct Listening {
     name: &'static str,
@@ -513,7 +544,7 @@ async fn accept_loop<F, Fut>(
                         .preserve_header_case(true)
                         .timer(hyper_util::rt::TokioTimer::new())
                         .header_read_timeout(limits.header_timeout)
-                        .max_buf_size(limits.max_head_bytes)
+                        .max_buf_size(crate::head::parser_buffer(limits.max_head_bytes))
                         .max_headers(limits.max_headers)
                         .serve_connection(TokioIo::new(Held::new(stream, permit)), svc)
                         .with_upgrades();

@@ -550,6 +550,37 @@ pub async fn route(mut req: Request<Incoming>) -> Result<Response<TestBody>, Inf
     Ok(res)
 }
 
+/// A listener that must never be connected to; `connected()` says whether it was. The
+/// kernel completes a connection to a listening socket without waiting for `accept`, so
+/// a connection made before a point in the test is there to be seen at that point.
+pub struct Trap(std::net::TcpListener);
+
+impl Default for Trap {
+    fn default() -> Trap {
+        Trap::new()
+    }
+}
+
+impl Trap {
+    pub fn new() -> Trap {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        Trap(l)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.0.local_addr().unwrap().port()
+    }
+
+    pub fn connected(&self) -> bool {
+        match self.0.accept() {
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
 /// A TCP server that answers every connection with `banner` then echoes.
 pub fn tcp_echo(banner: &'static str) -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
