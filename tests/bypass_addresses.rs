@@ -141,15 +141,8 @@ fn an_entry_written_as_ipv6_catches_the_ipv4_address_it_carries() {
 /// `explain` runs the same classification: the same rule for every spelling.
 #[test]
 fn explain_agrees_with_the_proxy_on_every_spelling() {
-    let dir = tempfile::tempdir().unwrap();
-    common::proxy::copy_dir(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/categories"),
-        &dir.path().join("categories"),
-    );
-    std::fs::create_dir_all(dir.path().join("categories/illegal")).unwrap();
-    std::fs::write(dir.path().join(ILLEGAL.0), ILLEGAL.1).unwrap();
+    let dir = common::wire::policy_dir(POLICY, &[ILLEGAL]);
     let policy = dir.path().join("policy.yaml");
-    std::fs::write(&policy, POLICY).unwrap();
     let policy = policy.display().to_string();
     for host in SPELLINGS {
         for target in [

@@ -184,15 +184,8 @@ fn the_trace_names_the_rule_and_the_path_as_asked() {
 /// `explain` decides every spelling as the proxy does, for http:// and https:// URLs.
 #[test]
 fn explain_agrees_with_the_proxy_on_every_spelling() {
-    let dir = tempfile::tempdir().unwrap();
-    common::proxy::copy_dir(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/categories"),
-        &dir.path().join("categories"),
-    );
-    std::fs::create_dir_all(dir.path().join("categories/illegal")).unwrap();
-    std::fs::write(dir.path().join(ILLEGAL.0), ILLEGAL.1).unwrap();
+    let dir = common::wire::policy_dir(POLICY, &[ILLEGAL]);
     let policy = dir.path().join("policy.yaml");
-    std::fs::write(&policy, POLICY).unwrap();
     let policy = policy.display().to_string();
     let cases = LAW
         .iter()

@@ -711,29 +711,8 @@ fn serve_refuses_a_ca_key_readable_by_others() {
 /// A CONNECT to `authority`, answered 200, and the bytes of a ClientHello naming `sni`
 /// (not sent yet).
 fn connect_then_hello(p: &Proxy, authority: &str, sni: &str) -> (std::net::TcpStream, Vec<u8>) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(p.proxy).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    write!(
-        s,
-        "CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n"
-    )
-    .unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(
-            s.read(&mut b).unwrap(),
-            1,
-            "closed during the CONNECT answer"
-        );
-        head.push(b[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
+    let s = common::wire::connect(p.proxy, authority)
+        .unwrap_or_else(|head| panic!("the CONNECT was refused: {head}"));
     let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))

@@ -8,7 +8,6 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
@@ -145,24 +144,8 @@ pub fn tls_through(
     roots: &[CertificateDer<'static>],
     alpn: &[&[u8]],
 ) -> Result<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>, String> {
-    let mut s = std::net::TcpStream::connect(proxy).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    write!(
-        s,
-        "CONNECT {connect_to} HTTP/1.1\r\nHost: {connect_to}\r\n\r\n"
-    )
-    .unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        let n = s.read(&mut b).unwrap();
-        assert_eq!(n, 1, "the proxy closed during the CONNECT answer");
-        head.push(b[0]);
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(format!("CONNECT refused: {head}"));
-    }
+    let s = super::wire::connect(proxy, connect_to)
+        .map_err(|head| format!("CONNECT refused: {head}"))?;
     let mut store = rustls::RootCertStore::empty();
     for r in roots {
         store.add(r.clone()).unwrap();

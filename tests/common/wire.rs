@@ -418,15 +418,7 @@ impl Rig {
         extra: &[&str],
         opts: SiteOpts,
     ) -> Rig {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-        copy_dir(&root.join("categories"), &dir.path().join("categories"));
-        std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
-        for (rel, content) in files {
-            let path = dir.path().join(rel);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, content).unwrap();
-        }
+        let dir = policy_dir(policy, files);
         let up_ca = TestCa::new("Test upstream root");
         let tls = Site::tls_with(&up_ca.leaf(tls_names), opts);
         let plain = Site::plain_with(opts);
@@ -644,6 +636,21 @@ impl Wire {
     pub fn read_exact(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
         self.io.read_exact(buf)
     }
+}
+
+/// A temp folder holding `policy` (as `policy.yaml`), the test categories
+/// (`tests/fixtures/categories`) and `files` (relative path, content).
+pub fn policy_dir(policy: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    copy_dir(&root.join("categories"), &dir.path().join("categories"));
+    std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
+    for (rel, content) in files {
+        let path = dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+    dir
 }
 
 /// The head lines of `req` (without the request line), `Connection: close` last.
