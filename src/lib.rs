@@ -31,6 +31,7 @@ pub mod explain;
 pub mod head;
 pub mod identity;
 pub mod metrics;
+pub mod pages;
 pub mod pipeline;
 pub mod policy;
 pub mod portal;

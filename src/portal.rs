@@ -11,12 +11,11 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::action::block_page;
 use crate::action::forward::{Body, full};
 use crate::config::server::ServerConfig;
+use crate::pages::{self as block_page, portal as pages};
 use crate::pipeline::{State, html, text};
 use crate::policy::Lang;
-use crate::unblock::pages;
 use crate::unblock::store::{MAX_JUSTIFICATION, NewRequest, StoreError, Submitted};
 use crate::unblock::token;
 
@@ -76,7 +75,7 @@ pub async fn portal(
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(';'))
                 .find_map(|c| c.trim().strip_prefix("charte_demandeur="))
-                .and_then(|v| pages::unseal(&st.token_key, v))
+                .and_then(|v| token::unseal(&st.token_key, v))
                 .unwrap_or_else(|| format!("ip:{}", peer.ip().to_canonical()));
             let store = st.unblock.store().clone();
             match tokio::task::spawn_blocking(move || store.list_for(&who)).await {
@@ -87,7 +86,7 @@ pub async fn portal(
         p if p.starts_with("/demandes/") => {
             let id: Option<i64> = p["/demandes/".len()..].parse().ok();
             let key_ok = id.is_some_and(|id| {
-                query("k").and_then(|k| pages::unseal(&st.token_key, &k)) == Some(id.to_string())
+                query("k").and_then(|k| token::unseal(&st.token_key, &k)) == Some(id.to_string())
             });
             let store = st.unblock.store().clone();
             match id.filter(|_| key_ok) {
@@ -182,7 +181,9 @@ async fn submit(st: &Arc<State>, req: Request<Incoming>, lang: Lang) -> Response
         match &*k {
             "token" => token_s = v.into_owned(),
             "justification" => justification = v.trim().to_string(),
-            "wanted" if pages::WANTED.iter().any(|w| w.0 == v) => wanted = Some(v.into_owned()),
+            "wanted" if crate::unblock::WANTED.iter().any(|w| w.0 == v) => {
+                wanted = Some(v.into_owned())
+            }
             _ => {}
         }
     }
@@ -218,7 +219,7 @@ async fn submit(st: &Arc<State>, req: Request<Incoming>, lang: Lang) -> Response
             pages::form_page(policy, &claims, &token_s, lang, None),
         );
     }
-    let requester = pages::requester_of(&claims);
+    let requester = token::requester_of(&claims);
     let new = NewRequest {
         requester: requester.clone(),
         user: claims.user.clone(),
@@ -245,7 +246,7 @@ async fn submit(st: &Arc<State>, req: Request<Incoming>, lang: Lang) -> Response
     let id = submitted.id();
     let follow = format!(
         "/demandes/{id}?k={}",
-        pages::seal(&st.token_key, &id.to_string())
+        token::seal(&st.token_key, &id.to_string())
     );
     let mut res = html(
         StatusCode::OK,
@@ -253,7 +254,7 @@ async fn submit(st: &Arc<State>, req: Request<Incoming>, lang: Lang) -> Response
     );
     let cookie = format!(
         "charte_demandeur={}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax",
-        pages::seal(&st.token_key, &requester)
+        token::seal(&st.token_key, &requester)
     );
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         res.headers_mut().insert(header::SET_COOKIE, v);

@@ -6,7 +6,7 @@
 //! parser) and the headers with `HeaderName` / `HeaderValue`. This target does the same,
 //! then what `pipeline::handle` and its helpers do with the result:
 //!
-//! - `block_page::lang_of` on the headers (first step of every request);
+//! - `pages::lang_of` on the headers (first step of every request);
 //! - no authority and not CONNECT: the help page, nothing parsed;
 //! - CONNECT (`pipeline::connect`): `Host::parse_authority` on the URI authority, a port
 //!   required, then classification without a path;
@@ -36,7 +36,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::OnceLock;
 
-use charte_proxy::action::block_page;
+use charte_proxy::pages as block_page;
 use charte_proxy::classify::path::{Reading, append_reading, normalize, readings_may_differ};
 use charte_proxy::classify::{Classification, Host};
 use charte_proxy::config::{Compiled, Diags, compile_str};

@@ -1,7 +1,6 @@
 //! Actions: what is done once the decision is taken — forward a request, splice a
 //! tunnel, answer with a page. Never re-evaluates the policy.
 
-pub mod block_page;
 pub mod bump;
 pub mod ca;
 pub mod ca_cli;

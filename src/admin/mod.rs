@@ -7,7 +7,6 @@
 //! is written to the store, then the approvals in force are reloaded before the answer, so
 //! the next request through the proxy sees it.
 
-pub mod pages;
 pub mod session;
 
 use std::convert::Infallible;
@@ -20,16 +19,16 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::action::block_page::{self, render_admin_page};
 use crate::action::forward::{Body, full};
 use crate::identity::auth::UsersFile;
+use crate::pages::admin::{self as pages, Flash, Pending};
+use crate::pages::{self as block_page, render_admin_page};
 use crate::pipeline::{State, html, text};
 use crate::policy::Lang;
 use crate::unblock::approvals::now;
 use crate::unblock::cli::parse_duration;
 use crate::unblock::export;
 use crate::unblock::store::{MAX_MESSAGE, Scope, Status, StoreError};
-use pages::{Flash, Pending};
 use session::{COOKIE, LOGIN_COOKIE, Session, Sessions, random_token, same_secret};
 
 /// Largest form body read.
@@ -494,7 +493,7 @@ async fn decide(st: &State, id: i64, req: Request<Incoming>, lang: Lang) -> Resp
                 Err(_) => None,
             };
             let until = field(&fields, "duration")
-                .filter(|d| crate::unblock::pages::WANTED.iter().any(|w| w.0 == *d))
+                .filter(|d| crate::unblock::WANTED.iter().any(|w| w.0 == *d))
                 .and_then(|d| parse_duration(d).ok());
             let (Some(scope), Some(until)) = (scope, until) else {
                 return bad(match lang {

@@ -25,7 +25,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 
 use super::{Ctx, State, Target, bad_host, exchange, html, reason_header, tunnel_refusal};
-use crate::action::block_page;
 use crate::action::bump::client_handshake_problem;
 use crate::action::client_hello::{self, ClientHello, HelloError, PeekError, Rewind};
 use crate::action::dial::{Checked, UpstreamError};
@@ -33,6 +32,7 @@ use crate::action::forward::{self, Body, seen_by_us};
 use crate::action::tunnel::{self, Counters, CountingIo};
 use crate::classify::{Classification, Host};
 use crate::identity::Identity;
+use crate::pages as block_page;
 use crate::policy::{Inspection, Reason, ReasonCode, RequestFacts, Verdict};
 
 /// What the requests of a bumped tunnel share.

@@ -15,7 +15,6 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
-use crate::action::block_page::{self, BlockPage, Unblock};
 use crate::action::bump::{Bumper, TlsProblem};
 use crate::action::dial::UpstreamError;
 use crate::action::forward::{
@@ -32,6 +31,7 @@ use crate::identity::Identity;
 use crate::identity::auth::{AuthOutcome, Authenticator};
 use crate::identity::workstation::Workstations;
 use crate::metrics::Metrics;
+use crate::pages::{self as block_page, BlockPage, Unblock};
 use crate::policy::{Decision, Lang, Policy, Reason, ReasonCode, RequestFacts, Verdict};
 use crate::server::workers::PerWorker;
 use crate::snapshot::{Live, Snapshot};

@@ -441,7 +441,7 @@ where
     let limit = st.cfg.limits.max_head_bytes;
     if size > limit {
         tracing::debug!(%peer, size, limit, "request head over the limit (431)");
-        let lang = crate::action::block_page::lang_of(req.headers());
+        let lang = crate::pages::lang_of(req.headers());
         let detail = format!("request head of {size} bytes, over the limit of {limit}");
         let snap = st.live.get();
         return Ok(crate::pipeline::head_too_large(

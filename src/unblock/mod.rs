@@ -1,18 +1,53 @@
 //! Unblock requests: the signed token carried from the block page to the portal, the
-//! requests and decisions in their store, the approvals in force, and the user's pages.
+//! requests and decisions in their store, and the approvals in force. Their pages are in
+//! [`crate::pages`].
 
 pub mod approvals;
 pub mod cli;
 pub mod export;
-pub mod pages;
 pub mod sqlite;
 pub mod store;
 pub mod token;
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use approvals::{BlockCounter, LiveApprovals};
 use store::{Store, StoreError};
+
+use crate::policy::{Lang, Policy, Reason, ReasonCode};
+
+/// Durations a user may suggest, with their labels.
+pub const WANTED: [(&str, &str, &str); 4] = [
+    ("7d", "7 jours", "7 days"),
+    ("30d", "30 jours", "30 days"),
+    ("1y", "1 an", "1 year"),
+    ("none", "Sans limite", "No end"),
+];
+
+/// The words of the current policy for a block by `rule` (its id) with `reason_code`,
+/// and whether that rule may be waived on request.
+pub fn reason_for(
+    policy: &Policy,
+    rule: Option<&str>,
+    reason_code: &str,
+    lang: Lang,
+) -> (String, bool) {
+    let idx = rule.and_then(|id| policy.rules.iter().position(|r| &*r.id == id));
+    let code = ReasonCode::ALL
+        .into_iter()
+        .find(|r| r.as_str() == reason_code)
+        .unwrap_or(ReasonCode::RuleBlock);
+    let overridable = idx.is_none_or(|i| policy.rules[i].overridable);
+    let reason = Reason::new(code, idx.map(|i| i as _));
+    (policy.reason_text(&reason, lang).into_owned(), overridable)
+}
+
+/// Seconds since the epoch of a `SystemTime`.
+pub fn unix(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
 
 /// The unblock service the proxy and the portal share.
 pub struct Unblock {

@@ -232,6 +232,45 @@ fn create_key(path: &Path) -> io::Result<Vec<u8>> {
     Ok(key)
 }
 
+/// The requester key (`user:NAME` or `ip:ADDRESS`) of a token's claims.
+pub fn requester_of(c: &Claims) -> String {
+    match &c.user {
+        Some(u) => format!("user:{u}"),
+        None => format!("ip:{}", c.ip),
+    }
+}
+
+/// `base64url(text).mac`: a value the user carries and cannot forge (the follow link of
+/// a request, the cookie that lists a user's requests).
+pub fn seal(key: &[u8], text: &str) -> String {
+    let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("any key length");
+    m.update(b"charte-proxy seal\0");
+    m.update(text.as_bytes());
+    let tag = m.finalize().into_bytes();
+    format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(text),
+        URL_SAFE_NO_PAD.encode(&tag[..16])
+    )
+}
+
+/// The text of a value made by [`seal`] with `key`, if it is one.
+pub fn unseal(key: &[u8], sealed: &str) -> Option<String> {
+    let (t, _) = sealed.split_once('.')?;
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(t).ok()?).ok()?;
+    let again = seal(key, &text);
+    // Constant-time enough for a 22-character tag: compare the whole strings by MAC.
+    let mut a = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("any key length");
+    a.update(again.as_bytes());
+    a.verify_slice(&{
+        let mut b = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("any key length");
+        b.update(sealed.as_bytes());
+        b.finalize().into_bytes()
+    })
+    .ok()?;
+    Some(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,5 +491,17 @@ mod tests {
         }
         let err = load_or_create_key(&path).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+    }
+
+    #[test]
+    fn sealed_values_round_trip_and_resist_tampering() {
+        let k = [7u8; 32];
+        let s = seal(&k, "user:c.martin");
+        assert_eq!(unseal(&k, &s).as_deref(), Some("user:c.martin"));
+        let forged = seal(&[8u8; 32], "user:c.martin");
+        assert_eq!(unseal(&k, &forged), None);
+        let (_, tag) = s.split_once('.').unwrap();
+        let other = format!("{}.{tag}", URL_SAFE_NO_PAD.encode("user:admin"));
+        assert_eq!(unseal(&k, &other), None);
     }
 }

@@ -1,18 +1,5 @@
-//! Pages people read: the block page, the help page shown to someone who browses to the
-//! proxy port itself, and a generic error page.
-//!
-//! What this module owns and why:
-//! - **Language.** French by default, English only when the browser prefers it
-//!   ([`negotiate_lang`]); every visible word below exists in both.
-//! - **Safety.** Every reflected value (URL, host, reason, user name, links…) goes through
-//!   [`html_escape`]; nothing is ever placed in a script, a style or an unquoted attribute.
-//! - **Self-contained.** One HTML document with inline CSS and no external resource: the
-//!   page is served in place of a site the browser could not reach, so it cannot rely on
-//!   anything else being reachable.
-//! - **Readable by everyone.** `lang` on `<html>`, viewport meta and a fluid layout for
-//!   phones, real headings and a description list, colours with a contrast of at least
-//!   4.5:1, a visible focus ring, and no information carried by colour alone (the coloured
-//!   bar only repeats what the heading says).
+//! The pages of the proxy listener: the block page, the help page shown to someone who
+//! browses to the proxy port itself, and a generic error page.
 //!
 //! The reason text is not built here: it comes, already in the right language and with
 //! its charter clause, from [`crate::policy::Policy::reason_text`] (one `Reason` feeds
@@ -20,112 +7,11 @@
 //! URL with its signed token, see [`crate::unblock::token`]); it is a plain link styled as
 //! a button so that it works without JavaScript.
 
-use std::borrow::Cow;
 use std::fmt::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
+use super::frame::{close_page, cut, format_time, html_escape, open_page};
 use crate::policy::Lang;
-
-/// Writes into a `String`; writing into a `String` cannot fail.
-macro_rules! w {
-    ($out:expr, $($arg:tt)*) => {{
-        let _ = write!($out, $($arg)*);
-    }};
-}
-
-/// The language of a request's `Accept-Language` header (French by default).
-pub fn lang_of(headers: &http::HeaderMap) -> Lang {
-    negotiate_lang(
-        headers
-            .get(http::header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok()),
-    )
-}
-
-/// French unless the browser prefers English.
-///
-/// Each language gets the highest q-value among the ranges of the header that name it
-/// (`en`, `en-GB`… count for English; `fr`, `fr-CA`… for French); a language the header
-/// does not name gets the q-value of `*`, or 0. English is chosen only when its q-value is
-/// strictly higher than French's, so `*`, a missing or unreadable header, or a tie give
-/// French. Entries with an unreadable q-value are skipped.
-pub fn negotiate_lang(accept_language: Option<&str>) -> Lang {
-    let Some(header) = accept_language else {
-        return Lang::Fr;
-    };
-    // q-values in thousandths, as the RFC allows at most three decimals.
-    let (mut fr, mut en, mut star) = (None::<u16>, None::<u16>, None::<u16>);
-    // A real header has a handful of entries; bound the work on a hostile one.
-    for entry in header.split(',').take(64) {
-        let mut parts = entry.split(';');
-        let range = parts.next().unwrap_or("").trim();
-        let mut q = Some(1000);
-        for param in parts {
-            let Some((name, value)) = param.split_once('=') else {
-                continue;
-            };
-            if name.trim().eq_ignore_ascii_case("q") {
-                q = parse_q(value.trim());
-            }
-        }
-        let Some(q) = q else { continue };
-        let primary = range.split('-').next().unwrap_or("");
-        let slot = if primary.eq_ignore_ascii_case("fr") {
-            &mut fr
-        } else if primary.eq_ignore_ascii_case("en") {
-            &mut en
-        } else if primary == "*" {
-            &mut star
-        } else {
-            continue;
-        };
-        *slot = Some(slot.map_or(q, |old| old.max(q)));
-    }
-    let fr = fr.or(star).unwrap_or(0);
-    let en = en.or(star).unwrap_or(0);
-    if en > fr { Lang::En } else { Lang::Fr }
-}
-
-/// A q-value ("0", "0.8", "1.000") in thousandths; `None` when it is not one.
-fn parse_q(s: &str) -> Option<u16> {
-    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let int = match int {
-        "0" => 0,
-        "1" => 1000,
-        _ => return None,
-    };
-    let mut thousandths = 0u16;
-    for (i, b) in frac.bytes().enumerate() {
-        thousandths += u16::from(b - b'0') * [100, 10, 1][i];
-    }
-    let q = int + thousandths;
-    (q <= 1000).then_some(q)
-}
-
-/// Escapes `& < > " '` so that `s` is safe in HTML text and in quoted attributes.
-/// Borrows when there is nothing to escape.
-pub fn html_escape(s: &str) -> Cow<'_, str> {
-    let special = |c: char| matches!(c, '&' | '<' | '>' | '"' | '\'');
-    let Some(first) = s.find(special) else {
-        return Cow::Borrowed(s);
-    };
-    let mut out = String::with_capacity(s.len() + 16);
-    out.push_str(&s[..first]);
-    for c in s[first..].chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    Cow::Owned(out)
-}
 
 /// Everything the block page shows. All text is given in the page's language.
 pub struct BlockPage<'a> {
@@ -291,143 +177,6 @@ fn words(lang: Lang) -> &'static Words {
     match lang {
         Lang::Fr => &FR,
         Lang::En => &EN,
-    }
-}
-
-/// Inline style sheet shared by all pages. Contrast on white: text #1a1a1a 17:1, muted
-/// #4a4a4a 8.9:1, links and button #0b4f9c 7.8:1 (white on it likewise), heading #8a1116
-/// 9.7:1. The focus ring is a dark outline, visible on white and on the button.
-const CSS: &str = "\
-*{box-sizing:border-box}\
-body{margin:0;background:#f2f3f5;color:#1a1a1a;font:1rem/1.5 system-ui,-apple-system,\"Segoe UI\",Roboto,Arial,sans-serif}\
-main{max-width:42rem;margin:0 auto;padding:1.5rem 1rem}\
-.card{background:#fff;border-top:.4rem solid #8a1116;border-radius:.5rem;padding:1.25rem;box-shadow:0 1px 3px rgba(0,0,0,.2)}\
-.card.info{border-top-color:#0b4f9c}\
-h1{margin:0 0 .75rem;font-size:1.6rem;line-height:1.2;color:#8a1116}\
-.info h1{color:#1a1a1a}\
-h2{margin:1.5rem 0 .5rem;font-size:1.15rem;line-height:1.3}\
-p,ul{margin:.5rem 0}\
-li{margin:.25rem 0}\
-dl{margin:0;display:grid;grid-template-columns:max-content 1fr;gap:.35rem 1rem}\
-dt{font-weight:600}\
-dd{margin:0;overflow-wrap:anywhere}\
-@media (max-width:32rem){dl{display:block}dd{margin:0 0 .6rem}}\
-strong,code{overflow-wrap:anywhere}\
-code{font-family:ui-monospace,Consolas,monospace;font-size:.95em}\
-a{color:#0b4f9c}\
-a:focus-visible{outline:3px solid #1a1a1a;outline-offset:3px;border-radius:.2rem}\
-.button{display:inline-block;min-height:2.75rem;padding:.6rem 1.25rem;background:#0b4f9c;color:#fff;font-weight:600;text-decoration:none;border-radius:.375rem}\
-.button:hover{background:#083a73;text-decoration:underline}\
-.muted{color:#4a4a4a}\
-.small{font-size:.875rem;margin-top:1.5rem}\
-label{display:block;font-weight:600;margin:1rem 0 .25rem}\
-textarea,select,input[type=text],input[type=password]{width:100%;font:inherit;padding:.5rem;border:1px solid #6b6b6b;border-radius:.375rem}\
-textarea{min-height:8rem}\
-button{min-height:2.75rem;padding:.6rem 1.25rem;margin-top:1rem;background:#0b4f9c;color:#fff;font:inherit;font-weight:600;border:0;border-radius:.375rem;cursor:pointer}\
-table{border-collapse:collapse;width:100%}\
-th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #ddd;vertical-align:top;overflow-wrap:anywhere}\
-main.wide{max-width:72rem}\
-nav{display:flex;flex-wrap:wrap;gap:1rem;align-items:center;margin:0 0 1rem}\
-nav form{margin:0 0 0 auto}nav button{margin:0;min-height:2.25rem;padding:.3rem .9rem}\
-.request{border-top:1px solid #ddd;padding-top:1rem;margin-top:1.5rem}\
-.request h2{margin-top:0}.request textarea{min-height:4rem}\
-.why{white-space:pre-wrap;background:#f6f7f9;border-left:.25rem solid #0b4f9c;padding:.5rem .75rem;margin:.5rem 0}\
-fieldset{border:1px solid #ccc;border-radius:.375rem;margin:1rem 0 0;padding:.5rem .75rem}\
-legend{font-weight:600}\
-fieldset label{display:inline-block;font-weight:400;margin:.25rem 1.25rem .25rem 0}\
-.actions{display:flex;flex-wrap:wrap;gap:.75rem}\
-button.refuse{background:#8a1116}button.refuse:hover{background:#5e0b0f}\
-.notice{background:#e8f1fb;border-left:.25rem solid #0b4f9c;padding:.5rem .75rem}\
-.error{background:#fbe9ea;border-left:.25rem solid #8a1116;padding:.5rem .75rem}";
-
-/// Opens the document up to and including the opening of the card.
-fn open_page(out: &mut String, lang: Lang, title: &str, class: &str) {
-    open_page_in(out, lang, title, class, "", "no-referrer");
-}
-
-/// [`open_page`] with HTML (already escaped) put before the card, which widens `<main>`
-/// for the admin pages' tables, and a referrer policy.
-fn open_page_in(
-    out: &mut String,
-    lang: Lang,
-    title: &str,
-    class: &str,
-    before: &str,
-    referrer: &str,
-) {
-    let main = if before.is_empty() {
-        "<main>"
-    } else {
-        "<main class=\"wide\">"
-    };
-    w!(
-        out,
-        "<!DOCTYPE html>\n<html lang=\"{lang}\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <meta name=\"robots\" content=\"noindex, nofollow\">\n\
-         <meta name=\"referrer\" content=\"{referrer}\">\n\
-         <title>{title}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{main}\n{before}\
-         <div class=\"{class}\">\n",
-        lang = lang.code(),
-    );
-}
-
-/// A whole page around `body` (HTML the caller has escaped): the portal's and the admin
-/// pages share the block page's look.
-pub fn render_page(lang: Lang, title: &str, info: bool, body: &str) -> String {
-    let mut out = String::with_capacity(body.len() + 2048);
-    let class = if info { "card info" } else { "card" };
-    open_page(&mut out, lang, &html_escape(title), class);
-    out.push_str(body);
-    close_page(&mut out);
-    out
-}
-
-/// An admin page: wider when it has `nav` (HTML the caller has escaped) above the card.
-/// Its referrer policy is `same-origin`: browsers then send the `Origin` of its forms,
-/// which the admin listener checks (with `no-referrer` they send `Origin: null`).
-pub fn render_admin_page(lang: Lang, title: &str, nav: &str, body: &str) -> String {
-    let mut out = String::with_capacity(body.len() + 2048);
-    open_page_in(
-        &mut out,
-        lang,
-        &html_escape(title),
-        "card info",
-        nav,
-        "same-origin",
-    );
-    out.push_str(body);
-    close_page(&mut out);
-    out
-}
-
-fn close_page(out: &mut String) {
-    out.push_str("</div>\n</main>\n</body>\n</html>\n");
-}
-
-/// The time as "23/11/2026 14:05 UTC" (fr) or "2026-11-23 14:05 UTC" (en), and its
-/// machine-readable form for `<time datetime>`.
-fn format_time(t: SystemTime, lang: Lang) -> (String, String) {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
-    let dt =
-        time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let (y, m, d) = (dt.year(), u8::from(dt.month()), dt.day());
-    let (hh, mm) = (dt.hour(), dt.minute());
-    let shown = match lang {
-        Lang::Fr => format!("{d:02}/{m:02}/{y} {hh:02}:{mm:02} UTC"),
-        Lang::En => format!("{y}-{m:02}-{d:02} {hh:02}:{mm:02} UTC"),
-    };
-    let machine = format!("{y}-{m:02}-{d:02}T{hh:02}:{mm:02}:{:02}Z", dt.second());
-    (shown, machine)
-}
-
-/// At most `max` characters of `s`, and whether it was cut.
-fn cut(s: &str, max: usize) -> (&str, bool) {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => (&s[..i], true),
-        None => (s, false),
     }
 }
 
@@ -640,9 +389,11 @@ pub fn render_error_page(lang: Lang, status: u16, title: &str, detail: &str) -> 
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::borrow::Cow;
+    use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
+    use crate::pages::negotiate_lang;
 
     /// 2026-11-23 14:05:09 UTC.
     fn fixed_time() -> SystemTime {

@@ -1,91 +1,21 @@
-//! The user's side of the unblock flow, on the portal listener: the form behind the block
-//! page's button (filled in from the signed token), the acknowledgement with the request's
-//! number, and the pages that follow a request. Everything shown is escaped.
+//! The pages of the portal listener, the user's side of the unblock flow: the form behind
+//! the block page's button (filled in from the signed token), the acknowledgement with
+//! the request's number, and the pages that follow a request. Everything shown is escaped.
 
 // HTML fragments end in a newline by design.
 #![allow(clippy::write_with_newline)]
 
 use std::fmt::Write as _;
-use std::time::SystemTime;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
-
-use super::store::{MAX_JUSTIFICATION, RequestRow, Status};
-use super::token::Claims;
-use crate::action::block_page::{html_escape as e, render_page};
-use crate::policy::{Lang, Policy, Reason, ReasonCode};
-
-/// Durations a user may suggest, with their labels.
-pub const WANTED: [(&str, &str, &str); 4] = [
-    ("7d", "7 jours", "7 days"),
-    ("30d", "30 jours", "30 days"),
-    ("1y", "1 an", "1 year"),
-    ("none", "Sans limite", "No end"),
-];
-
-/// The requester key (`user:NAME` or `ip:ADDRESS`) of a token's claims.
-pub fn requester_of(c: &Claims) -> String {
-    match &c.user {
-        Some(u) => format!("user:{u}"),
-        None => format!("ip:{}", c.ip),
-    }
-}
-
-/// `base64url(text).mac`: a value the user carries and cannot forge (the follow link of
-/// a request, the cookie that lists a user's requests).
-pub fn seal(key: &[u8], text: &str) -> String {
-    let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("any key length");
-    m.update(b"charte-proxy seal\0");
-    m.update(text.as_bytes());
-    let tag = m.finalize().into_bytes();
-    format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(text),
-        URL_SAFE_NO_PAD.encode(&tag[..16])
-    )
-}
-
-/// The text of a value made by [`seal`] with `key`, if it is one.
-pub fn unseal(key: &[u8], sealed: &str) -> Option<String> {
-    let (t, _) = sealed.split_once('.')?;
-    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(t).ok()?).ok()?;
-    let again = seal(key, &text);
-    // Constant-time enough for a 22-character tag: compare the whole strings by MAC.
-    let mut a = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("any key length");
-    a.update(again.as_bytes());
-    a.verify_slice(&{
-        let mut b = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("any key length");
-        b.update(sealed.as_bytes());
-        b.finalize().into_bytes()
-    })
-    .ok()?;
-    Some(text)
-}
+use super::frame::{date, html_escape as e, render_page};
+use crate::policy::{Lang, Policy};
+use crate::unblock::store::{MAX_JUSTIFICATION, RequestRow, Status};
+use crate::unblock::token::Claims;
+use crate::unblock::{WANTED, reason_for};
 
 /// The reason the policy gives for what the token says blocked, in `lang`.
 fn reason_of(policy: &Policy, c: &Claims, lang: Lang) -> (String, bool) {
     reason_for(policy, c.rule.as_deref(), &c.reason_code, lang)
-}
-
-/// The words of the current policy for a block by `rule` (its id) with `reason_code`,
-/// and whether that rule may be waived on request.
-pub fn reason_for(
-    policy: &Policy,
-    rule: Option<&str>,
-    reason_code: &str,
-    lang: Lang,
-) -> (String, bool) {
-    let idx = rule.and_then(|id| policy.rules.iter().position(|r| &*r.id == id));
-    let code = ReasonCode::ALL
-        .into_iter()
-        .find(|r| r.as_str() == reason_code)
-        .unwrap_or(ReasonCode::RuleBlock);
-    let overridable = idx.is_none_or(|i| policy.rules[i].overridable);
-    let reason = Reason::new(code, idx.map(|i| i as _));
-    (policy.reason_text(&reason, lang).into_owned(), overridable)
 }
 
 fn facts(out: &mut String, c: &Claims, reason: &str, lang: Lang) {
@@ -213,31 +143,6 @@ pub fn done_page(id: i64, merged: bool, follow: &str, lang: Lang) -> String {
     render_page(lang, &title, true, &body)
 }
 
-/// A time for people: `23/11/2026 14:05 UTC` (fr) or `2026-11-23 14:05 UTC` (en).
-pub fn date(t: i64, lang: Lang) -> String {
-    let Ok(d) = time::OffsetDateTime::from_unix_timestamp(t) else {
-        return t.to_string();
-    };
-    match lang {
-        Lang::Fr => format!(
-            "{:02}/{:02}/{} {:02}:{:02} UTC",
-            d.day(),
-            d.month() as u8,
-            d.year(),
-            d.hour(),
-            d.minute()
-        ),
-        Lang::En => format!(
-            "{}-{:02}-{:02} {:02}:{:02} UTC",
-            d.year(),
-            d.month() as u8,
-            d.day(),
-            d.hour(),
-            d.minute()
-        ),
-    }
-}
-
 /// The status of a request in words.
 pub fn status_text(r: &RequestRow, lang: Lang, now: i64) -> String {
     match (r.status, lang) {
@@ -324,27 +229,4 @@ pub fn list_page(rows: &[RequestRow], lang: Lang, now: i64) -> String {
         b.push_str("</tbody></table>\n");
     }
     render_page(lang, title, true, &b)
-}
-
-/// Seconds since the epoch of a `SystemTime`.
-pub fn unix(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sealed_values_round_trip_and_resist_tampering() {
-        let k = [7u8; 32];
-        let s = seal(&k, "user:c.martin");
-        assert_eq!(unseal(&k, &s).as_deref(), Some("user:c.martin"));
-        let forged = seal(&[8u8; 32], "user:c.martin");
-        assert_eq!(unseal(&k, &forged), None);
-        let (_, tag) = s.split_once('.').unwrap();
-        let other = format!("{}.{tag}", URL_SAFE_NO_PAD.encode("user:admin"));
-        assert_eq!(unseal(&k, &other), None);
-    }
 }

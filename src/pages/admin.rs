@@ -8,10 +8,10 @@
 
 use std::fmt::Write as _;
 
-use crate::action::block_page::{html_escape as e, render_admin_page};
+use super::frame::{date, html_escape as e, render_admin_page};
 use crate::policy::{Lang, Policy};
-use crate::unblock::pages::{WANTED, date, reason_for};
 use crate::unblock::store::{DecisionRow, MAX_MESSAGE, RequestRow, Status};
+use crate::unblock::{WANTED, reason_for};
 
 /// A pending request with what the page shows beside it.
 pub struct Pending {

@@ -1,0 +1,32 @@
+//! Every page people read, on every listener: what the proxy shows in place of a site
+//! (block, help and error pages), the portal's unblock pages, and the administrators'
+//! pages. One place, so that the look, the languages and the escaping are one, and so
+//! that a template engine can take over here alone.
+//!
+//! What this module owns and why:
+//! - **Language.** French by default, English only when the browser prefers it
+//!   ([`negotiate_lang`]); every visible word exists in both.
+//! - **Safety.** Every reflected value (URL, host, reason, user name, links…) goes through
+//!   [`html_escape`]; nothing is ever placed in a script, a style or an unquoted attribute.
+//! - **Self-contained.** One HTML document with inline CSS and no external resource.
+//!
+//! Pages are built from values the handlers give; no page decides anything.
+
+/// Writes into a `String`; writing into a `String` cannot fail.
+macro_rules! w {
+    ($out:expr, $($arg:tt)*) => {{
+        let _ = write!($out, $($arg)*);
+    }};
+}
+
+pub mod admin;
+mod frame;
+mod lang;
+pub mod portal;
+pub mod proxy;
+
+pub use frame::{date, html_escape, render_admin_page, render_page};
+pub use lang::{lang_of, negotiate_lang};
+pub use proxy::{
+    BlockPage, URL_SHOWN_MAX, Unblock, render_block_page, render_error_page, render_help_page,
+};
