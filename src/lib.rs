@@ -32,6 +32,7 @@ pub mod head;
 pub mod identity;
 pub mod metrics;
 pub mod pages;
+pub mod per_worker;
 pub mod pipeline;
 pub mod policy;
 pub mod portal;

@@ -66,9 +66,14 @@ pub struct Live {
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
-    /// The dialer's guard, told the `internal_sites` of each snapshot put in force.
-    guard: std::sync::OnceLock<std::sync::Arc<crate::action::dial::Guard>>,
+    /// Told of each snapshot put in force (the dialer's guard follows `internal_sites`
+    /// this way): a callback, so that the snapshot needs nothing from the stages that
+    /// use it.
+    on_publish: std::sync::OnceLock<OnPublish>,
 }
+
+/// See [`Live::on_publish`].
+type OnPublish = Box<dyn Fn(&Snapshot) + Send + Sync>;
 
 impl Live {
     pub fn new(
@@ -82,7 +87,7 @@ impl Live {
             status: std::sync::Mutex::new(ReloadStatus::default()),
             metrics,
             reloading: tokio::sync::Mutex::new(()),
-            guard: std::sync::OnceLock::new(),
+            on_publish: std::sync::OnceLock::new(),
         };
         live.publish(&live.get());
         live
@@ -182,15 +187,16 @@ impl Live {
         result
     }
 
-    /// From now on, `guard` follows the `internal_sites` of the policy in force.
-    pub fn attach_guard(&self, guard: std::sync::Arc<crate::action::dial::Guard>) {
-        guard.set_sites(self.get().policy.internal.clone());
-        let _ = self.guard.set(guard);
+    /// From now on, `f` is called with each snapshot put in force, and at once with the
+    /// one in force now. Once: a second callback is ignored.
+    pub fn on_publish(&self, f: impl Fn(&Snapshot) + Send + Sync + 'static) {
+        f(&self.get());
+        let _ = self.on_publish.set(Box::new(f));
     }
 
     fn publish(&self, s: &Snapshot) {
-        if let Some(g) = self.guard.get() {
-            g.set_sites(s.policy.internal.clone());
+        if let Some(f) = self.on_publish.get() {
+            f(s);
         }
         let m = &self.metrics;
         m.policy_generation.set(s.generation as i64);

@@ -31,8 +31,8 @@ use super::ca::{CertAuthority, LeafResolver};
 use super::dial::Dialer;
 use super::forward::CountedIncoming;
 use crate::classify::Host;
+use crate::per_worker::PerWorker;
 use crate::policy::Lang;
-use crate::server::workers::PerWorker;
 
 /// ALPN protocols offered to clients in a bumped tunnel, in order of preference.
 const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use self::limits::{ConnLimits, Held};
-use self::workers::{PerWorker, Workers};
+use self::workers::Workers;
 use crate::action::bump::Bumper;
 use crate::action::ca::{self, CaFiles, CertAuthority};
 use crate::action::dial::{Dialer, Guard};
@@ -31,6 +31,7 @@ use crate::config::server::{Limits, ServerConfig};
 use crate::identity::auth::{Authenticator, UsersFile};
 use crate::identity::workstation::Workstations;
 use crate::metrics::Metrics;
+use crate::per_worker::PerWorker;
 use crate::pipeline::{State, Tracker};
 use crate::snapshot::{Live, Snapshot};
 use crate::unblock::Unblock;
@@ -120,7 +121,8 @@ pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
     }
 
     let guard = Guard::new(vec![bound.proxy, bound.portal, bound.admin]);
-    live.attach_guard(guard.clone());
+    let g = guard.clone();
+    live.on_publish(move |s| g.set_sites(s.policy.internal.clone()));
     let dialer = Dialer::new(
         Resolver::new(cfg.hosts.clone()),
         guard,

@@ -10,7 +10,6 @@
 //! A connection goes to the worker with the fewest open connections, so long tunnels
 //! do not pile up on one thread.
 
-use std::cell::Cell;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,16 +32,6 @@ fn spin_for(d: Duration) {
     }
 }
 
-thread_local! {
-    static CURRENT: Cell<usize> = const { Cell::new(0) };
-}
-
-/// The index of the worker running the calling code; 0 outside the workers (the main
-/// runtime shares worker 0's per-worker resources, which are all thread-safe).
-pub fn current() -> usize {
-    CURRENT.with(Cell::get)
-}
-
 /// The number of workers `configured` asks for. 0 means one per CPU but one, and at
 /// least one: the CPU left over runs the kernel's share of the network work, the main
 /// runtime (accepting, the trace writer, the portal and admin pages) and reloads, which
@@ -55,22 +44,6 @@ pub fn count(configured: usize) -> usize {
     } else {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         cpus.saturating_sub(1).max(1)
-    }
-}
-
-/// One `T` per worker thread (a pool of site connections, say), each used from its own
-/// worker; code outside the workers uses worker 0's.
-pub struct PerWorker<T>(Box<[T]>);
-
-impl<T> PerWorker<T> {
-    /// `make` is called once per worker (at least once).
-    pub fn new(workers: usize, mut make: impl FnMut() -> T) -> Self {
-        PerWorker((0..workers.max(1)).map(|_| make()).collect())
-    }
-
-    /// The calling worker's.
-    pub fn get(&self) -> &T {
-        &self.0[current() % self.0.len()]
     }
 }
 
@@ -108,7 +81,7 @@ impl Workers {
             let thread = std::thread::Builder::new()
                 .name(format!("charte-worker-{i}"))
                 .spawn(move || {
-                    CURRENT.with(|c| c.set(i));
+                    crate::per_worker::enter(i);
                     rt.block_on(async {
                         let _ = stop_rx.await;
                     });
@@ -225,7 +198,7 @@ mod tests {
             let seen = seen_tx.clone();
             workers.dispatch(s, move |mut s| async move {
                 let name = std::thread::current().name().map(str::to_string);
-                let _ = seen.send((current(), name));
+                let _ = seen.send((crate::per_worker::current(), name));
                 // Echo one byte, then hold the connection until the client closes.
                 let mut b = [0u8; 1];
                 if s.read_exact(&mut b).await.is_ok() {
