@@ -417,3 +417,44 @@ fn url_entries_match_only_where_the_path_is_seen() {
     let v = explain_json(&["--method", "CONNECT"], "0001-5cf.pages.dev");
     assert_eq!(v["decision"], "allow", "{v:#}");
 }
+
+/// What an administrator reads, whole, for the test policy (its categories are fixed
+/// files, so the output is too): a change to the layout or the words shows here.
+#[test]
+fn explain_output_as_people_read_it() {
+    let policy = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/proxy-policy.yaml"
+    );
+    for (name, args) in [
+        (
+            "agent_gambling",
+            &["--ip", "127.0.0.2", "http://casino-royal.example/mise"][..],
+        ),
+        (
+            "ai_upload",
+            &[
+                "--ip",
+                "127.0.0.9",
+                "--method",
+                "POST",
+                "https://chat.example/api",
+            ][..],
+        ),
+        ("bank_tunnel", &["https://mabanque.example/compte"][..]),
+        (
+            "law_english",
+            &["--lang", "en", "--user", "c.martin", "hate.example"][..],
+        ),
+    ] {
+        let mut a = vec!["explain", "--policy", policy];
+        a.extend_from_slice(args);
+        let r = run(&a);
+        assert_eq!(r.code, 0, "{name}: {}", r.stderr);
+        insta::assert_snapshot!(format!("explain_{name}"), r.stdout);
+        a.insert(1, "--json");
+        let r = run(&a);
+        assert_eq!(r.code, 0, "{name}: {}", r.stderr);
+        insta::assert_snapshot!(format!("explain_{name}_json"), r.stdout);
+    }
+}

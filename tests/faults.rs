@@ -81,12 +81,7 @@ fn request(p: &Proxy, target: &str, extra_headers: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn status(text: &str) -> u16 {
-    text.split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
+use common::proxy::status_of as status;
 
 fn start() -> Proxy {
     Proxy::start_with_config(

@@ -11,12 +11,7 @@ fn raw(p: &Proxy, head: &str) -> String {
     common::proxy::one_response(p.proxy, head)
 }
 
-fn status(text: &str) -> u16 {
-    text.split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
+use common::proxy::status_of as status;
 
 fn get(p: &Proxy, target: &str, host: &str) -> String {
     raw(

@@ -44,12 +44,7 @@ fn read_all(s: &mut TcpStream) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn status(text: &str) -> u16 {
-    text.split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
+use common::proxy::status_of as status;
 
 /// One keep-alive GET on `s`; returns the status and body (reads exactly its length).
 fn get_on(s: &mut TcpStream, url: &str) -> (u16, String) {

@@ -11,12 +11,7 @@ use common::proxy::{Proxy, Trap, Upstream, copy_dir};
 /// Sends `head` as it is and returns (status, whole response text).
 fn raw(p: &Proxy, head: &str) -> (u16, String) {
     let text = common::proxy::one_response(p.proxy, head);
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, text)
+    (common::proxy::status_of(&text), text)
 }
 
 fn get(p: &Proxy, authority: &str, path: &str) -> (u16, String) {

@@ -138,6 +138,19 @@ fn json(r: &Record) -> Value {
     serde_json::from_str(&r.to_json().expect("encodes")).expect("valid JSON")
 }
 
+/// The lines people and tools read, whole: a change to any of them shows here.
+#[test]
+fn trace_lines_as_written() {
+    for (name, r) in [
+        ("allowed_get", allowed_get()),
+        ("blocked", blocked()),
+        ("tunnel", tunnel()),
+    ] {
+        insta::assert_snapshot!(format!("json_{name}"), r.to_json().expect("encodes"));
+        insta::assert_snapshot!(format!("squid_{name}"), r.to_squid());
+    }
+}
+
 #[test]
 fn json_line_has_every_field_with_its_type() {
     let v = json(&blocked());

@@ -625,11 +625,4 @@ mod tests {
             assert_eq!(negotiate_lang(header), want, "Accept-Language: {header:?}");
         }
     }
-
-    /// Renders the French block page to /tmp/block-fr.html for a look in a browser.
-    #[test]
-    fn render_sample_to_tmp() {
-        let html = render_block_page(&page(Lang::Fr, OFFER, &["Jeux d'argent"]));
-        std::fs::write(std::env::temp_dir().join("block-fr.html"), html).ok();
-    }
 }

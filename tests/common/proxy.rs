@@ -631,6 +631,15 @@ pub fn exchange(s: &mut BufReader<TcpStream>, target: &str, host: &str) -> (u16,
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// The status code of an HTTP/1.1 answer's text (`HTTP/1.1 403 Forbidden…`); 0 when it
+/// has none (the connection was closed first).
+pub fn status_of(text: &str) -> u16 {
+    text.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Sends `head` on a new connection to `proxy` and reads one response: its head and a
 /// `Content-Length` body (the connection may stay open, as after a refused CONNECT), or
 /// everything until the close when there is no length.

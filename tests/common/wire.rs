@@ -922,11 +922,7 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 fn answer_of(head: &[u8]) -> Answer {
     let text = String::from_utf8_lossy(head);
     let mut lines = text.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+    let status = super::proxy::status_of(lines.next().unwrap_or(""));
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
