@@ -27,9 +27,10 @@ use rustls::{
 };
 use tokio_rustls::TlsAcceptor;
 
-use super::ca::{CertAuthority, LeafResolver};
+use super::ca::CertAuthority;
 use super::dial::Dialer;
 use super::forward::CountedIncoming;
+use super::leaf_cache::{self, LeafCache, LeafResolver};
 use crate::classify::Host;
 use crate::per_worker::PerWorker;
 use crate::policy::Lang;
@@ -60,9 +61,9 @@ pub enum TlsSetupError {
     Rustls(#[from] rustls::Error),
 }
 
-/// What interception needs: the CA (leaves and their cache) and the upstream TLS client.
+/// What interception needs: the CA's leaves and their cache, and the upstream TLS client.
 pub struct Bumper {
-    ca: Arc<CertAuthority>,
+    leaves: Arc<LeafCache>,
     provider: Arc<CryptoProvider>,
     /// One client (and pool) per worker thread.
     upstream: PerWorker<TlsUpstream>,
@@ -70,7 +71,9 @@ pub struct Bumper {
 
 impl fmt::Debug for Bumper {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Bumper").field("ca", &self.ca).finish()
+        f.debug_struct("Bumper")
+            .field("leaves", &self.leaves)
+            .finish()
     }
 }
 
@@ -101,14 +104,19 @@ impl Bumper {
                 .build(https.clone())
         });
         Ok(Bumper {
-            ca,
+            leaves: Arc::new(LeafCache::new(ca, leaf_cache::DEFAULT_CAPACITY)),
             provider,
             upstream,
         })
     }
 
     pub fn ca(&self) -> &Arc<CertAuthority> {
-        &self.ca
+        self.leaves.ca()
+    }
+
+    /// The leaves minted for bumped tunnels.
+    pub fn leaves(&self) -> &LeafCache {
+        &self.leaves
     }
 
     /// The upstream client of the calling worker thread.
@@ -119,7 +127,7 @@ impl Bumper {
     /// The acceptor for one tunnel to `host`: a leaf for `host` only (an SNI naming
     /// another host gets no certificate), ALPN h2 and http/1.1, TLS 1.2 and 1.3.
     pub fn acceptor(&self, host: &Host) -> Result<TlsAcceptor, rustls::Error> {
-        let resolver = LeafResolver::new(self.ca.clone(), host.clone());
+        let resolver = LeafResolver::new(self.leaves.clone(), host.clone());
         let mut cfg = rustls::ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
             .with_no_client_auth()

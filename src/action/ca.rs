@@ -1,5 +1,6 @@
-//! The organisation's certificate authority and the leaf certificates minted from it
-//! for TLS inspection ("bump").
+//! The organisation's certificate authority for TLS inspection ("bump"): its files on
+//! disk, loading it, and minting one leaf certificate. Which leaves are kept, and how
+//! they reach a handshake, is [`super::leaf_cache`]'s.
 //!
 //! - [`init`] creates the proxy's own CA (ECDSA P-256, ten years) as three files: the
 //!   key (`ca.key`, mode 0600 from the moment it exists), the certificate in PEM
@@ -11,28 +12,21 @@
 //!   others, a certificate that is not a CA, a key that is not the certificate's, and a CA
 //!   out of its validity; then it mints one throw-away leaf and verifies it with webpki,
 //!   so that a CA that loads is a CA whose leaves verify.
-//! - [`CertAuthority::leaf`] mints the leaf of one [`Host`] on demand: fresh ECDSA P-256
-//!   key, valid 7 days from an hour ago, SAN exactly that name or address. Leaves live in
-//!   a bounded LRU shared by every connection; a host is minted once however many
-//!   handshakes ask for it at the same moment (one lock per host, see [`Slot`]).
-//! - [`LeafResolver`] hands the leaf to rustls during the client's handshake.
+//! - [`CertAuthority::mint`] mints the leaf of one [`Host`]: fresh ECDSA P-256 key, valid
+//!   7 days from an hour ago (never past the CA's own end), SAN exactly that name or
+//!   address.
 //!
 //! Keys: rustls's crypto provider (aws-lc-rs) holds every private key and makes every
 //! signature, the CA's included (through [`CaSigner`]), so any key format it reads is
-//! accepted. rcgen encodes the certificates and generates the fresh keys.
-//!
-//! What is read from a certificate (CA flag, key usage, validity, subject, public key)
-//! comes from a few dozen lines of DER reading in [`der`]: rcgen does not expose its
-//! parser and the project carries no X.509 parsing crate of its own.
+//! accepted. rcgen encodes the certificates and generates the fresh keys; x509-parser
+//! reads what is checked in a certificate (CA flag, key usage, validity, subject, public
+//! key), as rcgen itself does to issue from it.
 
 use std::fmt;
 use std::io;
-use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
-use lru::LruCache;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
@@ -41,23 +35,21 @@ use rustls::SignatureScheme;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use sha2::{Digest as _, Sha256};
 use time::{Duration, OffsetDateTime};
+use x509_parser::error::X509Error;
+use x509_parser::nom;
+use x509_parser::prelude::{FromDer as _, SubjectPublicKeyInfo};
 
 use crate::classify::Host;
 
-/// Leaves kept in memory unless told otherwise (about 2 KiB each).
-pub const DEFAULT_CAPACITY: usize = 10_000;
 /// How long a leaf is valid. Short: a leaf that leaks is worth little, and nothing
 /// needs to be revoked.
 pub const LEAF_LIFETIME: Duration = Duration::days(7);
 /// A leaf is valid from this long before it was minted, for workstations whose clock
 /// is a little behind.
 pub const LEAF_BACKDATE: Duration = Duration::hours(1);
-/// A cached leaf this close to its end is minted again.
-pub const LEAF_RENEW_BEFORE: Duration = Duration::days(1);
 /// Lifetime of a CA made by [`init`]: about ten years.
 pub const CA_LIFETIME: Duration = Duration::days(3653);
 /// A new CA is valid from a day before its creation (clock skew, time zones).
@@ -317,34 +309,27 @@ fn random_serial() -> rcgen::SerialNumber {
     rcgen::SerialNumber::from_slice(&bytes)
 }
 
-/// One host's place in the cache. Its lock is held while the leaf is minted, so
-/// concurrent handshakes for the host wait for that leaf instead of minting their own.
-#[derive(Default)]
-struct Slot {
-    leaf: Mutex<Option<Minted>>,
-}
-
-#[derive(Clone)]
-struct Minted {
-    key: Arc<CertifiedKey>,
-    not_after: OffsetDateTime,
-}
-
-/// The CA in use: certificate, key, and the cache of leaves minted from it.
+/// The CA in use: its certificate, the chain sent after each leaf, and its key.
 pub struct CertAuthority {
     /// The CA certificate (DER): its fingerprint, and the trust anchor in tests.
     cert_der: CertificateDer<'static>,
     /// What follows each leaf in the chain sent to clients: the CA, then any issuers
     /// that came after it in the PEM file.
     chain: Vec<CertificateDer<'static>>,
-    info: der::CertInfo,
+    info: CertInfo,
     /// Subject, key identifier and signing key, as rcgen needs them to issue.
     issuer: Issuer<'static, CaSigner>,
     provider: Arc<CryptoProvider>,
-    /// Leaves by canonical host text. Entries are shared `Slot`s: the map lock is held
-    /// only to find or add one, never while minting.
-    cache: Mutex<LruCache<String, Arc<Slot>>>,
-    minted: AtomicU64,
+}
+
+/// A leaf minted by [`CertAuthority::mint`]: the chain `[leaf, CA, …]` with its key, and
+/// when it ends.
+#[derive(Clone)]
+pub struct Leaf {
+    pub key: Arc<CertifiedKey>,
+    /// The leaf's notAfter: [`LEAF_LIFETIME`] from its minting, or the CA's own end if
+    /// that comes first.
+    pub not_after: OffsetDateTime,
 }
 
 impl fmt::Debug for CertAuthority {
@@ -352,7 +337,6 @@ impl fmt::Debug for CertAuthority {
         f.debug_struct("CertAuthority")
             .field("subject", &self.info.subject)
             .field("fingerprint", &self.fingerprint())
-            .field("minted", &self.minted())
             .finish_non_exhaustive()
     }
 }
@@ -374,31 +358,15 @@ impl CertAuthority {
         let cert_bytes = read(cert_path)?;
         check_key_mode(key_path)?;
         let key_bytes = read(key_path)?;
-
         let bad_cert = |why: String| CaError::BadCert {
             path: cert_path.clone(),
             why,
         };
-        let bad_key = |why: String| CaError::BadKey {
-            path: key_path.clone(),
-            why,
-        };
 
-        let mut certs = Vec::new();
-        for c in CertificateDer::pem_slice_iter(&cert_bytes) {
-            certs.push(c.map_err(|e| bad_cert(format!("unreadable PEM: {e}")))?);
-        }
-        if certs.is_empty() {
-            if cert_bytes.first() == Some(&0x30) {
-                // A DER file given where the PEM one was expected: take it.
-                certs.push(CertificateDer::from(cert_bytes.clone()));
-            } else {
-                return Err(bad_cert("no CERTIFICATE block in the file".into()));
-            }
-        }
+        let certs = read_certs(&cert_bytes).map_err(bad_cert)?;
         let cert_der = certs[0].clone();
-        let info = der::parse_cert(&cert_der)
-            .ok_or_else(|| bad_cert("the DER structure cannot be read".into()))?;
+        let info = CertInfo::parse(&cert_der)
+            .map_err(|e| bad_cert(format!("the DER structure cannot be read ({e})")))?;
         if !info.ca {
             return Err(CaError::NotCa {
                 path: cert_path.clone(),
@@ -412,24 +380,10 @@ impl CertAuthority {
             });
         }
 
-        let key_der = PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|e| {
-            if key_bytes.windows(9).any(|w| w == b"ENCRYPTED") {
-                bad_key(format!(
-                    "the key is encrypted; store it decrypted with mode 0600 (`openssl pkey \
-                     -in {0} -out {0}.plain`, then replace {0} with it)",
-                    key_path.display()
-                ))
-            } else {
-                bad_key(format!(
-                    "no PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY block ({e})"
-                ))
-            }
+        let signer = read_key(&key_bytes, key_path, &provider).map_err(|why| CaError::BadKey {
+            path: key_path.clone(),
+            why,
         })?;
-        let key = provider
-            .key_provider
-            .load_private_key(key_der)
-            .map_err(|e| bad_key(e.to_string()))?;
-        let signer = CaSigner::new(key).map_err(bad_key)?;
         if signer.public != info.public_key {
             return Err(CaError::KeyMismatch {
                 cert: cert_path.clone(),
@@ -454,8 +408,6 @@ impl CertAuthority {
             info,
             issuer,
             provider,
-            cache: Mutex::new(LruCache::new(capacity(DEFAULT_CAPACITY))),
-            minted: AtomicU64::new(0),
         };
         ca.self_test().map_err(|why| {
             bad_cert(format!(
@@ -463,14 +415,6 @@ impl CertAuthority {
             ))
         })?;
         Ok(ca)
-    }
-
-    /// Sets how many leaves the cache keeps (at least 1), emptying it.
-    pub fn with_capacity(self, n: usize) -> Self {
-        CertAuthority {
-            cache: Mutex::new(LruCache::new(capacity(n))),
-            ..self
-        }
     }
 
     /// The CA certificate, DER.
@@ -497,47 +441,11 @@ impl CertAuthority {
         self.info.not_after
     }
 
-    /// Leaves minted since load (re-mints included; the load-time self-test excluded).
-    pub fn minted(&self) -> u64 {
-        self.minted.load(Ordering::Relaxed)
-    }
-
-    /// Hosts whose leaf is in the cache now.
-    pub fn cached(&self) -> usize {
-        lock(&self.cache).len()
-    }
-
-    /// The leaf for `host`, chained `[leaf, CA, …]`, with its key: from the cache (a few
-    /// microseconds), or minted now on the caller's thread (about 0.1 ms with a P-256 CA).
-    /// Concurrent calls for one host mint it once: the others wait on that host's lock
-    /// for the same leaf. A leaf within [`LEAF_RENEW_BEFORE`] of its end is replaced.
-    pub fn leaf(&self, host: &Host) -> Result<Arc<CertifiedKey>, CaError> {
-        let slot = lock(&self.cache)
-            .get_or_insert_ref(host.as_str(), Arc::default)
-            .clone();
-        let mut current = lock(&slot.leaf);
+    /// Mints the leaf of `host` now, on the caller's thread (about 0.1 ms with a P-256
+    /// CA), chained `[leaf, CA, …]`. Every call mints a new one: keeping them is
+    /// [`super::leaf_cache::LeafCache`]'s.
+    pub fn mint(&self, host: &Host) -> Result<Leaf, CaError> {
         let now = OffsetDateTime::now_utc();
-        if let Some(m) = current.as_ref() {
-            if !self.needs_renewal(m, now) {
-                return Ok(m.key.clone());
-            }
-        }
-        let minted = self.mint(host, now)?;
-        self.minted.fetch_add(1, Ordering::Relaxed);
-        let key = minted.key.clone();
-        *current = Some(minted);
-        Ok(key)
-    }
-
-    fn needs_renewal(&self, m: &Minted, now: OffsetDateTime) -> bool {
-        if m.not_after <= now {
-            return true;
-        }
-        // A leaf already cut at the CA's own end gains nothing by being minted again.
-        m.not_after - now < LEAF_RENEW_BEFORE && m.not_after < self.info.not_after
-    }
-
-    fn mint(&self, host: &Host, now: OffsetDateTime) -> Result<Minted, CaError> {
         let err = |why: String| CaError::Mint {
             host: host.to_string(),
             why,
@@ -580,7 +488,7 @@ impl CertAuthority {
         let mut chain = Vec::with_capacity(1 + self.chain.len());
         chain.push(cert.der().clone());
         chain.extend(self.chain.iter().cloned());
-        Ok(Minted {
+        Ok(Leaf {
             key: Arc::new(CertifiedKey::new(chain, signing_key)),
             not_after: params.not_after,
         })
@@ -592,9 +500,7 @@ impl CertAuthority {
     fn self_test(&self) -> Result<(), String> {
         use rustls::client::danger::ServerCertVerifier as _;
         let host = Host::parse("charte-proxy.invalid").map_err(|e| e.to_string())?;
-        let leaf = self
-            .mint(&host, OffsetDateTime::now_utc())
-            .map_err(|e| e.to_string())?;
+        let leaf = self.mint(&host).map_err(|e| e.to_string())?;
         let mut roots = rustls::RootCertStore::empty();
         roots
             .add(self.cert_der.clone())
@@ -620,6 +526,77 @@ impl CertAuthority {
     }
 }
 
+/// The certificates of a PEM file, in order; a DER file given where the PEM one was
+/// expected is taken as its one certificate. Never empty.
+fn read_certs(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let mut certs = Vec::new();
+    for c in CertificateDer::pem_slice_iter(bytes) {
+        certs.push(c.map_err(|e| format!("unreadable PEM: {e}"))?);
+    }
+    if certs.is_empty() {
+        if bytes.first() == Some(&0x30) {
+            certs.push(CertificateDer::from(bytes.to_vec()));
+        } else {
+            return Err("no CERTIFICATE block in the file".into());
+        }
+    }
+    Ok(certs)
+}
+
+/// The CA key in `bytes` (read from `path`), loaded by `provider`. The error says what
+/// is wrong with the key.
+fn read_key(bytes: &[u8], path: &Path, provider: &CryptoProvider) -> Result<CaSigner, String> {
+    let key_der = PrivateKeyDer::from_pem_slice(bytes).map_err(|e| {
+        if bytes.windows(9).any(|w| w == b"ENCRYPTED") {
+            format!(
+                "the key is encrypted; store it decrypted with mode 0600 (`openssl pkey \
+                 -in {0} -out {0}.plain`, then replace {0} with it)",
+                path.display()
+            )
+        } else {
+            format!("no PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY block ({e})")
+        }
+    })?;
+    let key = provider
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| e.to_string())?;
+    CaSigner::new(key)
+}
+
+/// What the CA checks and `ca show` need from a certificate, read by x509-parser.
+#[derive(Debug, Clone)]
+struct CertInfo {
+    /// `CN=…, O=…` in the certificate's order (x509-parser's rendering).
+    subject: String,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    /// Contents of the SubjectPublicKeyInfo's BIT STRING.
+    public_key: Vec<u8>,
+    /// basicConstraints cA.
+    ca: bool,
+    /// keyUsage keyCertSign; `None` when the extension is absent.
+    key_cert_sign: Option<bool>,
+}
+
+impl CertInfo {
+    fn parse(der: &[u8]) -> Result<CertInfo, X509Error> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| match e {
+            nom::Err::Error(e) | nom::Err::Failure(e) => e,
+            nom::Err::Incomplete(_) => X509Error::InvalidCertificate,
+        })?;
+        let validity = cert.validity();
+        Ok(CertInfo {
+            subject: cert.subject().to_string(),
+            not_before: validity.not_before.to_datetime(),
+            not_after: validity.not_after.to_datetime(),
+            public_key: cert.public_key().subject_public_key.data.to_vec(),
+            ca: cert.basic_constraints()?.is_some_and(|bc| bc.value.ca),
+            key_cert_sign: cert.key_usage()?.map(|ku| ku.value.key_cert_sign()),
+        })
+    }
+}
+
 /// SHA-256 of `der`, `AB:CD:…`.
 pub fn fingerprint(der: &[u8]) -> String {
     let digest = Sha256::digest(der);
@@ -631,16 +608,6 @@ pub fn fingerprint(der: &[u8]) -> String {
         s.push_str(&format!("{b:02X}"));
     }
     s
-}
-
-fn capacity(n: usize) -> NonZeroUsize {
-    NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
-}
-
-/// A poisoned lock still guards consistent data here (a map of `Arc`s, an `Option`):
-/// take it rather than fail every later handshake.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, CaError> {
@@ -718,9 +685,9 @@ impl CaSigner {
         let spki = key
             .public_key()
             .ok_or("the crypto provider does not reveal the key's public half")?;
-        let public = der::spki_public_key(&spki)
-            .ok_or("the key's public half cannot be read")?
-            .to_vec();
+        let (_, spki) = SubjectPublicKeyInfo::from_der(&spki)
+            .map_err(|e| format!("the key's public half cannot be read: {e}"))?;
+        let public = spki.subject_public_key.data.to_vec();
         Ok(CaSigner {
             key,
             scheme,
@@ -750,319 +717,8 @@ impl rcgen::SigningKey for CaSigner {
     }
 }
 
-/// Picks the leaf for a bumped connection from the ClientHello. Built per tunnel with the
-/// CONNECT host as `fallback`, used when the client sends no SNI (always the case for an
-/// address). An SNI that names another host gets no certificate and the handshake
-/// fails: the tunnel's decision was taken for the CONNECT host, and a certificate for
-/// another name would let that name through unchecked. (The tunnel refuses such a
-/// mismatch earlier, with its reason; this is the second lock.)
-#[derive(Debug)]
-pub struct LeafResolver {
-    ca: Arc<CertAuthority>,
-    fallback: Host,
-}
-
-impl LeafResolver {
-    pub fn new(ca: Arc<CertAuthority>, fallback: Host) -> LeafResolver {
-        LeafResolver { ca, fallback }
-    }
-}
-
-impl ResolvesServerCert for LeafResolver {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        if let Some(sni) = hello.server_name() {
-            match Host::parse(sni) {
-                Ok(h) if h == self.fallback => {}
-                Ok(h) => {
-                    tracing::warn!(sni = %h, connect = %self.fallback,
-                        "TLS name differs from the CONNECT host: no certificate");
-                    return None;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "invalid TLS server name: no certificate");
-                    return None;
-                }
-            }
-        }
-        match self.ca.leaf(&self.fallback) {
-            Ok(k) => Some(k),
-            Err(e) => {
-                tracing::warn!(error = %e, code = e.code(), "no certificate for the client");
-                None
-            }
-        }
-    }
-}
-
-/// Just enough DER reading for a CA certificate: validity, subject, public key, CA flag
-/// and key usage. Every read is bounds-checked and returns `None` on anything unexpected.
-mod der {
-    use time::{Date, Month, OffsetDateTime, Time};
-
-    const SEQUENCE: u8 = 0x30;
-    const SET: u8 = 0x31;
-    const BOOLEAN: u8 = 0x01;
-    const INTEGER: u8 = 0x02;
-    const BIT_STRING: u8 = 0x03;
-    const OCTET_STRING: u8 = 0x04;
-    const OID: u8 = 0x06;
-    const UTC_TIME: u8 = 0x17;
-    const GENERALIZED_TIME: u8 = 0x18;
-
-    /// What the CA checks and `ca show` need from a certificate.
-    #[derive(Debug, Clone)]
-    pub(super) struct CertInfo {
-        pub subject: String,
-        pub not_before: OffsetDateTime,
-        pub not_after: OffsetDateTime,
-        /// Contents of the SubjectPublicKeyInfo's BIT STRING.
-        pub public_key: Vec<u8>,
-        /// basicConstraints cA.
-        pub ca: bool,
-        /// keyUsage keyCertSign; `None` when the extension is absent.
-        pub key_cert_sign: Option<bool>,
-    }
-
-    /// Reads one tag-length-value from the front of `input`.
-    fn read<'a>(input: &mut &'a [u8]) -> Option<(u8, &'a [u8])> {
-        let (&tag, rest) = input.split_first()?;
-        if tag & 0x1f == 0x1f {
-            return None; // multi-byte tags do not occur in certificates
-        }
-        let (&first, mut rest) = rest.split_first()?;
-        let len = if first < 0x80 {
-            usize::from(first)
-        } else {
-            let n = usize::from(first & 0x7f);
-            if n == 0 || n > 4 || rest.len() < n {
-                return None;
-            }
-            let len = rest[..n]
-                .iter()
-                .fold(0usize, |l, &b| (l << 8) | usize::from(b));
-            rest = &rest[n..];
-            len
-        };
-        if rest.len() < len {
-            return None;
-        }
-        let (body, after) = rest.split_at(len);
-        *input = after;
-        Some((tag, body))
-    }
-
-    fn expect<'a>(input: &mut &'a [u8], tag: u8) -> Option<&'a [u8]> {
-        match read(input)? {
-            (t, body) if t == tag => Some(body),
-            _ => None,
-        }
-    }
-
-    pub(super) fn parse_cert(der: &[u8]) -> Option<CertInfo> {
-        let mut input = der;
-        let mut cert = expect(&mut input, SEQUENCE)?;
-        let mut tbs = expect(&mut cert, SEQUENCE)?;
-        if tbs.first() == Some(&0xa0) {
-            read(&mut tbs)?; // version
-        }
-        expect(&mut tbs, INTEGER)?; // serial
-        expect(&mut tbs, SEQUENCE)?; // signature algorithm
-        expect(&mut tbs, SEQUENCE)?; // issuer
-        let mut validity = expect(&mut tbs, SEQUENCE)?;
-        let not_before = time_value(read(&mut validity)?)?;
-        let not_after = time_value(read(&mut validity)?)?;
-        let subject = name(expect(&mut tbs, SEQUENCE)?)?;
-        let public_key = spki_body_key(expect(&mut tbs, SEQUENCE)?)?.to_vec();
-        let mut info = CertInfo {
-            subject,
-            not_before,
-            not_after,
-            public_key,
-            ca: false,
-            key_cert_sign: None,
-        };
-        while !tbs.is_empty() {
-            let (tag, body) = read(&mut tbs)?;
-            if tag == 0xa3 {
-                extensions(body, &mut info)?;
-            }
-        }
-        Some(info)
-    }
-
-    fn extensions(mut body: &[u8], info: &mut CertInfo) -> Option<()> {
-        let mut exts = expect(&mut body, SEQUENCE)?;
-        while !exts.is_empty() {
-            let mut ext = expect(&mut exts, SEQUENCE)?;
-            let oid = expect(&mut ext, OID)?;
-            if ext.first() == Some(&BOOLEAN) {
-                read(&mut ext)?; // critical
-            }
-            let mut value = expect(&mut ext, OCTET_STRING)?;
-            match oid {
-                // basicConstraints: SEQUENCE { cA BOOLEAN DEFAULT FALSE, pathLen INTEGER OPTIONAL }
-                [0x55, 0x1d, 0x13] => {
-                    let mut bc = expect(&mut value, SEQUENCE)?;
-                    if bc.first() == Some(&BOOLEAN) {
-                        info.ca = expect(&mut bc, BOOLEAN)?.first().is_some_and(|&b| b != 0);
-                    }
-                }
-                // keyUsage BIT STRING: keyCertSign is bit 5, 0x04 of the first byte.
-                [0x55, 0x1d, 0x0f] => {
-                    let bits = expect(&mut value, BIT_STRING)?;
-                    info.key_cert_sign = Some(bits.get(1).is_some_and(|&b| b & 0x04 != 0));
-                }
-                _ => {}
-            }
-        }
-        Some(())
-    }
-
-    /// The public key in a DER SubjectPublicKeyInfo (the whole SEQUENCE).
-    pub(super) fn spki_public_key(spki: &[u8]) -> Option<&[u8]> {
-        let mut input = spki;
-        spki_body_key(expect(&mut input, SEQUENCE)?)
-    }
-
-    fn spki_body_key(mut body: &[u8]) -> Option<&[u8]> {
-        expect(&mut body, SEQUENCE)?; // algorithm
-        let bits = expect(&mut body, BIT_STRING)?;
-        match bits.split_first()? {
-            (0, key) => Some(key),
-            _ => None,
-        }
-    }
-
-    fn time_value((tag, body): (u8, &[u8])) -> Option<OffsetDateTime> {
-        let (&z, digits) = body.split_last()?;
-        if z != b'Z' || !digits.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        let num = |s: &[u8]| s.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'));
-        let (year, rest) = match (tag, digits.len()) {
-            (UTC_TIME, 12) => {
-                let yy = num(&digits[..2]) as i32;
-                (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &digits[2..])
-            }
-            (GENERALIZED_TIME, 14) => (num(&digits[..4]) as i32, &digits[4..]),
-            _ => return None,
-        };
-        let part = |i: usize| num(&rest[i..i + 2]) as u8;
-        let date = Date::from_calendar_date(year, Month::try_from(part(0)).ok()?, part(2)).ok()?;
-        let time = Time::from_hms(part(4), part(6), part(8)).ok()?;
-        Some(date.with_time(time).assume_utc())
-    }
-
-    /// `CN=…, O=…` from a Name, in the order of the certificate.
-    fn name(mut body: &[u8]) -> Option<String> {
-        let mut parts = Vec::new();
-        while !body.is_empty() {
-            let mut set = expect(&mut body, SET)?;
-            while !set.is_empty() {
-                let mut atv = expect(&mut set, SEQUENCE)?;
-                let oid = expect(&mut atv, OID)?;
-                let value = read(&mut atv)?;
-                let key = match oid {
-                    [0x55, 0x04, 0x03] => "CN".to_string(),
-                    [0x55, 0x04, 0x06] => "C".to_string(),
-                    [0x55, 0x04, 0x07] => "L".to_string(),
-                    [0x55, 0x04, 0x08] => "ST".to_string(),
-                    [0x55, 0x04, 0x0a] => "O".to_string(),
-                    [0x55, 0x04, 0x0b] => "OU".to_string(),
-                    [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01] => {
-                        "emailAddress".to_string()
-                    }
-                    other => oid_text(other),
-                };
-                parts.push(format!("{key}={}", string_value(value)));
-            }
-        }
-        Some(parts.join(", "))
-    }
-
-    fn string_value((tag, body): (u8, &[u8])) -> String {
-        match tag {
-            // UTF8String, PrintableString, IA5String
-            0x0c | 0x13 | 0x16 => String::from_utf8_lossy(body).into_owned(),
-            // TeletexString: in practice Latin-1
-            0x14 => body.iter().map(|&b| char::from(b)).collect(),
-            // BMPString: UTF-16BE
-            0x1e => char::decode_utf16(
-                body.chunks_exact(2)
-                    .map(|c| u16::from_be_bytes([c[0], c[1]])),
-            )
-            .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
-            .collect(),
-            _ => {
-                let mut s = String::from("#");
-                for b in body {
-                    s.push_str(&format!("{b:02x}"));
-                }
-                s
-            }
-        }
-    }
-
-    /// The subjectAltName entries of a certificate: (tag, contents), e.g. (0x82, name)
-    /// for a DNS name and (0x87, octets) for an address.
-    #[cfg(test)]
-    pub(super) fn subject_alt_names(der: &[u8]) -> Option<Vec<(u8, Vec<u8>)>> {
-        let mut input = der;
-        let mut cert = expect(&mut input, SEQUENCE)?;
-        let mut tbs = expect(&mut cert, SEQUENCE)?;
-        let mut out = Vec::new();
-        while !tbs.is_empty() {
-            let (tag, mut body) = read(&mut tbs)?;
-            if tag != 0xa3 {
-                continue;
-            }
-            let mut exts = expect(&mut body, SEQUENCE)?;
-            while !exts.is_empty() {
-                let mut ext = expect(&mut exts, SEQUENCE)?;
-                let oid = expect(&mut ext, OID)?;
-                if ext.first() == Some(&BOOLEAN) {
-                    read(&mut ext)?;
-                }
-                let mut value = expect(&mut ext, OCTET_STRING)?;
-                if oid == [0x55, 0x1d, 0x11] {
-                    let mut names = expect(&mut value, SEQUENCE)?;
-                    while !names.is_empty() {
-                        let (t, b) = read(&mut names)?;
-                        out.push((t, b.to_vec()));
-                    }
-                }
-            }
-        }
-        Some(out)
-    }
-
-    fn oid_text(oid: &[u8]) -> String {
-        let mut arcs = Vec::new();
-        let mut n: u64 = 0;
-        for &b in oid {
-            n = (n << 7) | u64::from(b & 0x7f);
-            if b & 0x80 == 0 {
-                if arcs.is_empty() {
-                    let first = (n / 40).min(2);
-                    arcs.push(first);
-                    arcs.push(n - first * 40);
-                } else {
-                    arcs.push(n);
-                }
-                n = 0;
-            }
-        }
-        arcs.iter()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join(".")
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use std::sync::Barrier;
-
+pub(crate) mod tests {
     use rustls::RootCertStore;
     use rustls::client::danger::ServerCertVerifier as _;
     use rustls::pki_types::{ServerName, UnixTime};
@@ -1106,11 +762,11 @@ nLCOFL81sa9mNcfxProwygfiegkalAIOo6JXCDoOA0k4v9UNavxB
 -----END RSA PRIVATE KEY-----
 ";
 
-    fn host(s: &str) -> Host {
+    pub(crate) fn host(s: &str) -> Host {
         Host::parse(s).unwrap()
     }
 
-    fn new_ca(dir: &Path) -> (CaFiles, CertAuthority) {
+    pub(crate) fn new_ca(dir: &Path) -> (CaFiles, CertAuthority) {
         let files = CaFiles::in_dir(&dir.join("ca"));
         init(&files, "Test CA", Some("Mairie de Test"), false).unwrap();
         let ca = CertAuthority::load(&files).unwrap();
@@ -1137,6 +793,25 @@ nLCOFL81sa9mNcfxProwygfiegkalAIOo6JXCDoOA0k4v9UNavxB
         v.verify_server_cert(&chain[0], &chain[1..], &name, &[], UnixTime::now())
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+
+    /// The subjectAltName entries of a certificate as (tag, contents): (0x82, name) for a
+    /// DNS name, (0x87, octets) for an address.
+    pub(crate) fn subject_alt_names(der: &[u8]) -> Option<Vec<(u8, Vec<u8>)>> {
+        use x509_parser::extensions::GeneralName;
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        let Some(san) = cert.subject_alternative_name().ok()? else {
+            return Some(Vec::new());
+        };
+        san.value
+            .general_names
+            .iter()
+            .map(|name| match name {
+                GeneralName::DNSName(d) => Some((0x82, d.as_bytes().to_vec())),
+                GeneralName::IPAddress(a) => Some((0x87, a.to_vec())),
+                _ => None,
+            })
+            .collect()
     }
 
     #[test]
@@ -1167,7 +842,7 @@ nLCOFL81sa9mNcfxProwygfiegkalAIOo6JXCDoOA0k4v9UNavxB
                 .all(|b| b == b':' || b.is_ascii_digit() || b.is_ascii_uppercase()),
             "{fp}"
         );
-        let info = der::parse_cert(&der).unwrap();
+        let info = CertInfo::parse(&der).unwrap();
         assert!(info.ca);
         assert_eq!(info.key_cert_sign, Some(true));
         assert!(no_temp_files(&dir.path().join("ca")));
@@ -1301,7 +976,7 @@ nLCOFL81sa9mNcfxProwygfiegkalAIOo6JXCDoOA0k4v9UNavxB
     fn a_leaf_chains_to_the_ca_and_names_its_host_only() {
         let dir = tempfile::tempdir().unwrap();
         let (_, ca) = new_ca(dir.path());
-        let leaf = ca.leaf(&host("WWW.Example.com")).unwrap();
+        let leaf = ca.mint(&host("WWW.Example.com")).unwrap().key;
         assert_eq!(leaf.cert.len(), 2);
         assert_eq!(&leaf.cert[1][..], ca.cert_der());
         leaf.keys_match().unwrap();
@@ -1311,9 +986,9 @@ nLCOFL81sa9mNcfxProwygfiegkalAIOo6JXCDoOA0k4v9UNavxB
         assert!(err.contains("not valid for name"), "{err}");
         assert!(verify(ca.cert_der(), &leaf.cert, "evil.www.example.com").is_err());
 
-        let sans = der::subject_alt_names(&leaf.cert[0]).unwrap();
+        let sans = subject_alt_names(&leaf.cert[0]).unwrap();
         assert_eq!(sans, vec![(0x82, b"www.example.com".to_vec())]);
-        let info = der::parse_cert(&leaf.cert[0]).unwrap();
+        let info = CertInfo::parse(&leaf.cert[0]).unwrap();
         assert_eq!(info.subject, "CN=www.example.com");
         assert!(!info.ca);
         assert_eq!(info.key_cert_sign, Some(false));
@@ -1332,14 +1007,14 @@ nLCOFL81sa9mNcfxProwygfiegkalAIOo6JXCDoOA0k4v9UNavxB
     fn an_address_gets_an_ip_san() {
         let dir = tempfile::tempdir().unwrap();
         let (_, ca) = new_ca(dir.path());
-        let leaf = ca.leaf(&host("192.0.2.7")).unwrap();
-        let sans = der::subject_alt_names(&leaf.cert[0]).unwrap();
+        let leaf = ca.mint(&host("192.0.2.7")).unwrap().key;
+        let sans = subject_alt_names(&leaf.cert[0]).unwrap();
         assert_eq!(sans, vec![(0x87, vec![192, 0, 2, 7])]);
         verify(ca.cert_der(), &leaf.cert, "192.0.2.7").unwrap();
         assert!(verify(ca.cert_der(), &leaf.cert, "192.0.2.8").is_err());
 
-        let leaf = ca.leaf(&host("[2001:DB8::1]")).unwrap();
-        let sans = der::subject_alt_names(&leaf.cert[0]).unwrap();
+        let leaf = ca.mint(&host("[2001:DB8::1]")).unwrap().key;
+        let sans = subject_alt_names(&leaf.cert[0]).unwrap();
         let v6: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
         assert_eq!(sans, vec![(0x87, v6.octets().to_vec())]);
         verify(ca.cert_der(), &leaf.cert, "2001:db8::1").unwrap();
@@ -1350,81 +1025,9 @@ nLCOFL81sa9mNcfxProwygfiegkalAIOo6JXCDoOA0k4v9UNavxB
         let dir = tempfile::tempdir().unwrap();
         let (_, ca) = new_ca(dir.path());
         let name = format!("{}.example.com", "a".repeat(60));
-        let leaf = ca.leaf(&host(&name)).unwrap();
-        assert_eq!(der::parse_cert(&leaf.cert[0]).unwrap().subject, "");
+        let leaf = ca.mint(&host(&name)).unwrap().key;
+        assert_eq!(CertInfo::parse(&leaf.cert[0]).unwrap().subject, "");
         verify(ca.cert_der(), &leaf.cert, &name).unwrap();
-    }
-
-    #[test]
-    fn leaves_are_cached_and_renewed_near_their_end() {
-        let dir = tempfile::tempdir().unwrap();
-        let (_, ca) = new_ca(dir.path());
-        let a = ca.leaf(&host("a.example")).unwrap();
-        let again = ca.leaf(&host("A.EXAMPLE.")).unwrap();
-        assert!(Arc::ptr_eq(&a, &again));
-        assert_eq!(ca.minted(), 1);
-
-        let m = Minted {
-            key: a,
-            not_after: OffsetDateTime::now_utc() + LEAF_LIFETIME,
-        };
-        let now = OffsetDateTime::now_utc();
-        assert!(!ca.needs_renewal(&m, now));
-        assert!(!ca.needs_renewal(&m, now + Duration::days(5)));
-        assert!(ca.needs_renewal(&m, now + Duration::days(6) + Duration::hours(1)));
-        assert!(ca.needs_renewal(&m, now + Duration::days(8)));
-        // A leaf cut at the CA's end is kept until it ends.
-        let capped = Minted {
-            not_after: ca.not_after(),
-            ..m
-        };
-        assert!(!ca.needs_renewal(&capped, ca.not_after() - Duration::hours(1)));
-        assert!(ca.needs_renewal(&capped, ca.not_after()));
-    }
-
-    #[test]
-    fn concurrent_handshakes_mint_each_host_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let (_, ca) = new_ca(dir.path());
-        let ca = Arc::new(ca);
-        let barrier = Arc::new(Barrier::new(200));
-        let threads: Vec<_> = (0..200)
-            .map(|i| {
-                let (ca, barrier) = (ca.clone(), barrier.clone());
-                std::thread::spawn(move || {
-                    let h = host(&format!("host{}.example", i % 20));
-                    barrier.wait();
-                    (i % 20, ca.leaf(&h).unwrap())
-                })
-            })
-            .collect();
-        let mut first: Vec<Option<Arc<CertifiedKey>>> = vec![None; 20];
-        for t in threads {
-            let (h, leaf) = t.join().unwrap();
-            match &first[h] {
-                Some(f) => assert!(Arc::ptr_eq(f, &leaf), "host{h} has two leaves"),
-                None => first[h] = Some(leaf),
-            }
-        }
-        assert_eq!(ca.minted(), 20);
-        assert_eq!(ca.cached(), 20);
-    }
-
-    #[test]
-    fn the_cache_keeps_at_most_its_capacity() {
-        let dir = tempfile::tempdir().unwrap();
-        let (_, ca) = new_ca(dir.path());
-        let ca = ca.with_capacity(5);
-        for i in 0..10 {
-            ca.leaf(&host(&format!("h{i}.example"))).unwrap();
-            assert!(ca.cached() <= 5);
-        }
-        assert_eq!((ca.minted(), ca.cached()), (10, 5));
-        ca.leaf(&host("h9.example")).unwrap();
-        assert_eq!(ca.minted(), 10, "a recent host is still cached");
-        ca.leaf(&host("h0.example")).unwrap();
-        assert_eq!(ca.minted(), 11, "an evicted host is minted again");
-        assert_eq!(ca.cached(), 5);
     }
 
     /// A subordinate of another PKI, with a SEC1 key, its issuer after it in the file:
@@ -1472,7 +1075,7 @@ nLCOFL81sa9mNcfxProwygfiegkalAIOo6JXCDoOA0k4v9UNavxB
         );
         let ca = CertAuthority::load(&files).unwrap();
         assert_eq!(ca.subject(), "CN=Proxy filtrage, OU=DSI");
-        let leaf = ca.leaf(&host("intranet.mairie.example")).unwrap();
+        let leaf = ca.mint(&host("intranet.mairie.example")).unwrap().key;
         assert_eq!(leaf.cert.len(), 3, "leaf, subordinate, root");
         verify(root.der(), &leaf.cert, "intranet.mairie.example").unwrap();
     }
@@ -1494,91 +1097,10 @@ nLCOFL81sa9mNcfxProwygfiegkalAIOo6JXCDoOA0k4v9UNavxB
         let cert = params.self_signed(&signer).unwrap();
         let files = write_pair(dir.path(), &cert.pem(), PKCS1_RSA);
         let ca = CertAuthority::load(&files).unwrap();
-        let leaf = ca.leaf(&host("rsa.example")).unwrap();
+        let leaf = ca.mint(&host("rsa.example")).unwrap().key;
         verify(ca.cert_der(), &leaf.cert, "rsa.example").unwrap();
         // The leaf ends with the CA, not after it.
-        let info = der::parse_cert(&leaf.cert[0]).unwrap();
+        let info = CertInfo::parse(&leaf.cert[0]).unwrap();
         assert!(info.not_after <= ca.not_after());
-    }
-
-    /// Runs a TLS handshake in memory: a client asking for `sni` (sent or not) against a
-    /// server resolving with `LeafResolver` for the CONNECT host `connect`. Returns the
-    /// chain the client received.
-    fn handshake(
-        ca: &Arc<CertAuthority>,
-        connect: &str,
-        sni: &str,
-        send_sni: bool,
-    ) -> Result<Vec<CertificateDer<'static>>, rustls::Error> {
-        let provider = crypto_provider();
-        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(LeafResolver::new(ca.clone(), host(connect))));
-        let mut roots = RootCertStore::empty();
-        roots
-            .add(CertificateDer::from(ca.cert_der().to_vec()))
-            .unwrap();
-        let mut client = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        client.enable_sni = send_sni;
-        let name = ServerName::try_from(sni.to_string()).unwrap();
-        let mut client = rustls::Connection::from(
-            rustls::ClientConnection::new(Arc::new(client), name).unwrap(),
-        );
-        let mut server =
-            rustls::Connection::from(rustls::ServerConnection::new(Arc::new(server)).unwrap());
-        fn transfer(
-            from: &mut rustls::Connection,
-            to: &mut rustls::Connection,
-        ) -> Result<usize, rustls::Error> {
-            let mut buf = Vec::new();
-            while from.wants_write() {
-                from.write_tls(&mut buf).unwrap();
-            }
-            let mut rd = &buf[..];
-            while !rd.is_empty() {
-                to.read_tls(&mut rd).unwrap();
-                to.process_new_packets()?;
-            }
-            Ok(buf.len())
-        }
-        while client.is_handshaking() || server.is_handshaking() {
-            let sent = transfer(&mut client, &mut server)? + transfer(&mut server, &mut client)?;
-            if sent == 0 {
-                return Err(rustls::Error::General("handshake stalled".into()));
-            }
-        }
-        Ok(client.peer_certificates().unwrap().to_vec())
-    }
-
-    #[test]
-    fn the_resolver_serves_the_connect_host_and_nothing_else() {
-        let dir = tempfile::tempdir().unwrap();
-        let (_, ca) = new_ca(dir.path());
-        let ca = Arc::new(ca);
-        let chain = handshake(&ca, "www.example.com", "www.example.com", true).unwrap();
-        assert_eq!(
-            der::subject_alt_names(&chain[0]).unwrap(),
-            vec![(0x82, b"www.example.com".to_vec())]
-        );
-        assert_eq!(&chain[1][..], ca.cert_der());
-
-        // No SNI (as for an address): the CONNECT host's leaf.
-        let chain = handshake(&ca, "192.0.2.7", "192.0.2.7", true).unwrap();
-        assert_eq!(
-            der::subject_alt_names(&chain[0]).unwrap(),
-            vec![(0x87, vec![192, 0, 2, 7])]
-        );
-        handshake(&ca, "www.example.com", "www.example.com", false).unwrap();
-
-        // An SNI naming another host than the CONNECT: no certificate, no handshake.
-        let minted = ca.minted();
-        assert!(handshake(&ca, "www.example.com", "blocked.example", true).is_err());
-        assert_eq!(ca.minted(), minted, "nothing minted for the other name");
     }
 }

@@ -603,13 +603,13 @@ fn metrics(st: &State) -> Response<Body> {
         .tunnels_active
         .set(i64::try_from(st.tunnels.active()).unwrap_or(i64::MAX));
     if let Some(b) = &st.bumper {
-        let ca = b.ca();
+        let leaves = b.leaves();
         st.metrics
             .tls_leaves_minted
-            .set(i64::try_from(ca.minted()).unwrap_or(i64::MAX));
+            .set(i64::try_from(leaves.minted()).unwrap_or(i64::MAX));
         st.metrics
             .tls_leaf_cache
-            .set(i64::try_from(ca.cached()).unwrap_or(i64::MAX));
+            .set(i64::try_from(leaves.cached()).unwrap_or(i64::MAX));
     }
     let mut r = Response::new(full(st.metrics.render()));
     r.headers_mut().insert(
