@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::diag::{Diags, Pos};
 use super::positions::Positions;
-use crate::settings::Settings;
+use crate::settings::{Limits, Settings};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -120,6 +120,52 @@ pub fn load(path: Option<&Path>) -> Result<Settings, Diags> {
     let mut cfg = Settings::default();
     let Some(path) = path else { return Ok(cfg) };
     let mut diags = Diags::default();
+    let Some((mut raw, pos)) = read(path, &mut diags) else {
+        return Err(diags);
+    };
+    let mut file = File {
+        path,
+        base: path.parent().unwrap_or(Path::new(".")),
+        pos,
+        diags,
+    };
+    // Section by section; the diagnostics come out in this order.
+    file.paths(&mut cfg, raw.policy.take(), raw.data_dir.take());
+    file.listeners(
+        &mut cfg,
+        raw.listen.take(),
+        raw.public_proxy.take(),
+        raw.portal_url.take(),
+    );
+    file.names(
+        &mut cfg,
+        raw.connect_ports.take(),
+        raw.hosts.take(),
+        raw.internal.take(),
+    );
+    if let Some(a) = raw.auth.take() {
+        file.auth(&mut cfg, a);
+    }
+    if let Some(t) = raw.trace.take() {
+        file.trace(&mut cfg, t);
+    }
+    file.runtime(&mut cfg, &raw);
+    if let Some(t) = raw.tls {
+        file.tls(&mut cfg, t);
+    }
+    if let Some(l) = raw.limits {
+        file.limits(&mut cfg.limits, l);
+    }
+    if file.diags.has_errors() {
+        Err(file.diags)
+    } else {
+        Ok(cfg)
+    }
+}
+
+/// The file's text, parsed: its serde mirror and where each key stands. `None` (with
+/// the diagnostic) when it cannot be read, is not YAML, or does not fit the mirror.
+fn read(path: &Path, diags: &mut Diags) -> Option<(RawServer, Positions)> {
     let src = match std::fs::read_to_string(path) {
         Ok(s) => s,
         Err(e) => {
@@ -131,7 +177,7 @@ pub fn load(path: Option<&Path>) -> Result<Settings, Diags> {
                 format!("cannot read the server configuration: {e}"),
                 None,
             );
-            return Err(diags);
+            return None;
         }
     };
     let pos = match Positions::parse(&src) {
@@ -145,55 +191,111 @@ pub fn load(path: Option<&Path>) -> Result<Settings, Diags> {
                 format!("YAML syntax error: {}", e.message),
                 None,
             );
-            return Err(diags);
+            return None;
         }
     };
     let de = serde_yaml::Deserializer::from_str(&src);
-    let raw: RawServer = match serde_path_to_error::deserialize(de) {
-        Ok(r) => r,
+    match serde_path_to_error::deserialize(de) {
+        Ok(raw) => Some((raw, pos)),
         Err(e) => {
             let key = e.path().to_string();
             let msg = e.into_inner().to_string();
             let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
             diags.error("invalid-value", path, pos.key(&key), Some(&key), msg, None);
-            return Err(diags);
+            None
         }
-    };
-    let base = path.parent().unwrap_or(Path::new("."));
-    let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
-    if let Some(p) = raw.policy {
-        cfg.policy = rel(p);
     }
-    if let Some(d) = raw.data_dir {
-        cfg.data_dir = rel(d);
-        cfg.auth.users_file = cfg.data_dir.join("users");
-        cfg.trace_path = Some(cfg.data_dir.join("trace.log"));
+}
+
+/// The server file being read: where it is, where its keys stand, what is wrong so far.
+/// One method per section, each putting its values over the defaults.
+struct File<'a> {
+    path: &'a Path,
+    /// The file's folder: relative paths in the file start there.
+    base: &'a Path,
+    pos: Positions,
+    diags: Diags,
+}
+
+impl File<'_> {
+    /// A path of the file, relative to the file's folder.
+    fn rel(&self, p: PathBuf) -> PathBuf {
+        if p.is_absolute() {
+            p
+        } else {
+            self.base.join(p)
+        }
     }
-    if let Some(l) = raw.listen {
-        cfg.proxy = l.proxy.unwrap_or(cfg.proxy);
-        cfg.portal = l.portal.unwrap_or(cfg.portal);
-        cfg.admin = l.admin.unwrap_or(cfg.admin);
+
+    /// An `invalid-value` error at `pos`, for `key`.
+    fn invalid(&mut self, pos: Pos, key: &str, msg: String, help: Option<&str>) {
+        self.diags.error(
+            "invalid-value",
+            self.path,
+            pos,
+            Some(key),
+            msg,
+            help.map(Into::into),
+        );
     }
-    cfg.public_proxy = raw.public_proxy.unwrap_or_else(|| cfg.proxy.to_string());
-    cfg.portal_url = raw
-        .portal_url
-        .unwrap_or_else(|| format!("http://{}", cfg.portal));
-    if let Some(p) = raw.connect_ports {
-        cfg.connect_ports = p;
+
+    /// `policy` and `data_dir` (which moves the users file and the trace with it).
+    fn paths(&self, cfg: &mut Settings, policy: Option<PathBuf>, data_dir: Option<PathBuf>) {
+        if let Some(p) = policy {
+            cfg.policy = self.rel(p);
+        }
+        if let Some(d) = data_dir {
+            cfg.data_dir = self.rel(d);
+            cfg.auth.users_file = cfg.data_dir.join("users");
+            cfg.trace_path = Some(cfg.data_dir.join("trace.log"));
+        }
     }
-    if let Some(h) = raw.hosts {
-        cfg.hosts = h
-            .into_iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v))
-            .collect();
+
+    /// `listen`, and the addresses workstations use (`public_proxy`, `portal_url`),
+    /// which default to the listeners'.
+    fn listeners(
+        &self,
+        cfg: &mut Settings,
+        listen: Option<RawListen>,
+        public_proxy: Option<String>,
+        portal_url: Option<String>,
+    ) {
+        if let Some(l) = listen {
+            cfg.proxy = l.proxy.unwrap_or(cfg.proxy);
+            cfg.portal = l.portal.unwrap_or(cfg.portal);
+            cfg.admin = l.admin.unwrap_or(cfg.admin);
+        }
+        cfg.public_proxy = public_proxy.unwrap_or_else(|| cfg.proxy.to_string());
+        cfg.portal_url = portal_url.unwrap_or_else(|| format!("http://{}", cfg.portal));
     }
-    if let Some(i) = raw.internal {
-        cfg.internal_domains = i.domains;
-        cfg.internal_networks = i.networks;
+
+    /// `connect_ports`, `hosts` (pinned names) and `internal` (sent DIRECT by the PAC).
+    fn names(
+        &self,
+        cfg: &mut Settings,
+        connect_ports: Option<Vec<u16>>,
+        hosts: Option<BTreeMap<String, IpAddr>>,
+        internal: Option<RawInternal>,
+    ) {
+        if let Some(p) = connect_ports {
+            cfg.connect_ports = p;
+        }
+        if let Some(h) = hosts {
+            cfg.hosts = h
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect();
+        }
+        if let Some(i) = internal {
+            cfg.internal_domains = i.domains;
+            cfg.internal_networks = i.networks;
+        }
     }
-    if let Some(a) = raw.auth {
+
+    /// `auth`: the users file and where authentication applies.
+    fn auth(&self, cfg: &mut Settings, a: RawAuth) {
         if let Some(f) = a.users_file {
-            cfg.auth.users_file = rel(f);
+            cfg.auth.users_file = self.rel(f);
         }
         cfg.auth.required = a.required;
         cfg.auth.optional = a.optional;
@@ -201,25 +303,24 @@ pub fn load(path: Option<&Path>) -> Result<Settings, Diags> {
             cfg.auth.realm = r;
         }
     }
-    if let Some(t) = raw.trace {
+
+    /// `trace`: where (`-`: standard output), in which format, with how long a queue.
+    fn trace(&mut self, cfg: &mut Settings, t: RawTrace) {
         if let Some(p) = t.path {
             cfg.trace_path = if p == "-" {
                 None
             } else {
-                Some(rel(PathBuf::from(p)))
+                Some(self.rel(PathBuf::from(p)))
             };
         }
         if let Some(f) = t.format {
             if f != "json" && f != "squid" {
-                diags.error(
-                    "invalid-value",
-                    path,
-                    pos.value("trace.format"),
-                    Some("trace.format"),
+                let pos = self.pos.value("trace.format");
+                self.invalid(
+                    pos,
+                    "trace.format",
                     format!("unknown trace format {f:?}"),
-                    Some(
-                        "use `json` (the full §4.8 record) or `squid` (Squid's access.log)".into(),
-                    ),
+                    Some("use `json` (the full §4.8 record) or `squid` (Squid's access.log)"),
                 );
             }
             cfg.trace_format = f;
@@ -228,163 +329,169 @@ pub fn load(path: Option<&Path>) -> Result<Settings, Diags> {
             cfg.trace_queue = q.max(1);
         }
     }
-    if let Some(r) = raw.reverse_dns {
-        cfg.reverse_dns = r;
-    }
-    if let Some(s) = raw.shutdown_grace_seconds {
-        cfg.shutdown_grace = Duration::from_secs(s);
-    }
-    if let Some(w) = raw.workers {
-        if w > 1024 {
-            diags.error(
-                "invalid-value",
-                path,
-                pos.value("workers"),
-                Some("workers"),
-                format!("{w} worker threads is more than 1024"),
-                Some(
-                    "use at most the number of CPUs, or 0 for one per CPU but one (the default)"
-                        .into(),
-                ),
-            );
+
+    /// The top-level switches of the running server: `reverse_dns`,
+    /// `shutdown_grace_seconds`, `workers`, `worker_spin_microseconds`, `watch`.
+    fn runtime(&mut self, cfg: &mut Settings, raw: &RawServer) {
+        if let Some(r) = raw.reverse_dns {
+            cfg.reverse_dns = r;
         }
-        cfg.workers = w;
-    }
-    if let Some(us) = raw.worker_spin_microseconds {
-        if us > 1000 {
-            diags.error(
-                "invalid-value",
-                path,
-                pos.value("worker_spin_microseconds"),
-                Some("worker_spin_microseconds"),
-                format!("a spin of {us} µs is more than 1000"),
-                Some("use 0 (never spin) to 100; the default, 5, suits most servers".into()),
-            );
+        if let Some(s) = raw.shutdown_grace_seconds {
+            cfg.shutdown_grace = Duration::from_secs(s);
         }
-        cfg.worker_spin = Duration::from_micros(us.min(1000));
+        if let Some(w) = raw.workers {
+            if w > 1024 {
+                let pos = self.pos.value("workers");
+                self.invalid(
+                    pos,
+                    "workers",
+                    format!("{w} worker threads is more than 1024"),
+                    Some("use at most the number of CPUs, or 0 for one per CPU but one (the default)"),
+                );
+            }
+            cfg.workers = w;
+        }
+        if let Some(us) = raw.worker_spin_microseconds {
+            if us > 1000 {
+                let pos = self.pos.value("worker_spin_microseconds");
+                self.invalid(
+                    pos,
+                    "worker_spin_microseconds",
+                    format!("a spin of {us} µs is more than 1000"),
+                    Some("use 0 (never spin) to 100; the default, 5, suits most servers"),
+                );
+            }
+            cfg.worker_spin = Duration::from_micros(us.min(1000));
+        }
+        if let Some(w) = raw.watch {
+            cfg.watch = w;
+        }
     }
-    if let Some(w) = raw.watch {
-        cfg.watch = w;
-    }
-    if let Some(t) = raw.tls {
+
+    /// `tls`: inspection, the CA's files (both or neither), upstream roots, hello timeout.
+    fn tls(&mut self, cfg: &mut Settings, t: RawTls) {
         if let Some(i) = t.inspect {
             cfg.tls.inspect = i;
         }
-        cfg.tls.ca_cert = t.ca_cert.map(rel);
-        cfg.tls.ca_key = t.ca_key.map(rel);
+        cfg.tls.ca_cert = t.ca_cert.map(|p| self.rel(p));
+        cfg.tls.ca_key = t.ca_key.map(|p| self.rel(p));
         if cfg.tls.ca_cert.is_some() != cfg.tls.ca_key.is_some() {
-            diags.error(
-                "invalid-value",
-                path,
-                pos.key("tls"),
-                Some("tls"),
+            let pos = self.pos.key("tls");
+            self.invalid(
+                pos,
+                "tls",
                 "`ca_cert` and `ca_key` go together".into(),
-                Some("name both the CA certificate and its key, or neither (DATA/ca)".into()),
+                Some("name both the CA certificate and its key, or neither (DATA/ca)"),
             );
         }
-        cfg.tls.upstream_ca = t.upstream_ca.into_iter().map(rel).collect();
+        cfg.tls.upstream_ca = t.upstream_ca.into_iter().map(|p| self.rel(p)).collect();
         if let Some(s) = t.hello_timeout_seconds {
             cfg.tls.hello_timeout = Duration::from_secs(s.max(1));
         }
     }
-    if let Some(l) = raw.limits {
-        let mut secs = |v: Option<f64>, key: &str, into: &mut Duration| {
-            let Some(v) = v else { return };
-            if v.is_finite() && v > 0.0 && v <= 86_400.0 {
-                *into = Duration::from_secs_f64(v);
-            } else {
-                let key = format!("limits.{key}");
-                diags.error(
-                    "invalid-value",
-                    path,
-                    pos.value(&key),
-                    Some(&key),
-                    format!(
-                        "`{key}` must be a number of seconds above 0 and at most 86400, not {v}"
-                    ),
-                    None,
-                );
-            }
-        };
-        let c = &mut cfg.limits;
-        secs(
-            l.header_timeout_seconds,
-            "header_timeout_seconds",
-            &mut c.header_timeout,
-        );
-        secs(
-            l.body_idle_timeout_seconds,
-            "body_idle_timeout_seconds",
-            &mut c.body_idle_timeout,
-        );
-        secs(
-            l.upstream_connect_timeout_seconds,
-            "upstream_connect_timeout_seconds",
-            &mut c.upstream_connect_timeout,
-        );
-        secs(
-            l.upstream_first_byte_timeout_seconds,
-            "upstream_first_byte_timeout_seconds",
-            &mut c.upstream_first_byte_timeout,
-        );
-        secs(
-            l.upstream_idle_timeout_seconds,
-            "upstream_idle_timeout_seconds",
-            &mut c.upstream_idle_timeout,
-        );
-        secs(
-            l.upstream_keepalive_seconds,
-            "upstream_keepalive_seconds",
-            &mut c.upstream_keepalive,
-        );
-        secs(
-            l.tunnel_idle_timeout_seconds,
-            "tunnel_idle_timeout_seconds",
-            &mut c.tunnel_idle_timeout,
-        );
-        let mut count = |v: Option<usize>, key: &str, min: usize, into: &mut usize| {
-            let Some(v) = v else { return };
-            if v >= min {
-                *into = v;
-            } else {
-                let key = format!("limits.{key}");
-                diags.error(
-                    "invalid-value",
-                    path,
-                    pos.value(&key),
-                    Some(&key),
-                    format!("`{key}` must be at least {min}, not {v}"),
-                    None,
-                );
-            }
-        };
-        count(
-            l.max_head_bytes,
-            "max_head_bytes",
-            8192,
-            &mut c.max_head_bytes,
-        );
-        count(l.max_headers, "max_headers", 1, &mut c.max_headers);
-        count(
-            l.max_connections,
-            "max_connections",
-            1,
-            &mut c.max_connections,
-        );
-        count(
-            l.max_connections_per_client,
-            "max_connections_per_client",
-            1,
-            &mut c.max_connections_per_client,
-        );
+
+    /// `limits`: every timeout within (0, 86400] seconds, every size and cap at least
+    /// its minimum; a value out of range is reported and the default kept.
+    fn limits(&mut self, c: &mut Limits, l: RawLimits) {
+        for (v, key, into) in [
+            (
+                l.header_timeout_seconds,
+                "header_timeout_seconds",
+                &mut c.header_timeout,
+            ),
+            (
+                l.body_idle_timeout_seconds,
+                "body_idle_timeout_seconds",
+                &mut c.body_idle_timeout,
+            ),
+            (
+                l.upstream_connect_timeout_seconds,
+                "upstream_connect_timeout_seconds",
+                &mut c.upstream_connect_timeout,
+            ),
+            (
+                l.upstream_first_byte_timeout_seconds,
+                "upstream_first_byte_timeout_seconds",
+                &mut c.upstream_first_byte_timeout,
+            ),
+            (
+                l.upstream_idle_timeout_seconds,
+                "upstream_idle_timeout_seconds",
+                &mut c.upstream_idle_timeout,
+            ),
+            (
+                l.upstream_keepalive_seconds,
+                "upstream_keepalive_seconds",
+                &mut c.upstream_keepalive,
+            ),
+            (
+                l.tunnel_idle_timeout_seconds,
+                "tunnel_idle_timeout_seconds",
+                &mut c.tunnel_idle_timeout,
+            ),
+        ] {
+            self.seconds(v, key, into);
+        }
+        for (v, key, min, into) in [
+            (
+                l.max_head_bytes,
+                "max_head_bytes",
+                8192,
+                &mut c.max_head_bytes,
+            ),
+            (l.max_headers, "max_headers", 1, &mut c.max_headers),
+            (
+                l.max_connections,
+                "max_connections",
+                1,
+                &mut c.max_connections,
+            ),
+            (
+                l.max_connections_per_client,
+                "max_connections_per_client",
+                1,
+                &mut c.max_connections_per_client,
+            ),
+        ] {
+            self.count(v, key, min, into);
+        }
         if let Some(n) = l.h2_max_concurrent_streams {
             c.h2_max_concurrent_streams = n.max(1);
         }
     }
-    if diags.has_errors() {
-        Err(diags)
-    } else {
-        Ok(cfg)
+
+    /// A `limits.*_seconds` value into `into`, if given and within (0, 86400].
+    fn seconds(&mut self, v: Option<f64>, key: &str, into: &mut Duration) {
+        let Some(v) = v else { return };
+        if v.is_finite() && v > 0.0 && v <= 86_400.0 {
+            *into = Duration::from_secs_f64(v);
+        } else {
+            let key = format!("limits.{key}");
+            let pos = self.pos.value(&key);
+            self.invalid(
+                pos,
+                &key,
+                format!("`{key}` must be a number of seconds above 0 and at most 86400, not {v}"),
+                None,
+            );
+        }
+    }
+
+    /// A `limits.*` size or cap into `into`, if given and at least `min`.
+    fn count(&mut self, v: Option<usize>, key: &str, min: usize, into: &mut usize) {
+        let Some(v) = v else { return };
+        if v >= min {
+            *into = v;
+        } else {
+            let key = format!("limits.{key}");
+            let pos = self.pos.value(&key);
+            self.invalid(
+                pos,
+                &key,
+                format!("`{key}` must be at least {min}, not {v}"),
+                None,
+            );
+        }
     }
 }
 
@@ -540,5 +647,24 @@ mod tests {
         assert!(text[0].contains(":2:"), "{}", text[0]);
         assert!(text[0].contains("worker_spin_microseconds"), "{}", text[0]);
         assert!(text[0].contains("5000"), "{}", text[0]);
+    }
+
+    #[test]
+    fn flags_win_over_the_file_which_wins_over_the_defaults() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("server.yaml");
+        let yaml = "data_dir: d\nlisten:\n  proxy: 127.0.0.1:4128\nreverse_dns: false\n";
+        std::fs::write(&path, yaml).expect("written");
+        let flags = Flags {
+            listen: Some("127.0.0.1:5128".parse().expect("address")),
+            reverse_dns: Some(true),
+            ..Flags::default()
+        };
+        let s = resolve(Some(&path), &flags).expect("valid");
+        assert_eq!(s.proxy, "127.0.0.1:5128".parse().expect("address"));
+        assert_eq!(s.public_proxy, "127.0.0.1:5128", "follows the listener");
+        assert!(s.reverse_dns);
+        assert_eq!(s.auth.users_file, dir.path().join("d").join("users"));
+        assert_eq!(s.portal, Settings::default().portal);
     }
 }
