@@ -29,8 +29,8 @@ use ipnet::IpNet;
 use crate::classify::{Classifier, DomainIndex, IndexBuilder, TagId, TagInfo, UrlBuilder};
 use crate::policy::{DefaultRule, Policy, TagSet, Text};
 
-use super::compiled;
 use super::diag::{Diags, Pos};
+use super::index_file;
 use super::positions::Positions;
 use super::raw::RawText;
 
@@ -274,7 +274,7 @@ impl Cx<'_> {
             domain_entries: (tags.domains.len() + category_entries) as u64,
             url_entries: tags.urls.len() as u64,
             list_files,
-            compiled_index: index.map(|_| compiled::path_for(&self.file)),
+            compiled_index: index.map(|_| index_file::path_for(&self.file)),
             build_time: Duration::ZERO,
         }
     }

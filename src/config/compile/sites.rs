@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use crate::classify::psl::{SuffixKind, public_suffix_kind};
 use crate::classify::{DomainIndex, Host, TagId, TagInfo, TagKind};
 use crate::config::categories::{self, BadLines, Entry};
-use crate::config::compiled;
 use crate::config::diag::{Pos, some_names, suggest};
+use crate::config::index_file;
 use crate::config::raw::{RawList, RawNoInspect};
 use crate::policy::internal::InternalSites;
 
@@ -90,15 +90,15 @@ impl Cx<'_> {
         &mut self,
         folders: &[PathBuf],
         found: &BTreeMap<String, Vec<PathBuf>>,
-    ) -> Option<(Box<DomainIndex>, compiled::Meta)> {
+    ) -> Option<(Box<DomainIndex>, index_file::Meta)> {
         if !self.use_compiled {
             return None;
         }
-        let path = compiled::path_for(&self.file);
-        match compiled::open(&path, folders, found) {
-            compiled::Found::Absent => None,
-            compiled::Found::Fresh(ix, meta) => Some((ix, meta)),
-            compiled::Found::Stale(why) => {
+        let path = index_file::path_for(&self.file);
+        match index_file::open(&path, folders, found) {
+            index_file::Found::Absent => None,
+            index_file::Found::Fresh(ix, meta) => Some((ix, meta)),
+            index_file::Found::Stale(why) => {
                 self.diags.warning(
                     "stale-index",
                     &path,
@@ -121,7 +121,7 @@ impl Cx<'_> {
         &mut self,
         found: &BTreeMap<String, Vec<PathBuf>>,
         titles: &Titles,
-        meta: Option<&compiled::Meta>,
+        meta: Option<&index_file::Meta>,
         tags: &mut Tags,
     ) -> BTreeMap<String, TagId> {
         let mut ids: BTreeMap<String, TagId> = BTreeMap::new();
