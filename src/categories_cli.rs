@@ -16,7 +16,7 @@ use std::time::Instant;
 use crate::classify::{Classification, Classifier, Host, TagKind};
 use crate::cli::{EXIT_CONFIG, print_diags};
 use crate::config::categories::{self, Entry};
-use crate::config::compiled::{self, MetaCategory};
+use crate::config::index_file::{self, MetaCategory};
 use crate::config::{Compiled, Diags, load_with};
 
 /// Loads the policy, or prints its problems and returns `None`.
@@ -39,7 +39,7 @@ pub fn compile(policy: &Path) -> anyhow::Result<ExitCode> {
     };
     let folders = c.stats.category_folders.clone();
     let found = categories::discover(&folders, &mut Diags::default());
-    let files = compiled::stamps(&found);
+    let files = index_file::stamps(&found);
     let mut cats = Vec::new();
     let mut urls = Vec::new();
     for (id, (name, dirs)) in found.iter().enumerate() {
@@ -67,10 +67,10 @@ pub fn compile(policy: &Path) -> anyhow::Result<ExitCode> {
         }
     }
     let names = c.classifier.categories.len();
-    let meta = compiled::meta(&folders, files, cats, urls);
+    let meta = index_file::meta(&folders, files, cats, urls);
     let meta = serde_json::to_vec(&meta)?;
     let ix = c.classifier.categories.with_meta(&meta);
-    let out = compiled::path_for(policy);
+    let out = index_file::path_for(policy);
     if let Err(e) = ix.write(&out) {
         eprintln!("error: cannot write {}: {e}", out.display());
         return Ok(ExitCode::from(crate::cli::EXIT_RUNTIME));

@@ -13,18 +13,16 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::classify::TagKind;
-use crate::config::{Diags, Severity};
+use crate::config::{self, Diags, Severity};
 use crate::explain::{self, Query};
 use crate::policy::{Action, Lang, Mode};
+use crate::settings::{DEFAULT_POLICY, Settings};
 use crate::snapshot::Snapshot;
 
 /// Exit code for usage and configuration errors.
 pub const EXIT_CONFIG: u8 = 2;
 /// Exit code for runtime failures.
 pub const EXIT_RUNTIME: u8 = 1;
-
-/// The shipped policy, relative to the repository (or the container's working folder).
-pub const DEFAULT_POLICY: &str = "policies/charte.yaml";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -170,81 +168,43 @@ fn parse_pin(s: &str) -> Result<(String, std::net::IpAddr), String> {
 }
 
 impl ServeArgs {
-    /// The server configuration: defaults, then the file, then these flags.
-    pub fn resolve(&self) -> Result<crate::config::server::ServerConfig, Diags> {
-        let mut c = crate::config::server::ServerConfig::load(self.config.as_deref())?;
-        if let Some(p) = &self.policy {
-            c.policy = p.clone();
-        }
-        if let Some(d) = &self.data_dir {
-            c.data_dir = d.clone();
-            c.auth.users_file = d.join("users");
-            c.trace_path = Some(d.join("trace.log"));
-        }
-        if let Some(a) = self.listen {
-            if c.public_proxy == c.proxy.to_string() {
-                c.public_proxy = a.to_string();
-            }
-            c.proxy = a;
-        }
-        if let Some(a) = self.portal_listen {
-            if c.portal_url == format!("http://{}", c.portal) {
-                c.portal_url = format!("http://{a}");
-            }
-            c.portal = a;
-        }
-        if let Some(a) = self.admin_listen {
-            c.admin = a;
-        }
-        if let Some(t) = &self.trace {
-            c.trace_path = if t == "-" {
-                None
+    /// The server settings: defaults, then the file, then these flags.
+    pub fn resolve(&self) -> Result<Settings, Diags> {
+        config::server::resolve(self.config.as_deref(), &self.flags())
+    }
+
+    /// These arguments as `config`'s plain input (`config` does not know clap).
+    fn flags(&self) -> config::server::Flags {
+        config::server::Flags {
+            policy: self.policy.clone(),
+            listen: self.listen,
+            portal_listen: self.portal_listen,
+            admin_listen: self.admin_listen,
+            data_dir: self.data_dir.clone(),
+            trace: self.trace.clone(),
+            trace_format: self.trace_format.clone(),
+            public_proxy: self.public_proxy.clone(),
+            portal_url: self.portal_url.clone(),
+            connect_ports: self.connect_ports.clone(),
+            hosts: self.hosts.clone(),
+            auth_required: self.auth_required.clone(),
+            auth_optional: self.auth_optional.clone(),
+            users_file: self.users_file.clone(),
+            no_watch: self.no_watch,
+            // `--reverse-dns` won over `--no-reverse-dns` (clap refuses both anyway).
+            reverse_dns: if self.reverse_dns {
+                Some(true)
+            } else if self.no_reverse_dns {
+                Some(false)
             } else {
-                Some(PathBuf::from(t))
-            };
+                None
+            },
+            shutdown_grace_seconds: self.shutdown_grace,
+            workers: self.workers.map(usize::from),
+            no_inspect: self.no_inspect,
+            ca: self.ca_cert.clone().zip(self.ca_key.clone()),
+            upstream_ca: self.upstream_ca.clone(),
         }
-        if let Some(f) = &self.trace_format {
-            c.trace_format = f.clone();
-        }
-        if let Some(p) = &self.public_proxy {
-            c.public_proxy = p.clone();
-        }
-        if let Some(u) = &self.portal_url {
-            c.portal_url = u.trim_end_matches('/').to_string();
-        }
-        if !self.connect_ports.is_empty() {
-            c.connect_ports = self.connect_ports.clone();
-        }
-        c.hosts.extend(self.hosts.iter().cloned());
-        c.auth.required.extend(self.auth_required.iter().cloned());
-        c.auth.optional.extend(self.auth_optional.iter().cloned());
-        if let Some(u) = &self.users_file {
-            c.auth.users_file = u.clone();
-        }
-        if self.no_watch {
-            c.watch = false;
-        }
-        if self.no_inspect {
-            c.tls.inspect = false;
-        }
-        if let (Some(cert), Some(key)) = (&self.ca_cert, &self.ca_key) {
-            c.tls.ca_cert = Some(cert.clone());
-            c.tls.ca_key = Some(key.clone());
-        }
-        c.tls.upstream_ca.extend(self.upstream_ca.iter().cloned());
-        if self.no_reverse_dns {
-            c.reverse_dns = false;
-        }
-        if self.reverse_dns {
-            c.reverse_dns = true;
-        }
-        if let Some(g) = self.shutdown_grace {
-            c.shutdown_grace = std::time::Duration::from_secs(g);
-        }
-        if let Some(w) = self.workers {
-            c.workers = usize::from(w);
-        }
-        Ok(c)
     }
 }
 

@@ -12,6 +12,9 @@
 //! - [`config`] (cold path only) parses the YAML policy and the category folders and
 //!   compiles them into a [`snapshot::Snapshot`]: a [`classify::Classifier`] (domain and
 //!   URL indexes over tags) and a [`policy::Policy`] (groups, rules, default).
+//! - [`settings`] holds the resolved server settings (listeners, authentication, TLS,
+//!   limits): plain data that `config::server` fills at start, and the only settings the
+//!   server, the pipeline and the listeners read.
 //! - [`identity`] says which groups a client is in (address, user).
 //! - [`classify`] normalises the host once ([`classify::Host`]) and finds every tag of
 //!   a request in one pass over the host's suffixes — the hot path: synchronous, pure,
@@ -37,5 +40,6 @@ pub mod pipeline;
 pub mod policy;
 pub mod portal;
 pub mod server;
+pub mod settings;
 pub mod snapshot;
 pub mod unblock;

@@ -12,10 +12,10 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::action::forward::{Body, full};
-use crate::config::server::ServerConfig;
 use crate::pages::{self as block_page, portal as pages};
 use crate::pipeline::{State, html, text};
 use crate::policy::Lang;
+use crate::settings::Settings;
 use crate::unblock::store::{MAX_JUSTIFICATION, NewRequest, StoreError, Submitted};
 use crate::unblock::token;
 
@@ -262,7 +262,7 @@ async fn submit(st: &Arc<State>, req: Request<Incoming>, lang: Lang) -> Response
     res
 }
 
-fn index_page(cfg: &ServerConfig, lang: Lang) -> String {
+fn index_page(cfg: &Settings, lang: Lang) -> String {
     let pac = format!("{}/proxy.pac", cfg.portal_url);
     block_page::render_help_page(lang, &cfg.public_proxy, &pac, &cfg.portal_url)
 }
@@ -270,7 +270,7 @@ fn index_page(cfg: &ServerConfig, lang: Lang) -> String {
 /// The PAC file: plain host names, internal domains and networks, and the portal go
 /// DIRECT; everything else goes to the proxy. No fallback to DIRECT: a workstation that
 /// cannot reach the proxy must not bypass the filter.
-pub fn pac(cfg: &ServerConfig) -> String {
+pub fn pac(cfg: &Settings) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "// charte-proxy: proxy auto-configuration");
     let _ = writeln!(s, "function FindProxyForURL(url, host) {{");
@@ -330,12 +330,12 @@ mod tests {
 
     #[test]
     fn pac_sends_internal_direct_and_the_rest_to_the_proxy() {
-        let cfg = ServerConfig {
+        let cfg = Settings {
             public_proxy: "proxy.mairie.example:3128".into(),
             portal_url: "http://portail.mairie.example:3129".into(),
             internal_domains: vec!["mairie.example".into()],
             internal_networks: vec!["10.0.0.0/8".parse().unwrap()],
-            ..ServerConfig::default()
+            ..Settings::default()
         };
         let p = pac(&cfg);
         assert!(

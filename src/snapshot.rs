@@ -235,7 +235,7 @@ impl Live {
         };
         let mut files = vec![
             in_canon_dir(&self.path),
-            in_canon_dir(&crate::config::compiled::path_for(&self.path)),
+            in_canon_dir(&crate::config::index_file::path_for(&self.path)),
         ];
         files.extend(s.stats.list_files.iter().map(|f| in_canon_dir(f)));
         let mut dirs: Vec<PathBuf> = files

@@ -1,6 +1,8 @@
-//! Server configuration: listeners, data folder, trace, authentication, name pinning,
-//! PAC settings. Optional YAML file (`--config`), every setting also a `serve` flag;
-//! flags win over the file, the file over the defaults. Cold path only.
+//! The server file and the `serve` flags, read into [`Settings`]: listeners, data
+//! folder, trace, authentication, name pinning, PAC settings, TLS, limits. Optional YAML
+//! file (`--config`), every setting also a `serve` flag; flags win over the file, the
+//! file over the defaults. Cold path only: the resolved [`Settings`] live outside
+//! `config/` (`crate::settings`), and the running server reads only them.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -12,6 +14,7 @@ use serde::Deserialize;
 
 use super::diag::{Diags, Pos};
 use super::positions::Positions;
+use crate::settings::{Limits, Settings};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,300 +114,225 @@ pub struct RawTrace {
     pub queue: Option<usize>,
 }
 
-/// Where proxy authentication applies.
-#[derive(Debug, Clone, Default)]
-pub struct AuthConfig {
-    pub users_file: PathBuf,
-    /// Clients here must authenticate (407 otherwise).
-    pub required: Vec<IpNet>,
-    /// Clients here may authenticate; wrong credentials are refused, none is anonymous.
-    pub optional: Vec<IpNet>,
-    pub realm: String,
+/// Reads the optional YAML file over the defaults; every problem is reported with its
+/// place.
+pub fn load(path: Option<&Path>) -> Result<Settings, Diags> {
+    let mut cfg = Settings::default();
+    let Some(path) = path else { return Ok(cfg) };
+    let mut diags = Diags::default();
+    let Some((mut raw, pos)) = read(path, &mut diags) else {
+        return Err(diags);
+    };
+    let mut file = File {
+        path,
+        base: path.parent().unwrap_or(Path::new(".")),
+        pos,
+        diags,
+    };
+    // Section by section; the diagnostics come out in this order.
+    file.paths(&mut cfg, raw.policy.take(), raw.data_dir.take());
+    file.listeners(
+        &mut cfg,
+        raw.listen.take(),
+        raw.public_proxy.take(),
+        raw.portal_url.take(),
+    );
+    file.names(
+        &mut cfg,
+        raw.connect_ports.take(),
+        raw.hosts.take(),
+        raw.internal.take(),
+    );
+    if let Some(a) = raw.auth.take() {
+        file.auth(&mut cfg, a);
+    }
+    if let Some(t) = raw.trace.take() {
+        file.trace(&mut cfg, t);
+    }
+    file.runtime(&mut cfg, &raw);
+    if let Some(t) = raw.tls {
+        file.tls(&mut cfg, t);
+    }
+    if let Some(l) = raw.limits {
+        file.limits(&mut cfg.limits, l);
+    }
+    if file.diags.has_errors() {
+        Err(file.diags)
+    } else {
+        Ok(cfg)
+    }
 }
 
-/// How a client at an address is treated for authentication.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMode {
-    Off,
-    Optional,
-    Required,
+/// The file's text, parsed: its serde mirror and where each key stands. `None` (with
+/// the diagnostic) when it cannot be read, is not YAML, or does not fit the mirror.
+fn read(path: &Path, diags: &mut Diags) -> Option<(RawServer, Positions)> {
+    let src = match std::fs::read_to_string(path) {
+        Ok(s) => s,
+        Err(e) => {
+            diags.error(
+                "io",
+                path,
+                Pos::default(),
+                None,
+                format!("cannot read the server configuration: {e}"),
+                None,
+            );
+            return None;
+        }
+    };
+    let pos = match Positions::parse(&src) {
+        Ok(p) => p,
+        Err(e) => {
+            diags.error(
+                "yaml-syntax",
+                path,
+                e.pos,
+                None,
+                format!("YAML syntax error: {}", e.message),
+                None,
+            );
+            return None;
+        }
+    };
+    let de = serde_yaml::Deserializer::from_str(&src);
+    match serde_path_to_error::deserialize(de) {
+        Ok(raw) => Some((raw, pos)),
+        Err(e) => {
+            let key = e.path().to_string();
+            let msg = e.into_inner().to_string();
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+            diags.error("invalid-value", path, pos.key(&key), Some(&key), msg, None);
+            None
+        }
+    }
 }
 
-impl AuthConfig {
-    pub fn mode(&self, ip: IpAddr) -> AuthMode {
-        let ip = ip.to_canonical();
-        if self.required.iter().any(|n| n.contains(&ip)) {
-            AuthMode::Required
-        } else if self.optional.iter().any(|n| n.contains(&ip)) {
-            AuthMode::Optional
+/// The server file being read: where it is, where its keys stand, what is wrong so far.
+/// One method per section, each putting its values over the defaults.
+struct File<'a> {
+    path: &'a Path,
+    /// The file's folder: relative paths in the file start there.
+    base: &'a Path,
+    pos: Positions,
+    diags: Diags,
+}
+
+impl File<'_> {
+    /// A path of the file, relative to the file's folder.
+    fn rel(&self, p: PathBuf) -> PathBuf {
+        if p.is_absolute() {
+            p
         } else {
-            AuthMode::Off
+            self.base.join(p)
         }
     }
 
-    pub fn enabled(&self) -> bool {
-        !self.required.is_empty() || !self.optional.is_empty()
+    /// An `invalid-value` error at `pos`, for `key`.
+    fn invalid(&mut self, pos: Pos, key: &str, msg: String, help: Option<&str>) {
+        self.diags.error(
+            "invalid-value",
+            self.path,
+            pos,
+            Some(key),
+            msg,
+            help.map(Into::into),
+        );
     }
-}
 
-/// TLS interception settings.
-#[derive(Debug, Clone)]
-pub struct TlsConfig {
-    /// Decrypt tunnels (except `no_inspect` sites and groups with `inspect: false`).
-    /// Off: every tunnel is relayed as bytes, as a plain CONNECT proxy does.
-    pub inspect: bool,
-    /// The CA's certificate and key; `None`: DATA/ca/ca.pem and DATA/ca/ca.key, created
-    /// on first start if absent.
-    pub ca_cert: Option<PathBuf>,
-    pub ca_key: Option<PathBuf>,
-    /// Roots trusted for upstream servers besides the system's.
-    pub upstream_ca: Vec<PathBuf>,
-    pub hello_timeout: Duration,
-}
-
-impl Default for TlsConfig {
-    fn default() -> Self {
-        TlsConfig {
-            inspect: true,
-            ca_cert: None,
-            ca_key: None,
-            upstream_ca: Vec::new(),
-            hello_timeout: Duration::from_secs(10),
+    /// `policy` and `data_dir` (which moves the users file and the trace with it).
+    fn paths(&self, cfg: &mut Settings, policy: Option<PathBuf>, data_dir: Option<PathBuf>) {
+        if let Some(p) = policy {
+            cfg.policy = self.rel(p);
         }
-    }
-}
-
-/// Sizes, timeouts and connection caps. Defaults and why: README, "Limits".
-#[derive(Debug, Clone, PartialEq)]
-pub struct Limits {
-    /// Largest request head (request line + headers); beyond: 431.
-    pub max_head_bytes: usize,
-    /// Most header fields in a request head; beyond: 431.
-    pub max_headers: usize,
-    /// Time a client has to send a whole request head (slowloris).
-    pub header_timeout: Duration,
-    /// Longest wait for the next piece of a request body (slow POST); then 408.
-    pub body_idle_timeout: Duration,
-    /// Resolving and connecting to the site.
-    pub upstream_connect_timeout: Duration,
-    /// From the request sent to the response head; then 504.
-    pub upstream_first_byte_timeout: Duration,
-    /// Longest wait for the next piece of a response body; then the client's connection
-    /// is cut (a truncated body must not look complete).
-    pub upstream_idle_timeout: Duration,
-    /// How long an idle pooled connection to a site is kept.
-    pub upstream_keepalive: Duration,
-    /// A tunnel with no byte either way for this long is closed.
-    pub tunnel_idle_timeout: Duration,
-    /// Open client connections on the proxy listener; beyond: 503.
-    pub max_connections: usize,
-    /// Open client connections from one address; beyond: 503.
-    pub max_connections_per_client: usize,
-    /// HTTP/2 streams at once in one inspected connection.
-    pub h2_max_concurrent_streams: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_head_bytes: 64 * 1024,
-            max_headers: 100,
-            header_timeout: Duration::from_secs(30),
-            body_idle_timeout: Duration::from_secs(60),
-            upstream_connect_timeout: Duration::from_secs(10),
-            upstream_first_byte_timeout: Duration::from_secs(120),
-            upstream_idle_timeout: Duration::from_secs(120),
-            upstream_keepalive: Duration::from_secs(60),
-            tunnel_idle_timeout: Duration::from_secs(900),
-            max_connections: 16_384,
-            max_connections_per_client: 1_024,
-            h2_max_concurrent_streams: 128,
-        }
-    }
-}
-
-/// Resolved server settings.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    pub policy: PathBuf,
-    pub data_dir: PathBuf,
-    pub proxy: SocketAddr,
-    pub portal: SocketAddr,
-    pub admin: SocketAddr,
-    pub public_proxy: String,
-    pub portal_url: String,
-    pub connect_ports: Vec<u16>,
-    pub hosts: BTreeMap<String, IpAddr>,
-    pub internal_domains: Vec<String>,
-    pub internal_networks: Vec<IpNet>,
-    pub auth: AuthConfig,
-    /// `None`: standard output.
-    pub trace_path: Option<PathBuf>,
-    pub trace_format: String,
-    pub trace_queue: usize,
-    pub reverse_dns: bool,
-    pub shutdown_grace: Duration,
-    /// Threads serving proxy connections (`server::workers`); 0: one per CPU but one.
-    pub workers: usize,
-    /// A worker out of work spins this long before it sleeps (`server::workers`).
-    pub worker_spin: Duration,
-    /// Reload when a file under the policy changes (SIGHUP always reloads).
-    pub watch: bool,
-    pub tls: TlsConfig,
-    pub limits: Limits,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        let data = PathBuf::from("data");
-        ServerConfig {
-            policy: PathBuf::from(crate::cli::DEFAULT_POLICY),
-            proxy: "127.0.0.1:3128".parse().unwrap(),
-            portal: "127.0.0.1:3129".parse().unwrap(),
-            admin: "127.0.0.1:3130".parse().unwrap(),
-            public_proxy: "127.0.0.1:3128".into(),
-            portal_url: "http://127.0.0.1:3129".into(),
-            connect_ports: vec![443],
-            hosts: BTreeMap::new(),
-            internal_domains: Vec::new(),
-            internal_networks: Vec::new(),
-            auth: AuthConfig {
-                users_file: data.join("users"),
-                required: Vec::new(),
-                optional: Vec::new(),
-                realm: "charte-proxy".into(),
-            },
-            trace_path: Some(data.join("trace.log")),
-            trace_format: "json".into(),
-            trace_queue: 65_536,
-            reverse_dns: true,
-            shutdown_grace: Duration::from_secs(10),
-            workers: 0,
-            worker_spin: Duration::from_micros(5),
-            watch: true,
-            tls: TlsConfig::default(),
-            limits: Limits::default(),
-            data_dir: data,
-        }
-    }
-}
-
-impl ServerConfig {
-    /// Reads the optional YAML file over the defaults; every problem is reported with its
-    /// place.
-    pub fn load(path: Option<&Path>) -> Result<ServerConfig, Diags> {
-        let mut cfg = ServerConfig::default();
-        let Some(path) = path else { return Ok(cfg) };
-        let mut diags = Diags::default();
-        let src = match std::fs::read_to_string(path) {
-            Ok(s) => s,
-            Err(e) => {
-                diags.error(
-                    "io",
-                    path,
-                    Pos::default(),
-                    None,
-                    format!("cannot read the server configuration: {e}"),
-                    None,
-                );
-                return Err(diags);
-            }
-        };
-        let pos = match Positions::parse(&src) {
-            Ok(p) => p,
-            Err(e) => {
-                diags.error(
-                    "yaml-syntax",
-                    path,
-                    e.pos,
-                    None,
-                    format!("YAML syntax error: {}", e.message),
-                    None,
-                );
-                return Err(diags);
-            }
-        };
-        let de = serde_yaml::Deserializer::from_str(&src);
-        let raw: RawServer = match serde_path_to_error::deserialize(de) {
-            Ok(r) => r,
-            Err(e) => {
-                let key = e.path().to_string();
-                let msg = e.into_inner().to_string();
-                let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-                diags.error("invalid-value", path, pos.key(&key), Some(&key), msg, None);
-                return Err(diags);
-            }
-        };
-        let base = path.parent().unwrap_or(Path::new("."));
-        let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
-        if let Some(p) = raw.policy {
-            cfg.policy = rel(p);
-        }
-        if let Some(d) = raw.data_dir {
-            cfg.data_dir = rel(d);
+        if let Some(d) = data_dir {
+            cfg.data_dir = self.rel(d);
             cfg.auth.users_file = cfg.data_dir.join("users");
             cfg.trace_path = Some(cfg.data_dir.join("trace.log"));
         }
-        if let Some(l) = raw.listen {
+    }
+
+    /// `listen`, and the addresses workstations use (`public_proxy`, `portal_url`),
+    /// which default to the listeners'.
+    fn listeners(
+        &self,
+        cfg: &mut Settings,
+        listen: Option<RawListen>,
+        public_proxy: Option<String>,
+        portal_url: Option<String>,
+    ) {
+        if let Some(l) = listen {
             cfg.proxy = l.proxy.unwrap_or(cfg.proxy);
             cfg.portal = l.portal.unwrap_or(cfg.portal);
             cfg.admin = l.admin.unwrap_or(cfg.admin);
         }
-        cfg.public_proxy = raw.public_proxy.unwrap_or_else(|| cfg.proxy.to_string());
-        cfg.portal_url = raw
-            .portal_url
-            .unwrap_or_else(|| format!("http://{}", cfg.portal));
-        if let Some(p) = raw.connect_ports {
+        cfg.public_proxy = public_proxy.unwrap_or_else(|| cfg.proxy.to_string());
+        cfg.portal_url = portal_url.unwrap_or_else(|| format!("http://{}", cfg.portal));
+    }
+
+    /// `connect_ports`, `hosts` (pinned names) and `internal` (sent DIRECT by the PAC).
+    fn names(
+        &self,
+        cfg: &mut Settings,
+        connect_ports: Option<Vec<u16>>,
+        hosts: Option<BTreeMap<String, IpAddr>>,
+        internal: Option<RawInternal>,
+    ) {
+        if let Some(p) = connect_ports {
             cfg.connect_ports = p;
         }
-        if let Some(h) = raw.hosts {
+        if let Some(h) = hosts {
             cfg.hosts = h
                 .into_iter()
                 .map(|(k, v)| (k.to_ascii_lowercase(), v))
                 .collect();
         }
-        if let Some(i) = raw.internal {
+        if let Some(i) = internal {
             cfg.internal_domains = i.domains;
             cfg.internal_networks = i.networks;
         }
-        if let Some(a) = raw.auth {
-            if let Some(f) = a.users_file {
-                cfg.auth.users_file = rel(f);
-            }
-            cfg.auth.required = a.required;
-            cfg.auth.optional = a.optional;
-            if let Some(r) = a.realm {
-                cfg.auth.realm = r;
-            }
+    }
+
+    /// `auth`: the users file and where authentication applies.
+    fn auth(&self, cfg: &mut Settings, a: RawAuth) {
+        if let Some(f) = a.users_file {
+            cfg.auth.users_file = self.rel(f);
         }
-        if let Some(t) = raw.trace {
-            if let Some(p) = t.path {
-                cfg.trace_path = if p == "-" {
-                    None
-                } else {
-                    Some(rel(PathBuf::from(p)))
-                };
-            }
-            if let Some(f) = t.format {
-                if f != "json" && f != "squid" {
-                    diags.error(
-                        "invalid-value",
-                        path,
-                        pos.value("trace.format"),
-                        Some("trace.format"),
-                        format!("unknown trace format {f:?}"),
-                        Some(
-                            "use `json` (the full §4.8 record) or `squid` (Squid's access.log)"
-                                .into(),
-                        ),
-                    );
-                }
-                cfg.trace_format = f;
-            }
-            if let Some(q) = t.queue {
-                cfg.trace_queue = q.max(1);
-            }
+        cfg.auth.required = a.required;
+        cfg.auth.optional = a.optional;
+        if let Some(r) = a.realm {
+            cfg.auth.realm = r;
         }
+    }
+
+    /// `trace`: where (`-`: standard output), in which format, with how long a queue.
+    fn trace(&mut self, cfg: &mut Settings, t: RawTrace) {
+        if let Some(p) = t.path {
+            cfg.trace_path = if p == "-" {
+                None
+            } else {
+                Some(self.rel(PathBuf::from(p)))
+            };
+        }
+        if let Some(f) = t.format {
+            if f != "json" && f != "squid" {
+                let pos = self.pos.value("trace.format");
+                self.invalid(
+                    pos,
+                    "trace.format",
+                    format!("unknown trace format {f:?}"),
+                    Some("use `json` (the full §4.8 record) or `squid` (Squid's access.log)"),
+                );
+            }
+            cfg.trace_format = f;
+        }
+        if let Some(q) = t.queue {
+            cfg.trace_queue = q.max(1);
+        }
+    }
+
+    /// The top-level switches of the running server: `reverse_dns`,
+    /// `shutdown_grace_seconds`, `workers`, `worker_spin_microseconds`, `watch`.
+    fn runtime(&mut self, cfg: &mut Settings, raw: &RawServer) {
         if let Some(r) = raw.reverse_dns {
             cfg.reverse_dns = r;
         }
@@ -413,26 +341,24 @@ impl ServerConfig {
         }
         if let Some(w) = raw.workers {
             if w > 1024 {
-                diags.error(
-                    "invalid-value",
-                    path,
-                    pos.value("workers"),
-                    Some("workers"),
+                let pos = self.pos.value("workers");
+                self.invalid(
+                    pos,
+                    "workers",
                     format!("{w} worker threads is more than 1024"),
-                    Some("use at most the number of CPUs, or 0 for one per CPU but one (the default)".into()),
+                    Some("use at most the number of CPUs, or 0 for one per CPU but one (the default)"),
                 );
             }
             cfg.workers = w;
         }
         if let Some(us) = raw.worker_spin_microseconds {
             if us > 1000 {
-                diags.error(
-                    "invalid-value",
-                    path,
-                    pos.value("worker_spin_microseconds"),
-                    Some("worker_spin_microseconds"),
+                let pos = self.pos.value("worker_spin_microseconds");
+                self.invalid(
+                    pos,
+                    "worker_spin_microseconds",
                     format!("a spin of {us} µs is more than 1000"),
-                    Some("use 0 (never spin) to 100; the default, 5, suits most servers".into()),
+                    Some("use 0 (never spin) to 100; the default, 5, suits most servers"),
                 );
             }
             cfg.worker_spin = Duration::from_micros(us.min(1000));
@@ -440,126 +366,245 @@ impl ServerConfig {
         if let Some(w) = raw.watch {
             cfg.watch = w;
         }
-        if let Some(t) = raw.tls {
-            if let Some(i) = t.inspect {
-                cfg.tls.inspect = i;
-            }
-            cfg.tls.ca_cert = t.ca_cert.map(rel);
-            cfg.tls.ca_key = t.ca_key.map(rel);
-            if cfg.tls.ca_cert.is_some() != cfg.tls.ca_key.is_some() {
-                diags.error(
-                    "invalid-value",
-                    path,
-                    pos.key("tls"),
-                    Some("tls"),
-                    "`ca_cert` and `ca_key` go together".into(),
-                    Some("name both the CA certificate and its key, or neither (DATA/ca)".into()),
-                );
-            }
-            cfg.tls.upstream_ca = t.upstream_ca.into_iter().map(rel).collect();
-            if let Some(s) = t.hello_timeout_seconds {
-                cfg.tls.hello_timeout = Duration::from_secs(s.max(1));
-            }
+    }
+
+    /// `tls`: inspection, the CA's files (both or neither), upstream roots, hello timeout.
+    fn tls(&mut self, cfg: &mut Settings, t: RawTls) {
+        if let Some(i) = t.inspect {
+            cfg.tls.inspect = i;
         }
-        if let Some(l) = raw.limits {
-            let mut secs = |v: Option<f64>, key: &str, into: &mut Duration| {
-                let Some(v) = v else { return };
-                if v.is_finite() && v > 0.0 && v <= 86_400.0 {
-                    *into = Duration::from_secs_f64(v);
-                } else {
-                    let key = format!("limits.{key}");
-                    diags.error(
-                        "invalid-value",
-                        path,
-                        pos.value(&key),
-                        Some(&key),
-                        format!(
-                            "`{key}` must be a number of seconds above 0 and at most 86400, not {v}"
-                        ),
-                        None,
-                    );
-                }
-            };
-            let c = &mut cfg.limits;
-            secs(
+        cfg.tls.ca_cert = t.ca_cert.map(|p| self.rel(p));
+        cfg.tls.ca_key = t.ca_key.map(|p| self.rel(p));
+        if cfg.tls.ca_cert.is_some() != cfg.tls.ca_key.is_some() {
+            let pos = self.pos.key("tls");
+            self.invalid(
+                pos,
+                "tls",
+                "`ca_cert` and `ca_key` go together".into(),
+                Some("name both the CA certificate and its key, or neither (DATA/ca)"),
+            );
+        }
+        cfg.tls.upstream_ca = t.upstream_ca.into_iter().map(|p| self.rel(p)).collect();
+        if let Some(s) = t.hello_timeout_seconds {
+            cfg.tls.hello_timeout = Duration::from_secs(s.max(1));
+        }
+    }
+
+    /// `limits`: every timeout within (0, 86400] seconds, every size and cap at least
+    /// its minimum; a value out of range is reported and the default kept.
+    fn limits(&mut self, c: &mut Limits, l: RawLimits) {
+        for (v, key, into) in [
+            (
                 l.header_timeout_seconds,
                 "header_timeout_seconds",
                 &mut c.header_timeout,
-            );
-            secs(
+            ),
+            (
                 l.body_idle_timeout_seconds,
                 "body_idle_timeout_seconds",
                 &mut c.body_idle_timeout,
-            );
-            secs(
+            ),
+            (
                 l.upstream_connect_timeout_seconds,
                 "upstream_connect_timeout_seconds",
                 &mut c.upstream_connect_timeout,
-            );
-            secs(
+            ),
+            (
                 l.upstream_first_byte_timeout_seconds,
                 "upstream_first_byte_timeout_seconds",
                 &mut c.upstream_first_byte_timeout,
-            );
-            secs(
+            ),
+            (
                 l.upstream_idle_timeout_seconds,
                 "upstream_idle_timeout_seconds",
                 &mut c.upstream_idle_timeout,
-            );
-            secs(
+            ),
+            (
                 l.upstream_keepalive_seconds,
                 "upstream_keepalive_seconds",
                 &mut c.upstream_keepalive,
-            );
-            secs(
+            ),
+            (
                 l.tunnel_idle_timeout_seconds,
                 "tunnel_idle_timeout_seconds",
                 &mut c.tunnel_idle_timeout,
-            );
-            let mut count = |v: Option<usize>, key: &str, min: usize, into: &mut usize| {
-                let Some(v) = v else { return };
-                if v >= min {
-                    *into = v;
-                } else {
-                    let key = format!("limits.{key}");
-                    diags.error(
-                        "invalid-value",
-                        path,
-                        pos.value(&key),
-                        Some(&key),
-                        format!("`{key}` must be at least {min}, not {v}"),
-                        None,
-                    );
-                }
-            };
-            count(
+            ),
+        ] {
+            self.seconds(v, key, into);
+        }
+        for (v, key, min, into) in [
+            (
                 l.max_head_bytes,
                 "max_head_bytes",
                 8192,
                 &mut c.max_head_bytes,
-            );
-            count(l.max_headers, "max_headers", 1, &mut c.max_headers);
-            count(
+            ),
+            (l.max_headers, "max_headers", 1, &mut c.max_headers),
+            (
                 l.max_connections,
                 "max_connections",
                 1,
                 &mut c.max_connections,
-            );
-            count(
+            ),
+            (
                 l.max_connections_per_client,
                 "max_connections_per_client",
                 1,
                 &mut c.max_connections_per_client,
-            );
-            if let Some(n) = l.h2_max_concurrent_streams {
-                c.h2_max_concurrent_streams = n.max(1);
-            }
+            ),
+        ] {
+            self.count(v, key, min, into);
         }
-        if diags.has_errors() {
-            Err(diags)
+        if let Some(n) = l.h2_max_concurrent_streams {
+            c.h2_max_concurrent_streams = n.max(1);
+        }
+    }
+
+    /// A `limits.*_seconds` value into `into`, if given and within (0, 86400].
+    fn seconds(&mut self, v: Option<f64>, key: &str, into: &mut Duration) {
+        let Some(v) = v else { return };
+        if v.is_finite() && v > 0.0 && v <= 86_400.0 {
+            *into = Duration::from_secs_f64(v);
         } else {
-            Ok(cfg)
+            let key = format!("limits.{key}");
+            let pos = self.pos.value(&key);
+            self.invalid(
+                pos,
+                &key,
+                format!("`{key}` must be a number of seconds above 0 and at most 86400, not {v}"),
+                None,
+            );
         }
+    }
+
+    /// A `limits.*` size or cap into `into`, if given and at least `min`.
+    fn count(&mut self, v: Option<usize>, key: &str, min: usize, into: &mut usize) {
+        let Some(v) = v else { return };
+        if v >= min {
+            *into = v;
+        } else {
+            let key = format!("limits.{key}");
+            let pos = self.pos.value(&key);
+            self.invalid(
+                pos,
+                &key,
+                format!("`{key}` must be at least {min}, not {v}"),
+                None,
+            );
+        }
+    }
+}
+
+/// The `serve` flags, as plain data: `cli` turns its command-line arguments into this,
+/// so that `config` never depends on the command line. `None` or empty: not given.
+#[derive(Debug, Default, Clone)]
+pub struct Flags {
+    pub policy: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub portal_listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    /// File path, or `-` for standard output.
+    pub trace: Option<String>,
+    pub trace_format: Option<String>,
+    pub public_proxy: Option<String>,
+    pub portal_url: Option<String>,
+    /// Replace the file's ports when not empty.
+    pub connect_ports: Vec<u16>,
+    /// Added to the file's pins (a flag wins for the same name).
+    pub hosts: Vec<(String, IpAddr)>,
+    /// Added to the file's networks.
+    pub auth_required: Vec<IpNet>,
+    pub auth_optional: Vec<IpNet>,
+    pub users_file: Option<PathBuf>,
+    pub no_watch: bool,
+    pub reverse_dns: Option<bool>,
+    pub shutdown_grace_seconds: Option<u64>,
+    pub workers: Option<usize>,
+    pub no_inspect: bool,
+    /// The CA's certificate and key, named together.
+    pub ca: Option<(PathBuf, PathBuf)>,
+    /// Added to the file's extra roots.
+    pub upstream_ca: Vec<PathBuf>,
+}
+
+/// The server settings: defaults, then the file at `file` (if any), then `flags`.
+pub fn resolve(file: Option<&Path>, flags: &Flags) -> Result<Settings, Diags> {
+    let mut c = load(file)?;
+    apply_flags(&mut c, flags);
+    Ok(c)
+}
+
+/// Puts the flags given over the settings read from the file. Paths given as flags are
+/// taken as they are (relative to the working folder), not beside the file.
+fn apply_flags(c: &mut Settings, f: &Flags) {
+    if let Some(p) = &f.policy {
+        c.policy = p.clone();
+    }
+    if let Some(d) = &f.data_dir {
+        c.data_dir = d.clone();
+        c.auth.users_file = d.join("users");
+        c.trace_path = Some(d.join("trace.log"));
+    }
+    if let Some(a) = f.listen {
+        if c.public_proxy == c.proxy.to_string() {
+            c.public_proxy = a.to_string();
+        }
+        c.proxy = a;
+    }
+    if let Some(a) = f.portal_listen {
+        if c.portal_url == format!("http://{}", c.portal) {
+            c.portal_url = format!("http://{a}");
+        }
+        c.portal = a;
+    }
+    if let Some(a) = f.admin_listen {
+        c.admin = a;
+    }
+    if let Some(t) = &f.trace {
+        c.trace_path = if t == "-" {
+            None
+        } else {
+            Some(PathBuf::from(t))
+        };
+    }
+    if let Some(t) = &f.trace_format {
+        c.trace_format = t.clone();
+    }
+    if let Some(p) = &f.public_proxy {
+        c.public_proxy = p.clone();
+    }
+    if let Some(u) = &f.portal_url {
+        c.portal_url = u.trim_end_matches('/').to_string();
+    }
+    if !f.connect_ports.is_empty() {
+        c.connect_ports = f.connect_ports.clone();
+    }
+    c.hosts.extend(f.hosts.iter().cloned());
+    c.auth.required.extend(f.auth_required.iter().cloned());
+    c.auth.optional.extend(f.auth_optional.iter().cloned());
+    if let Some(u) = &f.users_file {
+        c.auth.users_file = u.clone();
+    }
+    if f.no_watch {
+        c.watch = false;
+    }
+    if f.no_inspect {
+        c.tls.inspect = false;
+    }
+    if let Some((cert, key)) = &f.ca {
+        c.tls.ca_cert = Some(cert.clone());
+        c.tls.ca_key = Some(key.clone());
+    }
+    c.tls.upstream_ca.extend(f.upstream_ca.iter().cloned());
+    if let Some(r) = f.reverse_dns {
+        c.reverse_dns = r;
+    }
+    if let Some(g) = f.shutdown_grace_seconds {
+        c.shutdown_grace = Duration::from_secs(g);
+    }
+    if let Some(w) = f.workers {
+        c.workers = w;
     }
 }
 
@@ -567,11 +612,11 @@ impl ServerConfig {
 mod tests {
     use super::*;
 
-    fn load(yaml: &str) -> Result<ServerConfig, Diags> {
+    fn load(yaml: &str) -> Result<Settings, Diags> {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("server.yaml");
         std::fs::write(&path, yaml).expect("written");
-        ServerConfig::load(Some(&path))
+        super::load(Some(&path))
     }
 
     #[test]
@@ -602,5 +647,24 @@ mod tests {
         assert!(text[0].contains(":2:"), "{}", text[0]);
         assert!(text[0].contains("worker_spin_microseconds"), "{}", text[0]);
         assert!(text[0].contains("5000"), "{}", text[0]);
+    }
+
+    #[test]
+    fn flags_win_over_the_file_which_wins_over_the_defaults() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("server.yaml");
+        let yaml = "data_dir: d\nlisten:\n  proxy: 127.0.0.1:4128\nreverse_dns: false\n";
+        std::fs::write(&path, yaml).expect("written");
+        let flags = Flags {
+            listen: Some("127.0.0.1:5128".parse().expect("address")),
+            reverse_dns: Some(true),
+            ..Flags::default()
+        };
+        let s = resolve(Some(&path), &flags).expect("valid");
+        assert_eq!(s.proxy, "127.0.0.1:5128".parse().expect("address"));
+        assert_eq!(s.public_proxy, "127.0.0.1:5128", "follows the listener");
+        assert!(s.reverse_dns);
+        assert_eq!(s.auth.users_file, dir.path().join("d").join("users"));
+        assert_eq!(s.portal, Settings::default().portal);
     }
 }

@@ -424,14 +424,18 @@ mod tests {
 
     #[test]
     fn pending_page_escapes_everything_and_carries_the_csrf_token() {
-        let policy = crate::config::compile_str(
-            "version: 1\nrules: []\ndefault: allow\n",
-            std::path::Path::new("p.yaml"),
-            crate::config::Diags::default(),
-        )
-        .map_err(|d| format!("{d:?}"))
-        .unwrap()
-        .policy;
+        // An empty policy (no group, no rule, allow), built as the compiler would: the
+        // admin pages do not import `config`.
+        let policy = Policy {
+            groups: crate::identity::GroupTable::default(),
+            rules: Vec::new(),
+            default: crate::policy::DefaultRule {
+                action: crate::policy::Action::Allow,
+                reason: None,
+            },
+            no_inspect: crate::policy::TagSet::new(0),
+            internal: std::sync::Arc::default(),
+        };
         let items = [Pending {
             row: row("casino.example", "<script>alert(1)</script>\"'"),
             blocks_30d: 4,

@@ -26,7 +26,6 @@ use crate::action::pool::{Pool, PoolError, UpBody};
 use crate::action::tunnel;
 use crate::audit::{AuditSink, Record};
 use crate::classify::{Classification, Host, TagKind};
-use crate::config::server::{AuthMode, ServerConfig};
 use crate::identity::Identity;
 use crate::identity::auth::{AuthOutcome, Authenticator};
 use crate::identity::workstation::Workstations;
@@ -34,6 +33,7 @@ use crate::metrics::Metrics;
 use crate::pages::{self as block_page, BlockPage, Unblock};
 use crate::per_worker::PerWorker;
 use crate::policy::{Decision, Lang, Policy, Reason, ReasonCode, RequestFacts, Verdict};
+use crate::settings::{AuthMode, Settings};
 use crate::snapshot::{Live, Snapshot};
 use crate::unblock::Unblock as UnblockService;
 use crate::unblock::approvals::{self, Requester};
@@ -41,7 +41,7 @@ use crate::unblock::token;
 
 /// Everything a request needs that outlives it.
 pub struct State {
-    pub cfg: ServerConfig,
+    pub cfg: Settings,
     pub live: Arc<Live>,
     pub metrics: Arc<Metrics>,
     pub audit: AuditSink,

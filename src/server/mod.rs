@@ -27,12 +27,12 @@ use crate::action::dial::{Dialer, Guard};
 use crate::action::forward::{Body, Resolver};
 use crate::action::pool::Pool;
 use crate::audit::{AuditWriter, Destination, Format};
-use crate::config::server::{Limits, ServerConfig};
 use crate::identity::auth::{Authenticator, UsersFile};
 use crate::identity::workstation::Workstations;
 use crate::metrics::Metrics;
 use crate::per_worker::PerWorker;
 use crate::pipeline::{State, Tracker};
+use crate::settings::{Limits, Settings};
 use crate::snapshot::{Live, Snapshot};
 use crate::unblock::Unblock;
 use crate::unblock::sqlite::SqliteStore;
@@ -47,7 +47,7 @@ pub struct Bound {
 }
 
 /// Runs the proxy until SIGTERM or SIGINT. Prints the banner once listening.
-pub async fn serve(mut cfg: ServerConfig) -> anyhow::Result<()> {
+pub async fn serve(mut cfg: Settings) -> anyhow::Result<()> {
     ca::install_crypto_provider();
     let metrics = Arc::new(Metrics::new());
     let first = match Snapshot::load(&cfg.policy, 1) {
@@ -310,7 +310,7 @@ async fn unblock_sync(u: Arc<Unblock>) {
 /// The TLS interception of `cfg`: its CA (DATA/ca, created on first start when no other
 /// is named) and the upstream TLS client. `None` when inspection is off.
 fn load_bumper(
-    cfg: &ServerConfig,
+    cfg: &Settings,
     dialer: Dialer,
     workers: usize,
 ) -> anyhow::Result<Option<Arc<Bumper>>> {
@@ -359,7 +359,7 @@ fn load_bumper(
 /// Says on standard output what runs where, ending with one machine-readable line.
 /// Written without `println!`: `serve` keeps SIGPIPE ignored (see `cli`), so a closed
 /// standard output is an error here, logged with the addresses, not a panic.
-fn banner(cfg: &ServerConfig, b: &Bound, live: &Live, bumper: Option<&Bumper>, workers: usize) {
+fn banner(cfg: &Settings, b: &Bound, live: &Live, bumper: Option<&Bumper>, workers: usize) {
     use std::fmt::Write as _;
     use std::io::Write as _;
     let s = live.get();
@@ -466,7 +466,7 @@ struct Listening {
 }
 
 impl Listening {
-    fn new(name: &'static str, cfg: &ServerConfig) -> Listening {
+    fn new(name: &'static str, cfg: &Settings) -> Listening {
         let l = &cfg.limits;
         Listening {
             name,

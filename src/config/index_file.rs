@@ -1,8 +1,8 @@
-//! The compiled categories of a policy: every domain entry of its category folders in one
-//! [`DomainIndex`] file, written by `charte-proxy categories compile` beside the policy
-//! (`charte.yaml` → `charte.idx`) and opened in place (memory-mapped) by every later
-//! load, so that six million domains are ready in milliseconds instead of being parsed
-//! again at each start and reload.
+//! The compiled categories file beside a policy (`charte.yaml` → `charte.idx`; the
+//! policy compiler, which reads it, is `compile`): every domain entry of its category
+//! folders in one [`DomainIndex`] file, written by `charte-proxy categories compile` and
+//! opened in place (memory-mapped) by every later load, so that six million domains are
+//! ready in milliseconds instead of being parsed again at each start and reload.
 //!
 //! The file carries a description (JSON, in the index's meta section): the folders, the
 //! size and modification time of every `domains`/`urls` file it was built from, each

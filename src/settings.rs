@@ -1,0 +1,193 @@
+//! Resolved server settings: what the running server reads — listeners, data folder,
+//! trace, authentication, TLS interception, limits. Plain data with their defaults: no
+//! YAML, no serde, no command line. `config::server` fills them from the server file and
+//! the `serve` flags at start; `server/`, the pipeline, the portal and the admin pages
+//! only read them.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+/// The shipped policy, relative to the repository (or the container's working folder).
+pub const DEFAULT_POLICY: &str = "policies/charte.yaml";
+
+/// Where proxy authentication applies.
+#[derive(Debug, Clone, Default)]
+pub struct AuthSettings {
+    pub users_file: PathBuf,
+    /// Clients here must authenticate (407 otherwise).
+    pub required: Vec<IpNet>,
+    /// Clients here may authenticate; wrong credentials are refused, none is anonymous.
+    pub optional: Vec<IpNet>,
+    pub realm: String,
+}
+
+/// How a client at an address is treated for authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    Off,
+    Optional,
+    Required,
+}
+
+impl AuthSettings {
+    pub fn mode(&self, ip: IpAddr) -> AuthMode {
+        let ip = ip.to_canonical();
+        if self.required.iter().any(|n| n.contains(&ip)) {
+            AuthMode::Required
+        } else if self.optional.iter().any(|n| n.contains(&ip)) {
+            AuthMode::Optional
+        } else {
+            AuthMode::Off
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.required.is_empty() || !self.optional.is_empty()
+    }
+}
+
+/// TLS interception settings.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// Decrypt tunnels (except `no_inspect` sites and groups with `inspect: false`).
+    /// Off: every tunnel is relayed as bytes, as a plain CONNECT proxy does.
+    pub inspect: bool,
+    /// The CA's certificate and key; `None`: DATA/ca/ca.pem and DATA/ca/ca.key, created
+    /// on first start if absent.
+    pub ca_cert: Option<PathBuf>,
+    pub ca_key: Option<PathBuf>,
+    /// Roots trusted for upstream servers besides the system's.
+    pub upstream_ca: Vec<PathBuf>,
+    pub hello_timeout: Duration,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        TlsSettings {
+            inspect: true,
+            ca_cert: None,
+            ca_key: None,
+            upstream_ca: Vec::new(),
+            hello_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Sizes, timeouts and connection caps. Defaults and why: README, "Limits".
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Largest request head (request line + headers); beyond: 431.
+    pub max_head_bytes: usize,
+    /// Most header fields in a request head; beyond: 431.
+    pub max_headers: usize,
+    /// Time a client has to send a whole request head (slowloris).
+    pub header_timeout: Duration,
+    /// Longest wait for the next piece of a request body (slow POST); then 408.
+    pub body_idle_timeout: Duration,
+    /// Resolving and connecting to the site.
+    pub upstream_connect_timeout: Duration,
+    /// From the request sent to the response head; then 504.
+    pub upstream_first_byte_timeout: Duration,
+    /// Longest wait for the next piece of a response body; then the client's connection
+    /// is cut (a truncated body must not look complete).
+    pub upstream_idle_timeout: Duration,
+    /// How long an idle pooled connection to a site is kept.
+    pub upstream_keepalive: Duration,
+    /// A tunnel with no byte either way for this long is closed.
+    pub tunnel_idle_timeout: Duration,
+    /// Open client connections on the proxy listener; beyond: 503.
+    pub max_connections: usize,
+    /// Open client connections from one address; beyond: 503.
+    pub max_connections_per_client: usize,
+    /// HTTP/2 streams at once in one inspected connection.
+    pub h2_max_concurrent_streams: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_head_bytes: 64 * 1024,
+            max_headers: 100,
+            header_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(60),
+            upstream_connect_timeout: Duration::from_secs(10),
+            upstream_first_byte_timeout: Duration::from_secs(120),
+            upstream_idle_timeout: Duration::from_secs(120),
+            upstream_keepalive: Duration::from_secs(60),
+            tunnel_idle_timeout: Duration::from_secs(900),
+            max_connections: 16_384,
+            max_connections_per_client: 1_024,
+            h2_max_concurrent_streams: 128,
+        }
+    }
+}
+
+/// Resolved server settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub policy: PathBuf,
+    pub data_dir: PathBuf,
+    pub proxy: SocketAddr,
+    pub portal: SocketAddr,
+    pub admin: SocketAddr,
+    pub public_proxy: String,
+    pub portal_url: String,
+    pub connect_ports: Vec<u16>,
+    pub hosts: BTreeMap<String, IpAddr>,
+    pub internal_domains: Vec<String>,
+    pub internal_networks: Vec<IpNet>,
+    pub auth: AuthSettings,
+    /// `None`: standard output.
+    pub trace_path: Option<PathBuf>,
+    pub trace_format: String,
+    pub trace_queue: usize,
+    pub reverse_dns: bool,
+    pub shutdown_grace: Duration,
+    /// Threads serving proxy connections (`server::workers`); 0: one per CPU but one.
+    pub workers: usize,
+    /// A worker out of work spins this long before it sleeps (`server::workers`).
+    pub worker_spin: Duration,
+    /// Reload when a file under the policy changes (SIGHUP always reloads).
+    pub watch: bool,
+    pub tls: TlsSettings,
+    pub limits: Limits,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let data = PathBuf::from("data");
+        Settings {
+            policy: PathBuf::from(DEFAULT_POLICY),
+            proxy: "127.0.0.1:3128".parse().unwrap(),
+            portal: "127.0.0.1:3129".parse().unwrap(),
+            admin: "127.0.0.1:3130".parse().unwrap(),
+            public_proxy: "127.0.0.1:3128".into(),
+            portal_url: "http://127.0.0.1:3129".into(),
+            connect_ports: vec![443],
+            hosts: BTreeMap::new(),
+            internal_domains: Vec::new(),
+            internal_networks: Vec::new(),
+            auth: AuthSettings {
+                users_file: data.join("users"),
+                required: Vec::new(),
+                optional: Vec::new(),
+                realm: "charte-proxy".into(),
+            },
+            trace_path: Some(data.join("trace.log")),
+            trace_format: "json".into(),
+            trace_queue: 65_536,
+            reverse_dns: true,
+            shutdown_grace: Duration::from_secs(10),
+            workers: 0,
+            worker_spin: Duration::from_micros(5),
+            watch: true,
+            tls: TlsSettings::default(),
+            limits: Limits::default(),
+            data_dir: data,
+        }
+    }
+}
