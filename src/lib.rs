@@ -26,7 +26,6 @@ pub mod action;
 pub mod admin;
 pub mod atomic_file;
 pub mod audit;
-pub mod categories_cli;
 pub mod classify;
 pub mod cli;
 pub mod config;

@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, u8)] = &[
     ("main", 100),
     ("cli", 90),
-    ("categories_cli", 90),
     ("server", 80),
     ("pipeline", 70),
     ("portal", 70),

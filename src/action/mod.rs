@@ -3,7 +3,6 @@
 
 pub mod bump;
 pub mod ca;
-pub mod ca_cli;
 pub mod client_hello;
 pub mod dial;
 pub mod forward;

@@ -26,8 +26,8 @@ use crate::pages::{self as block_page, render_admin_page};
 use crate::pipeline::{State, html, text};
 use crate::policy::Lang;
 use crate::unblock::approvals::now;
-use crate::unblock::cli::parse_duration;
 use crate::unblock::export;
+use crate::unblock::parse_duration;
 use crate::unblock::store::{MAX_MESSAGE, Scope, Status, StoreError};
 use session::{COOKIE, LOGIN_COOKIE, Session, Sessions, random_token, same_secret};
 

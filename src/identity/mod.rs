@@ -3,7 +3,6 @@
 //! [`GroupTable`]; used by the policy stage, never the other way round.
 
 pub mod auth;
-pub mod users_cli;
 pub mod workstation;
 
 use std::collections::HashSet;

@@ -3,7 +3,6 @@
 //! [`crate::pages`].
 
 pub mod approvals;
-pub mod cli;
 pub mod export;
 pub mod sqlite;
 pub mod store;
@@ -24,6 +23,23 @@ pub const WANTED: [(&str, &str, &str); 4] = [
     ("1y", "1 an", "1 year"),
     ("none", "Sans limite", "No end"),
 ];
+
+/// Seconds of a duration: `7d`, `30d`, `1y`, `none` (no end), `Ns`.
+pub fn parse_duration(s: &str) -> Result<Option<i64>, String> {
+    let day = 86_400;
+    match s {
+        "none" => Ok(None),
+        "7d" => Ok(Some(7 * day)),
+        "30d" => Ok(Some(30 * day)),
+        "1y" => Ok(Some(365 * day)),
+        _ => s
+            .strip_suffix('s')
+            .and_then(|n| n.parse::<i64>().ok())
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| format!("unknown duration {s:?}: use 7d, 30d, 1y, none or Ns")),
+    }
+}
 
 /// The words of the current policy for a block by `rule` (its id) with `reason_code`,
 /// and whether that rule may be waived on request.

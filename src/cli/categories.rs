@@ -7,20 +7,47 @@
 //! writes their categories, one line each: the lookup the proxy does, for scripts and for
 //! comparison with squidGuard.
 
+use std::fs;
 use std::io::{Read as _, Write as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Mutex, mpsc};
 use std::time::Instant;
 
 use crate::classify::{Classification, Classifier, Host, TagKind};
-use crate::cli::{EXIT_CONFIG, print_diags};
+use clap::Subcommand;
+
+use super::{EXIT_CONFIG, EXIT_RUNTIME, PolicyArg, print_diags};
 use crate::config::categories::{self, Entry};
 use crate::config::index_file::{self, MetaCategory};
 use crate::config::{Compiled, Diags, load_with};
 
+#[derive(Subcommand, Debug)]
+pub enum CategoriesCmd {
+    /// Copy a downloaded UT1/squidGuard tree (one sub-folder per category) into place.
+    Import {
+        /// The downloaded tree (for instance the unpacked `blacklists/` folder of UT1).
+        source: PathBuf,
+        /// Where to copy it.
+        #[arg(long, default_value = "categories/ut1", value_name = "DIR")]
+        dest: PathBuf,
+    },
+    /// List the categories the policy loads, with their entry counts.
+    List {
+        #[command(flatten)]
+        policy: PolicyArg,
+    },
+    /// Compile the policy's category folders into one index file beside it
+    /// (`charte.yaml` → `charte.idx`), which the proxy then maps in place at each start
+    /// and reload. Run it again after changing the lists: an outdated file is not used.
+    Compile {
+        #[command(flatten)]
+        policy: PolicyArg,
+    },
+}
+
 /// Loads the policy, or prints its problems and returns `None`.
-fn load_or_report(policy: &Path, use_compiled: bool) -> Option<Compiled> {
+fn compile_or_report(policy: &Path, use_compiled: bool) -> Option<Compiled> {
     match load_with(policy, use_compiled) {
         Ok(c) => Some(c),
         Err(d) => {
@@ -34,7 +61,7 @@ fn load_or_report(policy: &Path, use_compiled: bool) -> Option<Compiled> {
 /// `categories compile`: builds the index file of the policy's category folders.
 pub fn compile(policy: &Path) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let Some(c) = load_or_report(policy, false) else {
+    let Some(c) = compile_or_report(policy, false) else {
         return Ok(ExitCode::from(EXIT_CONFIG));
     };
     let folders = c.stats.category_folders.clone();
@@ -73,7 +100,7 @@ pub fn compile(policy: &Path) -> anyhow::Result<ExitCode> {
     let out = index_file::path_for(policy);
     if let Err(e) = ix.write(&out) {
         eprintln!("error: cannot write {}: {e}", out.display());
-        return Ok(ExitCode::from(crate::cli::EXIT_RUNTIME));
+        return Ok(ExitCode::from(EXIT_RUNTIME));
     }
     eprintln!(
         "compiled {names} names of {} categories from {} folder(s) into {} ({:.1} MiB) in {:.2} s",
@@ -94,7 +121,7 @@ pub fn compile(policy: &Path) -> anyhow::Result<ExitCode> {
 /// read in chunks of whole lines that one worker a core classifies; the answers are
 /// written in the input's order.
 pub fn classify(policy: &Path) -> anyhow::Result<ExitCode> {
-    let Some(c) = load_or_report(policy, true) else {
+    let Some(c) = compile_or_report(policy, true) else {
         return Ok(ExitCode::from(EXIT_CONFIG));
     };
     let cl = &c.classifier;
@@ -229,4 +256,82 @@ fn classify_lines(
         }
         out.extend_from_slice(if first { b"\t-\n" } else { b"\n" });
     }
+}
+
+pub(super) fn list_categories(policy: &Path) -> anyhow::Result<ExitCode> {
+    let snap = match super::load_or_report(policy) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    for t in snap
+        .classifier
+        .tags
+        .iter()
+        .filter(|t| t.kind == TagKind::Category)
+    {
+        println!("{}\t{}\t{}\t{}", t.name, t.domains, t.urls, t.title(false));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Files of a squidGuard/UT1 category folder worth copying.
+const CATEGORY_FILES: &[&str] = &["domains", "urls", "usage", "expressions"];
+
+pub(super) fn import(source: &Path, dest: &Path) -> anyhow::Result<ExitCode> {
+    let rd = match fs::read_dir(source) {
+        Ok(rd) => rd,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", source.display());
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    let mut dirs: Vec<PathBuf> = rd
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    fs::create_dir_all(dest)?;
+    let mut copied = 0usize;
+    let mut lines = 0usize;
+    for d in &dirs {
+        let name = d.file_name().expect("read_dir entries have names");
+        let mut any = false;
+        for f in CATEGORY_FILES {
+            let from = d.join(f);
+            if from.is_file() {
+                let to_dir = dest.join(name);
+                fs::create_dir_all(&to_dir)?;
+                fs::copy(&from, to_dir.join(f))?;
+                if *f == "domains" || *f == "urls" {
+                    lines += fs::read(&from)?
+                        .split(|b| *b == b'\n')
+                        .filter(|l| !l.is_empty())
+                        .count();
+                }
+                any = true;
+            }
+        }
+        copied += usize::from(any);
+    }
+    for f in ["global_usage", "README.md", "README", "LICENSE"] {
+        let from = source.join(f);
+        if from.is_file() {
+            fs::copy(&from, dest.join(f))?;
+        }
+    }
+    if copied == 0 {
+        eprintln!(
+            "error: {} holds no category folder (sub-folders with a `domains` or `urls` file)",
+            source.display()
+        );
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
+    println!(
+        "imported {copied} categories ({lines} lines) from {} into {}",
+        source.display(),
+        dest.display()
+    );
+    println!("name the folder under `categories:` in the policy, then run `charte-proxy check`");
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,6 @@
 //! `charte-proxy users add|remove|list` and `charte-proxy admins add|remove|list`: manage
 //! the proxy's users file and the administrators' file (same format, see
-//! [`super::auth`]). Messages go to stderr, the list to stdout.
+//! [`crate::identity::auth`]). Messages go to stderr, the list to stdout.
 //!
 //! Exit codes: 0 success, 2 usage problem (bad user name, empty or mismatched password,
 //! unknown user, unreadable users file), 1 runtime failure (cannot write the file).
@@ -13,8 +13,8 @@ use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::auth::{AuthError, UsersFile, validate_user};
-use crate::cli::EXIT_CONFIG;
+use super::EXIT_CONFIG;
+use crate::identity::auth::{AuthError, UsersFile, validate_user};
 
 #[derive(clap::Args, Debug)]
 pub struct UsersArgs {

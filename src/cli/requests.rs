@@ -6,11 +6,12 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::approvals::now;
-use super::export;
-use super::sqlite::SqliteStore;
-use super::store::{RequestRow, Scope, Status, Store};
-use crate::cli::{EXIT_CONFIG, EXIT_RUNTIME};
+use super::{EXIT_CONFIG, EXIT_RUNTIME};
+use crate::unblock::approvals::now;
+use crate::unblock::export;
+use crate::unblock::parse_duration;
+use crate::unblock::sqlite::SqliteStore;
+use crate::unblock::store::{RequestRow, Scope, Status, Store};
 
 #[derive(clap::Args, Debug)]
 pub struct RequestsArgs {
@@ -65,23 +66,6 @@ pub enum RequestsCmd {
         #[arg(long)]
         yaml: bool,
     },
-}
-
-/// Seconds of a duration: `7d`, `30d`, `1y`, `none` (no end), `Ns`.
-pub fn parse_duration(s: &str) -> Result<Option<i64>, String> {
-    let day = 86_400;
-    match s {
-        "none" => Ok(None),
-        "7d" => Ok(Some(7 * day)),
-        "30d" => Ok(Some(30 * day)),
-        "1y" => Ok(Some(365 * day)),
-        _ => s
-            .strip_suffix('s')
-            .and_then(|n| n.parse::<i64>().ok())
-            .filter(|n| *n > 0)
-            .map(Some)
-            .ok_or_else(|| format!("unknown duration {s:?}: use 7d, 30d, 1y, none or Ns")),
-    }
 }
 
 fn row_line(r: &RequestRow) -> String {

@@ -1,5 +1,5 @@
 //! `charte-proxy ca init|show`: creates the organisation's CA and tells how to make the
-//! workstations trust it. The work is in [`super::ca`]; this module reads arguments and
+//! workstations trust it. The work is in [`crate::action::ca`]; this module reads arguments and
 //! prints. Messages go to stderr, `show`'s report to stdout.
 //!
 //! Exit codes: 0 success, 2 configuration problem (no CA yet, a CA already there, key
@@ -9,8 +9,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::ca::{self, CaError, CaFiles, CertAuthority};
-use crate::cli::{EXIT_CONFIG, EXIT_RUNTIME};
+use super::{EXIT_CONFIG, EXIT_RUNTIME};
+use crate::action::ca::{self, CaError, CaFiles, CertAuthority};
 
 #[derive(clap::Args, Debug)]
 pub struct CaArgs {

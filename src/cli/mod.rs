@@ -1,0 +1,202 @@
+//! The command line, all of it: the arguments of every command and what each prints.
+//! Commands run the real code (the server, the compile, the decision, the stores); this
+//! layer only reads arguments, calls, and prints. It is the top of the library: nothing
+//! imports it but `main`.
+//!
+//! - [`serve`]: run the proxy;
+//! - [`policy`]: `check` and `explain`;
+//! - [`categories`]: `categories import|list|compile` and `classify`;
+//! - [`users`]: `users` and `admins`; [`ca`]: the organisation's CA; [`requests`]:
+//!   unblock requests.
+//!
+//! Exit codes: 0 success, 2 usage or configuration error, 1 runtime failure.
+
+pub mod ca;
+pub mod categories;
+pub mod policy;
+pub mod requests;
+pub mod serve;
+pub mod users;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Diags;
+use crate::settings::DEFAULT_POLICY;
+use crate::snapshot::Snapshot;
+
+pub use categories::CategoriesCmd;
+pub use policy::{ExplainArgs, LangArg};
+pub use serve::ServeArgs;
+
+/// Exit code for usage and configuration errors.
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit code for runtime failures.
+pub const EXIT_RUNTIME: u8 = 1;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "charte-proxy",
+    version,
+    about = "Forward web-filtering proxy that puts a local authority's IT charter into force",
+    long_about = "Forward web-filtering proxy that puts a French local authority's IT charter \
+(charte informatique) into force: group-based category filtering with allow and block lists, \
+no upload to unapproved cloud and AI services, banking and health never inspected, and the \
+reason for every block recorded."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PolicyArg {
+    /// Policy file (YAML).
+    #[arg(long, short = 'p', env = "CHARTE_POLICY", default_value = DEFAULT_POLICY, value_name = "FILE")]
+    pub policy: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the proxy: proxy, portal and admin listeners (loopback by default).
+    Serve(Box<ServeArgs>),
+    /// Validate a policy and the files it names; print a summary, or every problem.
+    Check {
+        #[command(flatten)]
+        policy: PolicyArg,
+        /// Print only problems, not the summary.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+        /// Treat warnings as errors (exit 2 if there is any).
+        #[arg(long)]
+        deny_warnings: bool,
+    },
+    /// Show what the policy decides for a client and a target, and why.
+    Explain(ExplainArgs),
+    /// Manage category folders (squidGuard/UT1 format).
+    #[command(subcommand)]
+    Categories(CategoriesCmd),
+    /// Manage the users of proxy authentication (the users file).
+    Users(users::UsersArgs),
+    /// Manage the administrators of the admin pages (the admins file, DATA/admins).
+    Admins(users::AdminsArgs),
+    /// The organisation's CA for TLS inspection: create it, show how to install it.
+    Ca(ca::CaArgs),
+    /// Unblock requests: list, show, approve, refuse, export.
+    Requests(requests::RequestsArgs),
+    /// Read hosts, URLs or Squid helper lines on stdin; write each host and its
+    /// categories (comma-separated, or `-`) on stdout, tab-separated.
+    Classify {
+        #[command(flatten)]
+        policy: PolicyArg,
+    },
+}
+
+impl Command {
+    /// Whether the command writes to network sockets. Such a command keeps SIGPIPE
+    /// ignored (see [`closed_pipe_ends_the_process`]); one added later must say.
+    fn uses_sockets(&self) -> bool {
+        match self {
+            Command::Serve(_) => true,
+            Command::Check { .. }
+            | Command::Explain(_)
+            | Command::Categories(_)
+            | Command::Users(_)
+            | Command::Admins(_)
+            | Command::Ca(_)
+            | Command::Requests(_)
+            | Command::Classify { .. } => false,
+        }
+    }
+}
+
+/// Puts back the default disposition of SIGPIPE, so that a write to a pipe whose reader
+/// has gone ends the process silently.
+///
+/// Rust starts programs with SIGPIPE ignored, so such a write fails with EPIPE instead,
+/// and `println!` panics on it: `charte-proxy explain … | head` printed a panic. Two
+/// cures were possible: a writer that turns BrokenPipe into a quiet exit around every
+/// print, or the signal's default back, which ends the process as it ends `cat` or
+/// `grep` (status 141 in a shell, nothing on stderr). The signal is taken, for every
+/// command but the ones that use sockets: it covers every write at once, `print!`,
+/// `writeln!(stdout)?` and `eprintln!` alike, in threads too (classify writes from one),
+/// and those a future command adds, where a wrapper must be remembered at each print; a
+/// command ending on `?` would otherwise still say "error: Broken pipe" and exit 1. Being
+/// killed at a print costs nothing here: the commands print what they have done after
+/// doing it, or print as their work. `serve` keeps SIGPIPE ignored: it writes to client
+/// and site sockets, where a peer gone away must be an error for that one connection,
+/// never a reason to stop the proxy (a socket write raises the signal unless it is made
+/// with `MSG_NOSIGNAL`, and vectored writes are not); its own lines on standard output
+/// are written without panicking instead (`server::banner`).
+fn closed_pipe_ends_the_process() {
+    // SAFETY: SIG_DFL installs no handler, so none of our code can run in signal
+    // context; the call only changes the process's disposition of SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Runs a parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    if !cli.command.uses_sockets() {
+        closed_pipe_ends_the_process();
+    }
+    let result = match cli.command {
+        Command::Serve(args) => serve::serve(&args),
+        Command::Check {
+            policy,
+            quiet,
+            deny_warnings,
+        } => policy::check(&policy.policy, quiet, deny_warnings),
+        Command::Explain(args) => policy::explain_cmd(args),
+        Command::Categories(CategoriesCmd::Import { source, dest }) => {
+            categories::import(&source, &dest)
+        }
+        Command::Categories(CategoriesCmd::List { policy }) => {
+            categories::list_categories(&policy.policy)
+        }
+        Command::Categories(CategoriesCmd::Compile { policy }) => {
+            categories::compile(&policy.policy)
+        }
+        Command::Classify { policy } => categories::classify(&policy.policy),
+        Command::Users(a) => users::run(a),
+        Command::Admins(a) => users::run_admins(a),
+        Command::Ca(a) => ca::run(a),
+        Command::Requests(a) => requests::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // Not `eprintln!`: `serve` keeps SIGPIPE ignored, and a closed stderr must
+            // not turn its last words into a panic.
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+pub fn print_diags(d: &Diags) {
+    let mut err = std::io::stderr().lock();
+    for diag in d.sorted() {
+        let _ = writeln!(err, "{diag}");
+    }
+}
+
+pub(crate) fn load_or_report(policy: &Path) -> Result<Snapshot, ExitCode> {
+    match Snapshot::load(policy, 1) {
+        Ok(s) => Ok(s),
+        Err(d) => {
+            print_diags(&d);
+            let n = d.errors().count();
+            eprintln!(
+                "{}: {n} error{} — the policy is not valid",
+                policy.display(),
+                if n == 1 { "" } else { "s" }
+            );
+            Err(ExitCode::from(EXIT_CONFIG))
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! `charte-proxy check` and `charte-proxy explain`: the policy as the proxy compiles it,
+//! summarised or questioned, through the real compile and decide code.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+
+use super::{EXIT_CONFIG, PolicyArg, load_or_report, print_diags};
+use crate::classify::TagKind;
+use crate::config::Severity;
+use crate::explain::{self, Query};
+use crate::policy::{Action, Lang, Mode};
+use crate::snapshot::Snapshot;
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub policy: PolicyArg,
+    /// Client address (decides the groups from `networks`).
+    #[arg(long, default_value = "10.0.0.1", value_name = "ADDR")]
+    pub ip: IpAddr,
+    /// Authenticated user name (decides the groups from `users`).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// HTTP method of the request; CONNECT explains the tunnel itself.
+    #[arg(long, short = 'm', default_value = "GET", value_name = "M")]
+    pub method: String,
+    /// Language of the reason.
+    #[arg(long, value_enum, default_value_t = LangArg::Fr)]
+    pub lang: LangArg,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// A URL (https://host/path) or a host (host, host:port, host/path).
+    #[arg(value_name = "TARGET")]
+    pub target: String,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub enum LangArg {
+    Fr,
+    En,
+}
+
+pub(super) fn check(policy: &Path, quiet: bool, deny_warnings: bool) -> anyhow::Result<ExitCode> {
+    let snap = match load_or_report(policy) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    print_diags(&snap.warnings);
+    let warnings = snap
+        .warnings
+        .items
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+        .count();
+    if !quiet {
+        print!("{}", summary(&snap));
+    }
+    println!(
+        "{}: OK, {warnings} warning{}",
+        policy.display(),
+        if warnings == 1 { "" } else { "s" }
+    );
+    if deny_warnings && warnings > 0 {
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `check` summary: groups, rules, categories with their domain counts.
+pub fn summary(snap: &Snapshot) -> String {
+    let p = &snap.policy;
+    let c = &snap.classifier;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Policy {} (version {}), compiled in {:.2} s",
+        snap.stats.source.display(),
+        crate::config::POLICY_VERSION,
+        snap.stats.build_time.as_secs_f64()
+    );
+    let _ = writeln!(s, "Groups ({}):", p.groups.groups.len());
+    for g in &p.groups.groups {
+        let mut parts = Vec::new();
+        if !g.networks.is_empty() {
+            parts.push(
+                g.networks
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
+        }
+        if !g.users.is_empty() {
+            parts.push(format!(
+                "{} user{}",
+                g.users.len(),
+                if g.users.len() == 1 { "" } else { "s" }
+            ));
+        }
+        if !g.inspect {
+            parts.push("never inspected".into());
+        }
+        let _ = writeln!(s, "  {:<20} {}", g.name, parts.join(", "));
+    }
+    let _ = writeln!(s, "Rules ({}):", p.rules.len());
+    for (i, r) in p.rules.iter().enumerate() {
+        let mut flags = Vec::new();
+        if r.mode == Mode::Report {
+            flags.push("report only");
+        }
+        if !r.overridable && r.action != Action::Allow {
+            flags.push("not overridable");
+        }
+        let flags = if flags.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", flags.join(", "))
+        };
+        let _ = writeln!(
+            s,
+            "  {:>2}. {:<32} {}{flags}",
+            i + 1,
+            r.id,
+            r.action.as_str()
+        );
+    }
+    let _ = writeln!(s, "  default: {}", p.default.action.as_str());
+    let cats: Vec<_> = c
+        .tags
+        .iter()
+        .filter(|t| t.kind == TagKind::Category)
+        .collect();
+    let total: u64 = cats.iter().map(|t| t.domains as u64).sum();
+    let _ = writeln!(
+        s,
+        "Categories ({}, {} domain entries, {} URL entries, index of {} distinct names, {:.1} MiB):",
+        cats.len(),
+        total,
+        cats.iter().map(|t| t.urls as u64).sum::<u64>(),
+        c.domain_names(),
+        c.index_bytes() as f64 / 1048576.0
+    );
+    match &snap.stats.compiled_index {
+        Some(f) => {
+            let _ = writeln!(
+                s,
+                "  (domains from the compiled index {}, mapped)",
+                f.display()
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "  (read from the text lists; `charte-proxy categories compile` makes them load faster)"
+            );
+        }
+    }
+    for t in &cats {
+        let _ = writeln!(
+            s,
+            "  {:<24} {:>9} domains {:>7} urls",
+            t.name, t.domains, t.urls
+        );
+    }
+    let lists: Vec<_> = c.tags.iter().filter(|t| t.kind == TagKind::List).collect();
+    let _ = writeln!(s, "Lists ({}):", lists.len());
+    for t in lists {
+        let _ = writeln!(
+            s,
+            "  {:<24} {:>9} domains {:>7} urls",
+            t.name, t.domains, t.urls
+        );
+    }
+    let ni: Vec<&str> = p.no_inspect.iter().map(|t| &*c.tag(t).name).collect();
+    let _ = writeln!(
+        s,
+        "Never inspected: {}",
+        if ni.is_empty() {
+            "-".into()
+        } else {
+            ni.join(", ")
+        }
+    );
+    s
+}
+
+pub(super) fn explain_cmd(a: ExplainArgs) -> anyhow::Result<ExitCode> {
+    let snap = match load_or_report(&a.policy.policy) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let q = Query {
+        target: a.target.clone(),
+        ip: a.ip,
+        user: a.user.clone(),
+        method: a.method.to_ascii_uppercase(),
+        lang: match a.lang {
+            LangArg::Fr => Lang::Fr,
+            LangArg::En => Lang::En,
+        },
+    };
+    match explain::explain(&snap, &q) {
+        Ok(e) => {
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&e)?);
+            } else {
+                print!("{}", explain::render_text(&e));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            Ok(ExitCode::from(EXIT_CONFIG))
+        }
+    }
+}
