@@ -41,4 +41,5 @@ pub mod portal;
 pub mod server;
 pub mod settings;
 pub mod snapshot;
+pub mod tracker;
 pub mod unblock;

@@ -12,19 +12,31 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::action::forward::{Body, full};
+use crate::action::respond::{html, text};
 use crate::pages::{self as block_page, portal as pages};
-use crate::pipeline::{State, html, text};
 use crate::policy::Lang;
 use crate::settings::Settings;
+use crate::snapshot::Live;
+use crate::unblock::Unblock as UnblockService;
 use crate::unblock::store::{MAX_JUSTIFICATION, NewRequest, StoreError, Submitted};
 use crate::unblock::token;
+
+/// What the portal reads: the settings its pages and PAC file name (its own URL, the
+/// proxy's public address, the internal domains and networks), the policy in force (the
+/// reason of a block), the unblock store, and the key that signs tokens and seals.
+pub struct PortalState {
+    pub cfg: Settings,
+    pub live: Arc<Live>,
+    pub unblock: Arc<UnblockService>,
+    pub token_key: Arc<[u8]>,
+}
 
 /// How long a block page's unblock link stays valid.
 pub const TOKEN_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Requests to the portal listener.
 pub async fn portal(
-    st: Arc<State>,
+    st: Arc<PortalState>,
     peer: std::net::SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
@@ -155,7 +167,7 @@ const MAX_FORM: usize = 32 * 1024;
 
 /// POST /demande: checks the token again, stores the request durably, then answers with
 /// its number (and a cookie that lists the user's requests).
-async fn submit(st: &Arc<State>, req: Request<Incoming>, lang: Lang) -> Response<Body> {
+async fn submit(st: &Arc<PortalState>, req: Request<Incoming>, lang: Lang) -> Response<Body> {
     use http_body_util::BodyExt as _;
     let body = match http_body_util::Limited::new(req.into_body(), MAX_FORM)
         .collect()

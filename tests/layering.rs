@@ -38,6 +38,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("head", 10),
     ("settings", 10),
     ("per_worker", 10),
+    ("tracker", 10),
 ];
 
 /// Upward imports allowed where a callback would be worse; each is explained in

@@ -9,4 +9,5 @@ pub mod forward;
 pub mod h1;
 pub mod leaf_cache;
 pub mod pool;
+pub mod respond;
 pub mod tunnel;

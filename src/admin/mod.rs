@@ -19,12 +19,17 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use crate::action::bump::Bumper;
 use crate::action::forward::{Body, full};
+use crate::action::respond::{html, text};
 use crate::identity::auth::UsersFile;
+use crate::metrics::Metrics;
 use crate::pages::admin::{self as pages, Flash, Pending};
 use crate::pages::{self as block_page, render_admin_page};
-use crate::pipeline::{State, html, text};
 use crate::policy::Lang;
+use crate::snapshot::Live;
+use crate::tracker::Tracker;
+use crate::unblock::Unblock as UnblockService;
 use crate::unblock::approvals::now;
 use crate::unblock::export;
 use crate::unblock::parse_duration;
@@ -34,8 +39,15 @@ use session::{COOKIE, LOGIN_COOKIE, Session, Sessions, random_token, same_secret
 /// Largest form body read.
 const MAX_FORM: usize = 16 * 1024;
 
-/// What the admin pages keep between requests.
-pub struct AdminPages {
+/// What the admin listener reads and keeps between requests: its own sessions and
+/// accounts file, and what it shows of the rest (the snapshot in force, the unblock
+/// store, the metrics, the tunnels in flight, the leaf cache).
+pub struct AdminState {
+    pub live: Arc<Live>,
+    pub unblock: Arc<UnblockService>,
+    pub metrics: Arc<Metrics>,
+    pub tunnels: Tracker,
+    pub bumper: Option<Arc<Bumper>>,
     pub sessions: Sessions,
     /// The administrators' accounts (same format as the users file).
     pub admins_file: PathBuf,
@@ -43,9 +55,21 @@ pub struct AdminPages {
     hashing: tokio::sync::Semaphore,
 }
 
-impl AdminPages {
-    pub fn new(admins_file: PathBuf) -> AdminPages {
-        AdminPages {
+impl AdminState {
+    pub fn new(
+        live: Arc<Live>,
+        unblock: Arc<UnblockService>,
+        metrics: Arc<Metrics>,
+        tunnels: Tracker,
+        bumper: Option<Arc<Bumper>>,
+        admins_file: PathBuf,
+    ) -> AdminState {
+        AdminState {
+            live,
+            unblock,
+            metrics,
+            tunnels,
+            bumper,
             sessions: Sessions::default(),
             admins_file,
             hashing: tokio::sync::Semaphore::new(1),
@@ -55,7 +79,7 @@ impl AdminPages {
 
 /// Requests to the admin listener.
 pub async fn handle(
-    st: Arc<State>,
+    st: Arc<AdminState>,
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
@@ -73,7 +97,7 @@ pub async fn handle(
         "/connexion" if post => login(&st, peer, req, lang).await,
         "/deconnexion" if post => match authorised(&st, req, lang).await {
             Ok((_, sid, _)) => {
-                st.admin_pages.sessions.end(&sid);
+                st.sessions.end(&sid);
                 let mut r = redirect("/connexion");
                 set_cookie(&mut r, &format!("{COOKIE}=; {}; Max-Age=0", COOKIE_ATTRS));
                 r
@@ -172,9 +196,9 @@ fn query(req: &Request<Incoming>, k: &str) -> Option<String> {
 }
 
 /// The live session named by the request's cookie, with its id.
-fn session_of(st: &State, headers: &HeaderMap) -> Option<(Session, String)> {
+fn session_of(st: &AdminState, headers: &HeaderMap) -> Option<(Session, String)> {
     let sid = cookie(headers, COOKIE)?;
-    let s = st.admin_pages.sessions.get(sid, Instant::now())?;
+    let s = st.sessions.get(sid, Instant::now())?;
     Some((s, sid.to_string()))
 }
 
@@ -228,7 +252,7 @@ fn foreign_origin(headers: &HeaderMap) -> bool {
 /// A POST from a logged-in administrator whose form carries the session's CSRF token:
 /// the session, its id and the form's fields. Otherwise the page to answer with.
 async fn authorised(
-    st: &State,
+    st: &AdminState,
     req: Request<Incoming>,
     lang: Lang,
 ) -> Result<(Session, String, Vec<(String, String)>), Response<Body>> {
@@ -277,8 +301,13 @@ fn csrf_refused(lang: Lang) -> Response<Body> {
 }
 
 /// The login form, with a fresh CSRF value in the form and in a cookie.
-async fn login_form(lang: Lang, error: Option<&str>, failed: bool, st: &State) -> Response<Body> {
-    let path = st.admin_pages.admins_file.clone();
+async fn login_form(
+    lang: Lang,
+    error: Option<&str>,
+    failed: bool,
+    st: &AdminState,
+) -> Response<Body> {
+    let path = st.admins_file.clone();
     let no_admins = tokio::task::spawn_blocking(move || {
         UsersFile::load(&path).map_or(true, |f| f.users().next().is_none())
     })
@@ -295,9 +324,13 @@ async fn login_form(lang: Lang, error: Option<&str>, failed: bool, st: &State) -
     r
 }
 
-async fn login(st: &State, peer: SocketAddr, req: Request<Incoming>, lang: Lang) -> Response<Body> {
+async fn login(
+    st: &AdminState,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+    lang: Lang,
+) -> Response<Body> {
     let ip = peer.ip().to_canonical();
-    let pages = &st.admin_pages;
     let expected = cookie(req.headers(), LOGIN_COOKIE).map(str::to_string);
     let foreign = foreign_origin(req.headers());
     let Some(fields) = form(req).await else {
@@ -311,7 +344,7 @@ async fn login(st: &State, peer: SocketAddr, req: Request<Incoming>, lang: Lang)
         return csrf_refused(lang);
     }
     // Counted before the slow hash, settled after it (see `session`).
-    let Some(attempt) = pages.sessions.reserve(ip, Instant::now()) else {
+    let Some(attempt) = st.sessions.reserve(ip, Instant::now()) else {
         let msg = match lang {
             Lang::Fr => "Trop d'essais manqués depuis ce poste : réessayez dans dix minutes.",
             Lang::En => "Too many failed attempts from this workstation: try again in ten minutes.",
@@ -322,9 +355,9 @@ async fn login(st: &State, peer: SocketAddr, req: Request<Incoming>, lang: Lang)
     };
     let user = field(&fields, "user").unwrap_or("").trim().to_string();
     let password = field(&fields, "password").unwrap_or("").to_string();
-    let path = pages.admins_file.clone();
+    let path = st.admins_file.clone();
     let checked = {
-        let _one = pages.hashing.acquire().await;
+        let _one = st.hashing.acquire().await;
         let u = user.clone();
         tokio::task::spawn_blocking(move || match UsersFile::load(&path) {
             Ok(f) => Ok(f.verify(&u, &password)),
@@ -335,7 +368,7 @@ async fn login(st: &State, peer: SocketAddr, req: Request<Incoming>, lang: Lang)
     match checked {
         Ok(Ok(true)) => {
             attempt.succeeded();
-            let sid = pages.sessions.start(&user, Instant::now());
+            let sid = st.sessions.start(&user, Instant::now());
             tracing::info!(admin = %user, client = %ip, "administrator logged in");
             let mut r = redirect("/demandes");
             set_cookie(&mut r, &format!("{COOKIE}={sid}; {COOKIE_ATTRS}"));
@@ -381,7 +414,7 @@ async fn login(st: &State, peer: SocketAddr, req: Request<Incoming>, lang: Lang)
 }
 
 /// The login form again, with `msg`, when the password could not be checked.
-async fn login_unavailable(lang: Lang, msg: &str, st: &State) -> Response<Body> {
+async fn login_unavailable(lang: Lang, msg: &str, st: &AdminState) -> Response<Body> {
     let mut r = login_form(lang, Some(msg), true, st).await;
     *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     r
@@ -389,7 +422,7 @@ async fn login_unavailable(lang: Lang, msg: &str, st: &State) -> Response<Body> 
 
 /// The pending requests with their 30-day block counts.
 async fn pending(
-    st: &State,
+    st: &AdminState,
     s: &Session,
     lang: Lang,
     flash: Option<&Flash>,
@@ -436,7 +469,7 @@ fn store_failed(lang: Lang, e: &str) -> Response<Body> {
 }
 
 /// POST /demandes/N: approve or refuse.
-async fn decide(st: &State, id: i64, req: Request<Incoming>, lang: Lang) -> Response<Body> {
+async fn decide(st: &AdminState, id: i64, req: Request<Incoming>, lang: Lang) -> Response<Body> {
     let (s, _, fields) = match authorised(st, req, lang).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -572,7 +605,7 @@ enum Decision {
 }
 
 /// GET /historique and /historique.csv.
-async fn history(st: &State, s: &Session, lang: Lang, csv: bool) -> Response<Body> {
+async fn history(st: &AdminState, s: &Session, lang: Lang, csv: bool) -> Response<Body> {
     let store = st.unblock.store().clone();
     let rows = match tokio::task::spawn_blocking(move || store.history()).await {
         Ok(Ok(r)) => r,
@@ -598,7 +631,7 @@ async fn history(st: &State, s: &Session, lang: Lang, csv: bool) -> Response<Bod
     r
 }
 
-fn metrics(st: &State) -> Response<Body> {
+fn metrics(st: &AdminState) -> Response<Body> {
     st.metrics
         .tunnels_active
         .set(i64::try_from(st.tunnels.active()).unwrap_or(i64::MAX));
@@ -619,7 +652,7 @@ fn metrics(st: &State) -> Response<Body> {
     r
 }
 
-fn health(st: &State) -> Response<Body> {
+fn health(st: &AdminState) -> Response<Body> {
     let (snap, status) = st.live.state();
     let body = serde_json::json!({
         "status": if status.stale { "stale" } else { "ok" },

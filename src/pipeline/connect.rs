@@ -24,7 +24,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 
-use super::{Ctx, State, Target, bad_host, exchange, html, reason_header, tunnel_refusal};
+use super::{Ctx, ProxyState, Target, bad_host, exchange, html, reason_header, tunnel_refusal};
 use crate::action::bump::client_handshake_problem;
 use crate::action::client_hello::{self, ClientHello, HelloError, PeekError, Rewind};
 use crate::action::dial::{Checked, UpstreamError};
@@ -301,7 +301,11 @@ async fn bump_tunnel(cx: Box<Ctx>, t: Arc<Tunnel>, req: Request<Incoming>) {
 
 /// One request inside a bumped tunnel: checked to name the tunnel's host, then decided
 /// and answered like any other.
-async fn bumped_request(st: Arc<State>, t: Arc<Tunnel>, req: Request<Incoming>) -> Response<Body> {
+async fn bumped_request(
+    st: Arc<ProxyState>,
+    t: Arc<Tunnel>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let lang = block_page::negotiate_lang(
         req.headers()
             .get(header::ACCEPT_LANGUAGE)

@@ -18,11 +18,12 @@ use hyper::body::Incoming;
 use crate::action::bump::{Bumper, TlsProblem};
 use crate::action::dial::UpstreamError;
 use crate::action::forward::{
-    self, Body, CountedBody, CountedIncoming, Dialer, add_via, full, names_websocket_only,
+    self, Body, CountedBody, CountedIncoming, Dialer, add_via, names_websocket_only,
     never_forwarded, seen_by_us, sends_data, strip_hop_by_hop, websocket_handshake,
 };
 use crate::action::h1::H1Error;
 use crate::action::pool::{Pool, PoolError, UpBody};
+use crate::action::respond::{html, reason_header, text};
 use crate::action::tunnel;
 use crate::audit::{AuditSink, Record};
 use crate::classify::{Classification, Host, TagKind};
@@ -35,12 +36,13 @@ use crate::per_worker::PerWorker;
 use crate::policy::{Decision, Lang, Policy, Reason, ReasonCode, RequestFacts, Verdict};
 use crate::settings::{AuthMode, Settings};
 use crate::snapshot::{Live, Snapshot};
+use crate::tracker::Tracker;
 use crate::unblock::Unblock as UnblockService;
 use crate::unblock::approvals::{self, Requester};
 use crate::unblock::token;
 
-/// Everything a request needs that outlives it.
-pub struct State {
+/// What the proxy listener's requests need that outlives them.
+pub struct ProxyState {
     pub cfg: Settings,
     pub live: Arc<Live>,
     pub metrics: Arc<Metrics>,
@@ -59,49 +61,11 @@ pub struct State {
     pub bumper: Option<Arc<Bumper>>,
     /// Unblock requests: approvals in force, blocks counted for the admin pages.
     pub unblock: Arc<UnblockService>,
-    /// The administrators' sessions and accounts file.
-    pub admin_pages: crate::admin::AdminPages,
-}
-
-/// Counts tasks in flight so that shutdown can wait for them.
-#[derive(Clone, Default)]
-pub struct Tracker(Arc<(AtomicU64, tokio::sync::Notify)>);
-
-impl Tracker {
-    pub fn enter(&self) -> TrackerGuard {
-        self.0.0.fetch_add(1, Ordering::SeqCst);
-        TrackerGuard(self.clone())
-    }
-
-    pub fn active(&self) -> u64 {
-        self.0.0.load(Ordering::SeqCst)
-    }
-
-    /// Waits until no task is in flight.
-    pub async fn idle(&self) {
-        loop {
-            let notified = self.0.1.notified();
-            if self.active() == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-pub struct TrackerGuard(Tracker);
-
-impl Drop for TrackerGuard {
-    fn drop(&mut self) {
-        if self.0.0.0.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.0.1.notify_waiters();
-        }
-    }
 }
 
 /// What the pipeline knows of a request, filled in as the stages go; becomes the record.
 struct Ctx {
-    st: Arc<State>,
+    st: Arc<ProxyState>,
     peer: SocketAddr,
     snap: Arc<Snapshot>,
     started: Instant,
@@ -112,7 +76,7 @@ struct Ctx {
 
 impl Ctx {
     fn new(
-        st: &Arc<State>,
+        st: &Arc<ProxyState>,
         peer: SocketAddr,
         method: &Method,
         kind: &'static str,
@@ -239,7 +203,7 @@ impl Ctx {
 
 /// Entry point for every request on the proxy listener.
 pub async fn handle(
-    st: Arc<State>,
+    st: Arc<ProxyState>,
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
@@ -308,7 +272,7 @@ pub async fn handle(
 }
 
 /// Whether an approved unblock request opens `host` for this client now.
-fn approved(st: &State, snap: &Snapshot, who: &Identity, host: &Host) -> bool {
+fn approved(st: &ProxyState, snap: &Snapshot, who: &Identity, host: &Host) -> bool {
     let a = st.unblock.approvals.get();
     if a.is_empty() {
         return false;
@@ -359,7 +323,7 @@ fn head_refused(mut cx: Box<Ctx>, size: usize, version: Version) -> Response<Bod
 /// [`head_refused`] on the proxy listener: the record names the host as the client wrote
 /// it (absolute URI, CONNECT authority or `Host`).
 fn listener_head_refused(
-    st: &Arc<State>,
+    st: &Arc<ProxyState>,
     peer: SocketAddr,
     req: &Request<Incoming>,
     size: usize,
@@ -425,7 +389,7 @@ fn method_refused(mut cx: Box<Ctx>) -> Response<Body> {
 
 /// `Ok(user)` when the client may go on (authenticated or anonymous where allowed).
 async fn authenticate(
-    st: &State,
+    st: &ProxyState,
     client: std::net::IpAddr,
     req: &Request<Incoming>,
 ) -> Result<Option<Arc<str>>, ()> {
@@ -1009,40 +973,5 @@ fn tunnel_refusal(cx: &Ctx, reason: &Reason, rule: Option<&str>) -> Response<Bod
     let text_ = cx.snap.policy.reason_text(reason, cx.lang);
     let mut res = text(StatusCode::FORBIDDEN, format!("{text_}\n"));
     reason_header(&mut res, reason.code, rule);
-    res
-}
-
-/// `X-Charte-Reason: <code>[; rule=<id>]` — ASCII, stable, for tools and tests.
-fn reason_header(res: &mut Response<Body>, code: ReasonCode, rule: Option<&str>) {
-    let v = match rule {
-        Some(r) => format!("{}; rule={r}", code.as_str()),
-        None => code.as_str().to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&v) {
-        res.headers_mut().insert("x-charte-reason", v);
-    }
-}
-
-pub fn html(status: StatusCode, page: String) -> Response<Body> {
-    let mut res = Response::new(full(page));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
-}
-
-pub fn text(status: StatusCode, body: String) -> Response<Body> {
-    let mut res = Response::new(full(body));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }

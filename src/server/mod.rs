@@ -26,14 +26,17 @@ use crate::action::ca::{self, CaFiles, CertAuthority};
 use crate::action::dial::{Dialer, Guard};
 use crate::action::forward::{Body, Resolver};
 use crate::action::pool::Pool;
+use crate::admin::AdminState;
 use crate::audit::{AuditWriter, Destination, Format};
 use crate::identity::auth::{Authenticator, UsersFile};
 use crate::identity::workstation::Workstations;
 use crate::metrics::Metrics;
 use crate::per_worker::PerWorker;
-use crate::pipeline::{State, Tracker};
+use crate::pipeline::ProxyState;
+use crate::portal::PortalState;
 use crate::settings::{Limits, Settings};
 use crate::snapshot::{Live, Snapshot};
+use crate::tracker::Tracker;
 use crate::unblock::Unblock;
 use crate::unblock::sqlite::SqliteStore;
 use crate::unblock::token;
@@ -139,10 +142,25 @@ pub async fn serve(mut cfg: Settings) -> anyhow::Result<()> {
     let unblock =
         Arc::new(Unblock::new(store).map_err(|e| anyhow::anyhow!(ConfigError(e.to_string())))?);
     let _unblock_sync = tokio::spawn(unblock_sync(unblock.clone()));
-    let state = Arc::new(State {
+    // The state each listener's handler reads: what they share is shared by `Arc`.
+    let tunnels = Tracker::default();
+    let portal_state = Arc::new(PortalState {
+        cfg: cfg.clone(),
+        live: live.clone(),
+        unblock: unblock.clone(),
+        token_key: token_key.clone(),
+    });
+    let admin_state = Arc::new(AdminState::new(
+        live.clone(),
+        unblock.clone(),
+        metrics.clone(),
+        tunnels.clone(),
+        bumper.clone(),
+        cfg.data_dir.join("admins"),
+    ));
+    let state = Arc::new(ProxyState {
         bumper: bumper.clone(),
         unblock: unblock.clone(),
-        admin_pages: crate::admin::AdminPages::new(cfg.data_dir.join("admins")),
         // One pool of site connections per worker: a connection stays on its thread.
         upstream: PerWorker::new(n_workers, || {
             Pool::new(dialer.clone(), cfg.limits.upstream_keepalive, 64)
@@ -154,7 +172,7 @@ pub async fn serve(mut cfg: Settings) -> anyhow::Result<()> {
         auth,
         workstations: Workstations::new(cfg.reverse_dns, Duration::from_secs(600)),
         token_key,
-        tunnels: Tracker::default(),
+        tunnels,
         cfg: cfg.clone(),
     });
 
@@ -192,23 +210,35 @@ pub async fn serve(mut cfg: Settings) -> anyhow::Result<()> {
         stop_rx.clone(),
         move |peer, req| crate::pipeline::handle(st.clone(), peer, req),
     ));
-    let st = state.clone();
+    let st = portal_state.clone();
+    let (max_head, l) = (cfg.limits.max_head_bytes, live.clone());
     let portal = tokio::spawn(accept_loop(
         portal_l,
         Listening::new("portal", &cfg),
         None,
         metrics.clone(),
         stop_rx.clone(),
-        move |peer, req| head_limited(st.clone(), peer, req, crate::portal::portal),
+        move |peer, req| {
+            let st = st.clone();
+            head_limited(max_head, l.clone(), req, move |req| {
+                crate::portal::portal(st, peer, req)
+            })
+        },
     ));
-    let st = state.clone();
+    let st = admin_state.clone();
+    let l = live.clone();
     let admin = tokio::spawn(accept_loop(
         admin_l,
         Listening::new("admin", &cfg),
         None,
         metrics.clone(),
         stop_rx.clone(),
-        move |peer, req| head_limited(st.clone(), peer, req, crate::admin::handle),
+        move |peer, req| {
+            let st = st.clone();
+            head_limited(max_head, l.clone(), req, move |req| {
+                crate::admin::handle(st, peer, req)
+            })
+        },
     ));
 
     let _ = tokio::join!(proxy, portal, admin);
@@ -430,22 +460,21 @@ fn banner(cfg: &Settings, b: &Bound, live: &Live, bumper: Option<&Bumper>, worke
 /// ([`crate::head`]) before `handler` sees it; over the limit, 431 with the error page.
 /// The proxy listener's pipeline counts its own requests, and traces what it refuses.
 async fn head_limited<F, Fut>(
-    st: Arc<State>,
-    peer: SocketAddr,
+    limit: usize,
+    live: Arc<Live>,
     req: Request<Incoming>,
     handler: F,
 ) -> Result<Response<Body>, std::convert::Infallible>
 where
-    F: FnOnce(Arc<State>, SocketAddr, Request<Incoming>) -> Fut,
+    F: FnOnce(Request<Incoming>) -> Fut,
     Fut: Future<Output = Result<Response<Body>, std::convert::Infallible>>,
 {
     let size = crate::head::request_head_size(&req);
-    let limit = st.cfg.limits.max_head_bytes;
     if size > limit {
-        tracing::debug!(%peer, size, limit, "request head over the limit (431)");
+        tracing::debug!(size, limit, "request head over the limit (431)");
         let lang = crate::pages::lang_of(req.headers());
         let detail = format!("request head of {size} bytes, over the limit of {limit}");
-        let snap = st.live.get();
+        let snap = live.get();
         return Ok(crate::pipeline::head_too_large(
             &snap.policy,
             lang,
@@ -453,7 +482,7 @@ where
             &detail,
         ));
     }
-    handler(st, peer, req).await
+    handler(req).await
 }
 
 /// What a listener applies to its connections.
