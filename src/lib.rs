@@ -6,21 +6,34 @@
 //!
 //! ```text
 //! request → identity → classification → decision (+ reason) → action → audit record
-//!            identity/   classify/         policy/
+//!            identity/   classify/         policy/              action/   audit/
 //! ```
 //!
-//! - [`config`] (cold path only) parses the YAML policy and the category folders and
-//!   compiles them into a [`snapshot::Snapshot`]: a [`classify::Classifier`] (domain and
-//!   URL indexes over tags) and a [`policy::Policy`] (groups, rules, default).
-//! - [`settings`] holds the resolved server settings (listeners, authentication, TLS,
-//!   limits): plain data that `config::server` fills at start, and the only settings the
-//!   server, the pipeline and the listeners read.
-//! - [`identity`] says which groups a client is in (address, user).
-//! - [`classify`] normalises the host once ([`classify::Host`]) and finds every tag of
-//!   a request in one pass over the host's suffixes — the hot path: synchronous, pure,
-//!   no allocation per lookup.
-//! - [`policy`] decides, purely: first matching rule, with a [`policy::Reason`].
-//! - [`explain`] shows a decision step by step, through the very same code.
+//! The modules, from the top layer down (a module imports only from lower layers;
+//! `tests/layering.rs` checks it):
+//!
+//! - [`cli`]: every command's arguments and output; `main` only calls it.
+//! - [`server`]: the listeners, the worker threads, start, reload and shutdown; builds
+//!   the state of each listener's handler.
+//! - [`pipeline`] (proxy listener), [`portal`] and [`admin`]: one handler per listener.
+//!   The pipeline composes the stages for each request or tunnel and emits its record.
+//! - [`pages`]: the HTML of every listener (block, help and error pages; the unblock
+//!   form; the administrators' pages), French by default, English on request.
+//! - [`action`] (forward, tunnel, bump, CA, dial, pool, answers), [`unblock`] (the
+//!   request flow's token, store and approvals) and [`audit`] (the trace record and its
+//!   writer).
+//! - [`snapshot`] (the compiled policy in force, swapped whole on reload) and
+//!   [`explain`] (a decision shown step by step, through the very same code).
+//! - [`config`], the cold path only: parses the YAML policy, the category folders and
+//!   the server file, and compiles them into a snapshot and [`settings`].
+//! - [`metrics`]: every metric, declared in one place.
+//! - [`policy`]: decides, purely: first matching rule, with a [`policy::Reason`].
+//! - [`classify`] (the host normalised once, [`classify::Host`], and every tag of a
+//!   request found in one pass: the hot path, synchronous, pure, no allocation per
+//!   lookup) and [`identity`] (which groups a client is in: address, user).
+//! - Small helpers below everything: [`settings`] (resolved server settings, plain
+//!   data), [`head`] (a request head's size), [`per_worker`], [`tracker`],
+//!   [`atomic_file`].
 
 pub mod action;
 pub mod admin;

@@ -23,7 +23,7 @@
 //! into a [`crate::classify::Host`] (one trailing dot, IP literals, label rules) like any
 //! other host before comparing it with the CONNECT host.
 //!
-//! Why not `rustls::server::Acceptor` over the peeked bytes (tried for issue 21): it
+//! Why not `rustls::server::Acceptor` over the peeked bytes (tried, and measured against this module): it
 //! cannot say how many bytes are still missing (what bounds [`peek`]'s reads) nor tell a
 //! client that does not speak TLS from its first byte, so the record layer here stays;
 //! and it is a server's policy rather than a reader: it refuses a hello without

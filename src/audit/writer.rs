@@ -23,9 +23,8 @@ const WRITE_AT: usize = 64 * 1024;
 /// Longest a record waits for others before it is written: under load, one wake-up,
 /// one write and one hand-off to the blocking pool carry many records instead of one
 /// or two. Short, because the records gathered are encoded in one burst on the main
-/// thread, which competes with the workers for the CPU: at ~38 k requests/s, 2 ms
-/// (about 80 records a burst) gave an 8 % lower p99 than 20 ms over 8 interleaved
-/// rounds (issue 6). A crash loses at most this much more of the trace.
+/// thread, which competes with the workers for the CPU; 2 ms gave a lower p99 than 20 ms
+/// under load (benches/README.md). A crash loses at most this much more of the trace.
 const LINGER: Duration = Duration::from_millis(2);
 /// At most one warning per period about dropped or lost records.
 const WARN_PERIOD: Duration = Duration::from_secs(10);

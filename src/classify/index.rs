@@ -13,7 +13,7 @@
 //!   reads one cache line and stops at the first empty slot (more than one line for
 //!   about one probe in twenty at full load).
 //!
-//! All of it lives in one byte buffer (a 64-byte header, then each section, the table
+//! All of it lives in one byte buffer (a 128-byte header, then each section, the table
 //! first and 64-aligned), so the same bytes are an in-memory index or a file written by
 //! [`DomainIndex::write`] and mapped in place by [`DomainIndex::open`]
 //! (`categories compile`).

@@ -2,8 +2,8 @@
 //! N worker threads, each running its own single-threaded tokio runtime. A connection,
 //! the tasks it spawns (tunnels, relays) and the pooled upstream connections it uses all
 //! live on that one thread: no work stealing, no cross-thread wake-up per request.
-//! Measured on a 2-core machine (issue 6): CPU per plain-HTTP request fell by about a
-//! sixth against tokio's work-stealing runtime, and p99 latency with it.
+//! It costs less CPU a request than tokio's work-stealing runtime (the figures are in
+//! DESIGN.md, "Worker threads and the spin").
 //! Work that is not per connection (accepting, the trace writer, the portal and admin
 //! listeners, reloads) stays on the main runtime.
 //!
@@ -35,9 +35,8 @@ fn spin_for(d: Duration) {
 /// The number of workers `configured` asks for. 0 means one per CPU but one, and at
 /// least one: the CPU left over runs the kernel's share of the network work, the main
 /// runtime (accepting, the trace writer, the portal and admin pages) and reloads, which
-/// compile a policy on a thread of their own. On the 2-core bench machine, with the
-/// client and the origin beside the proxy, one worker served 10-20 % more requests per
-/// second than two, at a lower p99 (issue 6 note).
+/// compile a policy on a thread of their own (DESIGN.md gives the measurement behind
+/// this default).
 pub fn count(configured: usize) -> usize {
     if configured > 0 {
         configured
@@ -64,11 +63,9 @@ impl Workers {
     ///
     /// A worker that runs out of work spins for `spin` before it sleeps in the kernel
     /// (`epoll_wait`): what arrives meanwhile is picked up without a sleep and a wake-up,
-    /// as Go's scheduler spins before it parks. On the 2-core bench box, where the client
-    /// and the origin share the cores, the worker otherwise slept once every 14 to 25
-    /// requests and lost more to the wake-ups than its leaner code had saved (issue 6
-    /// note: 5 µs gave the gain of 20 µs without taking CPU from tunnels). An idle proxy
-    /// spins once per wake-up, so this costs nothing when there is no traffic.
+    /// as Go's scheduler spins before it parks (why, and why 5 µs by default: DESIGN.md,
+    /// "Worker threads and the spin"). An idle proxy spins once per wake-up, so this
+    /// costs nothing when there is no traffic.
     pub fn start(n: usize, spin: Duration) -> std::io::Result<Workers> {
         let mut workers = Vec::with_capacity(n.max(1));
         for i in 0..n.max(1) {
