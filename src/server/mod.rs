@@ -53,6 +53,129 @@ pub struct Bound {
 pub async fn serve(mut cfg: Settings) -> anyhow::Result<()> {
     ca::install_crypto_provider();
     let metrics = Arc::new(Metrics::new());
+    let live = load_policy(&cfg, &metrics)?;
+    let Data { token_key, auth } = open_data(&cfg)?;
+    let (audit, writer) = AuditWriter::start(
+        trace_destination(&cfg),
+        trace_format(&cfg)?,
+        cfg.trace_queue,
+        metrics.trace_dropped.clone(),
+    )
+    .with_context(|| "cannot open the trace")?;
+    let (listeners, bound) = bind(&mut cfg).await?;
+    let dialer = dialer(&cfg, &bound, &live);
+    let n_workers = workers::count(cfg.workers);
+    let pool = Arc::new(
+        Workers::start(n_workers, cfg.worker_spin).context("cannot start the worker threads")?,
+    );
+    let bumper = load_bumper(&cfg, dialer.clone(), n_workers)?;
+    let unblock = open_unblock(&cfg)?;
+    let _unblock_sync = tokio::spawn(unblock_sync(unblock.clone()));
+    let tunnels = Tracker::default();
+    let states = States {
+        proxy: Arc::new(ProxyState {
+            bumper: bumper.clone(),
+            unblock: unblock.clone(),
+            // One pool of site connections per worker: a connection stays on its thread.
+            upstream: PerWorker::new(n_workers, || {
+                Pool::new(dialer.clone(), cfg.limits.upstream_keepalive, 64)
+            }),
+            dialer,
+            live: live.clone(),
+            metrics: metrics.clone(),
+            audit,
+            auth,
+            workstations: Workstations::new(cfg.reverse_dns, Duration::from_secs(600)),
+            token_key: token_key.clone(),
+            tunnels: tunnels.clone(),
+            cfg: cfg.clone(),
+        }),
+        portal: Arc::new(PortalState {
+            cfg: cfg.clone(),
+            live: live.clone(),
+            unblock: unblock.clone(),
+            token_key,
+        }),
+        admin: Arc::new(AdminState::new(
+            live.clone(),
+            unblock,
+            metrics.clone(),
+            tunnels,
+            bumper.clone(),
+            cfg.data_dir.join("admins"),
+        )),
+    };
+    let _watcher = watch_policy(&cfg, &live);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let writer = Arc::new(writer);
+    let w = writer.clone();
+    let users = states
+        .proxy
+        .auth
+        .clone()
+        .map(|a| (a, cfg.auth.users_file.clone()));
+    let signals = tokio::spawn(signal_loop(
+        live.clone(),
+        users,
+        move || w.reopen(),
+        stop_tx,
+    ));
+
+    banner(&cfg, &bound, &live, bumper.as_deref(), pool.len());
+    run_listeners(listeners, &states, &cfg, &pool, &metrics, &live, stop_rx).await;
+
+    // Tunnels outlive their HTTP exchange: give them the same grace.
+    let tunnels = &states.proxy.tunnels;
+    if tokio::time::timeout(cfg.shutdown_grace, tunnels.idle())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            tunnels = tunnels.active(),
+            "grace period over: closing the remaining tunnels"
+        );
+    }
+    signals.abort();
+    let _ = signals.await;
+    // Stopping the workers cancels what the grace period left; joining them blocks.
+    let _ = tokio::task::spawn_blocking(move || drop(pool)).await;
+    drop(states);
+    match Arc::try_unwrap(writer) {
+        Ok(w) => w.shutdown().await,
+        Err(_) => {
+            tracing::error!("the trace writer is still shared at shutdown; some lines may be lost")
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The state of each listener's handler; what they share is shared by `Arc`.
+struct States {
+    proxy: Arc<ProxyState>,
+    portal: Arc<PortalState>,
+    admin: Arc<AdminState>,
+}
+
+/// What the data folder gives at start.
+struct Data {
+    /// Signs the unblock tokens of block pages and the portal's seals.
+    token_key: Arc<[u8]>,
+    /// The users of proxy authentication; `None` when it is off everywhere.
+    auth: Option<Arc<Authenticator>>,
+}
+
+/// The three listeners, bound.
+struct Listeners {
+    proxy: TcpListener,
+    portal: TcpListener,
+    admin: TcpListener,
+}
+
+/// Loads the policy in force at start (its problems printed, then a configuration
+/// error), its warnings logged.
+fn load_policy(cfg: &Settings, metrics: &Arc<Metrics>) -> anyhow::Result<Arc<Live>> {
     let first = match Snapshot::load(&cfg.policy, 1) {
         Ok(s) => s,
         Err(d) => {
@@ -68,19 +191,18 @@ pub async fn serve(mut cfg: Settings) -> anyhow::Result<()> {
     for w in first.warnings.warnings() {
         tracing::warn!(target: "charte::policy", "{w}");
     }
-    let live = Arc::new(Live::new(first, &cfg.policy, metrics.clone()));
+    Ok(Arc::new(Live::new(first, &cfg.policy, metrics.clone())))
+}
 
+/// The data folder, the key that signs unblock tokens, and the users of proxy
+/// authentication when it is on.
+fn open_data(cfg: &Settings) -> anyhow::Result<Data> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create the data folder {}", cfg.data_dir.display()))?;
-    let token_key: Arc<[u8]> = token::load_or_create_key(&cfg.data_dir.join("secret.key"))
-        .with_context(|| {
-            format!(
-                "cannot use the key {}",
-                cfg.data_dir.join("secret.key").display()
-            )
-        })?
+    let key_path = cfg.data_dir.join("secret.key");
+    let token_key: Arc<[u8]> = token::load_or_create_key(&key_path)
+        .with_context(|| format!("cannot use the key {}", key_path.display()))?
         .into();
-
     let auth = if cfg.auth.enabled() {
         let users = UsersFile::load(&cfg.auth.users_file)
             .map_err(|e| anyhow::anyhow!(ConfigError(e.to_string())))?;
@@ -88,32 +210,38 @@ pub async fn serve(mut cfg: Settings) -> anyhow::Result<()> {
     } else {
         None
     };
+    Ok(Data { token_key, auth })
+}
 
-    let format: Format = cfg
-        .trace_format
+fn trace_format(cfg: &Settings) -> anyhow::Result<Format> {
+    cfg.trace_format
         .parse()
-        .map_err(|_| anyhow::anyhow!(ConfigError("bad trace format".into())))?;
-    let dest = match &cfg.trace_path {
+        .map_err(|_| anyhow::anyhow!(ConfigError("bad trace format".into())))
+}
+
+fn trace_destination(cfg: &Settings) -> Destination {
+    match &cfg.trace_path {
         Some(p) => Destination::File(p.clone()),
         None => Destination::Stdout,
-    };
-    let (audit, writer) =
-        AuditWriter::start(dest, format, cfg.trace_queue, metrics.trace_dropped.clone())
-            .with_context(|| "cannot open the trace")?;
+    }
+}
 
-    let proxy_l = TcpListener::bind(cfg.proxy)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.proxy))?;
-    let portal_l = TcpListener::bind(cfg.portal)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.portal))?;
-    let admin_l = TcpListener::bind(cfg.admin)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.admin))?;
+/// Binds the three listeners, and says where they really are when a port was 0.
+async fn bind(cfg: &mut Settings) -> anyhow::Result<(Listeners, Bound)> {
+    let at = |a: SocketAddr| async move {
+        TcpListener::bind(a)
+            .await
+            .with_context(|| format!("cannot listen on {a}"))
+    };
+    let l = Listeners {
+        proxy: at(cfg.proxy).await?,
+        portal: at(cfg.portal).await?,
+        admin: at(cfg.admin).await?,
+    };
     let bound = Bound {
-        proxy: proxy_l.local_addr()?,
-        portal: portal_l.local_addr()?,
-        admin: admin_l.local_addr()?,
+        proxy: l.proxy.local_addr()?,
+        portal: l.portal.local_addr()?,
+        admin: l.admin.local_addr()?,
     };
     // Port 0 in a listen address means "any": say where we really are.
     if cfg.proxy.port() == 0 && cfg.public_proxy == cfg.proxy.to_string() {
@@ -122,149 +250,97 @@ pub async fn serve(mut cfg: Settings) -> anyhow::Result<()> {
     if cfg.portal.port() == 0 && cfg.portal_url == format!("http://{}", cfg.portal) {
         cfg.portal_url = format!("http://{}", bound.portal);
     }
+    Ok((l, bound))
+}
 
+/// The one way out to sites: its guard never lets it reach the proxy's own listeners,
+/// and follows the `internal_sites` of the policy in force.
+fn dialer(cfg: &Settings, bound: &Bound, live: &Live) -> Dialer {
     let guard = Guard::new(vec![bound.proxy, bound.portal, bound.admin]);
     let g = guard.clone();
     live.on_publish(move |s| g.set_sites(s.policy.internal.clone()));
-    let dialer = Dialer::new(
+    Dialer::new(
         Resolver::new(cfg.hosts.clone()),
         guard,
         cfg.limits.upstream_connect_timeout,
-    );
-    let n_workers = workers::count(cfg.workers);
-    let pool = Arc::new(
-        Workers::start(n_workers, cfg.worker_spin).context("cannot start the worker threads")?,
-    );
-    let bumper = load_bumper(&cfg, dialer.clone(), n_workers)?;
+    )
+}
+
+/// The unblock requests' store (SQLite in the data folder) and the approvals in force.
+fn open_unblock(cfg: &Settings) -> anyhow::Result<Arc<Unblock>> {
     let db = cfg.data_dir.join("requests.db");
     let store: Arc<dyn crate::unblock::store::Store> =
         Arc::new(SqliteStore::open(&db).map_err(|e| anyhow::anyhow!(ConfigError(e.to_string())))?);
-    let unblock =
-        Arc::new(Unblock::new(store).map_err(|e| anyhow::anyhow!(ConfigError(e.to_string())))?);
-    let _unblock_sync = tokio::spawn(unblock_sync(unblock.clone()));
-    // The state each listener's handler reads: what they share is shared by `Arc`.
-    let tunnels = Tracker::default();
-    let portal_state = Arc::new(PortalState {
-        cfg: cfg.clone(),
-        live: live.clone(),
-        unblock: unblock.clone(),
-        token_key: token_key.clone(),
-    });
-    let admin_state = Arc::new(AdminState::new(
-        live.clone(),
-        unblock.clone(),
-        metrics.clone(),
-        tunnels.clone(),
-        bumper.clone(),
-        cfg.data_dir.join("admins"),
-    ));
-    let state = Arc::new(ProxyState {
-        bumper: bumper.clone(),
-        unblock: unblock.clone(),
-        // One pool of site connections per worker: a connection stays on its thread.
-        upstream: PerWorker::new(n_workers, || {
-            Pool::new(dialer.clone(), cfg.limits.upstream_keepalive, 64)
-        }),
-        dialer,
-        live: live.clone(),
-        metrics: metrics.clone(),
-        audit,
-        auth,
-        workstations: Workstations::new(cfg.reverse_dns, Duration::from_secs(600)),
-        token_key,
-        tunnels,
-        cfg: cfg.clone(),
-    });
+    Ok(Arc::new(Unblock::new(store).map_err(|e| {
+        anyhow::anyhow!(ConfigError(e.to_string()))
+    })?))
+}
 
-    let _watcher = if cfg.watch {
-        match live.watch(Duration::from_millis(300)) {
-            Ok(h) => Some(h),
-            Err(e) => {
-                tracing::warn!("cannot watch the policy files ({e}); reload with SIGHUP");
-                None
-            }
+/// Reloads on changes to the policy's files, when asked to (SIGHUP always reloads).
+fn watch_policy(cfg: &Settings, live: &Arc<Live>) -> Option<tokio::task::JoinHandle<()>> {
+    if !cfg.watch {
+        return None;
+    }
+    match live.watch(Duration::from_millis(300)) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::warn!("cannot watch the policy files ({e}); reload with SIGHUP");
+            None
         }
-    } else {
-        None
-    };
+    }
+}
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let writer = Arc::new(writer);
-    let w = writer.clone();
-    let users = state.auth.clone().map(|a| (a, cfg.auth.users_file.clone()));
-    let signals = tokio::spawn(signal_loop(
-        live.clone(),
-        users,
-        move || w.reopen(),
-        stop_tx,
-    ));
-
-    banner(&cfg, &bound, &live, bumper.as_deref(), pool.len());
-
-    let st = state.clone();
+/// Serves the three listeners until `stop`: proxy connections on the worker threads,
+/// the portal and admin pages on the main runtime, each behind the head limit.
+async fn run_listeners(
+    l: Listeners,
+    states: &States,
+    cfg: &Settings,
+    pool: &Arc<Workers>,
+    metrics: &Arc<Metrics>,
+    live: &Arc<Live>,
+    stop: watch::Receiver<bool>,
+) {
+    let st = states.proxy.clone();
     let proxy = tokio::spawn(accept_loop(
-        proxy_l,
-        Listening::new("proxy", &cfg),
+        l.proxy,
+        Listening::new("proxy", cfg),
         Some(pool.clone()),
         metrics.clone(),
-        stop_rx.clone(),
+        stop.clone(),
         move |peer, req| crate::pipeline::handle(st.clone(), peer, req),
     ));
-    let st = portal_state.clone();
-    let (max_head, l) = (cfg.limits.max_head_bytes, live.clone());
+    let st = states.portal.clone();
+    let (max_head, lv) = (cfg.limits.max_head_bytes, live.clone());
     let portal = tokio::spawn(accept_loop(
-        portal_l,
-        Listening::new("portal", &cfg),
+        l.portal,
+        Listening::new("portal", cfg),
         None,
         metrics.clone(),
-        stop_rx.clone(),
+        stop.clone(),
         move |peer, req| {
             let st = st.clone();
-            head_limited(max_head, l.clone(), req, move |req| {
+            head_limited(max_head, lv.clone(), req, move |req| {
                 crate::portal::portal(st, peer, req)
             })
         },
     ));
-    let st = admin_state.clone();
-    let l = live.clone();
+    let st = states.admin.clone();
+    let lv = live.clone();
     let admin = tokio::spawn(accept_loop(
-        admin_l,
-        Listening::new("admin", &cfg),
+        l.admin,
+        Listening::new("admin", cfg),
         None,
         metrics.clone(),
-        stop_rx.clone(),
+        stop,
         move |peer, req| {
             let st = st.clone();
-            head_limited(max_head, l.clone(), req, move |req| {
+            head_limited(max_head, lv.clone(), req, move |req| {
                 crate::admin::handle(st, peer, req)
             })
         },
     ));
-
     let _ = tokio::join!(proxy, portal, admin);
-    // Tunnels outlive their HTTP exchange: give them the same grace.
-    if tokio::time::timeout(cfg.shutdown_grace, state.tunnels.idle())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            tunnels = state.tunnels.active(),
-            "grace period over: closing the remaining tunnels"
-        );
-    }
-    signals.abort();
-    let _ = signals.await;
-    // Stopping the workers cancels what the grace period left; joining them blocks.
-    let _ = tokio::task::spawn_blocking(move || drop(pool)).await;
-    drop(state);
-    match Arc::try_unwrap(writer) {
-        Ok(w) => w.shutdown().await,
-        Err(_) => {
-            tracing::error!("the trace writer is still shared at shutdown; some lines may be lost")
-        }
-    }
-    tracing::info!("stopped");
-    Ok(())
 }
 
 /// A configuration problem found at start (exit code 2).
