@@ -514,51 +514,9 @@ async fn decide(st: &AdminState, id: i64, req: Request<Incoming>, lang: Lang) ->
     }
     let admin = s.admin.clone();
     let t = now();
-    let decision = match field(&fields, "decision") {
-        Some("approve") => {
-            // Only the scopes the page offered: this person, one of their groups, everyone.
-            let scope = match field(&fields, "scope")
-                .unwrap_or("requester")
-                .parse::<Scope>()
-            {
-                Ok(Scope::Group(g)) if !row.groups.contains(&g) => None,
-                Ok(sc) => Some(sc),
-                Err(_) => None,
-            };
-            let until = field(&fields, "duration")
-                .filter(|d| crate::unblock::WANTED.iter().any(|w| w.0 == *d))
-                .and_then(|d| parse_duration(d).ok());
-            let (Some(scope), Some(until)) = (scope, until) else {
-                return bad(match lang {
-                    Lang::Fr => format!("Demande n° {id} : portée ou durée inconnue."),
-                    Lang::En => format!("Request no. {id}: unknown scope or duration."),
-                })
-                .await;
-            };
-            let until = until.map(|d| t + d);
-            Decision::Approve(scope, until)
-        }
-        Some("refuse") => match &msg {
-            Some(_) => Decision::Refuse,
-            None => {
-                return bad(match lang {
-                    Lang::Fr => format!(
-                        "Demande n° {id} : écrivez un message pour expliquer le refus à la personne."
-                    ),
-                    Lang::En => format!(
-                        "Request no. {id}: write a message explaining the refusal to the person."
-                    ),
-                })
-                .await;
-            }
-        },
-        _ => {
-            return bad(match lang {
-                Lang::Fr => format!("Demande n° {id} : choisissez Approuver ou Refuser."),
-                Lang::En => format!("Request no. {id}: choose Approve or Refuse."),
-            })
-            .await;
-        }
+    let decision = match ruling_of(&fields, &row.groups, msg.is_some(), t) {
+        Ok(d) => d,
+        Err(why) => return bad(why.text(id, lang)).await,
     };
     let unblock = st.unblock.clone();
     let d2 = decision.clone();
@@ -566,10 +524,10 @@ async fn decide(st: &AdminState, id: i64, req: Request<Incoming>, lang: Lang) ->
     let done = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
         let store = unblock.store();
         match &d2 {
-            Decision::Approve(scope, until) => {
+            Ruling::Approve(scope, until) => {
                 store.approve(id, &admin, scope, *until, m2.as_deref(), t)?
             }
-            Decision::Refuse => store.refuse(id, &admin, m2.as_deref().unwrap_or(""), t)?,
+            Ruling::Refuse => store.refuse(id, &admin, m2.as_deref().unwrap_or(""), t)?,
         }
         // In force before the administrator sees the confirmation.
         unblock.approvals.refresh()?;
@@ -598,10 +556,77 @@ async fn decide(st: &AdminState, id: i64, req: Request<Incoming>, lang: Lang) ->
     }
 }
 
+/// What an administrator ruled on a request.
 #[derive(Debug, Clone)]
-enum Decision {
+enum Ruling {
+    /// For whom, until when (`None`: no end).
     Approve(Scope, Option<i64>),
     Refuse,
+}
+
+/// Why a decision form cannot be taken as it is.
+enum FormProblem {
+    UnknownScopeOrDuration,
+    RefusalWithoutMessage,
+    NoChoice,
+}
+
+impl FormProblem {
+    fn text(&self, id: i64, lang: Lang) -> String {
+        match (self, lang) {
+            (FormProblem::UnknownScopeOrDuration, Lang::Fr) => {
+                format!("Demande n° {id} : portée ou durée inconnue.")
+            }
+            (FormProblem::UnknownScopeOrDuration, Lang::En) => {
+                format!("Request no. {id}: unknown scope or duration.")
+            }
+            (FormProblem::RefusalWithoutMessage, Lang::Fr) => format!(
+                "Demande n° {id} : écrivez un message pour expliquer le refus à la personne."
+            ),
+            (FormProblem::RefusalWithoutMessage, Lang::En) => {
+                format!("Request no. {id}: write a message explaining the refusal to the person.")
+            }
+            (FormProblem::NoChoice, Lang::Fr) => {
+                format!("Demande n° {id} : choisissez Approuver ou Refuser.")
+            }
+            (FormProblem::NoChoice, Lang::En) => {
+                format!("Request no. {id}: choose Approve or Refuse.")
+            }
+        }
+    }
+}
+
+/// The ruling a decision form asks for, at `now`: only the scopes the page offered
+/// (this person, one of the requester's `groups`, everyone) and the durations it
+/// offered; a refusal needs a message.
+fn ruling_of(
+    fields: &[(String, String)],
+    groups: &[String],
+    has_message: bool,
+    now: i64,
+) -> Result<Ruling, FormProblem> {
+    match field(fields, "decision") {
+        Some("approve") => {
+            let scope = match field(fields, "scope")
+                .unwrap_or("requester")
+                .parse::<Scope>()
+            {
+                Ok(Scope::Group(g)) if !groups.contains(&g) => None,
+                Ok(sc) => Some(sc),
+                Err(_) => None,
+            };
+            let until = field(fields, "duration")
+                .filter(|d| crate::unblock::WANTED.iter().any(|w| w.0 == *d))
+                .and_then(|d| parse_duration(d).ok());
+            match (scope, until) {
+                (Some(scope), Some(until)) => Ok(Ruling::Approve(scope, until.map(|d| now + d))),
+                _ => Err(FormProblem::UnknownScopeOrDuration),
+            }
+        }
+        Some("refuse") if has_message => Ok(Ruling::Refuse),
+        Some("refuse") => Err(FormProblem::RefusalWithoutMessage),
+        _ => Err(FormProblem::NoChoice),
+    }
 }
 
 /// GET /historique and /historique.csv.
