@@ -276,6 +276,41 @@ pub fn explain(snap: &Snapshot, q: &Query) -> Result<Explanation, String> {
     })
 }
 
+/// The `Rules` block: each rule with its conditions and how it fared.
+fn rules_text(s: &mut String, e: &Explanation) {
+    let _ = writeln!(s, "Rules");
+    let width = e.rules.iter().map(|r| r.id.len()).max().unwrap_or(0);
+    for r in &e.rules {
+        let mark = match r.status {
+            "matched" => "✓",
+            "not-matched" => "✗",
+            _ => "·",
+        };
+        let conds = if r.status == "not-reached" {
+            "(not reached: an earlier rule decided)".to_string()
+        } else if r.conditions.is_empty() {
+            "(no condition: matches everything)".to_string()
+        } else {
+            r.conditions
+                .iter()
+                .map(|(c, ok)| format!("{c} {}", if *ok { "✓" } else { "✗" }))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mode = if r.mode == "report" { " [report]" } else { "" };
+        let decides = if Some(&r.id) == e.rule.as_ref() {
+            "  ← decides"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            s,
+            "  {mark} {:<width$}  {:<12} {conds}{mode}{decides}",
+            r.id, r.action
+        );
+    }
+}
+
 /// The explanation for people.
 pub fn render_text(e: &Explanation) -> String {
     let mut s = String::new();
@@ -339,37 +374,7 @@ pub fn render_text(e: &Explanation) -> String {
             _ => "CONNECT tunnel (method and path cannot be seen)".to_string(),
         }
     );
-    let _ = writeln!(s, "Rules");
-    let width = e.rules.iter().map(|r| r.id.len()).max().unwrap_or(0);
-    for r in &e.rules {
-        let mark = match r.status {
-            "matched" => "✓",
-            "not-matched" => "✗",
-            _ => "·",
-        };
-        let conds = if r.status == "not-reached" {
-            "(not reached: an earlier rule decided)".to_string()
-        } else if r.conditions.is_empty() {
-            "(no condition: matches everything)".to_string()
-        } else {
-            r.conditions
-                .iter()
-                .map(|(c, ok)| format!("{c} {}", if *ok { "✓" } else { "✗" }))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let mode = if r.mode == "report" { " [report]" } else { "" };
-        let decides = if Some(&r.id) == e.rule.as_ref() {
-            "  ← decides"
-        } else {
-            ""
-        };
-        let _ = writeln!(
-            s,
-            "  {mark} {:<width$}  {:<12} {conds}{mode}{decides}",
-            r.id, r.action
-        );
-    }
+    rules_text(&mut s, e);
     let _ = writeln!(
         s,
         "Decision     {} by {} → {} {}",
