@@ -33,7 +33,7 @@ use super::forward::CountedIncoming;
 use super::leaf_cache::{self, LeafCache, LeafResolver};
 use crate::classify::Host;
 use crate::per_worker::PerWorker;
-use crate::policy::Lang;
+use crate::policy::{Lang, ReasonCode};
 
 /// ALPN protocols offered to clients in a bumped tunnel, in order of preference.
 const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -277,16 +277,21 @@ pub enum TlsProblem {
 
 impl TlsProblem {
     pub fn code(&self) -> &'static str {
+        self.reason().as_str()
+    }
+
+    /// The trace's code for this problem.
+    pub fn reason(&self) -> ReasonCode {
         match self {
-            TlsProblem::Expired => "upstream-cert-expired",
-            TlsProblem::NotYetValid => "upstream-cert-not-yet-valid",
-            TlsProblem::WrongName => "upstream-cert-name",
-            TlsProblem::SelfSigned => "upstream-cert-self-signed",
-            TlsProblem::UnknownCa => "upstream-cert-unknown-ca",
-            TlsProblem::Revoked => "upstream-cert-revoked",
-            TlsProblem::BadCertificate(_) => "upstream-cert-invalid",
-            TlsProblem::OldProtocol => "upstream-tls-version",
-            TlsProblem::Handshake(_) => "upstream-tls",
+            TlsProblem::Expired => ReasonCode::UpstreamCertExpired,
+            TlsProblem::NotYetValid => ReasonCode::UpstreamCertNotYetValid,
+            TlsProblem::WrongName => ReasonCode::UpstreamCertName,
+            TlsProblem::SelfSigned => ReasonCode::UpstreamCertSelfSigned,
+            TlsProblem::UnknownCa => ReasonCode::UpstreamCertUnknownCa,
+            TlsProblem::Revoked => ReasonCode::UpstreamCertRevoked,
+            TlsProblem::BadCertificate(_) => ReasonCode::UpstreamCertInvalid,
+            TlsProblem::OldProtocol => ReasonCode::UpstreamTlsVersion,
+            TlsProblem::Handshake(_) => ReasonCode::UpstreamTls,
         }
     }
 
@@ -390,7 +395,7 @@ fn rustls_in<'a>(mut e: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Erro
 
 /// Why the client's side of a bump failed, for the trace. The common one is a
 /// workstation that does not trust the organisation's CA.
-pub fn client_handshake_problem(e: &io::Error) -> (&'static str, String) {
+pub fn client_handshake_problem(e: &io::Error) -> (ReasonCode, String) {
     let detail = e.to_string();
     match rustls_in(e) {
         Some(rustls::Error::AlertReceived(
@@ -398,14 +403,14 @@ pub fn client_handshake_problem(e: &io::Error) -> (&'static str, String) {
             | AlertDescription::BadCertificate
             | AlertDescription::CertificateUnknown,
         )) => (
-            "client-untrusted-ca",
+            ReasonCode::ClientUntrustedCa,
             format!(
                 "the workstation refused the proxy's certificate ({detail}): install the \
                  organisation's CA on it (`charte-proxy ca show`), or list the application \
                  in no_inspect if it pins its certificates"
             ),
         ),
-        _ => ("client-handshake", detail),
+        _ => (ReasonCode::ClientHandshake, detail),
     }
 }
 

@@ -41,6 +41,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
+use crate::policy::ReasonCode;
+
 /// TLS record header: content type (1), legacy version (2), length (2).
 const RECORD_HEADER: usize = 5;
 /// Largest plaintext record fragment allowed by TLS (RFC 8446 §5.1).
@@ -95,11 +97,16 @@ pub enum HelloError {
 impl HelloError {
     /// Stable short code, for traces and metrics.
     pub fn code(&self) -> &'static str {
+        self.reason().as_str()
+    }
+
+    /// The trace's code for this error.
+    pub fn reason(&self) -> ReasonCode {
         match self {
-            HelloError::Incomplete(_) => "hello-incomplete",
-            HelloError::NotTls => "hello-not-tls",
-            HelloError::Malformed(_) => "hello-malformed",
-            HelloError::TooLarge => "hello-too-large",
+            HelloError::Incomplete(_) => ReasonCode::HelloIncomplete,
+            HelloError::NotTls => ReasonCode::HelloNotTls,
+            HelloError::Malformed(_) => ReasonCode::HelloMalformed,
+            HelloError::TooLarge => ReasonCode::HelloTooLarge,
         }
     }
 }
@@ -126,11 +133,16 @@ pub enum PeekError {
 impl PeekError {
     /// Stable short code, for traces and metrics.
     pub fn code(&self) -> &'static str {
+        self.reason().as_str()
+    }
+
+    /// The trace's code for this error.
+    pub fn reason(&self) -> ReasonCode {
         match self {
-            PeekError::Hello(e) => e.code(),
-            PeekError::Eof { .. } => "hello-eof",
-            PeekError::TimedOut(_) => "hello-timeout",
-            PeekError::Io(_) => "hello-io",
+            PeekError::Hello(e) => e.reason(),
+            PeekError::Eof { .. } => ReasonCode::HelloEof,
+            PeekError::TimedOut(_) => ReasonCode::HelloTimeout,
+            PeekError::Io(_) => ReasonCode::HelloIo,
         }
     }
 }

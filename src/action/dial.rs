@@ -20,6 +20,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::classify::Host;
+use crate::policy::ReasonCode;
 use crate::policy::internal::InternalSites;
 
 /// Why the site could not be reached; `code()` is stable (trace, metrics).
@@ -53,13 +54,18 @@ pub enum UpstreamError {
 
 impl UpstreamError {
     pub fn code(&self) -> &'static str {
+        self.reason().as_str()
+    }
+
+    /// The trace's code for this failure.
+    pub fn reason(&self) -> ReasonCode {
         match self {
-            UpstreamError::Dns { .. } => "upstream-dns",
-            UpstreamError::Connect { .. } => "upstream-connect",
-            UpstreamError::Timeout { .. } => "upstream-timeout",
-            UpstreamError::Internal { .. } => "block-internal",
-            UpstreamError::OwnListener { .. } => "block-own-listener",
-            UpstreamError::BadHost(_) => "bad-host",
+            UpstreamError::Dns { .. } => ReasonCode::UpstreamDns,
+            UpstreamError::Connect { .. } => ReasonCode::UpstreamConnect,
+            UpstreamError::Timeout { .. } => ReasonCode::UpstreamTimeout,
+            UpstreamError::Internal { .. } => ReasonCode::InternalDestination,
+            UpstreamError::OwnListener { .. } => ReasonCode::OwnListener,
+            UpstreamError::BadHost(_) => ReasonCode::BadHost,
         }
     }
 

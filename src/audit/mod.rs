@@ -35,5 +35,5 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use record::{Format, Record, UnknownFormat, decision, inspection, scheme};
+pub use record::{Format, Outcome, Record, Scheme, UnknownFormat};
 pub use writer::{AuditSink, AuditWriter, Destination};

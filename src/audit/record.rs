@@ -13,30 +13,75 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
-/// Values of [`Record::decision`]. The Squid encoding maps them to result codes, so use
-/// these rather than retyping the strings.
-pub mod decision {
-    pub const ALLOW: &str = "allow";
-    pub const BLOCK: &str = "block";
-    pub const ERROR: &str = "error";
-    pub const AUTH_REQUIRED: &str = "auth-required";
+use crate::policy::{Inspection, ReasonCode, Verdict};
+
+/// What became of a request or tunnel: the trace's `decision`. The Squid encoding maps
+/// it to a result code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Allow,
+    Block,
+    /// Refused until the client authenticates (407).
+    AuthRequired,
+    /// Allowed, and failed (the site, its TLS, the client).
+    Error,
+    /// The line of an inspected tunnel; each request inside has a line of its own.
+    Bump,
 }
 
-/// Values of [`Record::scheme`].
-pub mod scheme {
-    pub const HTTP: &str = "http";
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allow => "allow",
+            Outcome::Block => "block",
+            Outcome::AuthRequired => "auth-required",
+            Outcome::Error => "error",
+            Outcome::Bump => "bump",
+        }
+    }
+}
+
+impl From<Verdict> for Outcome {
+    fn from(v: Verdict) -> Outcome {
+        match v {
+            Verdict::Allow => Outcome::Allow,
+            Verdict::Block => Outcome::Block,
+        }
+    }
+}
+
+impl Serialize for Outcome {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// How a request reached the proxy: the trace's `scheme`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
     /// A request seen inside an inspected (bumped) TLS tunnel.
-    pub const HTTPS: &str = "https";
-    /// A CONNECT relayed as opaque bytes.
-    pub const TUNNEL: &str = "tunnel";
+    Https,
+    /// A CONNECT: relayed as opaque bytes, or the line of an inspected tunnel.
+    Tunnel,
 }
 
-/// Values of [`Record::inspection`].
-pub mod inspection {
-    pub const INSPECT: &str = "inspect";
-    pub const TUNNEL: &str = "tunnel";
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+            Scheme::Tunnel => "tunnel",
+        }
+    }
+}
+
+impl Serialize for Scheme {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 /// One access, fixed schema: one per request, or one per tunnel relayed as bytes.
@@ -62,8 +107,8 @@ pub struct Record {
     /// "GET", "CONNECT", …
     #[serde(serialize_with = "ser::str")]
     pub method: Arc<str>,
-    /// See [`scheme`]: "http", "https" (inside an inspected tunnel) or "tunnel".
-    pub scheme: &'static str,
+    /// "http", "https" (inside an inspected tunnel) or "tunnel".
+    pub scheme: Scheme,
     #[serde(serialize_with = "ser::str")]
     pub host: Arc<str>,
     pub port: u16,
@@ -72,21 +117,24 @@ pub struct Record {
     pub path: Option<Arc<str>>,
     #[serde(serialize_with = "ser::strs")]
     pub categories: Vec<Arc<str>>,
-    /// See [`decision`]: "allow" | "block" | "error" | "auth-required".
-    pub decision: &'static str,
+    /// "allow" | "block" | "auth-required" | "error" | "bump" (an inspected tunnel's line).
+    pub decision: Outcome,
     /// Deciding rule id; `None` = policy default, or not a policy decision.
     #[serde(serialize_with = "ser::opt_str")]
     pub rule: Option<Arc<str>>,
-    /// Stable code, e.g. "block-rule", "allow-default", "block-port", "upstream-connect".
-    pub reason_code: &'static str,
+    /// Stable code, e.g. "block-rule", "allow-default", "block-port", "upstream-connect";
+    /// `""` in the rare record that ended before anything was decided.
+    #[serde(serialize_with = "ser::opt_code")]
+    pub reason_code: Option<ReasonCode>,
     /// The reason text (French) for blocks; `None` for plain allows.
     #[serde(serialize_with = "ser::opt_str")]
     pub reason: Option<Arc<str>>,
     /// A report-mode rule that would have blocked (habit 14).
     #[serde(serialize_with = "ser::opt_str")]
     pub would_block: Option<Arc<str>>,
-    /// See [`inspection`]: "inspect" | "tunnel".
-    pub inspection: &'static str,
+    /// "inspect" | "tunnel".
+    #[serde(serialize_with = "ser::inspection")]
+    pub inspection: Inspection,
     /// HTTP status sent to the client (200 for an established CONNECT).
     pub status: u16,
     /// Bytes from the client towards the site (request body / tunnel upstream).
@@ -178,18 +226,23 @@ impl Record {
 
     /// Squid's result code (`%Ss`). Errors are `NONE_NONE`, as Squid 5 and later log a
     /// transaction that got no usable answer from the site (e.g. connect failure);
-    /// an unknown decision string is treated the same way.
+    /// an inspected tunnel's line too (its requests have lines of their own).
     pub fn squid_result(&self) -> &'static str {
         match self.decision {
-            decision::BLOCK | decision::AUTH_REQUIRED => "TCP_DENIED",
-            decision::ALLOW if self.is_connect() => "TCP_TUNNEL",
-            decision::ALLOW => "TCP_MISS",
-            _ => "NONE_NONE",
+            Outcome::Block | Outcome::AuthRequired => "TCP_DENIED",
+            Outcome::Allow if self.is_connect() => "TCP_TUNNEL",
+            Outcome::Allow => "TCP_MISS",
+            Outcome::Error | Outcome::Bump => "NONE_NONE",
         }
     }
 
     fn is_connect(&self) -> bool {
-        self.method.eq_ignore_ascii_case("CONNECT") || self.scheme == scheme::TUNNEL
+        self.method.eq_ignore_ascii_case("CONNECT") || self.scheme == Scheme::Tunnel
+    }
+
+    /// The reason code's text, `""` when there is none.
+    pub fn code(&self) -> &'static str {
+        self.reason_code.map_or("", ReasonCode::as_str)
     }
 }
 
@@ -238,7 +291,7 @@ fn write_squid_url(r: &Record, out: &mut String) {
         let _ = write!(out, ":{}", r.port);
         return;
     }
-    out.push_str(r.scheme);
+    out.push_str(r.scheme.as_str());
     out.push_str("://");
     push_host(out, &r.host);
     let Some(path) = r.path.as_deref() else {
@@ -246,9 +299,9 @@ fn write_squid_url(r: &Record, out: &mut String) {
         return;
     };
     let default_port = match r.scheme {
-        scheme::HTTP => 80,
-        scheme::HTTPS => 443,
-        _ => 0,
+        Scheme::Http => 80,
+        Scheme::Https => 443,
+        Scheme::Tunnel => 0,
     };
     if r.port != default_port {
         let _ = write!(out, ":{}", r.port);
@@ -298,6 +351,20 @@ mod ser {
     use serde::Serializer;
     use serde::ser::{Error as _, SerializeSeq as _};
     use time::OffsetDateTime;
+
+    pub(super) fn opt_code<S: Serializer>(
+        c: &Option<crate::policy::ReasonCode>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_str(c.map_or("", crate::policy::ReasonCode::as_str))
+    }
+
+    pub(super) fn inspection<S: Serializer>(
+        i: &crate::policy::Inspection,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_str(i.as_str())
+    }
 
     pub(super) fn rfc3339_millis<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
         let b = rfc3339_bytes(*t).map_err(S::Error::custom)?;
@@ -442,7 +509,7 @@ mod json {
         out.extend_from_slice(b",\"method\":");
         str(out, &r.method);
         out.extend_from_slice(b",\"scheme\":");
-        str(out, r.scheme);
+        str(out, r.scheme.as_str());
         out.extend_from_slice(b",\"host\":");
         str(out, &r.host);
         out.extend_from_slice(b",\"port\":");
@@ -452,17 +519,17 @@ mod json {
         out.extend_from_slice(b",\"categories\":");
         strs(out, &r.categories);
         out.extend_from_slice(b",\"decision\":");
-        str(out, r.decision);
+        str(out, r.decision.as_str());
         out.extend_from_slice(b",\"rule\":");
         opt_str(out, r.rule.as_deref());
         out.extend_from_slice(b",\"reason_code\":");
-        str(out, r.reason_code);
+        str(out, r.code());
         out.extend_from_slice(b",\"reason\":");
         opt_str(out, r.reason.as_deref());
         out.extend_from_slice(b",\"would_block\":");
         opt_str(out, r.would_block.as_deref());
         out.extend_from_slice(b",\"inspection\":");
-        str(out, r.inspection);
+        str(out, r.inspection.as_str());
         out.extend_from_slice(b",\"status\":");
         number(out, r.status);
         out.extend_from_slice(b",\"bytes_sent\":");

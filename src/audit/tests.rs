@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::writer::Throttle;
 use super::*;
+use crate::policy::{Inspection, ReasonCode};
 
 /// 2023-11-14T22:13:20.123Z
 fn t0() -> SystemTime {
@@ -42,17 +43,17 @@ fn allowed_get() -> Record {
         user: Some(s("c.martin")),
         groups: vec![s("agents")],
         method: s("GET"),
-        scheme: scheme::HTTP,
+        scheme: Scheme::Http,
         host: s("example.com"),
         port: 80,
         path: Some(s("/page")),
         categories: vec![],
-        decision: decision::ALLOW,
+        decision: Outcome::Allow,
         rule: None,
-        reason_code: "allow-default",
+        reason_code: Some(ReasonCode::DefaultAllow),
         reason: None,
         would_block: None,
-        inspection: inspection::INSPECT,
+        inspection: Inspection::Inspect,
         status: 200,
         bytes_sent: 0,
         bytes_received: 5120,
@@ -71,17 +72,17 @@ fn blocked() -> Record {
         user: Some(s("c.martin")),
         groups: vec![s("agents"), s("accueil")],
         method: s("GET"),
-        scheme: scheme::HTTP,
+        scheme: Scheme::Http,
         host: s("jeux.example"),
         port: 8080,
         path: Some(s("/partie?id=1")),
         categories: vec![s("jeux"), s("loisirs")],
-        decision: decision::BLOCK,
+        decision: Outcome::Block,
         rule: Some(s("pas-de-jeux")),
-        reason_code: "block-rule",
+        reason_code: Some(ReasonCode::RuleBlock),
         reason: Some(s("Les jeux en ligne sont interdits (charte §3.2).")),
         would_block: Some(s("essai-reseaux-sociaux")),
-        inspection: inspection::INSPECT,
+        inspection: Inspection::Inspect,
         status: 403,
         bytes_sent: 12,
         bytes_received: 1234,
@@ -94,11 +95,11 @@ fn blocked() -> Record {
 fn tunnel() -> Record {
     Record {
         method: s("CONNECT"),
-        scheme: scheme::TUNNEL,
+        scheme: Scheme::Tunnel,
         host: s("example.com"),
         port: 443,
         path: None,
-        inspection: inspection::TUNNEL,
+        inspection: Inspection::Tunnel,
         status: 200,
         bytes_sent: 4321,
         bytes_received: 987_654,
@@ -386,7 +387,7 @@ fn squid_blocked_request() {
         "1700000000.123      2 10.0.0.5 TCP_DENIED/403 1234 GET http://jeux.example:8080/partie?id=1 - HIER_NONE/- -"
     );
     let r = Record {
-        decision: decision::AUTH_REQUIRED,
+        decision: Outcome::AuthRequired,
         status: 407,
         ..r
     };
@@ -408,13 +409,13 @@ fn squid_connect_tunnel() {
 #[test]
 fn squid_inspected_https_error_and_escaping() {
     let r = Record {
-        scheme: scheme::HTTPS,
+        scheme: Scheme::Https,
         host: s("example.com"),
         port: 443,
         path: Some(s("/caf%C3%A9 noël")),
         user: Some(s("Jean Dupont%")),
-        decision: decision::ERROR,
-        reason_code: "upstream-connect",
+        decision: Outcome::Error,
+        reason_code: Some(ReasonCode::UpstreamConnect),
         status: 502,
         bytes_received: 0,
         upstream: None,
@@ -429,7 +430,7 @@ fn squid_inspected_https_error_and_escaping() {
 #[test]
 fn squid_url_ports_and_missing_paths() {
     let https_8443 = Record {
-        scheme: scheme::HTTPS,
+        scheme: Scheme::Https,
         port: 8443,
         ..allowed_get()
     };

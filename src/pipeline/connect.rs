@@ -30,6 +30,7 @@ use crate::action::client_hello::{self, ClientHello, HelloError, PeekError, Rewi
 use crate::action::dial::{Checked, UpstreamError};
 use crate::action::forward::{self, Body, seen_by_us};
 use crate::action::tunnel::{self, Counters, CountingIo};
+use crate::audit::Outcome;
 use crate::classify::{Classification, Host};
 use crate::identity::Identity;
 use crate::pages as block_page;
@@ -87,10 +88,10 @@ pub(super) async fn connect(
         // Even a blocked host is bumped, so that the user sees the block page (with its
         // unblock button) instead of a browser error. Each request inside has its own
         // decision and record; this one is the tunnel's.
-        cx.rec.decision = "bump";
+        cx.rec.decision = Outcome::Bump;
         cx.rec.rule = None;
         cx.rec.reason = None;
-        cx.rec.reason_code = "bump";
+        cx.rec.reason_code = Some(ReasonCode::Bump);
         let tunnel = Arc::new(Tunnel {
             host,
             port,
@@ -183,7 +184,7 @@ fn dial_failed_after_hello(mut cx: Box<Ctx>, e: &UpstreamError, read: u64) {
         .upstream_errors
         .with_label_values(&[e.kind()])
         .inc();
-    cx.rec.reason_code = e.code();
+    cx.rec.reason_code = Some(e.reason());
     cx.finish(200, read, 0, Some(e.to_string()));
 }
 
@@ -216,8 +217,8 @@ async fn check_hello<IO: tokio::io::AsyncRead + Unpin>(
             None
         }
         Err(e) => {
-            cx.rec.decision = "error";
-            cx.rec.reason_code = e.code();
+            cx.rec.decision = Outcome::Error;
+            cx.rec.reason_code = Some(e.reason());
             cx.finish(200, read, 0, Some(e.to_string()));
             None
         }
@@ -246,8 +247,8 @@ async fn bump_tunnel(cx: Box<Ctx>, t: Arc<Tunnel>, req: Request<Incoming>) {
     let acceptor = match bumper.acceptor(&t.host) {
         Ok(a) => a,
         Err(e) => {
-            cx.rec.decision = "error";
-            cx.rec.reason_code = "bump-config";
+            cx.rec.decision = Outcome::Error;
+            cx.rec.reason_code = Some(ReasonCode::BumpConfig);
             cx.finish(200, prefix.len() as u64, 0, Some(e.to_string()));
             return;
         }
@@ -256,8 +257,8 @@ async fn bump_tunnel(cx: Box<Ctx>, t: Arc<Tunnel>, req: Request<Incoming>) {
         Ok(s) => s,
         Err(e) => {
             let (code, detail) = client_handshake_problem(&e);
-            cx.rec.decision = "error";
-            cx.rec.reason_code = code;
+            cx.rec.decision = Outcome::Error;
+            cx.rec.reason_code = Some(code);
             let (r, w) = counters.get();
             cx.finish(200, r, w, Some(detail));
             return;

@@ -25,7 +25,7 @@ use crate::action::h1::H1Error;
 use crate::action::pool::{Pool, PoolError, UpBody};
 use crate::action::respond::{html, reason_header, text};
 use crate::action::tunnel;
-use crate::audit::{AuditSink, Record};
+use crate::audit::{AuditSink, Outcome, Record, Scheme};
 use crate::classify::{Classification, Host, TagKind};
 use crate::identity::Identity;
 use crate::identity::auth::{AuthOutcome, Authenticator};
@@ -33,7 +33,9 @@ use crate::identity::workstation::Workstations;
 use crate::metrics::Metrics;
 use crate::pages::{self as block_page, BlockPage, Unblock};
 use crate::per_worker::PerWorker;
-use crate::policy::{Decision, Lang, Policy, Reason, ReasonCode, RequestFacts, Verdict};
+use crate::policy::{
+    Decision, Inspection, Lang, Policy, Reason, ReasonCode, RequestFacts, Verdict,
+};
 use crate::settings::{AuthMode, Settings};
 use crate::snapshot::{Live, Snapshot};
 use crate::tracker::Tracker;
@@ -93,20 +95,20 @@ impl Ctx {
             groups: Vec::new(),
             method: method.as_str().into(),
             scheme: match kind {
-                "connect" => "tunnel",
-                "https" => "https",
-                _ => "http",
+                "connect" => Scheme::Tunnel,
+                "https" => Scheme::Https,
+                _ => Scheme::Http,
             },
             host: "".into(),
             port: 0,
             path: None,
             categories: Vec::new(),
-            decision: "allow",
+            decision: Outcome::Allow,
             rule: None,
-            reason_code: "",
+            reason_code: None,
             reason: None,
             would_block: None,
-            inspection: "inspect",
+            inspection: Inspection::Inspect,
             status: 0,
             bytes_sent: 0,
             bytes_received: 0,
@@ -144,23 +146,23 @@ impl Ctx {
 
     fn decided(&mut self, d: &Decision) {
         let p = &self.snap.policy;
-        self.rec.decision = d.verdict.as_str();
+        self.rec.decision = d.verdict.into();
         self.rec.rule = d.rule.map(|r| Arc::clone(&p.rule(r).id));
-        self.rec.reason_code = d.reason.code.as_str();
+        self.rec.reason_code = Some(d.reason.code);
         if d.verdict == Verdict::Block {
             self.rec.reason = Some(p.reason_text(&d.reason, Lang::Fr).into());
         }
         self.rec.would_block = d.would_block.map(|(r, _)| Arc::clone(&p.rule(r).id));
-        self.rec.inspection = d.inspection.as_str();
+        self.rec.inspection = d.inspection;
     }
 
     fn refused(&mut self, code: ReasonCode) {
         self.rec.decision = if code == ReasonCode::AuthRequired {
-            "auth-required"
+            Outcome::AuthRequired
         } else {
-            "block"
+            Outcome::Block
         };
-        self.rec.reason_code = code.as_str();
+        self.rec.reason_code = Some(code);
         self.rec.reason = Some(
             self.snap
                 .policy
@@ -176,8 +178,8 @@ impl Ctx {
         self.rec.bytes_received = received;
         self.rec.duration = self.started.elapsed();
         if let Some(e) = error {
-            if self.rec.decision == "allow" {
-                self.rec.decision = "error";
+            if self.rec.decision == Outcome::Allow {
+                self.rec.decision = Outcome::Error;
             }
             self.rec.error = Some(e.into());
         }
@@ -185,14 +187,14 @@ impl Ctx {
         m.requests
             .with_label_values(&[
                 self.kind,
-                self.rec.decision,
+                self.rec.decision.as_str(),
                 // The metric's labels: the first category and group, or "none".
                 self.rec.categories.first().map_or("none", |c| &**c),
                 self.rec.groups.first().map_or("none", |g| &**g),
             ])
             .inc();
-        if self.rec.decision == "block" || self.rec.decision == "auth-required" {
-            m.blocks.with_label_values(&[self.rec.reason_code]).inc();
+        if matches!(self.rec.decision, Outcome::Block | Outcome::AuthRequired) {
+            m.blocks.with_label_values(&[self.rec.code()]).inc();
         }
         m.bytes_sent.inc_by(sent);
         m.bytes_received.inc_by(received);
@@ -290,8 +292,8 @@ fn approved(st: &ProxyState, snap: &Snapshot, who: &Identity, host: &Host) -> bo
 
 /// 508: the request already went through this proxy.
 fn loop_detected(mut cx: Box<Ctx>) -> Response<Body> {
-    cx.rec.decision = "error";
-    cx.rec.reason_code = "loop";
+    cx.rec.decision = Outcome::Error;
+    cx.rec.reason_code = Some(ReasonCode::Loop);
     let page = block_page::render_error_page(cx.lang, 508, loop_title(cx.lang), "");
     cx.finish(
         508,
@@ -499,9 +501,9 @@ fn decide(
     cx.decided(&d);
     // Plain HTTP shows the path, but a never-inspected site's path is never recorded.
     if snap.policy.never_inspected(&class) {
-        cx.rec.inspection = "tunnel";
+        cx.rec.inspection = Inspection::Tunnel;
     } else {
-        cx.rec.inspection = "inspect";
+        cx.rec.inspection = Inspection::Inspect;
         cx.rec.path = Some(path.into());
     }
     (d.verdict == Verdict::Block).then(|| {
@@ -689,16 +691,15 @@ fn switch_refused(mut cx: Box<Ctx>, to: Option<&HeaderValue>, sent: u64) -> Resp
         Lang::En => "The site tried to switch protocols: the proxy cannot follow it",
     };
     let page = block_page::render_error_page(cx.lang, 502, title, &detail);
-    cx.rec.reason_code = SWITCH_REFUSED;
+    cx.rec.reason_code = Some(ReasonCode::UpstreamSwitch);
     cx.finish(502, sent, 0, Some(detail));
     let mut res = html(StatusCode::BAD_GATEWAY, page);
-    res.headers_mut()
-        .insert("x-charte-error", HeaderValue::from_static(SWITCH_REFUSED));
+    res.headers_mut().insert(
+        "x-charte-error",
+        HeaderValue::from_static(ReasonCode::UpstreamSwitch.as_str()),
+    );
     res
 }
-
-/// Trace code and `X-Charte-Error` of [`switch_refused`].
-const SWITCH_REFUSED: &str = "upstream-switch";
 
 /// Whether `name` appears exactly once in `h`, with the value `want`.
 fn only_value(h: &HeaderMap, name: HeaderName, want: &str) -> bool {
@@ -763,7 +764,7 @@ fn upstream_failed(cx: Box<Ctx>, failed: &Failed, sent: u64) -> Response<Body> {
             Lang::En => "Malformed request: its body does not follow HTTP/1.1",
         };
         let page = block_page::render_error_page(cx.lang, 400, title, &detail);
-        cx.rec.reason_code = "client-body-malformed";
+        cx.rec.reason_code = Some(ReasonCode::ClientBodyMalformed);
         cx.finish(400, sent, 0, Some(detail));
         let mut res = html(StatusCode::BAD_REQUEST, page);
         res.headers_mut()
@@ -779,7 +780,7 @@ fn upstream_failed(cx: Box<Ctx>, failed: &Failed, sent: u64) -> Response<Body> {
             Lang::En => "The request was cut off: its content stopped arriving",
         };
         let page = block_page::render_error_page(cx.lang, 408, title, &detail);
-        cx.rec.reason_code = "client-body-idle";
+        cx.rec.reason_code = Some(ReasonCode::ClientBodyIdle);
         cx.finish(408, sent, 0, Some(detail));
         let mut res = html(StatusCode::REQUEST_TIMEOUT, page);
         res.headers_mut()
@@ -809,11 +810,11 @@ fn upstream_failed(cx: Box<Ctx>, failed: &Failed, sent: u64) -> Response<Body> {
     };
     let page = block_page::render_error_page(cx.lang, 502, title, &detail);
     let mut cx = cx;
-    cx.rec.reason_code = if failed.is_connect() {
-        "upstream-connect"
+    cx.rec.reason_code = Some(if failed.is_connect() {
+        ReasonCode::UpstreamConnect
     } else {
-        "upstream-error"
-    };
+        ReasonCode::UpstreamError
+    });
     cx.finish(502, sent, 0, Some(detail));
     html(StatusCode::BAD_GATEWAY, page)
 }
@@ -861,7 +862,7 @@ fn dial_failed(mut cx: Box<Ctx>, e: &UpstreamError, page: bool) -> Response<Body
         };
         (status, title.to_string())
     };
-    cx.rec.reason_code = e.code();
+    cx.rec.reason_code = Some(e.reason());
     let mut res = if page {
         let p = block_page::render_error_page(cx.lang, status.as_u16(), &title, &detail);
         html(status, p)
@@ -890,7 +891,7 @@ fn upstream_tls_failed(mut cx: Box<Ctx>, problem: TlsProblem, sent: u64) -> Resp
         _ => TlsProblem::explanation(cx.lang).to_string(),
     };
     let page = block_page::render_error_page(cx.lang, 502, title, &detail);
-    cx.rec.reason_code = problem.code();
+    cx.rec.reason_code = Some(problem.reason());
     let msg = format!("{}: {}", problem.code(), problem.title(Lang::En));
     cx.finish(502, sent, 0, Some(msg));
     let mut res = html(StatusCode::BAD_GATEWAY, page);

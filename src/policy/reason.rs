@@ -39,7 +39,9 @@ impl Text {
     }
 }
 
-/// Stable reason codes: metric labels, trace fields, tests. Never renamed.
+/// Stable reason codes: metric labels, trace fields, tests. Never renamed. Every code
+/// the trace can hold is here: the policy's (allow, block), the proxy's own refusals,
+/// and what ended an exchange that was allowed (the site, its TLS, the client's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReasonCode {
     /// An `allow` rule matched.
@@ -77,10 +79,58 @@ pub enum ReasonCode {
     MethodNotAllowed,
     /// The request head is longer than `limits.max_head_bytes`.
     HeadTooLarge,
+    /// The site is one of the proxy's own listeners.
+    OwnListener,
+    /// The request already went through this proxy (its `Via`): a loop.
+    Loop,
+    /// The line of an inspected tunnel: its requests have lines of their own.
+    Bump,
+    /// The tunnel could not be inspected: the proxy's TLS set-up failed.
+    BumpConfig,
+    /// The client's request body was malformed or cut.
+    ClientBodyMalformed,
+    /// The client stopped sending its request body.
+    ClientBodyIdle,
+    /// The workstation refused the proxy's certificate (the organisation's CA is not
+    /// installed on it, or the application pins its certificates).
+    ClientUntrustedCa,
+    /// The client's TLS handshake with the proxy failed otherwise.
+    ClientHandshake,
+    /// The client's ClientHello: cut short, not TLS, malformed, too large, ended, late,
+    /// or unreadable.
+    HelloIncomplete,
+    HelloNotTls,
+    HelloMalformed,
+    HelloTooLarge,
+    HelloEof,
+    HelloTimeout,
+    HelloIo,
+    /// The site's name does not resolve.
+    UpstreamDns,
+    /// The site could not be connected to.
+    UpstreamConnect,
+    /// The site did not answer in time.
+    UpstreamTimeout,
+    /// The site's answer failed after the connection (cut, malformed).
+    UpstreamError,
+    /// The site switched protocols when no switch was relayed, or to another protocol
+    /// than the WebSocket asked for.
+    UpstreamSwitch,
+    /// The site's certificate: expired, not yet valid, for another name, self-signed,
+    /// from an unknown CA, revoked, invalid; its TLS too old; its handshake failed.
+    UpstreamCertExpired,
+    UpstreamCertNotYetValid,
+    UpstreamCertName,
+    UpstreamCertSelfSigned,
+    UpstreamCertUnknownCa,
+    UpstreamCertRevoked,
+    UpstreamCertInvalid,
+    UpstreamTlsVersion,
+    UpstreamTls,
 }
 
 impl ReasonCode {
-    pub const ALL: [ReasonCode; 16] = [
+    pub const ALL: [ReasonCode; 45] = [
         ReasonCode::RuleAllow,
         ReasonCode::DefaultAllow,
         ReasonCode::UploadReadAllowed,
@@ -97,6 +147,35 @@ impl ReasonCode {
         ReasonCode::InternalDestination,
         ReasonCode::MethodNotAllowed,
         ReasonCode::HeadTooLarge,
+        ReasonCode::OwnListener,
+        ReasonCode::Loop,
+        ReasonCode::Bump,
+        ReasonCode::BumpConfig,
+        ReasonCode::ClientBodyMalformed,
+        ReasonCode::ClientBodyIdle,
+        ReasonCode::ClientUntrustedCa,
+        ReasonCode::ClientHandshake,
+        ReasonCode::HelloIncomplete,
+        ReasonCode::HelloNotTls,
+        ReasonCode::HelloMalformed,
+        ReasonCode::HelloTooLarge,
+        ReasonCode::HelloEof,
+        ReasonCode::HelloTimeout,
+        ReasonCode::HelloIo,
+        ReasonCode::UpstreamDns,
+        ReasonCode::UpstreamConnect,
+        ReasonCode::UpstreamTimeout,
+        ReasonCode::UpstreamError,
+        ReasonCode::UpstreamSwitch,
+        ReasonCode::UpstreamCertExpired,
+        ReasonCode::UpstreamCertNotYetValid,
+        ReasonCode::UpstreamCertName,
+        ReasonCode::UpstreamCertSelfSigned,
+        ReasonCode::UpstreamCertUnknownCa,
+        ReasonCode::UpstreamCertRevoked,
+        ReasonCode::UpstreamCertInvalid,
+        ReasonCode::UpstreamTlsVersion,
+        ReasonCode::UpstreamTls,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -117,6 +196,35 @@ impl ReasonCode {
             ReasonCode::InternalDestination => "block-internal",
             ReasonCode::MethodNotAllowed => "block-method",
             ReasonCode::HeadTooLarge => "head-too-large",
+            ReasonCode::OwnListener => "block-own-listener",
+            ReasonCode::Loop => "loop",
+            ReasonCode::Bump => "bump",
+            ReasonCode::BumpConfig => "bump-config",
+            ReasonCode::ClientBodyMalformed => "client-body-malformed",
+            ReasonCode::ClientBodyIdle => "client-body-idle",
+            ReasonCode::ClientUntrustedCa => "client-untrusted-ca",
+            ReasonCode::ClientHandshake => "client-handshake",
+            ReasonCode::HelloIncomplete => "hello-incomplete",
+            ReasonCode::HelloNotTls => "hello-not-tls",
+            ReasonCode::HelloMalformed => "hello-malformed",
+            ReasonCode::HelloTooLarge => "hello-too-large",
+            ReasonCode::HelloEof => "hello-eof",
+            ReasonCode::HelloTimeout => "hello-timeout",
+            ReasonCode::HelloIo => "hello-io",
+            ReasonCode::UpstreamDns => "upstream-dns",
+            ReasonCode::UpstreamConnect => "upstream-connect",
+            ReasonCode::UpstreamTimeout => "upstream-timeout",
+            ReasonCode::UpstreamError => "upstream-error",
+            ReasonCode::UpstreamSwitch => "upstream-switch",
+            ReasonCode::UpstreamCertExpired => "upstream-cert-expired",
+            ReasonCode::UpstreamCertNotYetValid => "upstream-cert-not-yet-valid",
+            ReasonCode::UpstreamCertName => "upstream-cert-name",
+            ReasonCode::UpstreamCertSelfSigned => "upstream-cert-self-signed",
+            ReasonCode::UpstreamCertUnknownCa => "upstream-cert-unknown-ca",
+            ReasonCode::UpstreamCertRevoked => "upstream-cert-revoked",
+            ReasonCode::UpstreamCertInvalid => "upstream-cert-invalid",
+            ReasonCode::UpstreamTlsVersion => "upstream-tls-version",
+            ReasonCode::UpstreamTls => "upstream-tls",
         }
     }
 
@@ -134,6 +242,7 @@ impl ReasonCode {
                 | ReasonCode::HostMismatch
                 | ReasonCode::TlsRequired
                 | ReasonCode::InternalDestination
+                | ReasonCode::OwnListener
                 | ReasonCode::MethodNotAllowed
                 | ReasonCode::HeadTooLarge
         )
@@ -264,6 +373,23 @@ impl Policy {
                 let base = configured.map_or("", |t| t.get(lang));
                 Cow::Owned(format!("{base} {}", if en { TUNNEL_EN } else { TUNNEL_FR }))
             }
+            ReasonCode::OwnListener => Cow::Borrowed(if en {
+                "The proxy does not connect to itself"
+            } else {
+                "Le proxy ne se connecte pas à lui-même"
+            }),
+            ReasonCode::Loop => Cow::Borrowed(if en {
+                "Loop detected: the request comes back to the proxy"
+            } else {
+                "Boucle détectée : la requête revient vers le proxy"
+            }),
+            // The exchange was allowed and ended otherwise: the page and the trace's
+            // `error` say what happened; these words only name the kind.
+            c => Cow::Owned(if en {
+                format!("The exchange could not be completed ({})", c.as_str())
+            } else {
+                format!("L'échange n'a pas pu aboutir ({})", c.as_str())
+            }),
         }
     }
 
