@@ -81,10 +81,11 @@ fn fixed(bytes: &[u8]) -> Answer {
     Arc::new(move |_| bytes.clone())
 }
 
-/// The request methods whose answers are checked.
+/// The request methods whose answers are checked: without a body, and with one.
 #[derive(Clone, Copy, Debug)]
 enum Ask {
     Get,
+    Post,
 }
 
 fn request(ask: Ask, port: u16, path: &str, close: bool) -> String {
@@ -92,6 +93,10 @@ fn request(ask: Ask, port: u16, path: &str, close: bool) -> String {
     match ask {
         Ask::Get => format!(
             "GET http://allowed.test:{port}{path} HTTP/1.1\r\nHost: allowed.test:{port}\r\n{close}\r\n"
+        ),
+        Ask::Post => format!(
+            "POST http://allowed.test:{port}{path} HTTP/1.1\r\nHost: allowed.test:{port}\r\n\
+             Content-Length: 5\r\n{close}\r\nhello"
         ),
     }
 }
@@ -143,7 +148,7 @@ fn assert_refused(p: &Proxy, (status, text): &(u16, String), path: &str, case: &
     assert_eq!(t["reason_code"], "upstream-error", "{case}: {t}");
 }
 
-const ASKS: [Ask; 1] = [Ask::Get];
+const ASKS: [Ask; 2] = [Ask::Get, Ask::Post];
 
 #[test]
 fn interim_answers_are_skipped_and_the_final_one_relayed() {

@@ -8,6 +8,5 @@ pub mod ca_cli;
 pub mod client_hello;
 pub mod dial;
 pub mod forward;
-pub mod h1;
 pub mod pool;
 pub mod tunnel;
