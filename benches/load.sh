@@ -4,6 +4,7 @@
 #
 #   benches/load.sh                       # builds the release binary, full run
 #   CHARTE_BIN=/path/charte-proxy ROUNDS=1 DURATION=5 benches/load.sh
+#   CHARTE_BIN=/path/after CHARTE_BIN_B=/path/before benches/load.sh   # two binaries, A/B
 #
 # It installs what it needs from Debian packages when missing (nginx squid wrk curl
 # openssl python3 iproute2 procps time; as root or through sudo), builds the proxy
@@ -39,6 +40,11 @@
 #      direct: p50, p99, p99.9 and proxy CPU a request at equal load. wrk's closed loop
 #      (part 1) measures saturation; this measures latency. oha is not packaged by
 #      Debian: installed once with `cargo install` into CACHE_DIR when not on PATH.
+# With CHARTE_BIN_B, a second charte-proxy binary (B; CHARTE_BIN is A) runs beside the
+# first, with the same configuration and policy on CHARTE_PORT_B, and is measured in every
+# round of parts 1, 2, 4 and 7 in turn with A (the two swap places every other round, so
+# that neither always runs first); the report gives B's rows and B against A per round.
+# Parts 5 and 6 measure A only.
 # Prints a markdown report (also in OUT_DIR/summary.md); raw outputs in OUT_DIR.
 # Everything it starts is stopped on exit (trap), on Ctrl-C and on failure.
 #
@@ -61,8 +67,10 @@
 #                       ceiling here is about 15 000 in part 1)
 #   SKIP_SQUID=0  SKIP_IDLE=0  SKIP_RELOAD=0  SKIP_BUMP=0  SKIP_OPEN_LOOP=0   (1: leave that part out)
 #   CHARTE_BIN=path     use this binary instead of building (cargo build --release)
+#   CHARTE_BIN_B=path   a second binary to compare with the first (see above; unset: none)
 #   NGINX_WORKERS=1     nginx worker processes
 #   HTTP_PORT=18180 HTTPS_PORT=18543 SQUID_PORT=13228 CHARTE_PORT=13229   loopback ports
+#   CHARTE_PORT_B=13230 loopback port of CHARTE_BIN_B
 #   OUT_DIR=${TMPDIR:-/tmp}/bench-out/load-<stamp>   raw outputs and summary.md
 #   CACHE_DIR=${TMPDIR:-/tmp}/bench-cache            generated domain lists, kept between runs
 #   KEEP_TMP=0          1: keep the temp dir (configs, data dir, trace) after the run
@@ -95,11 +103,13 @@ SKIP_OPEN_LOOP=${SKIP_OPEN_LOOP:-0}
 OPEN_LOOP_RATES=${OPEN_LOOP_RATES:-5000 10000 14000}
 OHA_VERSION=1.16.0
 CHARTE_BIN=${CHARTE_BIN:-}
+CHARTE_BIN_B=${CHARTE_BIN_B:-}
 NGINX_WORKERS=${NGINX_WORKERS:-1}
 HTTP_PORT=${HTTP_PORT:-18180}
 HTTPS_PORT=${HTTPS_PORT:-18543}
 SQUID_PORT=${SQUID_PORT:-13228}
 CHARTE_PORT=${CHARTE_PORT:-13229}
+CHARTE_PORT_B=${CHARTE_PORT_B:-13230}
 KEEP_TMP=${KEEP_TMP:-0}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT_DIR=${OUT_DIR:-${TMPDIR:-/tmp}/bench-out/load-$STAMP}
@@ -205,14 +215,15 @@ if [[ ${#need[@]} -gt 0 ]]; then
 fi
 
 # ---------------------------------------------------------------- preflight
-for v in ROUNDS DURATION CONNS WARMUP CONNECT_TRIES DOMAINS FALLBACK_DOMAINS IDLE_TUNNELS IDLE_PARALLEL RELOAD_EVERY COLD_HOSTS BUMP_CONC NGINX_WORKERS HTTP_PORT HTTPS_PORT SQUID_PORT CHARTE_PORT; do
+for v in ROUNDS DURATION CONNS WARMUP CONNECT_TRIES DOMAINS FALLBACK_DOMAINS IDLE_TUNNELS IDLE_PARALLEL RELOAD_EVERY COLD_HOSTS BUMP_CONC NGINX_WORKERS HTTP_PORT HTTPS_PORT SQUID_PORT CHARTE_PORT CHARTE_PORT_B; do
   [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 [[ "$ROUNDS" -ge 1 && "$DURATION" -ge 1 ]] || die "ROUNDS and DURATION must be at least 1"
 for q in $OPEN_LOOP_RATES; do [[ "$q" =~ ^[1-9][0-9]*$ ]] || die "OPEN_LOOP_RATES must be whole numbers of requests a second, got '$q'"; done
 ports=("$HTTP_PORT" "$HTTPS_PORT" "$CHARTE_PORT")
 [[ "$SKIP_SQUID" == 1 ]] || ports+=("$SQUID_PORT")
-for p in "${ports[@]}"; do port_busy "$p" && die "port $p already in use (set HTTP_PORT/HTTPS_PORT/SQUID_PORT/CHARTE_PORT)"; done
+[[ -z "$CHARTE_BIN_B" ]] || ports+=("$CHARTE_PORT_B")
+for p in "${ports[@]}"; do port_busy "$p" && die "port $p already in use (set HTTP_PORT/HTTPS_PORT/SQUID_PORT/CHARTE_PORT/CHARTE_PORT_B)"; done
 
 # file descriptors: idle tunnels need two a tunnel in the proxy, one in the client
 want_fd=$(( IDLE_TUNNELS * 2 + 4096 ))
@@ -238,6 +249,10 @@ if [[ -z "$CHARTE_BIN" ]]; then
 fi
 [[ -x "$CHARTE_BIN" ]] || die "not an executable: $CHARTE_BIN"
 log "binary $CHARTE_BIN ($("$CHARTE_BIN" --version 2>/dev/null || echo 'version unknown'))"
+if [[ -n "$CHARTE_BIN_B" ]]; then
+  [[ -x "$CHARTE_BIN_B" ]] || die "not an executable: CHARTE_BIN_B=$CHARTE_BIN_B"
+  log "binary B $CHARTE_BIN_B ($("$CHARTE_BIN_B" --version 2>/dev/null || echo 'version unknown'))"
+fi
 
 mkdir -p "$OUT_DIR" "$CACHE_DIR" "${TMPDIR:-/tmp}/bench-tmp"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/bench-tmp/load-XXXXXX")
@@ -434,23 +449,43 @@ fi
 BLOCKED_NAME=$(awk '/[a-z]/ && !/[\/:]/ {print; exit}' "$GEN/gen-00/domains")
 "$CHARTE_BIN" explain --policy "$C/policy/bench.yaml" --ip 127.0.0.1 "http://$BLOCKED_NAME/" >>"$RAW/explain.txt" 2>&1 || true
 
+# start_charte name binary dir port: starts a charte-proxy with the bench configuration
+# and policy (its data in dir/data), and sets LISTENING to its admin address once it says
+# it listens (empty if it died or took more than 180 s). Not in a subshell: launch
+# records the pid.
+start_charte() {
+  local name=$1 bin=$2 dir=$3 port=$4 a=""
+  mkdir -p "$dir/data"
+  launch "$name" "$dir/stderr.log" "$bin" serve --config "$C/server.yaml" --policy "$C/policy/bench.yaml" \
+    --listen "127.0.0.1:$port" --portal-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+    --data-dir "$dir/data" --no-reverse-dns --connect-port "$HTTPS_PORT" --upstream-ca "$TEST_CA"
+  for _ in $(seq 1800); do
+    a=$(grep -o 'admin=[^ ]*' "$dir/stderr.log" 2>/dev/null | head -n1 | cut -d= -f2 || true)
+    [[ -n "$a" ]] && break
+    kill -0 "${PID[$name]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  LISTENING=$a
+}
 log "starting charte-proxy (loads the policy and $DOMAINS generated names)"
 t_start=$(date +%s.%N)
-launch charte "$C/stderr.log" "$CHARTE_BIN" serve --config "$C/server.yaml" --policy "$C/policy/bench.yaml" \
-  --listen "127.0.0.1:$CHARTE_PORT" --portal-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-  --data-dir "$C/data" --no-reverse-dns --connect-port "$HTTPS_PORT" --upstream-ca "$TEST_CA"
-ADMIN=""
-for _ in $(seq 1800); do
-  ADMIN=$(grep -o 'admin=[^ ]*' "$C/stderr.log" 2>/dev/null | head -n1 | cut -d= -f2 || true)
-  [[ -n "$ADMIN" ]] && break
-  kill -0 "${PID[charte]}" 2>/dev/null || break
-  sleep 0.1
-done
+start_charte charte "$CHARTE_BIN" "$C" "$CHARTE_PORT"
+ADMIN=$LISTENING
 [[ -n "$ADMIN" ]] || { tail -n 30 "$C/stderr.log" >&2; die "charte-proxy did not print its listening line within 180 s"; }
 START_S=$(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
 TARGETS+=(charte); ADDR[charte]=127.0.0.1:$CHARTE_PORT
 PROXY_CA=$C/data/ca/ca.pem
 log "charte-proxy pid ${PID[charte]} on ${ADDR[charte]}, admin $ADMIN, ready in ${START_S} s"
+if [[ -n "$CHARTE_BIN_B" ]]; then
+  CB=$TMP/charte-b
+  log "starting charte-proxy B ($CHARTE_BIN_B)"
+  start_charte charte_b "$CHARTE_BIN_B" "$CB" "$CHARTE_PORT_B"
+  ADMIN_B=$LISTENING
+  [[ -n "$ADMIN_B" ]] || { tail -n 30 "$CB/stderr.log" >&2; die "charte-proxy B did not print its listening line within 180 s"; }
+  TARGETS+=(charte_b); ADDR[charte_b]=127.0.0.1:$CHARTE_PORT_B
+  log "charte-proxy B pid ${PID[charte_b]} on ${ADDR[charte_b]}, admin $ADMIN_B"
+  NOTES+=("B ($CHARTE_BIN_B) ran beside A ($CHARTE_BIN) in parts 1, 2, 4 and 7; parts 5 (reload) and 6 (bumped HTTPS) measure A only")
+fi
 
 metric() { # name-with-labels-prefix -> sum of matching series values (admin /metrics)
   curl -s --max-time 10 "http://$ADMIN/metrics" | awk -v m="$1" 'index($0, m)==1 {s+=$NF; f=1} END{if(f) printf "%.15g\n", s; else print "NA"}'
@@ -461,6 +496,7 @@ INDEX_ENTRIES=$(metric 'charte_index_entries')
 INDEX_BYTES=$(metric 'charte_index_bytes')
 BUILD_S=$(metric 'charte_policy_build_seconds')
 RSS_IDLE_CHARTE=$(status_kb VmRSS "${PID[charte]}")
+[[ -n "${PID[charte_b]:-}" ]] && RSS_IDLE_CHARTE_B=$(status_kb VmRSS "${PID[charte_b]}")
 [[ -n "${PID[squid]:-}" ]] && RSS_IDLE_SQUID=$(status_kb VmRSS "${PID[squid]}")
 
 # ---------------------------------------------------------------- smoke tests
@@ -480,6 +516,7 @@ done
 TARGETS=("${OKT[@]}")
 [[ " ${TARGETS[*]} " == *" direct "* ]] || die "direct smoke test failed: origin broken"
 [[ " ${TARGETS[*]} " == *" charte "* ]] || die "charte-proxy smoke test failed"
+[[ -z "$CHARTE_BIN_B" || " ${TARGETS[*]} " == *" charte_b "* ]] || die "charte-proxy B smoke test failed: nothing to compare"
 # the decision path: a generated gen-00 name is blocked for the bench group (403, no upstream)
 BLOCK_CODE=$(curl -s -o "$RAW/blocked-page.html" --max-time 10 -w '%{http_code}' --proxy "http://${ADDR[charte]}" "http://$BLOCKED_NAME/" || true)
 # a bumped request (inspected tunnel, certificate minted by the proxy's CA)
@@ -523,11 +560,21 @@ rotate() { # the list $2.. rotated by $1
   local items=("$@") n=$# i
   for ((i=0; i<n; i++)); do echo "${items[(i + k) % n]}"; done
 }
+in_turn() { # k -> TARGETS rotated by k, charte and charte_b swapped when k is odd (they
+  # are next to each other in TARGETS: without the swap A would always run just before B)
+  local t
+  for t in $(rotate "$1" "${TARGETS[@]}"); do
+    if (( $1 % 2 )) && [[ -n "${ADDR[charte_b]:-}" ]]; then
+      case $t in charte) t=charte_b;; charte_b) t=charte;; esac
+    fi
+    echo "$t"
+  done
+}
 
 # ---------------------------------------------------------------- 1 + 2: 1 KiB and CONNECT
 log "part 1-2: ${TARGETS[*]}; $ROUNDS rounds x (1 KiB wrk ${DURATION}s c$CONNS + $CONNECT_TRIES x 64 MiB CONNECT)"
 for ((r=1; r<=ROUNDS; r++)); do
-  for t in $(rotate $((r - 1)) "${TARGETS[@]}"); do
+  for t in $(in_turn $((r - 1))); do
     p=${PID[$t]:-}
     [[ "$WARMUP" -gt 0 ]] && run_wrk "$t" "$WARMUP" "$RAW/warmup-r$r-$t.txt"
     cpu_begin "$p"
@@ -539,7 +586,7 @@ for ((r=1; r<=ROUNDS; r++)); do
     log "round $r $t 1k: $rps req/s p50 $p50 p99 $p99 ms non-2xx $n2 sock-err $se | cpu % of a core: proxy $pc nginx $nc wrk $cc machine $mc"
   done
   for ((k=1; k<=CONNECT_TRIES; k++)); do
-    for t in $(rotate $((r + k)) "${TARGETS[@]}"); do
+    for t in $(in_turn $((r + k))); do
       p=${PID[$t]:-}
       read -r -a px <<<"$(px_args "$t")"
       cpu_begin "$p"
@@ -566,7 +613,7 @@ if [[ -n "$OHA" ]]; then
   log "part 7: open-loop latency with oha at ${OPEN_LOOP_RATES// /, } req/s, $ROUNDS rounds x ${DURATION}s, ${TARGETS[*]}"
   for ((r=1; r<=ROUNDS; r++)); do
     for q in $OPEN_LOOP_RATES; do
-      for t in $(rotate $((r - 1)) "${TARGETS[@]}"); do
+      for t in $(in_turn $((r - 1))); do
         p=${PID[$t]:-}
         px=(); [[ -n "${ADDR[$t]}" ]] && px=(-x "http://${ADDR[$t]}")
         out=$RAW/openloop-q$q-r$r-$t.json
@@ -756,17 +803,28 @@ shares_kind() { # reload vs plain runs of charte, per round
   awk -F'\t' 'NR>1 && $3=="charte" && $4!="NA" { if ($1=="reload") x[$2]=$4; if ($1=="plain") y[$2]=$4 }
     END { for (r=1; r<=100; r++) if ((r in x) && (r in y) && y[r]>0) { printf "%sr%d %.2f", sep, r, x[r]/y[r]; sep=", " } print "" }' "$RES"
 }
-connect_shares() { # target -> per-round (best of the round) / (direct's best of the round)
-  awk -F'\t' -v a="$1" 'NR>1 && $1=="connect" && $9!="NA" { if ($9+0 > m[$3,$2]+0) m[$3,$2]=$9; rr[$2]=1 }
-    END { for (r=1; r<=100; r++) if ((r in rr) && m["direct",r]>0 && m[a,r]!="") { printf "%sr%d %.2f", sep, r, m[a,r]/m["direct",r]; sep=", " } print "" }' "$RES"
+connect_shares() { # target [reference, default direct] -> per-round (best of the round) / (reference's best of the round)
+  awk -F'\t' -v a="$1" -v b="${2:-direct}" 'NR>1 && $1=="connect" && $9!="NA" { if ($9+0 > m[$3,$2]+0) m[$3,$2]=$9; rr[$2]=1 }
+    END { for (r=1; r<=100; r++) if ((r in rr) && m[b,r]>0 && m[a,r]!="") { printf "%sr%d %.2f", sep, r, m[a,r]/m[b,r]; sep=", " } print "" }' "$RES"
 }
 shares() { # phase target-a target-b [column, default 4: req/s] -> per-round a/b ratios, "r1 0.61, r2 0.70, ..."
   awk -F'\t' -v ph="$1" -v a="$2" -v b="$3" -v c="${4:-4}" 'NR>1 && $1==ph && $c!="NA" { if ($3==a) x[$2]=$c; if ($3==b) y[$2]=$c }
     END { for (r=1; r<=100; r++) if ((r in x) && (r in y) && y[r]>0) { printf "%sr%d %.2f", sep, r, x[r]/y[r]; sep=", " } print "" }' "$RES"
 }
+cpu_shares() { # phase target-a target-b -> per-round ratios of proxy CPU a request, a/b
+  awk -F'\t' -v ph="$1" -v a="$2" -v b="$3" 'NR>1 && $1==ph && $10!="NA" && $4!="NA" && $4>0 { u=$10/$4; if ($3==a) x[$2]=u; if ($3==b) y[$2]=u }
+    END { for (r=1; r<=100; r++) if ((r in x) && (r in y) && y[r]>0) { printf "%sr%d %.2f", sep, r, x[r]/y[r]; sep=", " } print "" }' "$RES"
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a=="NA"||b=="NA"||b+0==0) print "NA"; else printf "%.2f", a/b }'; }
 mib() { awk -v k="$1" 'BEGIN{ if (k==""||k=="NA") print "n/a"; else printf "%.0f", k/1024 }'; }
-label() { case $1 in direct) echo "direct (nginx)";; squid) echo "Squid $(squid -v | head -n1 | sed 's/.*Version //')";; charte) echo "charte-proxy";; esac; }
+label() {
+  case $1 in
+    direct) echo "direct (nginx)";;
+    squid) echo "Squid $(squid -v | head -n1 | sed 's/.*Version //')";;
+    charte) if [[ -n "${ADDR[charte_b]:-}" ]]; then echo "charte-proxy A ($(basename "$CHARTE_BIN"))"; else echo "charte-proxy"; fi;;
+    charte_b) echo "charte-proxy B ($(basename "$CHARTE_BIN_B"))";;
+  esac
+}
 
 read -r D_RPS _ < <(med 1k direct 4)
 D_MB=$(best connect direct 9)
@@ -777,9 +835,9 @@ CPU_MODEL=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
   echo "Machine: $(hostname), $NPROC cores ($CPU_MODEL), kernel $(uname -r), load average at the end $(cut -d' ' -f1-3 /proc/loadavg)."
   echo "**Caveat**: the client (wrk, curl, Python), the proxies and the nginx origin share these $NPROC cores over loopback,"
   echo "and the machine may be shared with other work: quote ratios to the reference measured in the same run, not absolute figures."
-  echo "Command: \`ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS DOMAINS=$DOMAINS COMPILED=$COMPILED benches/load.sh\`; $ROUNDS interleaved rounds."
+  echo "Command: \`${CHARTE_BIN_B:+CHARTE_BIN=$CHARTE_BIN CHARTE_BIN_B=$CHARTE_BIN_B }ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS DOMAINS=$DOMAINS COMPILED=$COMPILED benches/load.sh\`; $ROUNDS interleaved rounds."
   echo "charte-proxy policy: benches/load/policy.yaml.in with $DATA_NOTE in gen-00…gen-07 plus the shipped categories:"
-  echo "Index: $INDEX_NOTE; index entries $INDEX_ENTRIES, index bytes $INDEX_BYTES, policy build $BUILD_S s, start to listening ${START_S} s, RSS at idle $(mib "$RSS_IDLE_CHARTE") MiB${RSS_IDLE_SQUID:+ (Squid $(mib "$RSS_IDLE_SQUID") MiB)}."
+  echo "Index: $INDEX_NOTE; index entries $INDEX_ENTRIES, index bytes $INDEX_BYTES, policy build $BUILD_S s, start to listening ${START_S} s, RSS at idle $(mib "$RSS_IDLE_CHARTE") MiB${RSS_IDLE_CHARTE_B:+ (B $(mib "$RSS_IDLE_CHARTE_B") MiB)}${RSS_IDLE_SQUID:+ (Squid $(mib "$RSS_IDLE_SQUID") MiB)}."
   echo "A gen-00 name through charte-proxy: HTTP $BLOCK_CODE (403 = blocked by rule gen-agents for the client's group); the bench origin ends on \`default: allow\`."
   echo
   echo "| target | 1 KiB req/s (min-max) | share of direct | p50 ms | p99 ms | non-2xx / socket errors | CPU % of a core: proxy / nginx / wrk | CONNECT 64 MiB MB/s | share | RSS MiB (VmHWM / VmRSS) |"
@@ -797,6 +855,11 @@ CPU_MODEL=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
     echo "Per-round share of direct, $(label "$t"): 1 KiB req/s $(shares 1k "$t" direct); CONNECT (best of the round) $(connect_shares "$t")." \
       "Proxy CPU per 1 KiB request (less sensitive to the machine's other load): $(awk -F'\t' -v t="$t" 'NR>1 && $1=="1k" && $3==t && $10!="NA" && $4>0 {printf "%sr%s %.0f µs", sep, $2, $10*1e4/$4; sep=", "}' "$RES")."
   done
+  if [[ -n "${ADDR[charte_b]:-}" ]]; then
+    echo "**B against A**, $(label charte_b) / $(label charte), each round's runs of the two (they swap places every other round):" \
+      "1 KiB req/s $(shares 1k charte_b charte); p99 $(shares 1k charte_b charte 6); proxy CPU a request $(cpu_shares 1k charte_b charte);" \
+      "CONNECT (best of the round) $(connect_shares charte_b charte)."
+  fi
   echo "req/s: median of $ROUNDS rounds of \`wrk -t1 -c$CONNS -d${DURATION}s\` (absolute-form through the proxies); p50/p99 and CPU from the median round."
   echo "CONNECT: best of $((ROUNDS * CONNECT_TRIES)) downloads (curl, TLS to nginx through a plain tunnel; for charte-proxy a no_inspect host), 10^6 bytes/s."
   echo "RSS: summed over the proxy's processes after parts 1-2 (before the idle tunnels, reloads and bumped runs)."
@@ -868,6 +931,13 @@ CPU_MODEL=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
     echo "rate whatever the answers do, and each latency counts from when its request was due. Medians of $ROUNDS rounds; CPU per round."
     echo "Unlike wrk's closed loop (the table above, where the machine is saturated and every target's p99 is mostly waiting for a core),"
     echo "this compares latency at equal load. oha $("$OHA" --version 2>/dev/null | awk '{print $2}')."
+    if [[ -n "${ADDR[charte_b]:-}" ]]; then
+      echo
+      echo "B against A, $(label charte_b) / $(label charte), per round:"
+      for q in $OPEN_LOOP_RATES; do
+        echo "- $q req/s: p50 $(shares "openloop-$q" charte_b charte 5); p99 $(shares "openloop-$q" charte_b charte 6); proxy CPU a request $(cpu_shares "openloop-$q" charte_b charte)."
+      done
+    fi
   fi
   echo
   echo "### Memory and trace at the end"
@@ -875,7 +945,7 @@ CPU_MODEL=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
   echo "- charte-proxy trace: $TRACE_LINES lines in DATA/trace.log, charte_trace_dropped_total $TRACE_DROPPED."
   if [[ ${#NOTES[@]} -gt 0 ]]; then echo; echo "### Notes"; for n in "${NOTES[@]}"; do echo "- $n"; done; fi
   echo
-  echo "Versions: $("$CHARTE_BIN" --version 2>/dev/null || echo charte-proxy); $(nginx -v 2>&1 | sed 's/^nginx version: //'); squid $(squid -v | head -n1 | sed 's/.*Version //'); $(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}'); $(curl --version | head -n1 | awk '{print $1, $2}'); $(python3 --version)."
+  echo "Versions: $("$CHARTE_BIN" --version 2>/dev/null || echo charte-proxy)${CHARTE_BIN_B:+ (A: $CHARTE_BIN; B: $CHARTE_BIN_B, $("$CHARTE_BIN_B" --version 2>/dev/null || echo charte-proxy))}; $(nginx -v 2>&1 | sed 's/^nginx version: //'); squid $(squid -v | head -n1 | sed 's/.*Version //'); $(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}'); $(curl --version | head -n1 | awk '{print $1, $2}'); $(python3 --version)."
   echo "Raw results: $RES (one line a run: CPU columns in % of one core), outputs in $RAW."
 } | tee "$OUT_DIR/summary.md"
 
@@ -883,6 +953,7 @@ mkdir -p "$OUT_DIR/configs"
 cp "$TMP/nginx/nginx.conf" "$C/server.yaml" "$C/policy/bench.yaml" "$OUT_DIR/configs/" 2>/dev/null || true
 [[ -f "$TMP/squid/squid.conf" ]] && cp "$TMP/squid/squid.conf" "$OUT_DIR/configs/" 2>/dev/null
 cp "$C/stderr.log" "$RAW/charte-stderr.log" 2>/dev/null || true
+[[ -n "${CB:-}" ]] && { cp "$CB/stderr.log" "$RAW/charte_b-stderr.log" 2>/dev/null || true; }
 tail -n 200 "$C/data/trace.log" >"$RAW/charte-trace-tail.log" 2>/dev/null || true
 [[ -f "$TMP/squid/cache.log" ]] && cp "$TMP/squid/cache.log" "$RAW/squid-cache.log" 2>/dev/null
 cp "$TMP/nginx/error.log" "$RAW/nginx-error.log" 2>/dev/null || true

@@ -2,14 +2,16 @@
 //! to the same site (after a short answer, and after a long one once it has been read),
 //! a connection the site closed is never used again (the next request gets a new one,
 //! the client sees nothing), a GET sent on a kept connection that the site closes
-//! without answering goes again on a new one, and an idle connection is closed by the
-//! proxy once `upstream_keepalive_seconds` has passed.
+//! without answering goes again on a new one (but not one whose answer had begun, nor a
+//! request with a body), and an idle connection is closed by the proxy once
+//! `upstream_keepalive_seconds` has passed.
 
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use common::proxy::{Proxy, exchange};
@@ -220,4 +222,93 @@ fn requests_right_after_the_site_closed_its_connection_are_not_lost() {
     for n in 1..=20 {
         assert_eq!(get(&mut c, &url), format!("conn-{n}"));
     }
+}
+
+/// A site that answers the first request on each connection (`conn-N`) and, on the
+/// second, `second` (the start of an answer, or nothing) before closing the connection.
+/// Counts the connections opened and the requests read.
+fn site_failing_the_second_request(
+    second: &'static [u8],
+) -> (u16, Arc<(AtomicUsize, AtomicUsize)>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let counts = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+    let c2 = counts.clone();
+    std::thread::spawn(move || {
+        for (i, s) in l.incoming().enumerate() {
+            let Ok(s) = s else { break };
+            c2.0.fetch_add(1, Ordering::SeqCst);
+            let counts = c2.clone();
+            std::thread::spawn(move || {
+                let mut w = s.try_clone().unwrap();
+                let mut r = BufReader::new(s);
+                for answered in 0.. {
+                    let mut length = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    if r.read_exact(&mut vec![0u8; length]).is_err() {
+                        return;
+                    }
+                    counts.1.fetch_add(1, Ordering::SeqCst);
+                    if answered == 1 {
+                        let _ = w.write_all(second);
+                        return;
+                    }
+                    let body = format!("conn-{}", i + 1);
+                    let _ = write!(
+                        w,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+            });
+        }
+    });
+    (port, counts)
+}
+
+#[test]
+fn a_request_whose_answer_was_cut_after_its_first_bytes_is_not_sent_again() {
+    // The site began to answer: it did not close an idle connection, it failed this
+    // request. A 502, and the request reached it once.
+    let p = start(60.0);
+    let (port, counts) = site_failing_the_second_request(b"HTTP/1.1 200 OK\r\nContent-Le");
+    let mut c = client(&p);
+    let url = format!("http://allowed.test:{port}/x");
+    assert_eq!(get(&mut c, &url), "conn-1");
+    let (status, body) = exchange(&mut c, &url, "allowed.test");
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(counts.0.load(Ordering::SeqCst), 1, "connections opened");
+    assert_eq!(counts.1.load(Ordering::SeqCst), 2, "requests read");
+    assert_eq!(get(&mut c, &url), "conn-2");
+}
+
+#[test]
+fn a_request_with_a_body_on_a_kept_connection_closed_unanswered_is_not_sent_again() {
+    // A POST may not be sent twice: the site may have acted on it before closing.
+    let p = start(60.0);
+    let (port, counts) = site_failing_the_second_request(b"");
+    let mut c = client(&p);
+    let url = format!("http://allowed.test:{port}/x");
+    assert_eq!(get(&mut c, &url), "conn-1");
+    write!(
+        c.get_mut(),
+        "POST {url} HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: 5\r\n\r\nhello"
+    )
+    .unwrap();
+    let mut status_line = String::new();
+    c.read_line(&mut status_line).unwrap();
+    assert!(status_line.starts_with("HTTP/1.1 502 "), "{status_line}");
+    assert_eq!(counts.0.load(Ordering::SeqCst), 1, "connections opened");
+    assert_eq!(counts.1.load(Ordering::SeqCst), 2, "requests read");
 }

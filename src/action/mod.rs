@@ -6,7 +6,6 @@ pub mod ca;
 pub mod client_hello;
 pub mod dial;
 pub mod forward;
-pub mod h1;
 pub mod leaf_cache;
 pub mod pool;
 pub mod respond;

@@ -1,21 +1,30 @@
 //! The plain-HTTP upstream pool: HTTP/1.1 connections to sites, kept per worker thread
 //! and per site (`host[:port]`), reused last-in first-out, closed after `keepalive` idle.
 //!
-//! Requests without a body (`GET`, `HEAD`, `OPTIONS`: the bulk of browsing) are
-//! exchanged by [`super::h1`], in the request's own task. Requests with a body, and
-//! upgrades (WebSocket), go through hyper's client connection, driven by a task of its
-//! own; a kept connection can move from the first kind to the second, not back.
+//! Every plain request goes through hyper's HTTP/1.1 client connection, each connection
+//! driven by a task of its own, with upgrades (WebSocket) supported. A site's answer is
+//! untrusted input read by hyper's parser, within the limits set here: a head of at
+//! most [`MAX_ANSWER_HEAD`] however its bytes arrive, at most [`MAX_ANSWER_FIELDS`]
+//! fields, and no answer framed by both `Transfer-Encoding` and `Content-Length` (hyper
+//! lets the first win; either could be a response-splitting attempt, so it is refused,
+//! as nginx does). Why there is no second parser of our own: DESIGN.md, "One HTTP/1.1
+//! client".
 //!
 //! Against hyper-util's general client this spares, on every request, a SipHash of the
 //! key byte by byte, checkout and `Pooled` bookkeeping and a lock shared by every
-//! thread: the key is hashed with foldhash, and the pool is the worker's own (its lock
-//! is never contended).
+//! thread: the key is hashed with foldhash, the pool is the worker's own (its lock is
+//! never contended), and a connection goes back as soon as hyper says it can take the
+//! next request.
 //!
-//! A request sent on a kept connection that the site had closed meanwhile is not lost:
-//! it goes on the next connection (hyper hands it back unsent; [`super::h1`] says when
-//! nothing of the answer came, for methods that may be sent again).
+//! A request sent on a kept connection that the site had closed meanwhile is not lost.
+//! hyper hands back a request it had not sent yet, and it goes on the next connection.
+//! A request without a body that may be sent again (`GET`, `HEAD`, `OPTIONS`: RFC 9110
+//! §9.2.2) also goes again on the next connection when it was sent but the connection
+//! failed before any byte of the answer came (the site's idle timeout racing the
+//! request): hyper retries only what it had not sent, and the client would get a 502.
 
 use std::collections::HashMap;
+use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,16 +33,24 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response, Uri};
-use http_body::{Body as HttpBody, Frame, SizeHint};
+use http::{Method, Request, Response, StatusCode, Uri, header};
+use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 
 use super::dial::{Dialer, UpstreamError};
-use super::forward::{BoxError, CountedIncoming};
-use super::h1::{self, Conn, H1Error};
+use super::forward::CountedIncoming;
 use crate::classify::Host;
+
+/// The largest answer head accepted from a site (status line and header fields): hyper
+/// refuses a longer head when it is whole, and stops reading one that is not whole at
+/// this size, so the limit holds however the bytes arrive.
+pub const MAX_ANSWER_HEAD: usize = 64 * 1024;
+/// The most header fields a site's answer may carry.
+pub const MAX_ANSWER_FIELDS: usize = 128;
 
 /// Why a request could not be exchanged with the site.
 #[derive(Debug, thiserror::Error)]
@@ -45,9 +62,9 @@ pub enum PoolError {
     /// client's own body failed on its way up.
     #[error("the exchange with the site failed")]
     Exchange(#[source] hyper::Error),
-    /// The same, on the path without a body.
+    /// The answer parsed, but its framing is ambiguous.
     #[error("the exchange with the site failed")]
-    Raw(#[source] H1Error),
+    Framing(#[source] AmbiguousFraming),
 }
 
 impl PoolError {
@@ -57,67 +74,30 @@ impl PoolError {
     }
 }
 
+/// An answer with a body framed by both `Transfer-Encoding` and `Content-Length`.
+#[derive(Debug, thiserror::Error)]
+#[error("the site's answer is not valid HTTP/1.1: both Transfer-Encoding and Content-Length")]
+pub struct AmbiguousFraming;
+
 /// An answer from the site, with the address it came from.
 pub struct Answer {
-    pub response: Response<UpBody>,
+    pub response: Response<Incoming>,
     pub peer: SocketAddr,
 }
 
-/// The body of a site's answer, from either kind of connection.
-pub enum UpBody {
-    Hyper(Incoming),
-    Raw(h1::RawBody),
-}
-
-impl HttpBody for UpBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            UpBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-            UpBody::Raw(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            UpBody::Hyper(b) => b.is_end_stream(),
-            UpBody::Raw(b) => b.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            UpBody::Hyper(b) => b.size_hint(),
-            UpBody::Raw(b) => b.size_hint(),
-        }
-    }
-}
+/// What goes up to the site: the client's body, or nothing (a request that may be sent
+/// again is sent without its empty body, so that a copy of its head is all of it).
+type Outgoing = Either<CountedIncoming, Empty<Bytes>>;
 
 struct Idle {
-    tx: SendRequest<CountedIncoming>,
+    tx: SendRequest<Outgoing>,
     peer: SocketAddr,
+    /// Set by the connection when bytes come from the site (see [`Heard`]).
+    heard: Arc<AtomicBool>,
     since: Instant,
 }
 
-/// A connection for [`super::h1`], idle.
-struct IdleRaw {
-    conn: Conn,
-    since: Instant,
-}
-
-/// One site's idle connections, most recently used last.
-#[derive(Default)]
-struct Kept {
-    raw: Vec<IdleRaw>,
-    hyper: Vec<Idle>,
-}
-
-type Map = HashMap<Box<str>, Kept, foldhash::fast::RandomState>;
+type Map = HashMap<Box<str>, Vec<Idle>, foldhash::fast::RandomState>;
 
 struct Inner {
     idle: Mutex<Map>,
@@ -125,6 +105,8 @@ struct Inner {
     max_idle_per_site: usize,
     /// The sweeping task runs (started with the first kept connection).
     sweeping: AtomicBool,
+    /// hyper's client settings, with the limits on answers.
+    builder: http1::Builder,
 }
 
 /// One worker's pool of site connections. Cloning shares it.
@@ -138,12 +120,17 @@ impl Pool {
     /// `keepalive`: how long a connection may stay idle; at most `max_idle_per_site` idle
     /// connections are kept for one site.
     pub fn new(dialer: Dialer, keepalive: Duration, max_idle_per_site: usize) -> Pool {
+        let mut builder = http1::Builder::new();
+        builder
+            .max_header_size(MAX_ANSWER_HEAD)
+            .max_headers(MAX_ANSWER_FIELDS);
         Pool {
             inner: Arc::new(Inner {
                 idle: Mutex::new(Map::default()),
                 keepalive,
                 max_idle_per_site,
                 sweeping: AtomicBool::new(false),
+                builder,
             }),
             dialer,
         }
@@ -159,41 +146,57 @@ impl Pool {
         mut req: Request<CountedIncoming>,
     ) -> Result<Answer, PoolError> {
         origin_form(req.uri_mut());
-        if h1::eligible(req.method(), req.headers(), req.body().is_end_stream()) {
-            return self.send_raw(site, host, port, req).await;
-        }
-        // Kept connections first; a request handed back unsent goes on the next one.
-        while let Some(mut idle) = self.checkout(site) {
-            match idle.tx.try_send_request(req).await {
+        let again = may_send_again(&req);
+        let head_request = req.method() == Method::HEAD;
+        let mut req = req.map(|body| {
+            if again {
+                Either::Right(Empty::new())
+            } else {
+                Either::Left(body)
+            }
+        });
+        // Kept connections first; a request handed back unsent, or failed unanswered when
+        // it may be sent again, goes on the next one.
+        while let Some(idle) = self.checkout(site) {
+            let copy = again.then(|| copy_head(&req));
+            let Idle {
+                mut tx,
+                peer,
+                heard,
+                ..
+            } = idle;
+            heard.store(false, Ordering::Relaxed);
+            match tx.try_send_request(req).await {
                 Ok(response) => {
-                    self.give_back(site, idle.tx, idle.peer, &response);
-                    return Ok(Answer {
-                        response: response.map(UpBody::Hyper),
-                        peer: idle.peer,
-                    });
+                    return self.answered(site, tx, peer, heard, head_request, response);
                 }
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) => {
+                Err(mut e) => match (e.take_message(), copy) {
+                    (Some(unsent), _) => {
                         tracing::debug!(site, error = %e.error(), "kept connection closed; retrying");
                         req = unsent;
                     }
-                    None => return Err(PoolError::Exchange(e.into_error())),
+                    (None, Some(copy)) if !heard.load(Ordering::Relaxed) => {
+                        tracing::debug!(site, error = %e.error(), "kept connection closed unanswered; sending again");
+                        req = copy;
+                    }
+                    (None, _) => return Err(PoolError::Exchange(e.into_error())),
                 },
             }
         }
-        let (stream, peer) = match self.checkout_raw(site) {
-            Some(conn) => {
-                let peer = conn.peer;
-                (conn.into_io(), peer)
-            }
-            None => self
-                .dialer
-                .connect(host, port)
-                .await
-                .map_err(PoolError::Connect)?,
+        let (stream, peer) = self
+            .dialer
+            .connect(host, port)
+            .await
+            .map_err(PoolError::Connect)?;
+        let heard = Arc::new(AtomicBool::new(false));
+        let io = Heard {
+            io: stream,
+            heard: heard.clone(),
         };
-        let (mut tx, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
+        let (mut tx, conn) = self
+            .inner
+            .builder
+            .handshake(TokioIo::new(io))
             .await
             .map_err(PoolError::Exchange)?;
         tokio::spawn(async move {
@@ -202,91 +205,31 @@ impl Pool {
             }
         });
         let response = tx.send_request(req).await.map_err(PoolError::Exchange)?;
-        self.give_back(site, tx, peer, &response);
-        Ok(Answer {
-            response: response.map(UpBody::Hyper),
-            peer,
-        })
+        self.answered(site, tx, peer, heard, head_request, response)
     }
 
-    /// A request without a body, through [`super::h1`]: on kept connections while they
-    /// turn out closed before answering, then on a new one.
-    async fn send_raw(
+    /// Checks the answer's framing, and keeps the connection for the next request.
+    fn answered(
         &self,
         site: &str,
-        host: &Host,
-        port: u16,
-        req: Request<CountedIncoming>,
+        tx: SendRequest<Outgoing>,
+        peer: SocketAddr,
+        heard: Arc<AtomicBool>,
+        head_request: bool,
+        response: Response<Incoming>,
     ) -> Result<Answer, PoolError> {
-        let (parts, _empty) = req.into_parts();
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        loop {
-            let conn = match self.checkout_raw(site) {
-                Some(c) => c,
-                None => {
-                    let (io, peer) = self
-                        .dialer
-                        .connect(host, port)
-                        .await
-                        .map_err(PoolError::Connect)?;
-                    Conn::new(io, peer)
-                }
-            };
-            let peer = conn.peer;
-            let give_back = || -> h1::GiveBack {
-                let me = self.clone();
-                let site: Box<str> = site.into();
-                Box::new(move |c| me.keep_raw(&site, c))
-            };
-            match conn
-                .exchange(&parts.method, path, &parts.headers, give_back)
-                .await
-            {
-                Ok(x) => {
-                    if let Some(c) = x.conn {
-                        self.keep_raw(site, c);
-                    }
-                    return Ok(Answer {
-                        response: x.response.map(UpBody::Raw),
-                        peer,
-                    });
-                }
-                // Only a kept connection says so: a new one ends the loop.
-                Err(f) if f.retry => {
-                    tracing::debug!(site, error = %f.error, "kept connection closed; retrying");
-                }
-                Err(f) => return Err(PoolError::Raw(f.error)),
-            }
+        if ambiguous(&response, head_request) {
+            // Neither the answer nor its connection is used: both are dropped here.
+            return Err(PoolError::Framing(AmbiguousFraming));
         }
-    }
-
-    /// The most recently used idle [`super::h1`] connection to `site` still open.
-    fn checkout_raw(&self, site: &str) -> Option<Conn> {
-        let mut map = self.inner.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = &mut map.get_mut(site)?.raw;
-        let now = Instant::now();
-        while let Some(idle) = list.pop() {
-            if now.duration_since(idle.since) < self.inner.keepalive && !idle.conn.is_closed() {
-                return Some(idle.conn);
-            }
-        }
-        None
-    }
-
-    fn keep_raw(&self, site: &str, conn: Conn) {
-        let idle = IdleRaw {
-            conn,
-            since: Instant::now(),
-        };
-        self.keep_with(site, |k| {
-            push_bounded(&mut k.raw, idle, self.inner.max_idle_per_site)
-        });
+        self.give_back(site, tx, peer, heard, &response);
+        Ok(Answer { response, peer })
     }
 
     /// The most recently used idle connection to `site` that can take a request.
     fn checkout(&self, site: &str) -> Option<Idle> {
         let mut map = self.inner.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = &mut map.get_mut(site)?.hyper;
+        let list = map.get_mut(site)?;
         let now = Instant::now();
         while let Some(idle) = list.pop() {
             if idle.tx.is_ready() && now.duration_since(idle.since) < self.inner.keepalive {
@@ -302,46 +245,52 @@ impl Pool {
     fn give_back(
         &self,
         site: &str,
-        mut tx: SendRequest<CountedIncoming>,
+        mut tx: SendRequest<Outgoing>,
         peer: SocketAddr,
+        heard: Arc<AtomicBool>,
         response: &Response<Incoming>,
     ) {
-        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS || tx.is_closed() {
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS || tx.is_closed() {
             return;
         }
         if tx.is_ready() {
-            self.keep(site, tx, peer);
+            self.keep(site, tx, peer, heard);
             return;
         }
         let me = self.clone();
         let site: Box<str> = site.into();
         tokio::spawn(async move {
             if tx.ready().await.is_ok() {
-                me.keep(&site, tx, peer);
+                me.keep(&site, tx, peer, heard);
             }
         });
     }
 
-    fn keep(&self, site: &str, tx: SendRequest<CountedIncoming>, peer: SocketAddr) {
+    fn keep(
+        &self,
+        site: &str,
+        tx: SendRequest<Outgoing>,
+        peer: SocketAddr,
+        heard: Arc<AtomicBool>,
+    ) {
         let idle = Idle {
             tx,
             peer,
+            heard,
             since: Instant::now(),
         };
-        self.keep_with(site, |k| {
-            push_bounded(&mut k.hyper, idle, self.inner.max_idle_per_site)
-        });
-    }
-
-    fn keep_with(&self, site: &str, put: impl FnOnce(&mut Kept)) {
         {
             let mut map = self.inner.idle.lock().unwrap_or_else(|p| p.into_inner());
             match map.get_mut(site) {
-                Some(kept) => put(kept),
+                Some(list) => {
+                    if list.len() >= self.inner.max_idle_per_site {
+                        // The oldest goes: it is the likeliest to be closed by the site.
+                        list.remove(0);
+                    }
+                    list.push(idle);
+                }
                 None => {
-                    let mut kept = Kept::default();
-                    put(&mut kept);
-                    map.insert(site.into(), kept);
+                    map.insert(site.into(), vec![idle]);
                 }
             }
         }
@@ -351,24 +300,99 @@ impl Pool {
     }
 }
 
-/// Adds `item` last; the oldest goes when `list` is full (the likeliest to be closed by
-/// the site).
-fn push_bounded<T>(list: &mut Vec<T>, item: T, max: usize) {
-    if list.len() >= max {
-        list.remove(0);
-    }
-    list.push(item);
+/// Whether `req` may go again on another connection after one failed before answering:
+/// a method that may be sent again (RFC 9110 §9.2.2) whose request has no body, and no
+/// upgrade.
+fn may_send_again<B: http_body::Body>(req: &Request<B>) -> bool {
+    let m = req.method();
+    (m == Method::GET || m == Method::HEAD || m == Method::OPTIONS)
+        && req.body().is_end_stream()
+        && !req.headers().contains_key(header::UPGRADE)
 }
 
-/// Closes connections idle for longer than `keepalive` or closed by their site, every
-/// `keepalive / 2` but at least once a second and at most every 100 ms, until the pool
-/// is dropped. hyper's connections close themselves when the site closes them; an idle
-/// [`super::h1`] connection has no task watching it, and is closed here (a site's close
-/// seen by the reactor costs no system call to find): within a second, instead of
-/// lingering half-closed until the keep-alive runs out.
+/// A request without a body, again: its head (method, target, version, fields).
+fn copy_head(req: &Request<Outgoing>) -> Request<Outgoing> {
+    let mut copy = Request::new(Either::Right(Empty::new()));
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    copy
+}
+
+/// An answer with a body (RFC 9112 §6.3: not to `HEAD`, not 1xx, 204 or 304) that
+/// carries both `Transfer-Encoding` and `Content-Length`.
+fn ambiguous(res: &Response<Incoming>, head_request: bool) -> bool {
+    let s = res.status();
+    let bodiless = head_request
+        || s.is_informational()
+        || s == StatusCode::NO_CONTENT
+        || s == StatusCode::NOT_MODIFIED;
+    !bodiless
+        && res.headers().contains_key(header::TRANSFER_ENCODING)
+        && res.headers().contains_key(header::CONTENT_LENGTH)
+}
+
+/// A site's socket that notes when bytes come from it: when a request on a kept
+/// connection fails, whether any of the answer had come (the flag is cleared before
+/// each request on a kept connection; hyper reads nothing unasked in between, or closes
+/// the connection).
+struct Heard {
+    io: TcpStream,
+    heard: Arc<AtomicBool>,
+}
+
+impl AsyncRead for Heard {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.heard.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Heard {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Closes connections idle for longer than `keepalive`, and forgets those their site
+/// closed (hyper has closed its side already), every `keepalive / 2` (at least every
+/// 100 ms), until the pool is dropped.
 async fn sweep(pool: Weak<Inner>) {
     let period = match pool.upgrade() {
-        Some(p) => (p.keepalive / 2).clamp(Duration::from_millis(100), Duration::from_secs(1)),
+        Some(p) => (p.keepalive / 2).max(Duration::from_millis(100)),
         None => return,
     };
     let mut tick = tokio::time::interval(period);
@@ -379,12 +403,9 @@ async fn sweep(pool: Weak<Inner>) {
         let Some(p) = pool.upgrade() else { return };
         let now = Instant::now();
         let mut map = p.idle.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, kept| {
-            kept.hyper
-                .retain(|i| !i.tx.is_closed() && now.duration_since(i.since) < p.keepalive);
-            kept.raw
-                .retain(|i| now.duration_since(i.since) < p.keepalive && !i.conn.is_closed());
-            !(kept.hyper.is_empty() && kept.raw.is_empty())
+        map.retain(|_, list| {
+            list.retain(|i| !i.tx.is_closed() && now.duration_since(i.since) < p.keepalive);
+            !list.is_empty()
         });
     }
 }

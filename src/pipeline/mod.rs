@@ -21,8 +21,7 @@ use crate::action::forward::{
     self, Body, CountedBody, CountedIncoming, Dialer, add_via, names_websocket_only,
     never_forwarded, seen_by_us, sends_data, strip_hop_by_hop, websocket_handshake,
 };
-use crate::action::h1::H1Error;
-use crate::action::pool::{Pool, PoolError, UpBody};
+use crate::action::pool::{Pool, PoolError};
 use crate::action::respond::{html, reason_header, text};
 use crate::action::tunnel;
 use crate::audit::{AuditSink, Outcome, Record, Scheme};
@@ -585,7 +584,7 @@ async fn exchange(
                         .extensions()
                         .get::<hyper_util::client::legacy::connect::HttpInfo>()
                         .map(|i| i.remote_addr());
-                    Ok((r.map(UpBody::Hyper), peer))
+                    Ok((r, peer))
                 }
                 Err(e) => Err(Failed::Tls(e)),
             },
@@ -751,9 +750,6 @@ fn upstream_failed(cx: Box<Ctx>, failed: &Failed, sent: u64) -> Response<Body> {
     }
     if let Some(d) = find_source::<UpstreamError>(e) {
         return dial_failed(cx, d, true);
-    }
-    if let Some(H1Error::Switched) = find_source::<H1Error>(e) {
-        return switch_refused(cx, None, sent);
     }
     if let Some(bad) = find_source::<forward::ClientBody>(e) {
         // The client's own framing is wrong (a bad chunk size…): its fault, not the site's.
