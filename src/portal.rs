@@ -17,7 +17,7 @@ use crate::pages::{self as block_page, portal as pages};
 use crate::policy::Lang;
 use crate::settings::Settings;
 use crate::snapshot::Live;
-use crate::unblock::Unblock as UnblockService;
+use crate::unblock::UnblockService;
 use crate::unblock::store::{MAX_JUSTIFICATION, NewRequest, StoreError, Submitted};
 use crate::unblock::token;
 

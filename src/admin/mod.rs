@@ -29,7 +29,7 @@ use crate::pages::{self as block_page, render_admin_page};
 use crate::policy::Lang;
 use crate::snapshot::Live;
 use crate::tracker::Tracker;
-use crate::unblock::Unblock as UnblockService;
+use crate::unblock::UnblockService;
 use crate::unblock::approvals::now;
 use crate::unblock::export;
 use crate::unblock::parse_duration;

@@ -82,8 +82,8 @@ pub fn stamps(found: &BTreeMap<String, Vec<PathBuf>>) -> Vec<Stamp> {
     out
 }
 
-/// What [`open`] found.
-pub enum Found {
+/// What [`open`] found: the compiled file to use, or why not.
+pub enum IndexFile {
     /// No compiled file: read the text lists.
     Absent,
     /// A compiled file that matches the folders.
@@ -93,32 +93,32 @@ pub enum Found {
 }
 
 /// Opens the compiled categories at `path` if they match `folders` and `found`.
-pub fn open(path: &Path, folders: &[PathBuf], found: &BTreeMap<String, Vec<PathBuf>>) -> Found {
+pub fn open(path: &Path, folders: &[PathBuf], found: &BTreeMap<String, Vec<PathBuf>>) -> IndexFile {
     if !path.exists() {
-        return Found::Absent;
+        return IndexFile::Absent;
     }
     let ix = match DomainIndex::open(path) {
         Ok(ix) => ix,
-        Err(e) => return Found::Stale(e.to_string()),
+        Err(e) => return IndexFile::Stale(e.to_string()),
     };
     let meta: Meta = match serde_json::from_slice(ix.meta()) {
         Ok(m) => m,
         Err(e) => {
-            return Found::Stale(format!(
+            return IndexFile::Stale(format!(
                 "{} has an unreadable description ({e})",
                 path.display()
             ));
         }
     };
     if meta.version != META_VERSION {
-        return Found::Stale(format!(
+        return IndexFile::Stale(format!(
             "{} was compiled by another version",
             path.display()
         ));
     }
     let folders: Vec<String> = folders.iter().map(|f| f.display().to_string()).collect();
     if meta.folders != folders {
-        return Found::Stale(format!(
+        return IndexFile::Stale(format!(
             "{} was compiled from other category folders ({})",
             path.display(),
             meta.folders.join(", ")
@@ -127,7 +127,7 @@ pub fn open(path: &Path, folders: &[PathBuf], found: &BTreeMap<String, Vec<PathB
     let names: Vec<&str> = found.keys().map(String::as_str).collect();
     let compiled: Vec<&str> = meta.categories.iter().map(|c| c.name.as_str()).collect();
     if names != compiled {
-        return Found::Stale(format!(
+        return IndexFile::Stale(format!(
             "{} was compiled with other categories",
             path.display()
         ));
@@ -145,12 +145,12 @@ pub fn open(path: &Path, folders: &[PathBuf], found: &BTreeMap<String, Vec<PathB
                     .map(|s| s.path.clone())
             })
             .unwrap_or_default();
-        return Found::Stale(format!(
+        return IndexFile::Stale(format!(
             "{} is older than the category lists ({changed} changed)",
             path.display()
         ));
     }
-    Found::Fresh(Box::new(ix), meta)
+    IndexFile::Fresh(Box::new(ix), meta)
 }
 
 /// The description to store for categories compiled from `folders`.

@@ -28,5 +28,5 @@ pub mod proxy;
 pub use frame::{date, html_escape, render_admin_page, render_page};
 pub use lang::{lang_of, negotiate_lang};
 pub use proxy::{
-    BlockPage, URL_SHOWN_MAX, Unblock, render_block_page, render_error_page, render_help_page,
+    BlockPage, URL_SHOWN_MAX, UnblockOffer, render_block_page, render_error_page, render_help_page,
 };

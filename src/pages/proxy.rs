@@ -34,11 +34,11 @@ pub struct BlockPage<'a> {
     pub time: SystemTime,
     /// The user name, or the client address when the request was not authenticated.
     pub who: &'a str,
-    pub unblock: Unblock<'a>,
+    pub unblock: UnblockOffer<'a>,
 }
 
 /// What the person can do about the block.
-pub enum Unblock<'a> {
+pub enum UnblockOffer<'a> {
     /// A button (a link styled as a button, so it works without JavaScript) to the
     /// portal's request form. `href` is escaped here; the caller builds it.
     Offer { href: &'a str },
@@ -249,7 +249,7 @@ pub fn render_block_page(p: &BlockPage) -> String {
 
     w!(out, "<h2>{}</h2>\n", t.todo_h2);
     match p.unblock {
-        Unblock::Offer { href } => {
+        UnblockOffer::Offer { href } => {
             w!(out, "<p>{}</p>\n", t.offer);
             w!(
                 out,
@@ -258,7 +258,7 @@ pub fn render_block_page(p: &BlockPage) -> String {
                 t.offer_button
             );
         }
-        Unblock::NotOverridable => {
+        UnblockOffer::NotOverridable => {
             w!(out, "<p>{}</p>\n", t.not_overridable);
             w!(out, "<p>{}</p>\n", t.not_overridable_support);
         }
@@ -400,7 +400,7 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(1_795_442_709)
     }
 
-    fn page<'a>(lang: Lang, unblock: Unblock<'a>, categories: &'a [&'a str]) -> BlockPage<'a> {
+    fn page<'a>(lang: Lang, unblock: UnblockOffer<'a>, categories: &'a [&'a str]) -> BlockPage<'a> {
         let reason = match lang {
             Lang::Fr => {
                 "Jeux d'argent en ligne : interdits sur le réseau de la collectivité (charte §6.3)"
@@ -421,7 +421,7 @@ mod tests {
         }
     }
 
-    const OFFER: Unblock<'static> = Unblock::Offer {
+    const OFFER: UnblockOffer<'static> = UnblockOffer::Offer {
         href: "https://proxy.arras.example/demandes/nouvelle?t=eyJ1cmwiOiJodHRwcyJ9.c2ln",
     };
 
@@ -456,7 +456,7 @@ mod tests {
     fn block_page_fr_not_overridable() {
         let html = render_block_page(&page(
             Lang::Fr,
-            Unblock::NotOverridable,
+            UnblockOffer::NotOverridable,
             &["Jeux d'argent", "Publicité"],
         ));
         insta::assert_snapshot!(html);
@@ -464,7 +464,7 @@ mod tests {
 
     #[test]
     fn block_page_en_not_overridable() {
-        let html = render_block_page(&page(Lang::En, Unblock::NotOverridable, &[]));
+        let html = render_block_page(&page(Lang::En, UnblockOffer::NotOverridable, &[]));
         insta::assert_snapshot!(html);
     }
 
@@ -552,7 +552,7 @@ mod tests {
             rule: Some(HOSTILE),
             time: fixed_time(),
             who: HOSTILE,
-            unblock: Unblock::Offer { href: &href },
+            unblock: UnblockOffer::Offer { href: &href },
         };
         let html = render_block_page(&p);
         assert_inert(&html);
@@ -571,7 +571,7 @@ mod tests {
         let url = format!("https://long.example/{}", "é".repeat(2000));
         let p = BlockPage {
             url: &url,
-            ..page(Lang::Fr, Unblock::NotOverridable, &[])
+            ..page(Lang::Fr, UnblockOffer::NotOverridable, &[])
         };
         let html = render_block_page(&p);
         assert!(html.contains("éé…</code>"));

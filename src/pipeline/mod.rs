@@ -30,7 +30,7 @@ use crate::identity::Identity;
 use crate::identity::auth::{AuthOutcome, Authenticator};
 use crate::identity::workstation::Workstations;
 use crate::metrics::Metrics;
-use crate::pages::{self as block_page, BlockPage, Unblock};
+use crate::pages::{self as block_page, BlockPage, UnblockOffer};
 use crate::per_worker::PerWorker;
 use crate::policy::{
     Decision, Inspection, Lang, Policy, Reason, ReasonCode, RequestFacts, Verdict,
@@ -38,7 +38,7 @@ use crate::policy::{
 use crate::settings::{AuthMode, Settings};
 use crate::snapshot::{Live, Snapshot};
 use crate::tracker::Tracker;
-use crate::unblock::Unblock as UnblockService;
+use crate::unblock::UnblockService;
 use crate::unblock::approvals::{self, Requester};
 use crate::unblock::token;
 
@@ -944,9 +944,9 @@ fn block_response(
         host.as_str(),
     );
     let unblock = if p.overridable(d) {
-        Unblock::Offer { href: &href }
+        UnblockOffer::Offer { href: &href }
     } else {
-        Unblock::NotOverridable
+        UnblockOffer::NotOverridable
     };
     let page = block_page::render_block_page(&BlockPage {
         lang: cx.lang,

@@ -37,7 +37,7 @@ use crate::portal::PortalState;
 use crate::settings::{Limits, Settings};
 use crate::snapshot::{Live, Snapshot};
 use crate::tracker::Tracker;
-use crate::unblock::Unblock;
+use crate::unblock::UnblockService;
 use crate::unblock::sqlite::SqliteStore;
 use crate::unblock::token;
 
@@ -267,11 +267,11 @@ fn dialer(cfg: &Settings, bound: &Bound, live: &Live) -> Dialer {
 }
 
 /// The unblock requests' store (SQLite in the data folder) and the approvals in force.
-fn open_unblock(cfg: &Settings) -> anyhow::Result<Arc<Unblock>> {
+fn open_unblock(cfg: &Settings) -> anyhow::Result<Arc<UnblockService>> {
     let db = cfg.data_dir.join("requests.db");
     let store: Arc<dyn crate::unblock::store::Store> =
         Arc::new(SqliteStore::open(&db).map_err(|e| anyhow::anyhow!(ConfigError(e.to_string())))?);
-    Ok(Arc::new(Unblock::new(store).map_err(|e| {
+    Ok(Arc::new(UnblockService::new(store).map_err(|e| {
         anyhow::anyhow!(ConfigError(e.to_string()))
     })?))
 }
@@ -397,7 +397,7 @@ fn signal_loop(
 
 /// Keeps the approvals in step with the store (decisions made by another process are
 /// seen within half a second) and writes the counted blocks, off the request path.
-async fn unblock_sync(u: Arc<Unblock>) {
+async fn unblock_sync(u: Arc<UnblockService>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tick.tick().await;

@@ -66,14 +66,14 @@ pub fn unix(t: SystemTime) -> i64 {
 }
 
 /// The unblock service the proxy and the portal share.
-pub struct Unblock {
+pub struct UnblockService {
     pub approvals: LiveApprovals,
     pub blocks: BlockCounter,
 }
 
-impl Unblock {
-    pub fn new(store: Arc<dyn Store>) -> Result<Unblock, StoreError> {
-        Ok(Unblock {
+impl UnblockService {
+    pub fn new(store: Arc<dyn Store>) -> Result<UnblockService, StoreError> {
+        Ok(UnblockService {
             approvals: LiveApprovals::new(store)?,
             blocks: BlockCounter::default(),
         })

@@ -96,9 +96,9 @@ impl Cx<'_> {
         }
         let path = index_file::path_for(&self.file);
         match index_file::open(&path, folders, found) {
-            index_file::Found::Absent => None,
-            index_file::Found::Fresh(ix, meta) => Some((ix, meta)),
-            index_file::Found::Stale(why) => {
+            index_file::IndexFile::Absent => None,
+            index_file::IndexFile::Fresh(ix, meta) => Some((ix, meta)),
+            index_file::IndexFile::Stale(why) => {
                 self.diags.warning(
                     "stale-index",
                     &path,
