@@ -11,7 +11,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::action::forward::{Body, full};
+use crate::action::body::{Body, full};
 use crate::action::respond::{html, text};
 use crate::pages::{self as block_page, portal as pages};
 use crate::policy::Lang;

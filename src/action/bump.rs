@@ -27,9 +27,9 @@ use rustls::{
 };
 use tokio_rustls::TlsAcceptor;
 
+use super::body::CountedIncoming;
 use super::ca::CertAuthority;
 use super::dial::Dialer;
-use super::forward::CountedIncoming;
 use super::leaf_cache::{self, LeafCache, LeafResolver};
 use crate::classify::Host;
 use crate::per_worker::PerWorker;

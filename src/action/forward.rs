@@ -1,248 +1,23 @@
-//! Forwarding HTTP: hop-by-hop headers handled per RFC 9110 §7.6.1, a `Via` header, and
-//! bodies streamed both ways — counted on the way through, never held whole in memory.
-//! The connections to sites are kept in [`super::pool`].
+//! Forwarding HTTP: the request as it goes to the site (hop-by-hop fields handled per
+//! RFC 9110 §7.6.1, `Via`, one canonical `Host`, the URI the upstream client needs), sent
+//! through the worker's pool (plain HTTP) or TLS client (inspected HTTPS) with a bound on
+//! how long the site may take to answer, and the answer's head as it goes back. Bodies
+//! are [`super::body`]'s; the connections to sites are kept in [`super::pool`].
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Version};
-use http_body::{Body as HttpBody, Frame, SizeHint};
-use http_body_util::BodyExt;
-use http_body_util::combinators::BoxBody;
+use http::{Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use smallvec::SmallVec;
 
-pub use super::dial::{Dialer, Resolver};
-
-/// Error type of every body the proxy sends.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// The body of every response the proxy sends.
-pub type Body = BoxBody<Bytes, BoxError>;
-
-/// A whole body from bytes (pages, short texts).
-pub fn full(b: impl Into<Bytes>) -> Body {
-    http_body_util::Full::new(b.into())
-        .map_err(|never| match never {})
-        .boxed()
-}
-
-/// An empty body.
-pub fn empty() -> Body {
-    http_body_util::Empty::new()
-        .map_err(|never| match never {})
-        .boxed()
-}
-
-/// A body that waited too long for its next piece.
-#[derive(Debug, thiserror::Error)]
-#[error("{side} body idle for more than {} s", .after.as_secs_f64())]
-pub struct BodyIdle {
-    /// `request` (the client stalled) or `response` (the site stalled).
-    pub side: &'static str,
-    pub after: Duration,
-}
-
-/// Ends a body with [`BodyIdle`] when its next frame takes longer than `after` to come
-/// once asked for. The clock starts when the body has nothing ready (the producer is
-/// late), not while the consumer is busy elsewhere; and the timer exists only from the
-/// first such wait: a body that is always ready (a small response, an empty request)
-/// never registers one, which spares every such request an allocation and two timer
-/// wheel operations.
-pub struct Idle<B> {
-    inner: B,
-    side: &'static str,
-    after: Duration,
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// The timer counts the current wait (false: it is left over from an earlier one).
-    armed: bool,
-}
-
-impl<B> Idle<B> {
-    pub fn new(inner: B, side: &'static str, after: Duration) -> Self {
-        Idle {
-            inner,
-            side,
-            after,
-            timer: None,
-            armed: false,
-        }
-    }
-}
-
-impl<B> HttpBody for Idle<B>
-where
-    B: HttpBody<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(f) => {
-                this.armed = false;
-                Poll::Ready(f.map(|r| r.map_err(Into::into)))
-            }
-            Poll::Pending => {
-                let after = this.after;
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
-                if !this.armed {
-                    // This wait starts now.
-                    timer.as_mut().reset(tokio::time::Instant::now() + after);
-                    this.armed = true;
-                }
-                match timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyIdle {
-                        side: this.side,
-                        after: this.after,
-                    })))),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// The client's request body could not be read: bad chunked framing, or cut.
-#[derive(Debug, thiserror::Error)]
-#[error("the request body is malformed or was cut: {0}")]
-pub struct ClientBody(#[source] pub hyper::Error);
-
-type ClientIncoming = http_body_util::combinators::MapErr<Incoming, fn(hyper::Error) -> ClientBody>;
-
-/// Request bodies on their way upstream, counted, ended if the client stalls.
-pub struct CountedIncoming {
-    inner: Idle<ClientIncoming>,
-    count: Arc<AtomicU64>,
-}
-
-impl CountedIncoming {
-    pub fn new(inner: Incoming, count: Arc<AtomicU64>, idle: Duration) -> Self {
-        let tagged: ClientIncoming = inner.map_err(ClientBody as fn(hyper::Error) -> ClientBody);
-        CountedIncoming {
-            inner: Idle::new(tagged, "request", idle),
-            count,
-        }
-    }
-}
-
-impl HttpBody for CountedIncoming {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let p = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(f))) = &p
-            && let Some(d) = f.data_ref()
-        {
-            self.count.fetch_add(d.len() as u64, Ordering::Relaxed);
-        }
-        p
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// Response bodies on their way to the client, counted; `on_end` runs once, when the
-/// body ends, fails or is dropped (client gone), with the byte count and any error.
-pub struct CountedBody<F: FnOnce(u64, Option<String>) + Send + 'static> {
-    inner: Body,
-    count: u64,
-    on_end: Option<F>,
-}
-
-impl<F: FnOnce(u64, Option<String>) + Send + 'static> CountedBody<F> {
-    pub fn new(inner: Body, on_end: F) -> Self {
-        CountedBody {
-            inner,
-            count: 0,
-            on_end: Some(on_end),
-        }
-    }
-
-    fn finish(&mut self, err: Option<String>) {
-        if let Some(f) = self.on_end.take() {
-            f(self.count, err);
-        }
-    }
-}
-
-impl<F: FnOnce(u64, Option<String>) + Send + Unpin + 'static> HttpBody for CountedBody<F> {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let p = Pin::new(&mut self.inner).poll_frame(cx);
-        match &p {
-            Poll::Ready(Some(Ok(f))) => {
-                if let Some(d) = f.data_ref() {
-                    self.count += d.len() as u64;
-                }
-                // hyper stops polling once a Content-Length is satisfied.
-                if self.inner.is_end_stream() {
-                    self.finish(None);
-                }
-            }
-            Poll::Ready(Some(Err(e))) => {
-                let msg = e.to_string();
-                self.finish(Some(msg));
-            }
-            Poll::Ready(None) => self.finish(None),
-            Poll::Pending => {}
-        }
-        p
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl<F: FnOnce(u64, Option<String>) + Send + 'static> Drop for CountedBody<F> {
-    fn drop(&mut self) {
-        if self.on_end.is_some() {
-            let err = (!self.inner.is_end_stream())
-                .then(|| "client closed before the end of the body".to_string());
-            self.finish(err);
-        }
-    }
-}
+use super::body::CountedIncoming;
+use super::bump::TlsUpstream;
+use super::dial::UpstreamError;
+use super::pool::{Pool, PoolError};
+use crate::classify::Host;
 
 /// The `Via` pseudonym of this proxy (RFC 9110 §7.6.3).
 pub const VIA: &str = "1.1 charte-proxy";
@@ -380,6 +155,159 @@ pub fn names_websocket_only(h: &HeaderMap) -> bool {
     )
 }
 
+/// The site a request goes to, as the forwarding needs it.
+pub struct Site<'a> {
+    /// Inside an inspected tunnel (TLS to the site), or plain HTTP.
+    pub https: bool,
+    pub host: &'a Host,
+    pub port: u16,
+    /// `host[:port]`, the port only when it is not the scheme's: the `Host` the site sees.
+    pub authority: &'a str,
+}
+
+/// Makes the head of a request the one that goes to `site`: hop-by-hop fields removed
+/// (a relayed WebSocket handshake, `websocket`, keeps its `Upgrade`), `Via` added, one
+/// `Host` (the canonical one) in plain HTTP, none in TLS (the client sets it from the
+/// URI), HTTP/1.1, and the URI the upstream client reads: origin-form for the pool,
+/// absolute for the TLS client. `Err`: the authority makes no URI.
+pub fn prepare(
+    parts: &mut http::request::Parts,
+    site: &Site<'_>,
+    websocket: bool,
+) -> Result<(), http::Error> {
+    let path = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    strip_hop_by_hop(&mut parts.headers, websocket);
+    add_via(&mut parts.headers);
+    if site.https {
+        parts.headers.remove(header::HOST);
+    } else if !only_value(&parts.headers, header::HOST, site.authority)
+        && let Ok(v) = HeaderValue::from_str(site.authority)
+    {
+        // Replaces every Host the client sent: the site sees one, the canonical one.
+        parts.headers.insert(header::HOST, v);
+    }
+    parts.version = Version::HTTP_11;
+    parts.uri = if site.https {
+        Uri::builder()
+            .scheme("https")
+            .authority(site.authority)
+            .path_and_query(path)
+            .build()?
+    } else {
+        // The plain pool is given the site apart and sends origin-form.
+        Uri::from(path)
+    };
+    Ok(())
+}
+
+/// Makes the head of a site's answer the one that goes to the client: hop-by-hop
+/// fields removed (a WebSocket's `Upgrade` kept when it is relayed), `Via` added.
+pub fn answer_head(parts: &mut http::response::Parts, websocket: bool) {
+    strip_hop_by_hop(&mut parts.headers, websocket);
+    add_via(&mut parts.headers);
+}
+
+/// Whether `name` appears exactly once in `h`, with the value `want`.
+fn only_value(h: &HeaderMap, name: HeaderName, want: &str) -> bool {
+    let mut all = h.get_all(name).iter();
+    all.next().map(HeaderValue::as_bytes) == Some(want.as_bytes()) && all.next().is_none()
+}
+
+/// Why the site's answer did not come.
+#[derive(Debug)]
+pub enum SendError {
+    /// From the plain-HTTP pool.
+    Plain(PoolError),
+    /// From the inspected-HTTPS client.
+    Tls(hyper_util::client::legacy::Error),
+    /// The site did not answer within the first-byte timeout once the request stopped
+    /// moving.
+    Timeout(UpstreamError),
+}
+
+impl SendError {
+    /// Whether the connection to the site could not be made.
+    pub fn is_connect(&self) -> bool {
+        match self {
+            SendError::Plain(e) => e.is_connect(),
+            SendError::Tls(e) => e.is_connect(),
+            SendError::Timeout(_) => false,
+        }
+    }
+
+    /// The error, for its chain of sources.
+    pub fn error(&self) -> &(dyn std::error::Error + 'static) {
+        match self {
+            SendError::Plain(e) => e,
+            SendError::Tls(e) => e,
+            SendError::Timeout(e) => e,
+        }
+    }
+}
+
+/// What [`send`] uses to reach sites.
+pub struct Senders<'a> {
+    /// The calling worker's pool of plain-HTTP site connections.
+    pub pool: &'a Pool,
+    /// The calling worker's TLS client, when inspection is on.
+    pub tls: Option<&'a TlsUpstream>,
+}
+
+/// Sends `out` (prepared by [`prepare`]) to `site` and waits for the answer's head. The
+/// site has `first_byte` to answer once the request stops moving (`sent`, the body's
+/// byte count, is read to tell): a long upload is never cut while its bytes flow.
+/// Returns the answer and the address it came from.
+pub async fn send(
+    out: Request<CountedIncoming>,
+    site: &Site<'_>,
+    via: Senders<'_>,
+    sent: &AtomicU64,
+    first_byte: Duration,
+) -> Result<(Response<Incoming>, Option<SocketAddr>), SendError> {
+    let sending = async {
+        match (via.tls, site.https) {
+            (Some(tls), true) => match tls.request(out).await {
+                Ok(r) => {
+                    let peer = r
+                        .extensions()
+                        .get::<hyper_util::client::legacy::connect::HttpInfo>()
+                        .map(|i| i.remote_addr());
+                    Ok((r, peer))
+                }
+                Err(e) => Err(SendError::Tls(e)),
+            },
+            _ => match via
+                .pool
+                .send(site.authority, site.host, site.port, out)
+                .await
+            {
+                Ok(a) => Ok((a.response, Some(a.peer))),
+                Err(e) => Err(SendError::Plain(e)),
+            },
+        }
+    };
+    let mut sending = std::pin::pin!(sending);
+    let mut seen = sent.load(Ordering::Relaxed);
+    loop {
+        match tokio::time::timeout(first_byte, sending.as_mut()).await {
+            Ok(r) => return r,
+            Err(_) => {
+                let now = sent.load(Ordering::Relaxed);
+                if now == seen {
+                    return Err(SendError::Timeout(UpstreamError::Timeout {
+                        host: site.host.to_string(),
+                    }));
+                }
+                seen = now;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,60 +401,6 @@ mod tests {
         assert!(!websocket_handshake(&Method::POST, v11, &ws));
         assert!(!websocket_handshake(&get, Version::HTTP_10, &ws));
         assert!(!websocket_handshake(&get, Version::HTTP_2, &ws));
-    }
-
-    /// A body fed by the test, one frame a message.
-    struct Fed(tokio::sync::mpsc::Receiver<Bytes>);
-
-    impl HttpBody for Fed {
-        type Data = Bytes;
-        type Error = std::convert::Infallible;
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-            self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
-        }
-    }
-
-    #[tokio::test]
-    async fn a_body_always_ready_never_starts_a_timer() {
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        for part in ["a", "b"] {
-            tx.send(Bytes::from(part)).await.unwrap();
-        }
-        drop(tx);
-        let mut body = Idle::new(Fed(rx), "response", Duration::from_secs(60));
-        let got = (&mut body).collect().await.unwrap().to_bytes();
-        assert_eq!(&got[..], b"ab");
-        assert!(body.timer.is_none());
-    }
-
-    #[tokio::test]
-    async fn the_idle_clock_counts_the_producer_not_the_consumer() {
-        let after = Duration::from_millis(150);
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let mut body = Idle::new(Fed(rx), "response", after);
-        tx.send(Bytes::from_static(b"1")).await.unwrap();
-        let first = body.frame().await.unwrap().unwrap();
-        assert_eq!(first.data_ref().unwrap(), &Bytes::from_static(b"1"));
-        // The consumer is busy for twice the limit (a slow client), then asks again; the
-        // site answers 50 ms after being asked: no idle error.
-        tokio::time::sleep(after * 2).await;
-        let feeder = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            tx.send(Bytes::from_static(b"2")).await.unwrap();
-            tx
-        });
-        let second = body.frame().await.unwrap().unwrap();
-        assert_eq!(second.data_ref().unwrap(), &Bytes::from_static(b"2"));
-        // Now the site stalls: the body ends with BodyIdle, no sooner than `after`.
-        let _tx = feeder.await.unwrap();
-        let asked = std::time::Instant::now();
-        let err = body.frame().await.unwrap().unwrap_err();
-        assert!(asked.elapsed() >= after, "{:?}", asked.elapsed());
-        let idle = err.downcast_ref::<BodyIdle>().expect("a BodyIdle");
-        assert_eq!(idle.side, "response");
     }
 
     #[test]

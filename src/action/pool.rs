@@ -41,8 +41,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::body::CountedIncoming;
 use super::dial::{Dialer, UpstreamError};
-use super::forward::CountedIncoming;
 use crate::classify::Host;
 
 /// The largest answer head accepted from a site (status line and header fields): hyper

@@ -5,7 +5,7 @@
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
-use super::forward::{Body, full};
+use super::body::{Body, full};
 use crate::policy::ReasonCode;
 
 /// `X-Charte-Reason: <code>[; rule=<id>]` — ASCII, stable, for tools and tests.

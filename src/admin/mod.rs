@@ -19,8 +19,8 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use crate::action::body::{Body, full};
 use crate::action::bump::Bumper;
-use crate::action::forward::{Body, full};
 use crate::action::respond::{html, text};
 use crate::identity::auth::UsersFile;
 use crate::metrics::Metrics;

@@ -18,17 +18,19 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 
-use super::{Ctx, ProxyState, Target, bad_host, exchange, html, reason_header, tunnel_refusal};
+use super::refuse::{self, bad_host, tunnel_refusal};
+use super::{Ctx, ProxyState, Target, exchange};
+use crate::action::body::{self, Body};
 use crate::action::bump::client_handshake_problem;
 use crate::action::client_hello::{self, ClientHello, HelloError, PeekError, Rewind};
 use crate::action::dial::{Checked, UpstreamError};
-use crate::action::forward::{self, Body, seen_by_us};
+use crate::action::forward::seen_by_us;
 use crate::action::tunnel::{self, Counters, CountingIo};
 use crate::audit::Outcome;
 use crate::classify::{Classification, Host};
@@ -37,9 +39,9 @@ use crate::pages as block_page;
 use crate::policy::{Inspection, Reason, ReasonCode, RequestFacts, Verdict};
 
 /// What the requests of a bumped tunnel share.
-struct Tunnel {
-    host: Host,
-    port: u16,
+pub(super) struct Tunnel {
+    pub(super) host: Host,
+    pub(super) port: u16,
     peer: SocketAddr,
     /// The user authenticated on CONNECT; groups are resolved again per request, against
     /// the policy in force then.
@@ -103,7 +105,7 @@ pub(super) async fn connect(
             let _guard = guard;
             bump_tunnel(cx, tunnel, req).await;
         });
-        return Response::new(forward::empty());
+        return Response::new(body::empty());
     }
 
     if d.verdict == Verdict::Block {
@@ -120,7 +122,7 @@ pub(super) async fn connect(
         // hello (which the client sends once it has the 200).
         match st.dialer.resolve(&host, port).await {
             Ok(checked) => Dial::AfterHello(checked),
-            Err(e) => return super::dial_failed(cx, &e, false),
+            Err(e) => return refuse::dial_failed(cx, &e, false),
         }
     } else {
         // Without inspection nothing is read from the client first (a server may speak
@@ -130,7 +132,7 @@ pub(super) async fn connect(
                 cx.rec.upstream = Some(addr);
                 Dial::Open(upstream)
             }
-            Err(e) => return super::dial_failed(cx, &e, false),
+            Err(e) => return refuse::dial_failed(cx, &e, false),
         }
     };
     let guard = st.tunnels.enter();
@@ -166,7 +168,7 @@ pub(super) async fn connect(
             tunnel::splice(client, &prefix, upstream, st.cfg.limits.tunnel_idle_timeout).await;
         cx.finish(200, up, down, err);
     });
-    Response::new(forward::empty())
+    Response::new(body::empty())
 }
 
 /// A relayed tunnel's site: connected before the CONNECT's answer, or resolved and
@@ -323,20 +325,20 @@ async fn bumped_request(
     if head > st.cfg.limits.max_head_bytes {
         cx.rec.host = t.host.as_str().into();
         cx.rec.port = t.port;
-        return super::head_refused(cx, head, req.version());
+        return refuse::head_refused(cx, head, req.version());
     }
     if req.method() == Method::CONNECT {
         // A tunnel inside the tunnel: its bytes would flow past every decision (HTTP/1.1
         // CONNECT on the decrypted connection, or an HTTP/2 CONNECT stream).
         cx.rec.host = t.host.as_str().into();
         cx.rec.port = t.port;
-        return super::method_refused(cx);
+        return refuse::method_refused(cx);
     }
     if let Some(given) = other_host(&req, &t) {
-        return host_mismatch(cx, &t, &given);
+        return refuse::host_mismatch(cx, &t, &given);
     }
     if seen_by_us(req.headers()) {
-        return super::loop_detected(cx);
+        return refuse::loop_detected(cx);
     }
     let target = Target {
         https: true,
@@ -365,20 +367,4 @@ fn other_host(req: &Request<Incoming>, t: &Tunnel) -> Option<String> {
         }
     }
     None
-}
-
-/// 421 Misdirected Request: the request names another site than the tunnel's. Browsers
-/// retry such a request on a connection of its own.
-fn host_mismatch(mut cx: Box<Ctx>, t: &Tunnel, given: &str) -> Response<Body> {
-    cx.rec.host = t.host.as_str().into();
-    cx.rec.port = t.port;
-    cx.refused(ReasonCode::HostMismatch);
-    let reason = Reason::new(ReasonCode::HostMismatch, None);
-    let title = cx.snap.policy.reason_text(&reason, cx.lang).into_owned();
-    let detail = format!("Host: {given} — TLS: {}", t.host);
-    let page = block_page::render_error_page(cx.lang, 421, &title, &detail);
-    let mut res = html(StatusCode::MISDIRECTED_REQUEST, page);
-    reason_header(&mut res, ReasonCode::HostMismatch, None);
-    cx.finish(421, 0, 0, Some(detail));
-    res
 }

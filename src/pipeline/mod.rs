@@ -4,6 +4,9 @@
 //! Tunnels (CONNECT, TLS inspection) are in [`connect`].
 
 mod connect;
+mod refuse;
+
+pub use refuse::head_too_large;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -11,17 +14,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::action::bump::{Bumper, TlsProblem};
-use crate::action::dial::UpstreamError;
+use crate::action::body::{self, Body, CountedBody, CountedIncoming};
+use crate::action::bump::Bumper;
+use crate::action::dial::Dialer;
 use crate::action::forward::{
-    self, Body, CountedBody, CountedIncoming, Dialer, add_via, names_websocket_only,
-    never_forwarded, seen_by_us, sends_data, strip_hop_by_hop, websocket_handshake,
+    self, SendError, names_websocket_only, never_forwarded, seen_by_us, sends_data,
+    websocket_handshake,
 };
-use crate::action::pool::{Pool, PoolError};
+use crate::action::pool::Pool;
 use crate::action::respond::{html, reason_header, text};
 use crate::action::tunnel;
 use crate::audit::{AuditSink, Outcome, Record, Scheme};
@@ -30,17 +34,14 @@ use crate::identity::Identity;
 use crate::identity::auth::{AuthOutcome, Authenticator};
 use crate::identity::workstation::Workstations;
 use crate::metrics::Metrics;
-use crate::pages::{self as block_page, BlockPage, UnblockOffer};
+use crate::pages::{self as block_page};
 use crate::per_worker::PerWorker;
-use crate::policy::{
-    Decision, Inspection, Lang, Policy, Reason, ReasonCode, RequestFacts, Verdict,
-};
+use crate::policy::{Decision, Inspection, Lang, Reason, ReasonCode, RequestFacts, Verdict};
 use crate::settings::{AuthMode, Settings};
 use crate::snapshot::{Live, Snapshot};
 use crate::tracker::Tracker;
 use crate::unblock::UnblockService;
-use crate::unblock::approvals::{self, Requester};
-use crate::unblock::token;
+use crate::unblock::approvals::{self};
 
 /// What the proxy listener's requests need that outlives them.
 pub struct ProxyState {
@@ -211,7 +212,7 @@ pub async fn handle(
     let lang = block_page::lang_of(req.headers());
     let head = crate::head::request_head_size(&req);
     if head > st.cfg.limits.max_head_bytes {
-        return Ok(listener_head_refused(&st, peer, &req, head, lang));
+        return Ok(refuse::listener_head_refused(&st, peer, &req, head, lang));
     }
     if req.method() != Method::CONNECT && req.uri().authority().is_none() {
         // Someone browsed to the proxy itself: explain, do not loop.
@@ -262,7 +263,7 @@ pub async fn handle(
     cx.identify(&who);
 
     if seen_by_us(req.headers()) {
-        return Ok(loop_detected(cx));
+        return Ok(refuse::loop_detected(cx));
     }
 
     if kind == "connect" {
@@ -287,105 +288,6 @@ fn approved(st: &ProxyState, snap: &Snapshot, who: &Identity, host: &Host) -> bo
         &in_group,
         approvals::now(),
     )
-}
-
-/// 508: the request already went through this proxy.
-fn loop_detected(mut cx: Box<Ctx>) -> Response<Body> {
-    cx.rec.decision = Outcome::Error;
-    cx.rec.reason_code = Some(ReasonCode::Loop);
-    let page = block_page::render_error_page(cx.lang, 508, loop_title(cx.lang), "");
-    cx.finish(
-        508,
-        0,
-        0,
-        Some("request loop: this proxy is already in Via".into()),
-    );
-    html(StatusCode::LOOP_DETECTED, page)
-}
-
-fn loop_title(lang: Lang) -> &'static str {
-    match lang {
-        Lang::Fr => "Boucle détectée : la requête revient vers le proxy",
-        Lang::En => "Loop detected: the request comes back to the proxy",
-    }
-}
-
-/// 431 for a head over `limits.max_head_bytes` ([`crate::head`]), traced: the host as
-/// the client wrote it (filled in by the caller; nothing was classified), never a path.
-fn head_refused(mut cx: Box<Ctx>, size: usize, version: Version) -> Response<Body> {
-    let limit = cx.st.cfg.limits.max_head_bytes;
-    cx.refused(ReasonCode::HeadTooLarge);
-    let detail = format!("request head of {size} bytes, over the limit of {limit}");
-    let res = head_too_large(&cx.snap.policy, cx.lang, version, &detail);
-    cx.finish(431, 0, 0, Some(detail));
-    res
-}
-
-/// [`head_refused`] on the proxy listener: the record names the host as the client wrote
-/// it (absolute URI, CONNECT authority or `Host`).
-fn listener_head_refused(
-    st: &Arc<ProxyState>,
-    peer: SocketAddr,
-    req: &Request<Incoming>,
-    size: usize,
-    lang: Lang,
-) -> Response<Body> {
-    let connect = req.method() == Method::CONNECT;
-    let kind = if connect { "connect" } else { "http" };
-    let mut cx = Ctx::new(st, peer, req.method(), kind, lang);
-    let written = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| req.headers().get(header::HOST)?.to_str().ok())
-        .unwrap_or("");
-    match Host::parse_authority(written) {
-        Ok((h, p)) => {
-            cx.rec.host = h.as_str().into();
-            cx.rec.port = p.unwrap_or(if connect { 0 } else { 80 });
-        }
-        Err(_) => cx.rec.host = written.chars().take(255).collect::<String>().into(),
-    }
-    head_refused(cx, size, req.version())
-}
-
-/// The answer to a head over the limit, on every listener: 431, the error page, the
-/// reason header, and in HTTP/1 `Connection: close` (a client that sent such a head
-/// gets no second try on that connection; HTTP/2 has no such field, its stream ends).
-pub fn head_too_large(
-    policy: &Policy,
-    lang: Lang,
-    version: Version,
-    detail: &str,
-) -> Response<Body> {
-    let title = policy.reason_text(&Reason::new(ReasonCode::HeadTooLarge, None), lang);
-    let page = block_page::render_error_page(lang, 431, &title, detail);
-    let mut res = html(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, page);
-    reason_header(&mut res, ReasonCode::HeadTooLarge, None);
-    if version < Version::HTTP_2 {
-        res.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    res
-}
-
-/// 405 for a method the proxy never relays (TRACE, TRACK; CONNECT inside a bumped
-/// tunnel): the page says why. No `Allow` field: which methods the site allows is the
-/// site's to say. The rule that let the site through did not decide this refusal.
-fn method_refused(mut cx: Box<Ctx>) -> Response<Body> {
-    cx.refused(ReasonCode::MethodNotAllowed);
-    cx.rec.rule = None;
-    let title = cx
-        .snap
-        .policy
-        .reason_text(&Reason::new(ReasonCode::MethodNotAllowed, None), cx.lang)
-        .into_owned();
-    let detail = cx.rec.method.to_string();
-    let page = block_page::render_error_page(cx.lang, 405, &title, &detail);
-    let mut res = html(StatusCode::METHOD_NOT_ALLOWED, page);
-    reason_header(&mut res, ReasonCode::MethodNotAllowed, None);
-    cx.finish(405, 0, 0, None);
-    res
 }
 
 /// `Ok(user)` when the client may go on (authenticated or anonymous where allowed).
@@ -459,7 +361,7 @@ async fn http(mut cx: Box<Ctx>, who: Identity, req: Request<Incoming>) -> Respon
     let authority = uri.authority().map(|a| a.as_str()).unwrap_or("");
     let (host, port) = match Host::parse_authority(authority) {
         Ok((h, p)) => (h, p.unwrap_or(80)),
-        Err(e) => return bad_host(cx, authority, &e.to_string()),
+        Err(e) => return refuse::bad_host(cx, authority, &e.to_string()),
     };
     let target = Target {
         https: false,
@@ -507,7 +409,7 @@ fn decide(
     }
     (d.verdict == Verdict::Block).then(|| {
         let url = format!("{}://{}{path}", target.scheme(), target.authority());
-        block_response(cx, who, &d, host, &url)
+        refuse::block_response(cx, who, &d, host, &url)
     })
 }
 
@@ -528,102 +430,42 @@ async fn exchange(
     }
     drop(who);
     if never_forwarded(req.method()) {
-        return method_refused(cx);
+        return refuse::method_refused(cx);
     }
     let st = cx.st.clone();
-    let path = req
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-
-    // Forward. Only a WebSocket handshake keeps its `Upgrade` (see
-    // [`websocket_handshake`] for why any other is dropped rather than refused).
-    let upgrade = websocket_handshake(req.method(), req.version(), req.headers());
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let lim = &st.cfg.limits;
+    // Only a WebSocket handshake keeps its `Upgrade` (see [`websocket_handshake`] for why
+    // any other is dropped rather than refused).
+    let websocket = websocket_handshake(req.method(), req.version(), req.headers());
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+    let authority = target.authority();
+    let site = forward::Site {
+        https: target.https,
+        host: &target.host,
+        port: target.port,
+        authority: &authority,
+    };
     let (mut parts, body) = req.into_parts();
-    strip_hop_by_hop(&mut parts.headers, upgrade);
-    add_via(&mut parts.headers);
-    let canonical = target.authority();
-    if target.https {
-        // The TLS client sets Host (HTTP/1.1) or :authority (HTTP/2) from the URI.
-        parts.headers.remove(header::HOST);
-    } else if !only_value(&parts.headers, header::HOST, &canonical)
-        && let Ok(v) = HeaderValue::from_str(&canonical)
-    {
-        // Replaces every Host the client sent: the site sees one, the canonical one.
-        parts.headers.insert(header::HOST, v);
-    }
-    parts.version = Version::HTTP_11;
-    if target.https {
-        // hyper-util's client reads the site from an absolute URI.
-        parts.uri = match Uri::builder()
-            .scheme(target.scheme())
-            .authority(canonical.as_str())
-            .path_and_query(path)
-            .build()
-        {
-            Ok(u) => u,
-            Err(e) => return bad_host(cx, &canonical, &e.to_string()),
-        };
-    } else {
-        // The plain pool is given the site apart and sends origin-form: nothing to build.
-        parts.uri = Uri::from(path);
+    if let Err(e) = forward::prepare(&mut parts, &site, websocket) {
+        return refuse::bad_host(cx, &authority, &e.to_string());
     }
     let sent = Arc::new(AtomicU64::new(0));
-    let lim = &st.cfg.limits;
     let out = Request::from_parts(
         parts,
         CountedIncoming::new(body, sent.clone(), lim.body_idle_timeout),
     );
-    let sending = async {
-        match (&st.bumper, target.https) {
-            (Some(b), true) => match b.upstream().request(out).await {
-                Ok(r) => {
-                    let peer = r
-                        .extensions()
-                        .get::<hyper_util::client::legacy::connect::HttpInfo>()
-                        .map(|i| i.remote_addr());
-                    Ok((r, peer))
-                }
-                Err(e) => Err(Failed::Tls(e)),
-            },
-            _ => match st
-                .upstream
-                .get()
-                .send(&canonical, &target.host, target.port, out)
-                .await
-            {
-                Ok(a) => Ok((a.response, Some(a.peer))),
-                Err(e) => Err(Failed::Plain(e)),
-            },
-        }
+    let senders = forward::Senders {
+        pool: st.upstream.get(),
+        tls: st.bumper.as_deref().map(Bumper::upstream),
     };
-    // The site has `upstream_first_byte_timeout` to answer once the request stops
-    // moving: a long upload is not cut while its bytes flow.
-    let mut sending = std::pin::pin!(sending);
-    let mut seen = sent.load(Ordering::Relaxed);
-    let answered = loop {
-        match tokio::time::timeout(lim.upstream_first_byte_timeout, sending.as_mut()).await {
-            Ok(r) => break r,
-            Err(_) => {
-                let now = sent.load(Ordering::Relaxed);
-                if now == seen {
-                    let e = UpstreamError::Timeout {
-                        host: target.host.to_string(),
-                    };
-                    return dial_failed(cx, &e, true);
-                }
-                seen = now;
-            }
-        }
-    };
-    let mut res = match answered {
+    let answered = forward::send(out, &site, senders, &sent, lim.upstream_first_byte_timeout);
+    let mut res = match answered.await {
         Ok((r, peer)) => {
             cx.rec.upstream = peer;
             r
         }
-        Err(e) => return upstream_failed(cx, &e, sent.load(Ordering::Relaxed)),
+        Err(SendError::Timeout(e)) => return refuse::dial_failed(cx, &e, true),
+        Err(e) => return refuse::upstream_failed(cx, &e, sent.load(Ordering::Relaxed)),
     };
     let status = res.status();
     if status == StatusCode::SWITCHING_PROTOCOLS {
@@ -631,344 +473,45 @@ async fn exchange(
         // handshake for: any other switch would carry bytes that nothing decides.
         let Some(client_up) = client_upgrade.filter(|_| names_websocket_only(res.headers())) else {
             let to = res.headers().get(header::UPGRADE).cloned();
-            return switch_refused(cx, to.as_ref(), sent.load(Ordering::Relaxed));
+            return refuse::switch_refused(cx, to.as_ref(), sent.load(Ordering::Relaxed));
         };
         let server_up = hyper::upgrade::on(&mut res);
-        let guard = st.tunnels.enter();
-        let idle = lim.tunnel_idle_timeout;
-        tokio::spawn(async move {
-            let _guard = guard;
-            let (a, b) = tokio::join!(client_up, server_up);
-            let (sent_n, recv_n, err) = match (a, b) {
-                (Ok(a), Ok(b)) => {
-                    let a = hyper_util::rt::TokioIo::new(a);
-                    let b = hyper_util::rt::TokioIo::new(b);
-                    tunnel::relay(a, b, idle).await
-                }
-                (Err(e), _) | (_, Err(e)) => (0, 0, Some(e.to_string())),
-            };
-            cx.finish(101, sent_n, recv_n, err);
-        });
+        relay_switched(cx, client_up, server_up, lim.tunnel_idle_timeout);
         let (mut parts, _) = res.into_parts();
-        strip_hop_by_hop(&mut parts.headers, true);
-        add_via(&mut parts.headers);
-        return Response::from_parts(parts, forward::empty());
+        forward::answer_head(&mut parts, true);
+        return Response::from_parts(parts, body::empty());
     }
     let (mut parts, body) = res.into_parts();
-    strip_hop_by_hop(&mut parts.headers, false);
-    add_via(&mut parts.headers);
+    forward::answer_head(&mut parts, false);
     use http_body_util::BodyExt;
-    let body: Body = forward::Idle::new(body, "response", lim.upstream_idle_timeout).boxed();
+    let body: Body = body::Idle::new(body, "response", lim.upstream_idle_timeout).boxed();
     let code = status.as_u16();
     let counted = CountedBody::new(body, move |received, err| {
         cx.finish(code, sent.load(Ordering::Relaxed), received, err);
     });
-    Response::from_parts(parts, http_body_util::BodyExt::boxed(counted))
+    Response::from_parts(parts, counted.boxed())
 }
 
-/// 502: the site answered `101 Switching Protocols` to a request that was not a relayed
-/// WebSocket handshake, or switched to another protocol than WebSocket. The site's
-/// connection is dropped; the client's stays HTTP and gets a page.
-fn switch_refused(mut cx: Box<Ctx>, to: Option<&HeaderValue>, sent: u64) -> Response<Body> {
-    cx.st
-        .metrics
-        .upstream_errors
-        .with_label_values(&["switch"])
-        .inc();
-    let to: String = to
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .unwrap_or_default()
-        .chars()
-        .take(100)
-        .collect();
-    let detail = format!(
-        "the site switched protocols (101, Upgrade: {to:?}) where the proxy relayed no \
-         WebSocket handshake"
-    );
-    let title = match cx.lang {
-        Lang::Fr => "Le site a voulu changer de protocole : le proxy ne peut pas le suivre",
-        Lang::En => "The site tried to switch protocols: the proxy cannot follow it",
-    };
-    let page = block_page::render_error_page(cx.lang, 502, title, &detail);
-    cx.rec.reason_code = Some(ReasonCode::UpstreamSwitch);
-    cx.finish(502, sent, 0, Some(detail));
-    let mut res = html(StatusCode::BAD_GATEWAY, page);
-    res.headers_mut().insert(
-        "x-charte-error",
-        HeaderValue::from_static(ReasonCode::UpstreamSwitch.as_str()),
-    );
-    res
-}
-
-/// Whether `name` appears exactly once in `h`, with the value `want`.
-fn only_value(h: &HeaderMap, name: HeaderName, want: &str) -> bool {
-    let mut all = h.get_all(name).iter();
-    all.next().map(HeaderValue::as_bytes) == Some(want.as_bytes()) && all.next().is_none()
-}
-
-fn bad_host(mut cx: Box<Ctx>, authority: &str, why: &str) -> Response<Body> {
-    cx.refused(ReasonCode::BadHost);
-    cx.rec.host = authority.chars().take(255).collect::<String>().into();
-    let title = cx
-        .snap
-        .policy
-        .reason_text(&Reason::new(ReasonCode::BadHost, None), cx.lang)
-        .into_owned();
-    let page = block_page::render_error_page(cx.lang, 400, &title, why);
-    cx.finish(400, 0, 0, None);
-    html(StatusCode::BAD_REQUEST, page)
-}
-
-/// Why the site's answer did not come, from either upstream client.
-enum Failed {
-    /// The plain-HTTP pool.
-    Plain(PoolError),
-    /// The bumped-HTTPS client.
-    Tls(hyper_util::client::legacy::Error),
-}
-
-impl Failed {
-    fn is_connect(&self) -> bool {
-        match self {
-            Failed::Plain(e) => e.is_connect(),
-            Failed::Tls(e) => e.is_connect(),
-        }
-    }
-
-    fn error(&self) -> &(dyn std::error::Error + 'static) {
-        match self {
-            Failed::Plain(e) => e,
-            Failed::Tls(e) => e,
-        }
-    }
-}
-
-fn upstream_failed(cx: Box<Ctx>, failed: &Failed, sent: u64) -> Response<Body> {
-    let e = failed.error();
-    if let Some(problem) = TlsProblem::find(e) {
-        return upstream_tls_failed(cx, problem, sent);
-    }
-    if let Some(d) = find_source::<UpstreamError>(e) {
-        return dial_failed(cx, d, true);
-    }
-    if let Some(bad) = find_source::<forward::ClientBody>(e) {
-        // The client's own framing is wrong (a bad chunk size…): its fault, not the site's.
-        let mut cx = cx;
-        let detail = bad.to_string();
-        let title = match cx.lang {
-            Lang::Fr => "Requête mal formée : son contenu ne respecte pas HTTP/1.1",
-            Lang::En => "Malformed request: its body does not follow HTTP/1.1",
+/// Relays a switched (WebSocket) connection as bytes once both sides have handed it
+/// over, and emits the request's record when it ends.
+fn relay_switched(
+    cx: Box<Ctx>,
+    client_up: hyper::upgrade::OnUpgrade,
+    server_up: hyper::upgrade::OnUpgrade,
+    idle: std::time::Duration,
+) {
+    let guard = cx.st.tunnels.enter();
+    tokio::spawn(async move {
+        let _guard = guard;
+        let (a, b) = tokio::join!(client_up, server_up);
+        let (sent_n, recv_n, err) = match (a, b) {
+            (Ok(a), Ok(b)) => {
+                let a = hyper_util::rt::TokioIo::new(a);
+                let b = hyper_util::rt::TokioIo::new(b);
+                tunnel::relay(a, b, idle).await
+            }
+            (Err(e), _) | (_, Err(e)) => (0, 0, Some(e.to_string())),
         };
-        let page = block_page::render_error_page(cx.lang, 400, title, &detail);
-        cx.rec.reason_code = Some(ReasonCode::ClientBodyMalformed);
-        cx.finish(400, sent, 0, Some(detail));
-        let mut res = html(StatusCode::BAD_REQUEST, page);
-        res.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return res;
-    }
-    if let Some(idle) = find_source::<forward::BodyIdle>(e) {
-        // The client stopped sending its body (slow POST).
-        let mut cx = cx;
-        let detail = idle.to_string();
-        let title = match cx.lang {
-            Lang::Fr => "La requête a été interrompue : son contenu n'arrivait plus",
-            Lang::En => "The request was cut off: its content stopped arriving",
-        };
-        let page = block_page::render_error_page(cx.lang, 408, title, &detail);
-        cx.rec.reason_code = Some(ReasonCode::ClientBodyIdle);
-        cx.finish(408, sent, 0, Some(detail));
-        let mut res = html(StatusCode::REQUEST_TIMEOUT, page);
-        res.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return res;
-    }
-    let kind = if failed.is_connect() {
-        "connect"
-    } else {
-        "other"
-    };
-    cx.st
-        .metrics
-        .upstream_errors
-        .with_label_values(&[kind])
-        .inc();
-    let mut detail = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        detail.push_str(": ");
-        detail.push_str(&s.to_string());
-        src = s.source();
-    }
-    let title = match cx.lang {
-        Lang::Fr => "Le site n'a pas pu être joint",
-        Lang::En => "The site could not be reached",
-    };
-    let page = block_page::render_error_page(cx.lang, 502, title, &detail);
-    let mut cx = cx;
-    cx.rec.reason_code = Some(if failed.is_connect() {
-        ReasonCode::UpstreamConnect
-    } else {
-        ReasonCode::UpstreamError
+        cx.finish(101, sent_n, recv_n, err);
     });
-    cx.finish(502, sent, 0, Some(detail));
-    html(StatusCode::BAD_GATEWAY, page)
-}
-
-/// The first error of type `T` in `e`'s chain of sources.
-fn find_source<'a, T: std::error::Error + 'static>(
-    e: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a T> {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if let Some(t) = err.downcast_ref::<T>() {
-            return Some(t);
-        }
-        cur = err.source();
-    }
-    None
-}
-
-/// The site could not be dialed: 403 when the proxy refused (internal address, itself),
-/// 504 on a timeout, 502 otherwise. `page`: an HTML page (plain HTTP, inside an inspected
-/// tunnel); otherwise a short text (CONNECT: browsers show their own error).
-fn dial_failed(mut cx: Box<Ctx>, e: &UpstreamError, page: bool) -> Response<Body> {
-    cx.st
-        .metrics
-        .upstream_errors
-        .with_label_values(&[e.kind()])
-        .inc();
-    let detail = e.to_string();
-    let (status, title) = if e.is_refusal() {
-        cx.refused(ReasonCode::InternalDestination);
-        let reason = Reason::new(ReasonCode::InternalDestination, None);
-        let title = cx.snap.policy.reason_text(&reason, cx.lang).into_owned();
-        (StatusCode::FORBIDDEN, title)
-    } else {
-        let title = match (matches!(e, UpstreamError::Timeout { .. }), cx.lang) {
-            (true, Lang::Fr) => "Le site n'a pas répondu à temps",
-            (true, Lang::En) => "The site did not answer in time",
-            (false, Lang::Fr) => "Le site n'a pas pu être joint",
-            (false, Lang::En) => "The site could not be reached",
-        };
-        let status = if matches!(e, UpstreamError::Timeout { .. }) {
-            StatusCode::GATEWAY_TIMEOUT
-        } else {
-            StatusCode::BAD_GATEWAY
-        };
-        (status, title.to_string())
-    };
-    cx.rec.reason_code = Some(e.reason());
-    let mut res = if page {
-        let p = block_page::render_error_page(cx.lang, status.as_u16(), &title, &detail);
-        html(status, p)
-    } else {
-        text(status, format!("{title}\n{detail}\n"))
-    };
-    if e.is_refusal() {
-        reason_header(&mut res, ReasonCode::InternalDestination, None);
-    }
-    cx.finish(status.as_u16(), 0, 0, Some(detail));
-    res
-}
-
-/// 502 naming what is wrong with the site's TLS; nothing was sent to it.
-fn upstream_tls_failed(mut cx: Box<Ctx>, problem: TlsProblem, sent: u64) -> Response<Body> {
-    cx.st
-        .metrics
-        .upstream_errors
-        .with_label_values(&["tls"])
-        .inc();
-    let title = problem.title(cx.lang);
-    let detail = match &problem {
-        TlsProblem::BadCertificate(d) | TlsProblem::Handshake(d) => {
-            format!("{} ({d})", TlsProblem::explanation(cx.lang))
-        }
-        _ => TlsProblem::explanation(cx.lang).to_string(),
-    };
-    let page = block_page::render_error_page(cx.lang, 502, title, &detail);
-    cx.rec.reason_code = Some(problem.reason());
-    let msg = format!("{}: {}", problem.code(), problem.title(Lang::En));
-    cx.finish(502, sent, 0, Some(msg));
-    let mut res = html(StatusCode::BAD_GATEWAY, page);
-    if let Ok(v) = HeaderValue::from_str(problem.code()) {
-        res.headers_mut().insert("x-charte-error", v);
-    }
-    res
-}
-
-/// 403 with the block page and its unblock button (or why there is none).
-fn block_response(
-    cx: &Ctx,
-    who: &Identity,
-    d: &Decision,
-    host: &Host,
-    url: &str,
-) -> Response<Body> {
-    let snap = &cx.snap;
-    let p = &snap.policy;
-    let en = cx.lang == Lang::En;
-    let titles: Vec<&str> = cx
-        .rec
-        .categories
-        .iter()
-        .filter_map(|c| snap.classifier.find_tag(TagKind::Category, c))
-        .map(|t| snap.classifier.tag(t).title(en))
-        .collect();
-    let reason = p.reason_text(&d.reason, cx.lang);
-    let rule = d.rule.map(|r| &*p.rule(r).id);
-    let who_text = match &who.user {
-        Some(u) => u.to_string(),
-        None => who.addr.to_string(),
-    };
-    let claims = token::Claims {
-        url: url.to_string(),
-        host: host.to_string(),
-        rule: rule.map(str::to_string),
-        reason_code: d.reason.code.as_str().to_string(),
-        categories: cx.rec.categories.iter().map(|c| c.to_string()).collect(),
-        user: who.user.as_deref().map(str::to_string),
-        ip: who.addr.to_string(),
-        groups: cx.rec.groups.iter().map(|g| g.to_string()).collect(),
-        iat: SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-    };
-    let href = format!(
-        "{}/demande?token={}",
-        cx.st.cfg.portal_url,
-        token::sign(&cx.st.token_key, &claims)
-    );
-    cx.st.unblock.blocks.add(
-        &Requester::new(who.user.as_deref(), who.addr),
-        host.as_str(),
-    );
-    let unblock = if p.overridable(d) {
-        UnblockOffer::Offer { href: &href }
-    } else {
-        UnblockOffer::NotOverridable
-    };
-    let page = block_page::render_block_page(&BlockPage {
-        lang: cx.lang,
-        url,
-        host: host.as_str(),
-        categories: &titles,
-        reason: &reason,
-        reason_code: d.reason.code.as_str(),
-        rule,
-        time: cx.rec.time,
-        who: &who_text,
-        unblock,
-    });
-    let mut res = html(StatusCode::FORBIDDEN, page);
-    reason_header(&mut res, d.reason.code, rule);
-    res
-}
-
-/// 403 for a tunnel: browsers show their own error, so a short text and the header.
-fn tunnel_refusal(cx: &Ctx, reason: &Reason, rule: Option<&str>) -> Response<Body> {
-    let text_ = cx.snap.policy.reason_text(reason, cx.lang);
-    let mut res = text(StatusCode::FORBIDDEN, format!("{text_}\n"));
-    reason_header(&mut res, reason.code, rule);
-    res
 }

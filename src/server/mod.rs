@@ -21,10 +21,11 @@ use tokio::sync::watch;
 
 use self::limits::{ConnLimits, Held};
 use self::workers::Workers;
+use crate::action::body::Body;
 use crate::action::bump::Bumper;
 use crate::action::ca::{self, CaFiles, CertAuthority};
+use crate::action::dial::Resolver;
 use crate::action::dial::{Dialer, Guard};
-use crate::action::forward::{Body, Resolver};
 use crate::action::pool::Pool;
 use crate::admin::AdminState;
 use crate::audit::{AuditWriter, Destination, Format};

@@ -1,0 +1,299 @@
+//! The bodies of every message the proxy sends or relays: a whole page, nothing, or a
+//! stream from the other side — counted on the way through, never held whole in memory,
+//! and ended when the side that should be sending goes quiet for too long.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::BodyExt;
+use http_body_util::combinators::BoxBody;
+use hyper::body::Incoming;
+
+/// Error type of every body the proxy sends.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body of every response the proxy sends.
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// A whole body from bytes (pages, short texts).
+pub fn full(b: impl Into<Bytes>) -> Body {
+    http_body_util::Full::new(b.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// An empty body.
+pub fn empty() -> Body {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A body that waited too long for its next piece.
+#[derive(Debug, thiserror::Error)]
+#[error("{side} body idle for more than {} s", .after.as_secs_f64())]
+pub struct BodyIdle {
+    /// `request` (the client stalled) or `response` (the site stalled).
+    pub side: &'static str,
+    pub after: Duration,
+}
+
+/// Ends a body with [`BodyIdle`] when its next frame takes longer than `after` to come
+/// once asked for. The clock starts when the body has nothing ready (the producer is
+/// late), not while the consumer is busy elsewhere; and the timer exists only from the
+/// first such wait: a body that is always ready (a small response, an empty request)
+/// never registers one, which spares every such request an allocation and two timer
+/// wheel operations.
+pub struct Idle<B> {
+    inner: B,
+    side: &'static str,
+    after: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The timer counts the current wait (false: it is left over from an earlier one).
+    armed: bool,
+}
+
+impl<B> Idle<B> {
+    pub fn new(inner: B, side: &'static str, after: Duration) -> Self {
+        Idle {
+            inner,
+            side,
+            after,
+            timer: None,
+            armed: false,
+        }
+    }
+}
+
+impl<B> HttpBody for Idle<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(f) => {
+                this.armed = false;
+                Poll::Ready(f.map(|r| r.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let after = this.after;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
+                if !this.armed {
+                    // This wait starts now.
+                    timer.as_mut().reset(tokio::time::Instant::now() + after);
+                    this.armed = true;
+                }
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyIdle {
+                        side: this.side,
+                        after: this.after,
+                    })))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The client's request body could not be read: bad chunked framing, or cut.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body is malformed or was cut: {0}")]
+pub struct ClientBody(#[source] pub hyper::Error);
+
+type ClientIncoming = http_body_util::combinators::MapErr<Incoming, fn(hyper::Error) -> ClientBody>;
+
+/// Request bodies on their way upstream, counted, ended if the client stalls.
+pub struct CountedIncoming {
+    inner: Idle<ClientIncoming>,
+    count: Arc<AtomicU64>,
+}
+
+impl CountedIncoming {
+    pub fn new(inner: Incoming, count: Arc<AtomicU64>, idle: Duration) -> Self {
+        let tagged: ClientIncoming = inner.map_err(ClientBody as fn(hyper::Error) -> ClientBody);
+        CountedIncoming {
+            inner: Idle::new(tagged, "request", idle),
+            count,
+        }
+    }
+}
+
+impl HttpBody for CountedIncoming {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let p = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &p
+            && let Some(d) = f.data_ref()
+        {
+            self.count.fetch_add(d.len() as u64, Ordering::Relaxed);
+        }
+        p
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Response bodies on their way to the client, counted; `on_end` runs once, when the
+/// body ends, fails or is dropped (client gone), with the byte count and any error.
+pub struct CountedBody<F: FnOnce(u64, Option<String>) + Send + 'static> {
+    inner: Body,
+    count: u64,
+    on_end: Option<F>,
+}
+
+impl<F: FnOnce(u64, Option<String>) + Send + 'static> CountedBody<F> {
+    pub fn new(inner: Body, on_end: F) -> Self {
+        CountedBody {
+            inner,
+            count: 0,
+            on_end: Some(on_end),
+        }
+    }
+
+    fn finish(&mut self, err: Option<String>) {
+        if let Some(f) = self.on_end.take() {
+            f(self.count, err);
+        }
+    }
+}
+
+impl<F: FnOnce(u64, Option<String>) + Send + Unpin + 'static> HttpBody for CountedBody<F> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let p = Pin::new(&mut self.inner).poll_frame(cx);
+        match &p {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    self.count += d.len() as u64;
+                }
+                // hyper stops polling once a Content-Length is satisfied.
+                if self.inner.is_end_stream() {
+                    self.finish(None);
+                }
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let msg = e.to_string();
+                self.finish(Some(msg));
+            }
+            Poll::Ready(None) => self.finish(None),
+            Poll::Pending => {}
+        }
+        p
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<F: FnOnce(u64, Option<String>) + Send + 'static> Drop for CountedBody<F> {
+    fn drop(&mut self) {
+        if self.on_end.is_some() {
+            let err = (!self.inner.is_end_stream())
+                .then(|| "client closed before the end of the body".to_string());
+            self.finish(err);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body fed by the test, one frame a message.
+    struct Fed(tokio::sync::mpsc::Receiver<Bytes>);
+
+    impl HttpBody for Fed {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_always_ready_never_starts_a_timer() {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        for part in ["a", "b"] {
+            tx.send(Bytes::from(part)).await.unwrap();
+        }
+        drop(tx);
+        let mut body = Idle::new(Fed(rx), "response", Duration::from_secs(60));
+        let got = (&mut body).collect().await.unwrap().to_bytes();
+        assert_eq!(&got[..], b"ab");
+        assert!(body.timer.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_idle_clock_counts_the_producer_not_the_consumer() {
+        let after = Duration::from_millis(150);
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let mut body = Idle::new(Fed(rx), "response", after);
+        tx.send(Bytes::from_static(b"1")).await.unwrap();
+        let first = body.frame().await.unwrap().unwrap();
+        assert_eq!(first.data_ref().unwrap(), &Bytes::from_static(b"1"));
+        // The consumer is busy for twice the limit (a slow client), then asks again; the
+        // site answers 50 ms after being asked: no idle error.
+        tokio::time::sleep(after * 2).await;
+        let feeder = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            tx.send(Bytes::from_static(b"2")).await.unwrap();
+            tx
+        });
+        let second = body.frame().await.unwrap().unwrap();
+        assert_eq!(second.data_ref().unwrap(), &Bytes::from_static(b"2"));
+        // Now the site stalls: the body ends with BodyIdle, no sooner than `after`.
+        let _tx = feeder.await.unwrap();
+        let asked = std::time::Instant::now();
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert!(asked.elapsed() >= after, "{:?}", asked.elapsed());
+        let idle = err.downcast_ref::<BodyIdle>().expect("a BodyIdle");
+        assert_eq!(idle.side, "response");
+    }
+}
