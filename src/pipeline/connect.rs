@@ -90,22 +90,7 @@ pub(super) async fn connect(
         // Even a blocked host is bumped, so that the user sees the block page (with its
         // unblock button) instead of a browser error. Each request inside has its own
         // decision and record; this one is the tunnel's.
-        cx.rec.decision = Outcome::Bump;
-        cx.rec.rule = None;
-        cx.rec.reason = None;
-        cx.rec.reason_code = Some(ReasonCode::Bump);
-        let tunnel = Arc::new(Tunnel {
-            host,
-            port,
-            peer: cx.peer,
-            user: who.user.clone(),
-        });
-        let guard = st.tunnels.enter();
-        tokio::spawn(async move {
-            let _guard = guard;
-            bump_tunnel(cx, tunnel, req).await;
-        });
-        return Response::new(body::empty());
+        return start_bump(cx, &who, host, port, req);
     }
 
     if d.verdict == Verdict::Block {
@@ -114,6 +99,40 @@ pub(super) async fn connect(
         cx.finish(403, 0, 0, None);
         return res;
     }
+    relay(cx, host, port, req).await
+}
+
+/// Answers the CONNECT with its 200 and finishes the client's TLS in a task of its own,
+/// where every request is decided as a plain one.
+fn start_bump(
+    mut cx: Box<Ctx>,
+    who: &Identity,
+    host: Host,
+    port: u16,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    cx.rec.decision = Outcome::Bump;
+    cx.rec.rule = None;
+    cx.rec.reason = None;
+    cx.rec.reason_code = Some(ReasonCode::Bump);
+    let tunnel = Arc::new(Tunnel {
+        host,
+        port,
+        peer: cx.peer,
+        user: who.user.clone(),
+    });
+    let guard = cx.st.tunnels.enter();
+    tokio::spawn(async move {
+        let _guard = guard;
+        bump_tunnel(cx, tunnel, req).await;
+    });
+    Response::new(body::empty())
+}
+
+/// An allowed tunnel that is not inspected: its bytes relayed both ways once the site is
+/// dialled (after the ClientHello was checked, when the proxy can read one).
+async fn relay(mut cx: Box<Ctx>, host: Host, port: u16, req: Request<Incoming>) -> Response<Body> {
+    let st = cx.st.clone();
     let dial = if st.bumper.is_some() {
         // The ClientHello is read before the site is dialled: a TLS name other than the
         // CONNECT host is refused without any connection to the site. The name is
