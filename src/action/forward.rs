@@ -10,13 +10,12 @@ use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, Uri, Version};
-use hyper::body::Incoming;
 use smallvec::SmallVec;
 
 use super::body::CountedIncoming;
 use super::bump::TlsUpstream;
 use super::dial::UpstreamError;
-use super::pool::{Pool, PoolError};
+use super::pool::{Pool, PoolError, SiteBody};
 use crate::classify::Host;
 
 /// The `Via` pseudonym of this proxy (RFC 9110 §7.6.3).
@@ -267,7 +266,7 @@ pub async fn send(
     via: Senders<'_>,
     sent: &AtomicU64,
     first_byte: Duration,
-) -> Result<(Response<Incoming>, Option<SocketAddr>), SendError> {
+) -> Result<(Response<SiteBody>, Option<SocketAddr>), SendError> {
     let sending = async {
         match (via.tls, site.https) {
             (Some(tls), true) => match tls.request(out).await {
@@ -276,7 +275,7 @@ pub async fn send(
                         .extensions()
                         .get::<hyper_util::client::legacy::connect::HttpInfo>()
                         .map(|i| i.remote_addr());
-                    Ok((r, peer))
+                    Ok((r.map(SiteBody::new), peer))
                 }
                 Err(e) => Err(SendError::Tls(e)),
             },

@@ -81,8 +81,65 @@ pub struct AmbiguousFraming;
 
 /// An answer from the site, with the address it came from.
 pub struct Answer {
-    pub response: Response<Incoming>,
+    pub response: Response<SiteBody>,
     pub peer: SocketAddr,
+}
+
+/// A site's answer body. One from the pool gives its connection back as soon as it has
+/// been read to its end, from the reader's own poll (no task waits for it); dropped or
+/// failed before its end, it takes the connection with it.
+pub struct SiteBody {
+    inner: Incoming,
+    back: Option<GiveBack>,
+}
+
+/// A connection to keep once its answer's body has been read.
+struct GiveBack {
+    pool: Pool,
+    site: Box<str>,
+    tx: SendRequest<Outgoing>,
+    peer: SocketAddr,
+    heard: Arc<AtomicBool>,
+}
+
+impl SiteBody {
+    /// A body whose connection is not the pool's (the inspected-HTTPS client's).
+    pub fn new(inner: Incoming) -> SiteBody {
+        SiteBody { inner, back: None }
+    }
+
+    fn ended(&mut self) {
+        if let Some(b) = self.back.take() {
+            b.pool.keep(&b.site, b.tx, b.peer, b.heard);
+        }
+    }
+}
+
+impl http_body::Body for SiteBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.ended(),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.ended(),
+            Poll::Ready(Some(Err(_))) => self.back = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// What goes up to the site: the client's body, or nothing (a request that may be sent
@@ -107,6 +164,12 @@ struct Inner {
     sweeping: AtomicBool,
     /// hyper's client settings, with the limits on answers.
     builder: http1::Builder,
+}
+
+/// What became of a request offered to the kept connections.
+enum Kept {
+    Done(Result<Answer, PoolError>),
+    Unsent(Request<Outgoing>),
 }
 
 /// One worker's pool of site connections. Cloning shares it.
@@ -148,27 +211,56 @@ impl Pool {
         origin_form(req.uri_mut());
         let again = may_send_again(&req);
         let head_request = req.method() == Method::HEAD;
-        let mut req = req.map(|body| {
+        let req = req.map(|body| {
             if again {
                 Either::Right(Empty::new())
             } else {
                 Either::Left(body)
             }
         });
-        // Kept connections first; a request handed back unsent, or failed unanswered when
-        // it may be sent again, goes on the next one.
+        let req = match self.send_kept(site, req, again, head_request).await {
+            Kept::Done(answer) => return answer,
+            Kept::Unsent(req) => req,
+        };
+        // A new connection is the rare case under load: its (large) future is boxed, so
+        // that the future every request builds and moves stays small.
+        Box::pin(self.send_new(site, host, port, req, head_request)).await
+    }
+
+    /// Sends `req` on the kept connections to `site`, most recent first: a request handed
+    /// back unsent, or failed unanswered when it may be sent again, goes on the next one.
+    /// `Unsent`: no kept connection could take it.
+    async fn send_kept(
+        &self,
+        site: &str,
+        mut req: Request<Outgoing>,
+        again: bool,
+        head_request: bool,
+    ) -> Kept {
         while let Some(idle) = self.checkout(site) {
-            let copy = again.then(|| copy_head(&req));
             let Idle {
                 mut tx,
                 peer,
                 heard,
                 ..
             } = idle;
+            // A connection whose answer was read to its end a moment ago may still be
+            // finishing it; one that cannot take a request any more is skipped.
+            if !tx.is_ready() && tx.ready().await.is_err() {
+                continue;
+            }
+            let copy = again.then(|| copy_head(&req));
             heard.store(false, Ordering::Relaxed);
             match tx.try_send_request(req).await {
                 Ok(response) => {
-                    return self.answered(site, tx, peer, heard, head_request, response);
+                    return Kept::Done(self.answered(
+                        site,
+                        tx,
+                        peer,
+                        heard,
+                        head_request,
+                        response,
+                    ));
                 }
                 Err(mut e) => match (e.take_message(), copy) {
                     (Some(unsent), _) => {
@@ -179,10 +271,22 @@ impl Pool {
                         tracing::debug!(site, error = %e.error(), "kept connection closed unanswered; sending again");
                         req = copy;
                     }
-                    (None, _) => return Err(PoolError::Exchange(e.into_error())),
+                    (None, _) => return Kept::Done(Err(PoolError::Exchange(e.into_error()))),
                 },
             }
         }
+        Kept::Unsent(req)
+    }
+
+    /// Sends `req` on a new connection to `host:port`, driven by a task of its own.
+    async fn send_new(
+        &self,
+        site: &str,
+        host: &Host,
+        port: u16,
+        req: Request<Outgoing>,
+        head_request: bool,
+    ) -> Result<Answer, PoolError> {
         let (stream, peer) = self
             .dialer
             .connect(host, port)
@@ -208,7 +312,9 @@ impl Pool {
         self.answered(site, tx, peer, heard, head_request, response)
     }
 
-    /// Checks the answer's framing, and keeps the connection for the next request.
+    /// Checks the answer's framing, and keeps the connection for the next request: now
+    /// when the answer has no body to read, else once its body has been read (by
+    /// [`SiteBody`]). An upgraded connection is not HTTP any more and is never kept.
     fn answered(
         &self,
         site: &str,
@@ -222,48 +328,35 @@ impl Pool {
             // Neither the answer nor its connection is used: both are dropped here.
             return Err(PoolError::Framing(AmbiguousFraming));
         }
-        self.give_back(site, tx, peer, heard, &response);
+        let mut response = response.map(SiteBody::new);
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS && !tx.is_closed() {
+            if http_body::Body::is_end_stream(response.body()) {
+                self.keep(site, tx, peer, heard);
+            } else {
+                response.body_mut().back = Some(GiveBack {
+                    pool: self.clone(),
+                    site: site.into(),
+                    tx,
+                    peer,
+                    heard,
+                });
+            }
+        }
         Ok(Answer { response, peer })
     }
 
-    /// The most recently used idle connection to `site` that can take a request.
+    /// The most recently used connection to `site` that is still open and has not been
+    /// idle too long (it may still be finishing its last answer).
     fn checkout(&self, site: &str) -> Option<Idle> {
         let mut map = self.inner.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = map.get_mut(site)?;
         let now = Instant::now();
         while let Some(idle) = list.pop() {
-            if idle.tx.is_ready() && now.duration_since(idle.since) < self.inner.keepalive {
+            if !idle.tx.is_closed() && now.duration_since(idle.since) < self.inner.keepalive {
                 return Some(idle);
             }
         }
         None
-    }
-
-    /// Keeps `tx` for the next request once it can take one: now if hyper says so (the
-    /// answer was read whole), else when its body has been read (a task waits for it).
-    /// An upgraded connection is not HTTP any more and is never kept.
-    fn give_back(
-        &self,
-        site: &str,
-        mut tx: SendRequest<Outgoing>,
-        peer: SocketAddr,
-        heard: Arc<AtomicBool>,
-        response: &Response<Incoming>,
-    ) {
-        if response.status() == StatusCode::SWITCHING_PROTOCOLS || tx.is_closed() {
-            return;
-        }
-        if tx.is_ready() {
-            self.keep(site, tx, peer, heard);
-            return;
-        }
-        let me = self.clone();
-        let site: Box<str> = site.into();
-        tokio::spawn(async move {
-            if tx.ready().await.is_ok() {
-                me.keep(&site, tx, peer, heard);
-            }
-        });
     }
 
     fn keep(
