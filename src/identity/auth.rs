@@ -365,7 +365,7 @@ struct CacheEntry {
 
 /// Cache and in-flight verifications, under one lock held only for map operations.
 #[derive(Default)]
-struct State {
+struct Verifications {
     /// Bumped by [`Authenticator::replace`]; a verification begun under an older
     /// generation does not fill the cache.
     generation: u64,
@@ -379,7 +379,7 @@ type Users = HashMap<Arc<str>, Arc<PasswordHash>>;
 /// Checks `Proxy-Authorization` headers; one for all connections.
 pub struct Authenticator {
     users: ArcSwap<Users>,
-    state: Mutex<State>,
+    state: Mutex<Verifications>,
     /// At most one argon2 run per core at a time.
     hashing: Arc<Semaphore>,
     /// Argon2 runs so far (for tests of the cache).
@@ -410,7 +410,7 @@ impl Authenticator {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Authenticator {
             users: ArcSwap::from_pointee(table(&users)),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(Verifications::default()),
             hashing: Arc::new(Semaphore::new(cores)),
             verifications: Arc::new(AtomicU64::new(0)),
         }
@@ -439,7 +439,7 @@ impl Authenticator {
         self.verifications.load(Ordering::Relaxed)
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, Verifications> {
         // The state stays consistent whatever panicked while holding the lock.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
