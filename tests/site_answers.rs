@@ -14,7 +14,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::proxy::Proxy;
+use common::proxy::{Proxy, read_request};
 
 /// The largest answer head the proxy accepts from a site.
 const MAX_HEAD: usize = 64 * 1024;
@@ -36,21 +36,7 @@ fn site(step: usize, answer: Answer) -> u16 {
                 let mut w = s.try_clone().unwrap();
                 let mut r = BufReader::new(s);
                 loop {
-                    let mut length = 0usize;
-                    loop {
-                        let mut line = String::new();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
-                    let mut body = vec![0u8; length];
-                    if r.read_exact(&mut body).is_err() {
+                    if !read_request(&mut r) {
                         return;
                     }
                     let bytes = answer(i + 1);

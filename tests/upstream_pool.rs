@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use common::proxy::{Proxy, exchange};
+use common::proxy::{Proxy, exchange, read_request};
 
 /// What the site saw.
 #[derive(Debug, PartialEq)]
@@ -243,20 +243,7 @@ fn site_failing_the_second_request(
                 let mut w = s.try_clone().unwrap();
                 let mut r = BufReader::new(s);
                 for answered in 0.. {
-                    let mut length = 0usize;
-                    loop {
-                        let mut line = String::new();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
-                    if r.read_exact(&mut vec![0u8; length]).is_err() {
+                    if !read_request(&mut r) {
                         return;
                     }
                     counts.1.fetch_add(1, Ordering::SeqCst);

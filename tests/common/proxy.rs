@@ -631,6 +631,25 @@ pub fn exchange(s: &mut BufReader<TcpStream>, target: &str, host: &str) -> (u16,
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// Reads one request from a site's side of a connection: its head, then a body of its
+/// `Content-Length`. `false` once the connection is closed or broken.
+pub fn read_request(r: &mut impl BufRead) -> bool {
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return false;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    r.read_exact(&mut vec![0u8; length]).is_ok()
+}
+
 /// The status code of an HTTP/1.1 answer's text (`HTTP/1.1 403 Forbidden…`); 0 when it
 /// has none (the connection was closed first).
 pub fn status_of(text: &str) -> u16 {
