@@ -174,27 +174,13 @@ impl Tags {
 
 impl Cx<'_> {
     fn err(&mut self, code: &'static str, key: &str, pos: Pos, msg: String, help: Option<String>) {
-        let file = self.file.clone();
-        self.diags.error(
-            code,
-            &file,
-            pos,
-            Some(key).filter(|k| !k.is_empty()),
-            msg,
-            help,
-        );
+        let key = Some(key).filter(|k| !k.is_empty());
+        self.diags.error(code, &self.file, pos, key, msg, help);
     }
 
     fn warn(&mut self, code: &'static str, key: &str, pos: Pos, msg: String, help: Option<String>) {
-        let file = self.file.clone();
-        self.diags.warning(
-            code,
-            &file,
-            pos,
-            Some(key).filter(|k| !k.is_empty()),
-            msg,
-            help,
-        );
+        let key = Some(key).filter(|k| !k.is_empty());
+        self.diags.warning(code, &self.file, pos, key, msg, help);
     }
 
     /// The whole compile: the document, then each section, then the rules' tag sets
