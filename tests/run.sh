@@ -9,6 +9,18 @@ cd "$(dirname "$0")/.."
 # real browser trusting the test organisation CA), and ChromeDriver to drive it through
 # the unblock flow (WebDriver).
 PACKAGES=(curl ca-certificates openssl chromium chromium-driver libnss3-tools)
+# The identity tests' throw-away directory services (tests/common/{kdc,slapd}.rs), run
+# from temp folders on free loopback ports: the packages' own services (a krb5kdc and
+# kadmind for /etc/krb5kdc, a slapd on port 389) are neither used nor in the way.
+# krb5-kdc: krb5kdc and kdb5_util (a real MIT KDC and its database);
+# krb5-admin-server: kadmin.local (principals, keytabs);
+# krb5-user: kinit, kvno, klist (clients' tickets; curl's Negotiate uses the same library);
+# slapd: slapd and slapadd (a real OpenLDAP directory);
+# ldap-utils: ldapsearch, ldapwhoami (checks that it answers, with StartTLS and LDAPS).
+PACKAGES+=(krb5-kdc krb5-admin-server krb5-user slapd ldap-utils)
+# Build dependencies of the libgssapi crate (Negotiate): the GSS-API headers and library
+# (libkrb5-dev), libclang for its bindgen build script, pkg-config to find them.
+PACKAGES+=(libkrb5-dev libclang-dev pkg-config)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -70,7 +70,9 @@ pub fn shared_ut1() -> Option<std::path::PathBuf> {
     p.is_dir().then_some(p)
 }
 pub mod admin;
+pub mod kdc;
 pub mod proxy;
+pub mod slapd;
 pub mod tls;
 pub mod webdriver;
 pub mod wire;
