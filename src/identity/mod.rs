@@ -3,6 +3,8 @@
 //! [`GroupTable`]; used by the policy stage, never the other way round.
 
 pub mod auth;
+pub mod directory;
+pub mod negotiate;
 pub mod workstation;
 
 use std::collections::HashSet;
