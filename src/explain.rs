@@ -20,6 +20,8 @@ pub struct Query {
     pub target: String,
     pub ip: IpAddr,
     pub user: Option<String>,
+    /// The user's directory groups (normalised DNs, sorted), when the directory was asked.
+    pub directory_groups: Option<Vec<Box<str>>>,
     /// Upper-case method; `CONNECT` explains the tunnel itself.
     pub method: String,
     pub lang: Lang,
@@ -124,6 +126,9 @@ pub struct Explanation {
     pub ip: String,
     pub user: Option<String>,
     pub groups: Vec<String>,
+    /// The directory groups the user is in, when the directory was asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub directory_groups: Option<Vec<String>>,
     pub categories: Vec<Found>,
     pub lists: Vec<Found>,
     /// Inline `domains`/`urls` of rules and `no_inspect.domains` that matched.
@@ -159,7 +164,11 @@ pub fn explain(snap: &Snapshot, q: &Query) -> Result<Explanation, String> {
     let target = parse_target(&q.target)?;
     let policy: &Policy = &snap.policy;
     let cls: &Classifier = &snap.classifier;
-    let who = policy.groups.resolve(q.ip, q.user.as_deref());
+    let who = policy.groups.resolve_with(
+        q.ip,
+        q.user.as_deref(),
+        q.directory_groups.as_deref().unwrap_or_default(),
+    );
 
     // What the proxy would see: over HTTPS, a site that is not inspected is a tunnel
     // (CONNECT, no path); otherwise each request inside is decided with its path.
@@ -256,6 +265,10 @@ pub fn explain(snap: &Snapshot, q: &Query) -> Result<Explanation, String> {
             .names(&who.groups)
             .map(str::to_string)
             .collect(),
+        directory_groups: q
+            .directory_groups
+            .as_ref()
+            .map(|g| g.iter().map(|d| d.to_string()).collect()),
         categories,
         lists,
         sites,
@@ -339,6 +352,17 @@ pub fn render_text(e: &Explanation) -> String {
             e.groups.join(", ")
         }
     );
+    if let Some(d) = &e.directory_groups {
+        let _ = writeln!(
+            s,
+            "Directory    {}",
+            if d.is_empty() {
+                none.to_string()
+            } else {
+                d.join("; ")
+            }
+        );
+    }
     let found = |v: &[Found]| {
         if v.is_empty() {
             return none.to_string();

@@ -2,8 +2,8 @@
 //! reason codes, categories and groups of the policy — never a host, a URL or a user.
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Counter, Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The kinds of request the pipeline records (`kind` label).
@@ -40,6 +40,15 @@ pub struct Metrics {
     pub trace_dropped: IntCounter,
     /// Clients refused for lack of valid proxy credentials.
     pub auth_failures: IntCounter,
+    /// The same by why (`no-credentials`, `basic-invalid`, `negotiate-replay`, …).
+    pub auth_challenges: IntCounterVec,
+    /// The directory: whether its last exchange succeeded, and its counters since start
+    /// (copied from `identity::directory` when scraped).
+    pub directory_up: IntGauge,
+    pub directory_lookups: IntCounter,
+    pub directory_cache_hits: IntCounter,
+    pub directory_failures: IntCounter,
+    pub directory_lookup_seconds: Counter,
     /// Leaf certificates minted since start (read from the CA at scrape time).
     pub tls_leaves_minted: IntGauge,
     /// Leaf certificates in the cache now.
@@ -181,6 +190,62 @@ impl Metrics {
             )
             .unwrap()
         );
+        let auth_challenges = reg!(
+            IntCounterVec::new(
+                Opts::new(
+                    "auth_challenges_total",
+                    "407 answers by why: no-credentials, basic-invalid, unsupported-scheme, \
+                     negotiate-<refusal> (malformed, replay, expired, wrong-service, ntlm, other)"
+                ),
+                &["reason"]
+            )
+            .unwrap()
+        );
+        for r in [
+            "no-credentials",
+            "basic-invalid",
+            "negotiate-malformed",
+            "negotiate-replay",
+            "negotiate-expired",
+            "negotiate-wrong-service",
+        ] {
+            auth_challenges.with_label_values(&[r]);
+        }
+        let directory_up = reg!(
+            IntGauge::new(
+                "directory_up",
+                "1 when the directory's last exchange succeeded (0 also before the first)"
+            )
+            .unwrap()
+        );
+        let directory_lookups = reg!(
+            IntCounter::new(
+                "directory_lookups_total",
+                "Group lookups and password checks sent to the directory"
+            )
+            .unwrap()
+        );
+        let directory_cache_hits = reg!(
+            IntCounter::new(
+                "directory_cache_hits_total",
+                "Directory answers taken from the cache"
+            )
+            .unwrap()
+        );
+        let directory_failures = reg!(
+            IntCounter::new(
+                "directory_failures_total",
+                "Directory lookups that ended in an error"
+            )
+            .unwrap()
+        );
+        let directory_lookup_seconds = reg!(
+            Counter::new(
+                "directory_lookup_seconds_total",
+                "Time spent in directory lookups (divide by directory_lookups_total)"
+            )
+            .unwrap()
+        );
         let tls_leaves_minted = reg!(
             IntGauge::new(
                 "tls_leaves_minted",
@@ -233,6 +298,12 @@ impl Metrics {
             index_bytes,
             trace_dropped,
             auth_failures,
+            auth_challenges,
+            directory_up,
+            directory_lookups,
+            directory_cache_hits,
+            directory_failures,
+            directory_lookup_seconds,
             tls_leaves_minted,
             tls_leaf_cache,
             tunnels_active,
@@ -250,6 +321,26 @@ impl Metrics {
                 .request_duration
                 .with_label_values(&[kind])
                 .observe(seconds),
+        }
+    }
+
+    /// Copies the directory's state and counters (at scrape time).
+    pub fn observe_directory(&self, d: &crate::identity::directory::Directory) {
+        fn catch_up(c: &IntCounter, v: u64) {
+            let now = c.get();
+            if v > now {
+                c.inc_by(v - now);
+            }
+        }
+        let stats = d.stats();
+        self.directory_up.set(i64::from(d.health().up));
+        catch_up(&self.directory_lookups, stats.lookups);
+        catch_up(&self.directory_cache_hits, stats.cache_hits);
+        catch_up(&self.directory_failures, stats.failures);
+        let seconds = self.directory_lookup_seconds.get();
+        if stats.latency_sum_seconds > seconds {
+            self.directory_lookup_seconds
+                .inc_by(stats.latency_sum_seconds - seconds);
         }
     }
 

@@ -23,6 +23,79 @@ pub struct AuthSettings {
     /// Clients here may authenticate; wrong credentials are refused, none is anonymous.
     pub optional: Vec<IpNet>,
     pub realm: String,
+    /// Offer Kerberos single sign-on (`Proxy-Authenticate: Negotiate`); the build needs
+    /// the `kerberos` feature, the process a keytab (`KRB5_KTNAME` or `auth.keytab`).
+    pub negotiate: bool,
+    /// Offer Basic (the users file, and the directory when `basic_directory`).
+    pub basic: bool,
+    /// Check Basic passwords against the directory (a bind as the user) after the
+    /// users file.
+    pub basic_directory: bool,
+    /// How the trace names a Kerberos principal.
+    pub user_name: UserName,
+    /// The service keytab; `None`: `KRB5_KTNAME` or the system's default.
+    pub keytab: Option<PathBuf>,
+}
+
+/// How a Kerberos principal is named in the trace, the Squid log and the groups'
+/// `users`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UserName {
+    /// `alice@MAIRIE.LOCAL`, unique across realms.
+    #[default]
+    Principal,
+    /// `alice`, as the users file and Basic name users.
+    Short,
+}
+
+/// How nested groups are found in the directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Nesting {
+    /// Active Directory: one search, `(member:1.2.840.113556.1.4.1941:=<user dn>)` on
+    /// the `group` objects, gives every group the user is in, directly or not. Checked
+    /// on connection: a directory whose root DSE does not advertise Active Directory
+    /// is refused (elsewhere the filter would silently match nothing).
+    InChain,
+    /// Any directory: the groups whose `member` is the user, then the groups whose
+    /// `member` is one of those, and so on breadth-first, each group once, at most
+    /// `max_depth` levels deep.
+    Walk { max_depth: u32 },
+}
+
+/// The directory (LDAP, Active Directory): where it is, how to reach it, how it is
+/// asked. Used by `identity::directory`.
+#[derive(Clone)]
+pub struct DirectorySettings {
+    /// `ldaps://host[:port]` or `ldap://host[:port]`.
+    pub url: String,
+    /// StartTLS on an `ldap://` URL.
+    pub starttls: bool,
+    /// Lets an `ldap://` URL without StartTLS through: passwords then travel in clear.
+    /// Only for a lab.
+    pub allow_cleartext: bool,
+    /// PEM file of the CA(s) that sign the directory's certificate; the system's roots
+    /// when `None`.
+    pub ca_file: Option<PathBuf>,
+    /// Where users and groups are searched (subtree).
+    pub base_dn: String,
+    /// The service account that searches.
+    pub bind_dn: String,
+    /// Its password (read from a file of mode 0600); never printed.
+    pub bind_password: String,
+    /// Filter that finds a user, `{user}` standing for the name (escaped per RFC 4515).
+    pub user_filter: String,
+    /// `alice@MAIRIE.TEST` (a Kerberos principal) and `MAIRIE\alice` (a Windows
+    /// down-level name) are looked up as `alice`.
+    pub strip_realm: bool,
+    pub kind: Nesting,
+    /// How long a user's groups are fresh.
+    pub group_ttl: Duration,
+    /// The longest a request waits for a user's first group lookup.
+    pub first_wait: Duration,
+    /// The longest one LDAP operation (connection, bind, search) may take.
+    pub timeout: Duration,
+    /// How long a successful password check is remembered.
+    pub bind_cache_ttl: Duration,
 }
 
 /// How a client at an address is treated for authentication.
@@ -141,6 +214,8 @@ pub struct Settings {
     pub internal_domains: Vec<String>,
     pub internal_networks: Vec<IpNet>,
     pub auth: AuthSettings,
+    /// The directory (LDAP, Active Directory) for groups and Basic passwords.
+    pub directory: Option<DirectorySettings>,
     /// `None`: standard output.
     pub trace_path: Option<PathBuf>,
     pub trace_format: String,
@@ -176,7 +251,13 @@ impl Default for Settings {
                 required: Vec::new(),
                 optional: Vec::new(),
                 realm: "charte-proxy".into(),
+                negotiate: false,
+                basic: true,
+                basic_directory: false,
+                user_name: UserName::Principal,
+                keytab: None,
             },
+            directory: None,
             trace_path: Some(data.join("trace.log")),
             trace_format: "json".into(),
             trace_queue: 65_536,

@@ -23,6 +23,7 @@ use crate::action::body::{Body, full};
 use crate::action::bump::Bumper;
 use crate::action::respond::{html, text};
 use crate::identity::auth::UsersFile;
+use crate::identity::directory::Directory;
 use crate::metrics::Metrics;
 use crate::pages::admin::{self as pages, Flash, Pending};
 use crate::pages::{self as block_page, render_admin_page};
@@ -53,6 +54,8 @@ pub struct AdminState {
     pub admins_file: PathBuf,
     /// One login verification (Argon2) at a time.
     hashing: tokio::sync::Semaphore,
+    /// The directory, when one is configured (its state on `/health` and `/metrics`).
+    pub directory: Option<Arc<Directory>>,
 }
 
 impl AdminState {
@@ -73,6 +76,7 @@ impl AdminState {
             sessions: Sessions::default(),
             admins_file,
             hashing: tokio::sync::Semaphore::new(1),
+            directory: None,
         }
     }
 }
@@ -669,6 +673,9 @@ fn metrics(st: &AdminState) -> Response<Body> {
             .tls_leaf_cache
             .set(i64::try_from(leaves.cached()).unwrap_or(i64::MAX));
     }
+    if let Some(d) = &st.directory {
+        st.metrics.observe_directory(d);
+    }
     let mut r = Response::new(full(st.metrics.render()));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -690,6 +697,14 @@ fn health(st: &AdminState) -> Response<Body> {
         "stale": status.stale,
         "last_error": status.last_error,
         "tunnels": st.tunnels.active(),
+        "directory": st.directory.as_ref().map(|d| {
+            let h = d.health();
+            serde_json::json!({
+                "up": h.up,
+                "last_error": h.last_error,
+                "since": httpdate::fmt_http_date(h.last_change),
+            })
+        }),
     });
     let mut r = Response::new(full(
         serde_json::to_string_pretty(&body).unwrap_or_default() + "\n",

@@ -73,6 +73,9 @@ pub enum Command {
         /// Treat warnings as errors (exit 2 if there is any).
         #[arg(long)]
         deny_warnings: bool,
+        /// Also check this server file (listeners, authentication, the directory).
+        #[arg(long, short = 'c', env = "CHARTE_CONFIG", value_name = "FILE")]
+        config: Option<std::path::PathBuf>,
     },
     /// Show what the policy decides for a client and a target, and why.
     Explain(ExplainArgs),
@@ -150,7 +153,8 @@ pub fn run(cli: Cli) -> ExitCode {
             policy,
             quiet,
             deny_warnings,
-        } => policy::check(&policy.policy, quiet, deny_warnings),
+            config,
+        } => policy::check(&policy.policy, config.as_deref(), quiet, deny_warnings),
         Command::Explain(args) => policy::explain_cmd(args),
         Command::Categories(CategoriesCmd::Import { source, dest }) => {
             categories::import(&source, &dest)

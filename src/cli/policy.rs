@@ -22,9 +22,16 @@ pub struct ExplainArgs {
     /// Client address (decides the groups from `networks`).
     #[arg(long, default_value = "10.0.0.1", value_name = "ADDR")]
     pub ip: IpAddr,
-    /// Authenticated user name (decides the groups from `users`).
+    /// Authenticated user name (decides the groups from `users`, and from the directory
+    /// when the server file names one).
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
+    /// The server file: its `directory` gives the user's directory groups.
+    #[arg(long, short = 'c', env = "CHARTE_CONFIG", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Do not ask the directory (only the policy's networks and users).
+    #[arg(long)]
+    pub offline: bool,
     /// HTTP method of the request; CONNECT explains the tunnel itself.
     #[arg(long, short = 'm', default_value = "GET", value_name = "M")]
     pub method: String,
@@ -45,11 +52,23 @@ pub enum LangArg {
     En,
 }
 
-pub(super) fn check(policy: &Path, quiet: bool, deny_warnings: bool) -> anyhow::Result<ExitCode> {
+pub(super) fn check(
+    policy: &Path,
+    config: Option<&Path>,
+    quiet: bool,
+    deny_warnings: bool,
+) -> anyhow::Result<ExitCode> {
+    let server = config.map(|c| crate::config::server::load(Some(c)));
+    if let Some(Err(d)) = &server {
+        print_diags(d);
+    }
     let snap = match load_or_report(policy) {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
+    if let Some(Err(_)) = server {
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
     print_diags(&snap.warnings);
     let warnings = snap
         .warnings
@@ -189,15 +208,60 @@ pub fn summary(snap: &Snapshot) -> String {
     s
 }
 
+/// The user's directory groups, asked of the directory the server file names (`None`:
+/// no user, no directory, `--offline`, or no answer, which is said on stderr).
+fn directory_groups(a: &ExplainArgs) -> Result<Option<Vec<Box<str>>>, ExitCode> {
+    let (Some(user), Some(config), false) = (&a.user, &a.config, a.offline) else {
+        return Ok(None);
+    };
+    let settings = match crate::config::server::load(Some(config)) {
+        Ok(s) => s,
+        Err(d) => {
+            print_diags(&d);
+            return Err(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    let Some(d) = settings.directory else {
+        return Ok(None);
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|_| ExitCode::FAILURE)?;
+    let answer = rt.block_on(async {
+        let dir = crate::identity::directory::Directory::new(d)?;
+        // `explain` waits for the answer (a request would not, past `first_wait`).
+        dir.probe().await?;
+        match dir.groups(user).await {
+            crate::identity::directory::Groups::Known(g) => Ok(g.to_vec()),
+            crate::identity::directory::Groups::Unavailable(e) => Err(e),
+        }
+    });
+    match answer {
+        Ok(g) => Ok(Some(g)),
+        Err(e) => {
+            eprintln!(
+                "warning: the directory did not answer ({e}): groups from networks and users only"
+            );
+            Ok(None)
+        }
+    }
+}
+
 pub(super) fn explain_cmd(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     let snap = match load_or_report(&a.policy.policy) {
         Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let directory_groups = match directory_groups(&a) {
+        Ok(g) => g,
         Err(code) => return Ok(code),
     };
     let q = Query {
         target: a.target.clone(),
         ip: a.ip,
         user: a.user.clone(),
+        directory_groups,
         method: a.method.to_ascii_uppercase(),
         lang: match a.lang {
             LangArg::Fr => Lang::Fr,

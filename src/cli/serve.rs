@@ -145,6 +145,12 @@ pub(super) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
     };
+    if let Some(k) = &cfg.auth.keytab {
+        // SAFETY: no other thread runs yet (the runtimes are built below), so nothing
+        // reads the environment while it changes. MIT Kerberos reads the acceptor's
+        // keytab from KRB5_KTNAME.
+        unsafe { std::env::set_var("KRB5_KTNAME", format!("FILE:{}", k.display())) };
+    }
     // The main runtime accepts connections and runs the trace writer, the portal and
     // the admin pages; proxy connections are served by the worker threads
     // (`server::workers`).

@@ -26,6 +26,10 @@ pub struct RawGroup {
     pub networks: Vec<String>,
     #[serde(default)]
     pub users: Vec<String>,
+    /// Directory (LDAP, Active Directory) groups whose members, nested ones included,
+    /// are in this group: distinguished names.
+    #[serde(default)]
+    pub directory: Vec<String>,
     /// `false`: never decrypt this group's traffic.
     #[serde(default = "yes")]
     pub inspect: bool,

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::diag::{Diags, Pos};
 use super::positions::Positions;
-use crate::settings::{Limits, Settings};
+use crate::settings::{DirectorySettings, Limits, Nesting, Settings, UserName};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +31,7 @@ pub struct RawServer {
     pub hosts: Option<BTreeMap<String, IpAddr>>,
     pub internal: Option<RawInternal>,
     pub auth: Option<RawAuth>,
+    pub directory: Option<RawDirectory>,
     pub trace: Option<RawTrace>,
     pub reverse_dns: Option<bool>,
     pub shutdown_grace_seconds: Option<u64>,
@@ -103,6 +104,41 @@ pub struct RawAuth {
     #[serde(default)]
     pub optional: Vec<IpNet>,
     pub realm: Option<String>,
+    /// Offer Kerberos single sign-on (Negotiate); needs a build with `kerberos`.
+    pub negotiate: Option<bool>,
+    /// Offer Basic (default: yes).
+    pub basic: Option<bool>,
+    /// The service keytab (`HTTP/proxy.fqdn@REALM`, several principals allowed); else
+    /// `KRB5_KTNAME` or the system's default keytab.
+    pub keytab: Option<PathBuf>,
+    /// `principal` (`alice@MAIRIE.LOCAL`, the default) or `short` (`alice`).
+    pub user_name: Option<String>,
+}
+
+/// `directory:`: the LDAP / Active Directory server for groups and Basic passwords.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDirectory {
+    pub url: String,
+    #[serde(default)]
+    pub starttls: bool,
+    #[serde(default)]
+    pub allow_cleartext: bool,
+    pub ca_file: Option<PathBuf>,
+    pub base_dn: String,
+    pub bind_dn: String,
+    /// A file (mode 0600) holding the service account's password.
+    pub bind_password_file: PathBuf,
+    pub user_filter: Option<String>,
+    /// `active-directory` (nested groups in one search, the default) or `walk`.
+    pub nesting: Option<String>,
+    pub group_ttl_seconds: Option<u64>,
+    pub first_wait_milliseconds: Option<u64>,
+    pub timeout_seconds: Option<u64>,
+    /// Check Basic passwords with a bind as the user (default: yes).
+    pub basic: Option<bool>,
+    /// Look up `alice@REALM` and `REALM\alice` as `alice` (default: yes).
+    pub strip_realm: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -145,6 +181,9 @@ pub fn load(path: Option<&Path>) -> Result<Settings, Diags> {
     );
     if let Some(a) = raw.auth.take() {
         file.auth(&mut cfg, a);
+    }
+    if let Some(d) = raw.directory.take() {
+        file.directory(&mut cfg, d);
     }
     if let Some(t) = raw.trace.take() {
         file.trace(&mut cfg, t);
@@ -293,7 +332,7 @@ impl File<'_> {
     }
 
     /// `auth`: the users file and where authentication applies.
-    fn auth(&self, cfg: &mut Settings, a: RawAuth) {
+    fn auth(&mut self, cfg: &mut Settings, a: RawAuth) {
         if let Some(f) = a.users_file {
             cfg.auth.users_file = self.rel(f);
         }
@@ -302,6 +341,139 @@ impl File<'_> {
         if let Some(r) = a.realm {
             cfg.auth.realm = r;
         }
+        cfg.auth.negotiate = a.negotiate.unwrap_or(false);
+        if cfg.auth.negotiate && !cfg!(feature = "kerberos") {
+            let pos = self.pos.value("auth.negotiate");
+            self.invalid(
+                pos,
+                "auth.negotiate",
+                "this build has no Kerberos (it was built without the `kerberos` feature)".into(),
+                Some("use the Docker image or the service build, or `cargo build --release --features kerberos`"),
+            );
+        }
+        cfg.auth.basic = a.basic.unwrap_or(true);
+        cfg.auth.keytab = a.keytab.map(|k| self.rel(k));
+        if let Some(k) = &cfg.auth.keytab
+            && !k.is_file()
+        {
+            let pos = self.pos.value("auth.keytab");
+            self.invalid(
+                pos,
+                "auth.keytab",
+                format!("no keytab at {}", k.display()),
+                Some("make it with ktpass (Active Directory) or kadmin's ktadd, mode 0600, owned by the proxy's user"),
+            );
+        }
+        match a.user_name.as_deref() {
+            None | Some("principal") => cfg.auth.user_name = UserName::Principal,
+            Some("short") => cfg.auth.user_name = UserName::Short,
+            Some(other) => {
+                let pos = self.pos.value("auth.user_name");
+                self.invalid(
+                    pos,
+                    "auth.user_name",
+                    format!("unknown user name form {other:?}"),
+                    Some("use `principal` (alice@MAIRIE.LOCAL) or `short` (alice)"),
+                );
+            }
+        }
+    }
+
+    /// `directory`: checked here as far as can be without asking the server (URL,
+    /// DNs, the password file and its mode); `check` and `serve` report it all at once.
+    fn directory(&mut self, cfg: &mut Settings, d: RawDirectory) {
+        let tls = d.url.starts_with("ldaps://");
+        if !tls && !d.url.starts_with("ldap://") {
+            let pos = self.pos.value("directory.url");
+            self.invalid(
+                pos,
+                "directory.url",
+                format!("not an LDAP URL: {:?}", d.url),
+                Some("write ldaps://dc1.mairie.local or ldap://dc1.mairie.local with `starttls: true`"),
+            );
+        } else if !tls && !d.starttls && !d.allow_cleartext {
+            let pos = self.pos.value("directory.url");
+            self.invalid(
+                pos,
+                "directory.url",
+                "passwords would travel in clear: ldap:// without StartTLS".into(),
+                Some("use ldaps://, or `starttls: true`; `allow_cleartext: true` only for a lab"),
+            );
+        }
+        for (key, dn) in [
+            ("directory.base_dn", &d.base_dn),
+            ("directory.bind_dn", &d.bind_dn),
+        ] {
+            if crate::identity::directory::normalize_dn(dn).is_none() {
+                let pos = self.pos.value(key);
+                self.invalid(
+                    pos,
+                    key,
+                    format!("not a distinguished name: {dn:?}"),
+                    Some("like DC=mairie,DC=local or CN=svc-proxy,OU=Services,DC=mairie,DC=local"),
+                );
+            }
+        }
+        let password_file = self.rel(d.bind_password_file);
+        let bind_password = match crate::identity::directory::read_secret_file(&password_file) {
+            Ok(p) => p,
+            Err(e) => {
+                let pos = self.pos.value("directory.bind_password_file");
+                self.invalid(
+                    pos,
+                    "directory.bind_password_file",
+                    e.to_string(),
+                    Some("one line with the service account's password, mode 0600, owned by the proxy's user"),
+                );
+                String::new()
+            }
+        };
+        let kind = match d.nesting.as_deref() {
+            None | Some("active-directory") => Nesting::InChain,
+            Some("walk") => Nesting::Walk {
+                max_depth: crate::identity::directory::DEFAULT_WALK_DEPTH,
+            },
+            Some(other) => {
+                let pos = self.pos.value("directory.nesting");
+                self.invalid(
+                    pos,
+                    "directory.nesting",
+                    format!("unknown nesting {other:?}"),
+                    Some("use `active-directory` (one search, LDAP_MATCHING_RULE_IN_CHAIN) or `walk` (OpenLDAP: member, group by group)"),
+                );
+                Nesting::InChain
+            }
+        };
+        let user_filter = d
+            .user_filter
+            .unwrap_or_else(|| crate::identity::directory::DEFAULT_USER_FILTER.into());
+        if !user_filter.contains("{user}") {
+            let pos = self.pos.value("directory.user_filter");
+            self.invalid(
+                pos,
+                "directory.user_filter",
+                format!("the filter {user_filter:?} does not name `{{user}}`"),
+                Some("like (sAMAccountName={user})"),
+            );
+        }
+        let secs = |v: Option<u64>, default: u64| Duration::from_secs(v.unwrap_or(default));
+        cfg.auth.basic_directory = d.basic.unwrap_or(true);
+        cfg.directory = Some(DirectorySettings {
+            url: d.url,
+            starttls: d.starttls,
+            allow_cleartext: d.allow_cleartext,
+            ca_file: d.ca_file.map(|f| self.rel(f)),
+            base_dn: d.base_dn,
+            bind_dn: d.bind_dn,
+            bind_password,
+            user_filter,
+            strip_realm: d.strip_realm.unwrap_or(true),
+            kind,
+            group_ttl: secs(d.group_ttl_seconds, 300),
+            first_wait: Duration::from_millis(d.first_wait_milliseconds.unwrap_or(2000)),
+            timeout: secs(d.timeout_seconds, 5),
+            bind_cache_ttl: Duration::from_secs(60),
+        });
     }
 
     /// `trace`: where (`-`: standard output), in which format, with how long a queue.

@@ -326,7 +326,9 @@ pub fn parse_basic(value: &[u8]) -> Option<(String, String)> {
     }
     let value = value.trim_ascii();
     let (scheme, rest) = value.split_at_checked(5)?;
-    if !scheme.eq_ignore_ascii_case(b"basic") || !rest.first()?.is_ascii_whitespace() {
+    // `Basic`, then a space or a tab (RFC 9110 §11.4 asks for spaces; a tab is taken, as
+    // `negotiate::scheme_of` takes it): the same reading of the scheme everywhere.
+    if !scheme.eq_ignore_ascii_case(b"basic") || !matches!(rest.first()?, b' ' | b'\t') {
         return None;
     }
     let decoded = base64::engine::general_purpose::STANDARD_PAD_INDIFFERENT

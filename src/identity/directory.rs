@@ -92,54 +92,9 @@ const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Longest user name looked up; longer ones are nobody.
 const MAX_USER_LEN: usize = 256;
 
-/// How nested groups are found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Nesting {
-    /// Active Directory: one search, `(member:1.2.840.113556.1.4.1941:=<user dn>)` on
-    /// the `group` objects, gives every group the user is in, directly or not. Checked
-    /// on connection: a directory whose root DSE does not advertise Active Directory
-    /// is refused (elsewhere the filter would silently match nothing).
-    InChain,
-    /// Any directory: the groups whose `member` is the user, then the groups whose
-    /// `member` is one of those, and so on breadth-first, each group once, at most
-    /// `max_depth` levels deep.
-    Walk { max_depth: u32 },
-}
-
-/// What the configuration says about the directory (built by `config`).
-#[derive(Clone)]
-pub struct DirectorySettings {
-    /// `ldaps://host[:port]` or `ldap://host[:port]`.
-    pub url: String,
-    /// StartTLS on an `ldap://` URL.
-    pub starttls: bool,
-    /// Lets an `ldap://` URL without StartTLS through: passwords then travel in clear.
-    /// Only for a lab.
-    pub allow_cleartext: bool,
-    /// PEM file of the CA(s) that sign the directory's certificate; the system's roots
-    /// when `None`.
-    pub ca_file: Option<PathBuf>,
-    /// Where users and groups are searched (subtree).
-    pub base_dn: String,
-    /// The service account that searches.
-    pub bind_dn: String,
-    /// Its password (see [`read_secret_file`]); never printed.
-    pub bind_password: String,
-    /// Filter that finds a user, `{user}` standing for the name (escaped per RFC 4515).
-    pub user_filter: String,
-    /// `alice@MAIRIE.TEST` (a Kerberos principal) and `MAIRIE\alice` (a Windows
-    /// down-level name) are looked up as `alice`.
-    pub strip_realm: bool,
-    pub kind: Nesting,
-    /// How long a user's groups are fresh.
-    pub group_ttl: Duration,
-    /// The longest a request waits for a user's first group lookup.
-    pub first_wait: Duration,
-    /// The longest one LDAP operation (connection, bind, search) may take.
-    pub timeout: Duration,
-    /// How long a successful password check is remembered.
-    pub bind_cache_ttl: Duration,
-}
+// The settings are plain data, resolved by `config` into `crate::settings` (which the
+// request path reads); their defaults and checks are here.
+pub use crate::settings::{DirectorySettings, Nesting};
 
 impl fmt::Debug for DirectorySettings {
     /// Everything but the password.

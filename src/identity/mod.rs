@@ -78,6 +78,9 @@ pub struct Group {
     pub description: Option<Box<str>>,
     pub networks: Vec<IpNet>,
     pub users: HashSet<Box<str>>,
+    /// Directory groups whose members are in this group: DNs normalised by
+    /// [`directory::normalize_dn`], nested membership included (the directory's answer).
+    pub directory: Vec<Box<str>>,
     /// `false`: traffic of this group's members is never decrypted (guest devices that
     /// do not trust the organisation's CA, for instance).
     pub inspect: bool,
@@ -101,13 +104,28 @@ pub struct Identity {
 impl GroupTable {
     /// The identity of a client at `addr`, authenticated as `user` if any.
     pub fn resolve(&self, addr: IpAddr, user: Option<&str>) -> Identity {
+        self.resolve_with(addr, user, &[])
+    }
+
+    /// The same, with the directory groups the user is in (normalised DNs, sorted, as
+    /// [`directory::Groups::Known`] gives them).
+    pub fn resolve_with(
+        &self,
+        addr: IpAddr,
+        user: Option<&str>,
+        directory: &[Box<str>],
+    ) -> Identity {
         // An IPv4 client seen through an IPv6 socket (::ffff:a.b.c.d) is the IPv4 client.
         let addr = addr.to_canonical();
         let mut groups = GroupSet::EMPTY;
         for (i, g) in self.groups.iter().enumerate() {
             let by_net = g.networks.iter().any(|n| n.contains(&addr));
             let by_user = user.is_some_and(|u| g.users.contains(u));
-            if by_net || by_user {
+            let by_directory = !directory.is_empty()
+                && g.directory
+                    .iter()
+                    .any(|dn| directory.binary_search(dn).is_ok());
+            if by_net || by_user || by_directory {
                 groups.insert(i as GroupId);
             }
         }
@@ -116,6 +134,12 @@ impl GroupTable {
             user: user.map(Into::into),
             groups,
         }
+    }
+
+    /// Whether a group of the policy names directory groups (a directory lookup can
+    /// change a client's groups).
+    pub fn uses_directory(&self) -> bool {
+        self.groups.iter().any(|g| !g.directory.is_empty())
     }
 
     pub fn id(&self, name: &str) -> Option<GroupId> {
@@ -156,6 +180,7 @@ mod tests {
             description: None,
             networks: nets.iter().map(|n| n.parse().unwrap()).collect(),
             users: users.iter().map(|u| (*u).into()).collect(),
+            directory: Vec::new(),
             inspect,
         };
         GroupTable {
@@ -179,6 +204,25 @@ mod tests {
         );
         let id = t.resolve("172.16.0.1".parse().unwrap(), None);
         assert!(id.groups.is_empty());
+    }
+
+    #[test]
+    fn directory_groups_add_to_address_and_user() {
+        let mut t = table();
+        t.groups[1].directory =
+            vec!["cn=gg-internet-communication,ou=groupes,dc=mairie,dc=test".into()];
+        assert!(t.uses_directory());
+        let dns: Vec<Box<str>> = vec![
+            "cn=gg-com-nested,ou=groupes,dc=mairie,dc=test".into(),
+            "cn=gg-internet-communication,ou=groupes,dc=mairie,dc=test".into(),
+        ];
+        let id = t.resolve_with("10.1.2.3".parse().unwrap(), Some("bob"), &dns);
+        assert_eq!(
+            t.names(&id.groups).collect::<Vec<_>>(),
+            ["agents", "communication"]
+        );
+        let id = t.resolve_with("10.1.2.3".parse().unwrap(), Some("bob"), &dns[..1]);
+        assert_eq!(t.names(&id.groups).collect::<Vec<_>>(), ["agents"]);
     }
 
     #[test]

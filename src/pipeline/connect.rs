@@ -334,12 +334,17 @@ async fn bumped_request(
             .and_then(|v| v.to_str().ok()),
     );
     let mut cx = Ctx::new(&st, t.peer, req.method(), "https", lang);
-    let who = cx
-        .snap
-        .policy
-        .groups
-        .resolve(cx.rec.client, t.user.as_deref());
+    let (who, note) = super::identify::groups(
+        &st,
+        &cx.snap.policy.groups,
+        cx.rec.client,
+        t.user.as_deref(),
+    )
+    .await;
     cx.identify(&who);
+    if let Some(n) = note {
+        cx.rec.error = Some(n.into());
+    }
     let head = crate::head::request_head_size(&req);
     if head > st.cfg.limits.max_head_bytes {
         cx.rec.host = t.host.as_str().into();

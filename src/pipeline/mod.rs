@@ -4,6 +4,7 @@
 //! Tunnels (CONNECT, TLS inspection) are in [`connect`].
 
 mod connect;
+pub mod identify;
 mod refuse;
 
 pub use refuse::head_too_large;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use http::header::{self, HeaderValue};
+use http::header;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
@@ -31,13 +32,14 @@ use crate::action::tunnel;
 use crate::audit::{AuditSink, Outcome, Record, Scheme};
 use crate::classify::{Classification, Host, TagKind};
 use crate::identity::Identity;
-use crate::identity::auth::{AuthOutcome, Authenticator};
+use crate::identity::auth::Authenticator;
+use crate::identity::directory::Directory;
 use crate::identity::workstation::Workstations;
 use crate::metrics::Metrics;
 use crate::pages::{self as block_page};
 use crate::per_worker::PerWorker;
 use crate::policy::{Decision, Inspection, Lang, Reason, ReasonCode, RequestFacts, Verdict};
-use crate::settings::{AuthMode, Settings};
+use crate::settings::Settings;
 use crate::snapshot::{Live, Snapshot};
 use crate::tracker::Tracker;
 use crate::unblock::UnblockService;
@@ -49,8 +51,13 @@ pub struct ProxyState {
     pub live: Arc<Live>,
     pub metrics: Arc<Metrics>,
     pub audit: AuditSink,
-    /// `None` when authentication is off everywhere.
+    /// The users file; `None` when authentication is off everywhere.
     pub auth: Option<Arc<Authenticator>>,
+    /// The directory, for groups and Basic passwords; `None` when none is configured.
+    pub directory: Option<Arc<Directory>>,
+    /// Kerberos single sign-on; `None` when Negotiate is not offered.
+    #[cfg(feature = "kerberos")]
+    pub negotiate: Option<Arc<crate::identity::negotiate::Acceptor>>,
     pub workstations: Workstations,
     /// One pool of plain-HTTP site connections per worker thread.
     pub upstream: PerWorker<Pool>,
@@ -203,9 +210,11 @@ impl Ctx {
     }
 }
 
-/// Entry point for every request on the proxy listener.
+/// Entry point for every request on the proxy listener; `conn`: what the request's
+/// connection has proved.
 pub async fn handle(
     st: Arc<ProxyState>,
+    conn: Arc<identify::ConnIdentity>,
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
@@ -229,48 +238,74 @@ pub async fn handle(
     let mut cx = Ctx::new(&st, peer, req.method(), kind, lang);
 
     // Identity.
-    let user = match authenticate(&st, cx.rec.client, &req).await {
-        Ok(u) => u,
-        Err(()) => {
-            cx.refused(ReasonCode::AuthRequired);
-            st.metrics.auth_failures.inc();
-            let reason = cx
-                .snap
-                .policy
-                .reason_text(&Reason::new(ReasonCode::AuthRequired, None), lang)
-                .into_owned();
-            let mut res = text(
-                StatusCode::PROXY_AUTHENTICATION_REQUIRED,
-                format!("{reason}\n"),
-            );
-            let challenge = format!(
-                "Basic realm=\"{}\", charset=\"UTF-8\"",
-                st.cfg.auth.realm.replace('"', "")
-            );
-            if let Ok(v) = HeaderValue::from_str(&challenge) {
-                res.headers_mut().insert(header::PROXY_AUTHENTICATE, v);
-            }
-            reason_header(&mut res, ReasonCode::AuthRequired, None);
-            cx.finish(407, 0, 0, None);
-            return Ok(res);
-        }
+    let proved = match identify::authenticate(&st, &conn, cx.rec.client, req.headers()).await {
+        Ok(p) => p,
+        Err(why) => return Ok(challenge(cx, &req, why)),
     };
-    let who = cx
-        .snap
-        .policy
-        .groups
-        .resolve(cx.rec.client, user.as_deref());
+    let (who, note) = identify::groups(
+        &st,
+        &cx.snap.policy.groups,
+        cx.rec.client,
+        proved.user.as_deref(),
+    )
+    .await;
     cx.identify(&who);
+    if let Some(n) = note {
+        cx.rec.error = Some(n.into());
+    }
 
     if seen_by_us(req.headers()) {
         return Ok(refuse::loop_detected(cx));
     }
 
-    if kind == "connect" {
-        Ok(connect::connect(cx, who, req).await)
+    let mut res = if kind == "connect" {
+        connect::connect(cx, who, req).await
     } else {
-        Ok(http(cx, who, req).await)
+        http(cx, who, req).await
+    };
+    if let Some(reply) = proved.reply {
+        // Negotiate's last leg (mutual authentication), on the first answer.
+        res.headers_mut().insert(header::PROXY_AUTHENTICATE, reply);
     }
+    Ok(res)
+}
+
+/// 407: the client must (again) prove who it is. The record names the site asked for
+/// and why (`no-credentials`, a refused token's code…).
+fn challenge(
+    mut cx: Box<Ctx>,
+    req: &Request<Incoming>,
+    why: identify::Challenge,
+) -> Response<Body> {
+    let st = cx.st.clone();
+    if let Some(a) = req.uri().authority() {
+        cx.rec.host = a.host().into();
+        cx.rec.port = a
+            .port_u16()
+            .unwrap_or(if cx.kind == "connect" { 443 } else { 80 });
+    }
+    cx.refused(ReasonCode::AuthRequired);
+    cx.rec.error = Some(why.code().into());
+    st.metrics.auth_failures.inc();
+    st.metrics
+        .auth_challenges
+        .with_label_values(&[why.label()])
+        .inc();
+    let reason = cx
+        .snap
+        .policy
+        .reason_text(&Reason::new(ReasonCode::AuthRequired, None), cx.lang)
+        .into_owned();
+    let mut res = text(
+        StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+        format!("{reason}\n"),
+    );
+    for v in identify::challenges(&st) {
+        res.headers_mut().append(header::PROXY_AUTHENTICATE, v);
+    }
+    reason_header(&mut res, ReasonCode::AuthRequired, None);
+    cx.finish(407, 0, 0, None);
+    res
 }
 
 /// Whether an approved unblock request opens `host` for this client now.
@@ -288,30 +323,6 @@ fn approved(st: &ProxyState, snap: &Snapshot, who: &Identity, host: &Host) -> bo
         &in_group,
         approvals::now(),
     )
-}
-
-/// `Ok(user)` when the client may go on (authenticated or anonymous where allowed).
-async fn authenticate(
-    st: &ProxyState,
-    client: std::net::IpAddr,
-    req: &Request<Incoming>,
-) -> Result<Option<Arc<str>>, ()> {
-    let Some(auth) = &st.auth else {
-        return Ok(None);
-    };
-    let mode = st.cfg.auth.mode(client);
-    if mode == AuthMode::Off {
-        return Ok(None);
-    }
-    let header = req
-        .headers()
-        .get(header::PROXY_AUTHORIZATION)
-        .map(HeaderValue::as_bytes);
-    match (auth.check(header).await, mode) {
-        (AuthOutcome::Authenticated(u), _) => Ok(Some(u)),
-        (AuthOutcome::Missing, AuthMode::Optional) => Ok(None),
-        _ => Err(()),
-    }
 }
 
 /// Where a request goes: from an absolute URI (plain HTTP) or from the tunnel it came in

@@ -30,10 +30,12 @@ use crate::action::pool::Pool;
 use crate::admin::AdminState;
 use crate::audit::{AuditWriter, Destination, Format};
 use crate::identity::auth::{Authenticator, UsersFile};
+use crate::identity::directory::Directory;
 use crate::identity::workstation::Workstations;
 use crate::metrics::Metrics;
 use crate::per_worker::PerWorker;
 use crate::pipeline::ProxyState;
+use crate::pipeline::identify::ConnIdentity;
 use crate::portal::PortalState;
 use crate::settings::{Limits, Settings};
 use crate::snapshot::{Live, Snapshot};
@@ -71,8 +73,18 @@ pub async fn serve(mut cfg: Settings) -> anyhow::Result<()> {
     );
     let bumper = load_bumper(&cfg, dialer.clone(), n_workers)?;
     let unblock = open_unblock(&cfg)?;
+    let directory = open_directory(&cfg)?;
     let _unblock_sync = tokio::spawn(unblock_sync(unblock.clone()));
     let tunnels = Tracker::default();
+    let mut admin = AdminState::new(
+        live.clone(),
+        unblock.clone(),
+        metrics.clone(),
+        tunnels.clone(),
+        bumper.clone(),
+        cfg.data_dir.join("admins"),
+    );
+    admin.directory = directory.clone();
     let states = States {
         proxy: Arc::new(ProxyState {
             bumper: bumper.clone(),
@@ -86,6 +98,9 @@ pub async fn serve(mut cfg: Settings) -> anyhow::Result<()> {
             metrics: metrics.clone(),
             audit,
             auth,
+            directory: directory.clone(),
+            #[cfg(feature = "kerberos")]
+            negotiate: open_negotiate(&cfg)?,
             workstations: Workstations::new(cfg.reverse_dns, Duration::from_secs(600)),
             token_key: token_key.clone(),
             tunnels: tunnels.clone(),
@@ -97,14 +112,7 @@ pub async fn serve(mut cfg: Settings) -> anyhow::Result<()> {
             unblock: unblock.clone(),
             token_key,
         }),
-        admin: Arc::new(AdminState::new(
-            live.clone(),
-            unblock,
-            metrics.clone(),
-            tunnels,
-            bumper.clone(),
-            cfg.data_dir.join("admins"),
-        )),
+        admin: Arc::new(admin),
     };
     let _watcher = watch_policy(&cfg, &live);
 
@@ -165,6 +173,42 @@ struct Data {
     token_key: Arc<[u8]>,
     /// The users of proxy authentication; `None` when it is off everywhere.
     auth: Option<Arc<Authenticator>>,
+}
+
+/// The directory when one is configured: its client is set up now (TLS roots read), and
+/// its first connection is tried in the background, so that a directory that is down
+/// does not keep the proxy from starting (the policy's network groups apply meanwhile).
+fn open_directory(cfg: &Settings) -> anyhow::Result<Option<Arc<Directory>>> {
+    let Some(d) = &cfg.directory else {
+        return Ok(None);
+    };
+    let dir = Directory::new(d.clone())
+        .map_err(|e| anyhow::anyhow!(ConfigError(format!("directory: {e}"))))?;
+    let dir = Arc::new(dir);
+    let probe = dir.clone();
+    tokio::spawn(async move {
+        match probe.probe().await {
+            Ok(()) => tracing::info!("directory reachable"),
+            Err(e) => {
+                tracing::warn!(error = %e, "directory unreachable at start; network groups apply until it answers")
+            }
+        }
+    });
+    Ok(Some(dir))
+}
+
+/// The Kerberos acceptor when Negotiate is offered: a missing or empty keytab stops the
+/// start, naming it.
+#[cfg(feature = "kerberos")]
+fn open_negotiate(
+    cfg: &Settings,
+) -> anyhow::Result<Option<Arc<crate::identity::negotiate::Acceptor>>> {
+    if !cfg.auth.negotiate {
+        return Ok(None);
+    }
+    let acceptor = crate::identity::negotiate::Acceptor::new()
+        .map_err(|e| anyhow::anyhow!(ConfigError(format!("Kerberos: {e}"))))?;
+    Ok(Some(Arc::new(acceptor)))
 }
 
 /// The three listeners, bound.
@@ -309,7 +353,7 @@ async fn run_listeners(
         Some(pool.clone()),
         metrics.clone(),
         stop.clone(),
-        move |peer, req| crate::pipeline::handle(st.clone(), peer, req),
+        move |conn, peer, req| crate::pipeline::handle(st.clone(), conn, peer, req),
     ));
     let st = states.portal.clone();
     let (max_head, lv) = (cfg.limits.max_head_bytes, live.clone());
@@ -319,7 +363,7 @@ async fn run_listeners(
         None,
         metrics.clone(),
         stop.clone(),
-        move |peer, req| {
+        move |_, peer, req| {
             let st = st.clone();
             head_limited(max_head, lv.clone(), req, move |req| {
                 crate::portal::portal(st, peer, req)
@@ -334,7 +378,7 @@ async fn run_listeners(
         None,
         metrics.clone(),
         stop,
-        move |peer, req| {
+        move |_, peer, req| {
             let st = st.clone();
             head_limited(max_head, lv.clone(), req, move |req| {
                 crate::admin::handle(st, peer, req)
@@ -594,7 +638,7 @@ async fn accept_loop<F, Fut>(
     mut stop: watch::Receiver<bool>,
     handler: F,
 ) where
-    F: Fn(SocketAddr, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Arc<ConnIdentity>, SocketAddr, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<Body>, std::convert::Infallible>> + Send + 'static,
 {
     let Listening {
@@ -647,7 +691,9 @@ async fn accept_loop<F, Fut>(
                 gauge.inc();
                 let serve = move |stream: tokio::net::TcpStream| async move {
                     let _guard = guard;
-                    let svc = service_fn(move |req| h(peer, req));
+                    // What the connection proves (Negotiate) lasts as long as it.
+                    let conn_identity = Arc::new(ConnIdentity::default());
+                    let svc = service_fn(move |req| h(conn_identity.clone(), peer, req));
                     let conn = hyper::server::conn::http1::Builder::new()
                         .preserve_header_case(true)
                         .timer(hyper_util::rt::TokioTimer::new())

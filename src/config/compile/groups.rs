@@ -1,6 +1,7 @@
-//! `groups`: who is in each group (networks, users), checked.
+//! `groups`: who is in each group (networks, users, directory groups), checked.
 
 use crate::config::raw::RawGroup;
+use crate::identity::directory::normalize_dn;
 use crate::identity::{Group, GroupTable, MAX_GROUPS};
 
 use super::{Cx, parse_net};
@@ -36,7 +37,8 @@ impl Cx<'_> {
                     }
                 }
             }
-            if g.networks.is_empty() && g.users.is_empty() {
+            let directory = self.directory_groups(name, &g.directory);
+            if g.networks.is_empty() && g.users.is_empty() && g.directory.is_empty() {
                 let key = format!("groups.{name}");
                 let pos = self.pos.key(&key);
                 self.warn(
@@ -52,9 +54,39 @@ impl Cx<'_> {
                 description: g.description.as_deref().map(Into::into),
                 networks,
                 users: g.users.iter().map(|u| u.as_str().into()).collect(),
+                directory,
                 inspect: g.inspect,
             });
         }
         groups
+    }
+
+    /// A group's `directory` entries, each a well-formed distinguished name, normalised
+    /// as the directory's answers are (so that case and spaces do not matter).
+    fn directory_groups(&mut self, name: &str, raw: &[String]) -> Vec<Box<str>> {
+        let mut dns = Vec::new();
+        for (i, dn) in raw.iter().enumerate() {
+            match normalize_dn(dn) {
+                Some(n) => dns.push(n),
+                None => {
+                    let key = format!("groups.{name}.directory[{i}]");
+                    let pos = self.pos.value(&key);
+                    self.err(
+                        "bad-group-dn",
+                        &key,
+                        pos,
+                        format!("not a distinguished name: {dn:?}"),
+                        Some(
+                            "write the group's full DN, like \
+                             CN=GG-Internet-Communication,OU=Groupes,DC=mairie,DC=local"
+                                .into(),
+                        ),
+                    );
+                }
+            }
+        }
+        dns.sort();
+        dns.dedup();
+        dns
     }
 }
