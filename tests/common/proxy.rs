@@ -62,7 +62,7 @@ impl Proxy {
     }
 
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Proxy {
-        Self::launch(dir, extra, false)
+        Self::launch(dir, extra, false, &[])
     }
 
     /// [`Proxy::start_pinned`] with standard output a pipe whose reader has already gone:
@@ -72,12 +72,35 @@ impl Proxy {
         let mut args = pins();
         args.extend(extra.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        Self::launch(fixture_dir(), &refs, true)
+        Self::launch(fixture_dir(), &refs, true, &[])
     }
 
-    fn launch(dir: tempfile::TempDir, extra: &[&str], stdout_closed: bool) -> Proxy {
+    /// The proxy in `dir` (which holds `policy.yaml` and what it names), with the test
+    /// names pinned, `server_yaml` as its server file and `env` added to its environment
+    /// (Kerberos: `KRB5_CONFIG`, `KRB5_KTNAME`…).
+    pub fn start_in_with(
+        dir: tempfile::TempDir,
+        server_yaml: &str,
+        env: &[(&'static str, std::ffi::OsString)],
+        extra: &[&str],
+    ) -> Proxy {
+        std::fs::write(dir.path().join("server.yaml"), server_yaml).unwrap();
+        let mut args = pins();
+        args.extend(["--config".to_string(), "server.yaml".to_string()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        Self::launch(dir, &refs, false, env)
+    }
+
+    fn launch(
+        dir: tempfile::TempDir,
+        extra: &[&str],
+        stdout_closed: bool,
+        env: &[(&'static str, std::ffi::OsString)],
+    ) -> Proxy {
         let data = dir.path().join("data");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_charte-proxy"));
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         cmd.current_dir(dir.path())
             .env("CHARTE_LOG", "info")
             .env_remove("CHARTE_POLICY")
