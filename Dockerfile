@@ -2,16 +2,21 @@
 # non-root user, with the shipped policy and categories checked at build time.
 
 FROM rust:1-bookworm AS build
+# Kerberos single sign-on (the `kerberos` feature) binds MIT's GSSAPI: its headers, and
+# libclang for the binding's generator.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libkrb5-dev libclang-dev pkg-config \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src src
 # Cargo.toml declares the benchmark target, so its source must be present to build.
 COPY benches benches
-RUN cargo build --release --locked --bin charte-proxy
+RUN cargo build --release --locked --features kerberos --bin charte-proxy
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates libgssapi-krb5-2 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin charte
 WORKDIR /app
