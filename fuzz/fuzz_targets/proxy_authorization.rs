@@ -9,7 +9,7 @@
 //!   `MAX_NEGOTIATE_HEADER` long; the token written back as `Negotiate <base64>` reads
 //!   as the same token (what reaches GSSAPI does not depend on the spelling);
 //! - a value read as Basic credentials has the Basic scheme and a user without `:`; the
-//!   credentials written back read as the same ones;
+//!   credentials written back read as the same ones (within the 4 KiB Basic reads);
 //! - a value is never both.
 #![no_main]
 
@@ -41,9 +41,13 @@ fuzz_target!(|data: &[u8]| {
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
         );
-        assert_eq!(
-            parse_basic(again.as_bytes()).as_ref(),
-            Some(&(user.clone(), password.clone()))
-        );
+        // Credentials read as ISO-8859-1 grow when written back in UTF-8: past the
+        // 4 KiB that `parse_basic` reads, the value is refused, as it should be.
+        if again.len() <= 4096 {
+            assert_eq!(
+                parse_basic(again.as_bytes()).as_ref(),
+                Some(&(user.clone(), password.clone()))
+            );
+        }
     }
 });
