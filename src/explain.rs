@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::classify::psl::registrable_domain;
 use crate::classify::{Classification, Classifier, Host, TagKind};
+use crate::identity::DirectoryNames;
 use crate::policy::{Inspection, Lang, Mode, Observer, Policy, RequestFacts, RuleIdx, RuleOutcome};
 use crate::snapshot::Snapshot;
 
@@ -22,6 +23,8 @@ pub struct Query {
     pub user: Option<String>,
     /// The user's directory groups (normalised DNs, sorted), when the directory was asked.
     pub directory_groups: Option<Vec<Box<str>>>,
+    /// The DNs of the policy's short directory group names, when the directory was asked.
+    pub directory_names: DirectoryNames,
     /// Upper-case method; `CONNECT` explains the tunnel itself.
     pub method: String,
     pub lang: Lang,
@@ -168,6 +171,7 @@ pub fn explain(snap: &Snapshot, q: &Query) -> Result<Explanation, String> {
         q.ip,
         q.user.as_deref(),
         q.directory_groups.as_deref().unwrap_or_default(),
+        &q.directory_names,
     );
 
     // What the proxy would see: over HTTPS, a site that is not inspected is a tunnel

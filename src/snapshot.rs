@@ -69,7 +69,7 @@ pub struct Live {
     /// Told of each snapshot put in force (the dialer's guard follows `internal_sites`
     /// this way): a callback, so that the snapshot needs nothing from the stages that
     /// use it.
-    on_publish: std::sync::OnceLock<OnPublish>,
+    on_publish: std::sync::RwLock<Vec<OnPublish>>,
 }
 
 /// See [`Live::on_publish`].
@@ -87,7 +87,7 @@ impl Live {
             status: std::sync::Mutex::new(ReloadStatus::default()),
             metrics,
             reloading: tokio::sync::Mutex::new(()),
-            on_publish: std::sync::OnceLock::new(),
+            on_publish: std::sync::RwLock::new(Vec::new()),
         };
         live.publish(&live.get());
         live
@@ -188,14 +188,22 @@ impl Live {
     }
 
     /// From now on, `f` is called with each snapshot put in force, and at once with the
-    /// one in force now. Once: a second callback is ignored.
+    /// one in force now.
     pub fn on_publish(&self, f: impl Fn(&Snapshot) + Send + Sync + 'static) {
         f(&self.get());
-        let _ = self.on_publish.set(Box::new(f));
+        self.on_publish
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(f));
     }
 
     fn publish(&self, s: &Snapshot) {
-        if let Some(f) = self.on_publish.get() {
+        for f in self
+            .on_publish
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             f(s);
         }
         let m = &self.metrics;

@@ -255,7 +255,7 @@ fn check_reports_a_malformed_directory_group_with_its_line() {
     );
     let policy = POLICY.replace(
         "directory: [\"CN=GG-Internet-Communication, OU=Groupes, DC=mairie, DC=test\"]",
-        "directory: [\"GG-Internet-Communication\"]",
+        "directory: [\"CN=GG-Internet-Communication,,DC=test\", \"GG(*)\"]",
     );
     let path = dir.path().join("policy.yaml");
     std::fs::write(&path, policy).unwrap();
@@ -265,6 +265,92 @@ fn check_reports_a_malformed_directory_group_with_its_line() {
     assert!(
         all.contains("policy.yaml:7:") && all.contains("bad-group-dn"),
         "{all}"
+    );
+    assert!(all.contains("bad-group-name"), "{all}");
+}
+
+#[test]
+fn short_group_names_are_resolved_by_the_directory_at_load() {
+    let slapd = Slapd::start();
+    let up = Upstream::start();
+    let dir = folder(&slapd);
+    // The group by its cn, in another case than the directory's.
+    let policy = POLICY.replace(
+        "directory: [\"CN=GG-Internet-Communication, OU=Groupes, DC=mairie, DC=test\"]",
+        "directory: [gg-internet-communication]",
+    );
+    std::fs::write(dir.path().join("policy.yaml"), &policy).unwrap();
+    let server = server_yaml(&slapd, "auth:\n  required: [127.0.0.0/8]");
+    std::fs::write(dir.path().join("server.yaml"), &server).unwrap();
+    let policy_path = dir.path().join("policy.yaml");
+    let server_path = dir.path().join("server.yaml");
+
+    // check with the server file asks the directory: the name is known.
+    let check = |policy: &Path| {
+        common::run(&[
+            "check",
+            "-q",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--config",
+            server_path.to_str().unwrap(),
+        ])
+    };
+    let r = check(&policy_path);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    // explain gives the group through the name.
+    let r = common::run(&[
+        "explain",
+        "--json",
+        "--policy",
+        policy_path.to_str().unwrap(),
+        "--config",
+        server_path.to_str().unwrap(),
+        "--ip",
+        "192.0.2.1",
+        "--user",
+        "bob",
+        "http://casino-royal.example/",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let e: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(e["groups"], serde_json::json!(["communication"]), "{e}");
+
+    // A name no group has: check says so at its line, with what to do.
+    let unknown = dir.path().join("unknown.yaml");
+    std::fs::write(
+        &unknown,
+        policy.replace("gg-internet-communication", "GG-Internet-Comm"),
+    )
+    .unwrap();
+    let r = check(&unknown);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        all.contains("unknown.yaml:7:")
+            && all.contains("unknown-directory-group")
+            && all.contains("GG-Internet-Comm".to_lowercase().as_str()),
+        "{all}"
+    );
+
+    // Through the proxy: bob, in the group through GG-Com-Nested, from the first
+    // request after the start; carol is not in it.
+    let p = Proxy::start_in_with(dir, &server, &[], &[]);
+    let casino = format!("http://casino-royal.example:{}/small", up.port());
+    assert_eq!(basic_get(&p, "bob:bob-pw", &casino), 200);
+    let r = wait_record(&p, "bob's", |r| r["user"] == "bob");
+    assert_eq!(
+        r["groups"],
+        serde_json::json!(["agents", "communication"]),
+        "{r}"
+    );
+    assert!(r.get("error").is_none_or(|e| e.is_null()), "{r}");
+    assert_eq!(basic_get(&p, "carol:carol-pw", &casino), 403);
+    let health: serde_json::Value = serde_json::from_str(&p.admin_get("/health")).unwrap();
+    assert_eq!(
+        health["directory"]["unresolved_names"],
+        serde_json::json!([]),
+        "{health}"
     );
 }
 

@@ -703,6 +703,7 @@ fn health(st: &AdminState) -> Response<Body> {
                 "up": h.up,
                 "last_error": h.last_error,
                 "since": httpdate::fmt_http_date(h.last_change),
+                "unresolved_names": d.name_problems().iter().map(ToString::to_string).collect::<Vec<_>>(),
             })
         }),
     });

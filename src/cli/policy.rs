@@ -10,8 +10,11 @@ use clap::{Args, ValueEnum};
 
 use super::{EXIT_CONFIG, PolicyArg, load_or_report, print_diags};
 use crate::classify::TagKind;
-use crate::config::Severity;
+use crate::config::diag::Pos;
+use crate::config::{Diags, Severity};
 use crate::explain::{self, Query};
+use crate::identity::DirectoryNames;
+use crate::identity::directory::{Directory, Groups, NameProblem};
 use crate::policy::{Action, Lang, Mode};
 use crate::snapshot::Snapshot;
 
@@ -70,6 +73,21 @@ pub(super) fn check(
         return Ok(ExitCode::from(EXIT_CONFIG));
     }
     print_diags(&snap.warnings);
+    // The short group names, asked of the directory of the server file.
+    if let (Some(config), Some(Ok(_))) = (config, &server) {
+        let names = snap.policy.groups.directory_names();
+        if !names.is_empty() {
+            let answer = match ask_directory(config, None, &names) {
+                Ok(a) => a,
+                Err(code) => return Ok(code),
+            };
+            let d = name_problems(&snap, &answer.problems);
+            if !d.items.is_empty() {
+                print_diags(&d);
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            }
+        }
+    }
     let warnings = snap
         .warnings
         .items
@@ -208,12 +226,25 @@ pub fn summary(snap: &Snapshot) -> String {
     s
 }
 
-/// The user's directory groups, asked of the directory the server file names (`None`:
-/// no user, no directory, `--offline`, or no answer, which is said on stderr).
-fn directory_groups(a: &ExplainArgs) -> Result<Option<Vec<Box<str>>>, ExitCode> {
-    let (Some(user), Some(config), false) = (&a.user, &a.config, a.offline) else {
-        return Ok(None);
-    };
+/// What the directory the server file names says for `explain` and `check`.
+#[derive(Default)]
+struct DirectoryAnswer {
+    /// The user's groups; `None` when not asked or not answered.
+    groups: Option<Vec<Box<str>>>,
+    /// The DNs of the policy's short group names.
+    names: DirectoryNames,
+    /// Short names that matched no group or several.
+    problems: Vec<NameProblem>,
+}
+
+/// Asks the directory of the server file at `config`, if it names one, for `user`'s
+/// groups and the DNs of `names`. No answer is said on stderr and leaves the answer
+/// empty (groups from networks and users only); a broken server file is an error.
+fn ask_directory(
+    config: &Path,
+    user: Option<&str>,
+    names: &[Box<str>],
+) -> Result<DirectoryAnswer, ExitCode> {
     let settings = match crate::config::server::load(Some(config)) {
         Ok(s) => s,
         Err(d) => {
@@ -222,30 +253,82 @@ fn directory_groups(a: &ExplainArgs) -> Result<Option<Vec<Box<str>>>, ExitCode> 
         }
     };
     let Some(d) = settings.directory else {
-        return Ok(None);
+        return Ok(DirectoryAnswer::default());
     };
+    if user.is_none() && names.is_empty() {
+        return Ok(DirectoryAnswer::default());
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|_| ExitCode::FAILURE)?;
     let answer = rt.block_on(async {
-        let dir = crate::identity::directory::Directory::new(d)?;
-        // `explain` waits for the answer (a request would not, past `first_wait`).
+        let dir = Directory::new(d)?;
+        // The command waits for the answer (a request would not, past `first_wait`).
         dir.probe().await?;
-        match dir.groups(user).await {
-            crate::identity::directory::Groups::Known(g) => Ok(g.to_vec()),
-            crate::identity::directory::Groups::Unavailable(e) => Err(e),
+        let mut out = DirectoryAnswer::default();
+        for name in names {
+            let mut found = dir.find_group(name).await?;
+            if found.len() == 1 {
+                out.names.insert(name.clone(), found.remove(0));
+            } else {
+                out.problems.push(NameProblem {
+                    name: name.clone(),
+                    found,
+                });
+            }
         }
+        if let Some(user) = user {
+            match dir.groups(user).await {
+                Groups::Known(g) => out.groups = Some(g.to_vec()),
+                Groups::Unavailable(e) => return Err(e),
+            }
+        }
+        Ok(out)
     });
     match answer {
-        Ok(g) => Ok(Some(g)),
+        Ok(a) => Ok(a),
         Err(e) => {
             eprintln!(
                 "warning: the directory did not answer ({e}): groups from networks and users only"
             );
-            Ok(None)
+            Ok(DirectoryAnswer::default())
         }
     }
+}
+
+/// `check`'s report of short group names the directory does not resolve to one group:
+/// an error each, at the name's place in the policy.
+fn name_problems(snap: &Snapshot, problems: &[NameProblem]) -> Diags {
+    let mut d = Diags::default();
+    for p in problems {
+        let written = snap.policy.groups.groups.iter().find_map(|g| {
+            let n = g.directory_names.iter().find(|n| n.name == p.name)?;
+            Some((g.name.clone(), n.line, n.col))
+        });
+        let (group, line, col) = written.unwrap_or_else(|| ("?".into(), 0, 0));
+        let (code, help) = if p.found.is_empty() {
+            (
+                "unknown-directory-group",
+                "check the group's name in the directory (its cn or sAMAccountName), \
+                 or write its full DN",
+            )
+        } else {
+            (
+                "ambiguous-directory-group",
+                "write the full DN of the group meant",
+            )
+        };
+        d.error(
+            code,
+            &snap.stats.source,
+            Pos { line, col },
+            Some(&format!("groups.{group}.directory")),
+            p.to_string(),
+            Some(help.into()),
+        );
+    }
+    d
 }
 
 pub(super) fn explain_cmd(a: ExplainArgs) -> anyhow::Result<ExitCode> {
@@ -253,15 +336,26 @@ pub(super) fn explain_cmd(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
-    let directory_groups = match directory_groups(&a) {
-        Ok(g) => g,
-        Err(code) => return Ok(code),
+    let answer = match (&a.config, a.offline) {
+        (Some(config), false) => match ask_directory(
+            config,
+            a.user.as_deref(),
+            &snap.policy.groups.directory_names(),
+        ) {
+            Ok(answer) => answer,
+            Err(code) => return Ok(code),
+        },
+        _ => DirectoryAnswer::default(),
     };
+    for p in &answer.problems {
+        eprintln!("warning: {p}");
+    }
     let q = Query {
         target: a.target.clone(),
         ip: a.ip,
         user: a.user.clone(),
-        directory_groups,
+        directory_groups: answer.groups,
+        directory_names: answer.names,
         method: a.method.to_ascii_uppercase(),
         lang: match a.lang {
             LangArg::Fr => Lang::Fr,

@@ -53,6 +53,8 @@ use rustls::pki_types::pem::PemObject as _;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::{Notify, OnceCell, Semaphore};
 
+use super::DirectoryNames;
+
 /// The default user filter: Active Directory's logon name or OpenLDAP's `uid`.
 pub const DEFAULT_USER_FILTER: &str = "(|(sAMAccountName={user})(uid={user}))";
 
@@ -463,6 +465,16 @@ fn member_filter(dns: &[String]) -> String {
     f
 }
 
+/// The filter that finds the groups named `name`: Active Directory's `group` by its
+/// `sAMAccountName` or `cn`, or another directory's group entries by `cn`.
+fn group_name_filter(name: &str) -> String {
+    let v = ldap_escape(name);
+    format!(
+        "(&(|(objectClass=group)(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)\
+         (objectClass=posixGroup))(|(sAMAccountName={v})(cn={v})))"
+    )
+}
+
 /// The filter that finds every group holding `dn`, nested or not (Active Directory).
 fn in_chain_filter(dn: &str) -> String {
     format!(
@@ -550,6 +562,42 @@ struct Inner {
     bind_slots: Semaphore,
     health: Mutex<HealthState>,
     counters: Counters,
+    /// The policy's short group names and their DNs, as last resolved.
+    names: arc_swap::ArcSwap<DirectoryNames>,
+    /// Counts the calls of [`Directory::resolve_names`]: a resolver task whose number
+    /// is no longer the last one stops.
+    names_generation: AtomicU64,
+    /// The number of the last call whose names were asked of the directory (answered
+    /// or not: requests wait for the first attempt only).
+    names_done: tokio::sync::watch::Sender<u64>,
+    /// The last attempt to resolve the names got no answer from the directory.
+    names_unanswered: std::sync::atomic::AtomicBool,
+    /// Names the last resolution could not turn into one DN, with why.
+    name_problems: Mutex<Vec<NameProblem>>,
+}
+
+/// A short group name that resolves to no group, or to several.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameProblem {
+    pub name: Box<str>,
+    /// The DNs found: none, or more than one.
+    pub found: Vec<Box<str>>,
+}
+
+impl fmt::Display for NameProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.found.is_empty() {
+            write!(f, "no directory group is named {:?}", self.name)
+        } else {
+            write!(
+                f,
+                "{} directory groups are named {:?} ({}); write the DN of the one meant",
+                self.found.len(),
+                self.name,
+                self.found.join("; ")
+            )
+        }
+    }
 }
 
 /// The directory; one per process, shared (`Send + Sync`).
@@ -695,6 +743,11 @@ impl Directory {
                     last_change: SystemTime::now(),
                 }),
                 counters: Counters::default(),
+                names: arc_swap::ArcSwap::from_pointee(DirectoryNames::new()),
+                names_generation: AtomicU64::new(0),
+                names_done: tokio::sync::watch::Sender::new(0),
+                names_unanswered: std::sync::atomic::AtomicBool::new(false),
+                name_problems: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -844,7 +897,107 @@ impl Directory {
             latency_count: get(&c.latency_count),
         }
     }
+
+    /// The DNs of the short group names the policy in force uses (see
+    /// [`Directory::resolve_names`]); a name not resolved (yet) is absent.
+    pub fn names(&self) -> arc_swap::Guard<Arc<DirectoryNames>> {
+        self.inner.names.load()
+    }
+
+    /// Whether the names of the policy in force have been asked of the directory;
+    /// waits for it at most `first_wait` (the first requests after a start or a reload
+    /// that added names).
+    pub async fn names_ready(&self) -> bool {
+        let inner = &self.inner;
+        let want = inner.names_generation.load(Ordering::SeqCst);
+        if *inner.names_done.borrow() >= want {
+            return true;
+        }
+        let mut rx = inner.names_done.subscribe();
+        let waited = inner.settings.first_wait;
+        matches!(
+            tokio::time::timeout(waited, rx.wait_for(|done| *done >= want)).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// Whether the last attempt to resolve the policy's names got no answer (the
+    /// names resolved before, if any, still stand).
+    pub fn names_unanswered(&self) -> bool {
+        self.inner.names_unanswered.load(Ordering::SeqCst)
+    }
+
+    /// Names the last resolution could not resolve to one group.
+    pub fn name_problems(&self) -> Vec<NameProblem> {
+        lock(&self.inner.name_problems).clone()
+    }
+
+    /// Resolves the short group names of a policy just put in force, in the background:
+    /// at once, again every group TTL (a renamed or moved group is followed), and every
+    /// few seconds while the directory does not answer. The names of the previous
+    /// policy keep their DNs until the new answer. A name that matches no group or
+    /// several is left out (its policy group gets no directory member) and reported in
+    /// the log and [`Directory::name_problems`].
+    pub fn resolve_names(&self, names: Vec<Box<str>>) {
+        let inner = self.inner.clone();
+        let generation = inner.names_generation.fetch_add(1, Ordering::SeqCst) + 1;
+        if names.is_empty() {
+            inner.names.store(Arc::new(DirectoryNames::new()));
+            lock(&inner.name_problems).clear();
+            inner.names_unanswered.store(false, Ordering::SeqCst);
+            inner.names_done.send_replace(generation);
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let attempted = move |inner: &Inner, answered: bool| {
+            inner.names_unanswered.store(!answered, Ordering::SeqCst);
+            inner.names_done.send_if_modified(|done| {
+                let newer = *done < generation;
+                *done = (*done).max(generation);
+                newer
+            });
+        };
+        runtime.spawn(async move {
+            while inner.names_generation.load(Ordering::SeqCst) == generation {
+                let wait = match inner.resolve_all(&names).await {
+                    Ok((map, problems)) => {
+                        for p in &problems {
+                            tracing::warn!(problem = %p, "directory group name not resolved");
+                        }
+                        if inner.names_generation.load(Ordering::SeqCst) != generation {
+                            return;
+                        }
+                        inner.names.store(Arc::new(map));
+                        *lock(&inner.name_problems) = problems;
+                        attempted(&inner, true);
+                        inner.settings.group_ttl
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "directory group names not resolved yet");
+                        if inner.names_generation.load(Ordering::SeqCst) != generation {
+                            return;
+                        }
+                        attempted(&inner, false);
+                        NAMES_RETRY
+                    }
+                };
+                tokio::time::sleep(wait).await;
+            }
+        });
+    }
+
+    /// The DNs of the groups whose `cn` or `sAMAccountName` is `name` (normalised,
+    /// sorted): one when the name is good, none or several otherwise.
+    pub async fn find_group(&self, name: &str) -> Result<Vec<Box<str>>, DirectoryError> {
+        self.inner.find_group(name).await
+    }
 }
+
+/// How long a resolution of group names waits before trying again when the directory
+/// did not answer.
+const NAMES_RETRY: Duration = Duration::from_secs(5);
 
 /// Starts a background group lookup for `key` and returns its notifier; the entry is
 /// created if needed (the cache evicted first when full).
@@ -1186,6 +1339,52 @@ impl Inner {
         }
         self.finish(started, &result);
         result
+    }
+
+    /// Each name's DN, and the names that matched no group or several.
+    async fn resolve_all(
+        &self,
+        names: &[Box<str>],
+    ) -> Result<(DirectoryNames, Vec<NameProblem>), DirectoryError> {
+        let mut map = DirectoryNames::new();
+        let mut problems = Vec::new();
+        for name in names {
+            let mut found = self.find_group(name).await?;
+            if found.len() == 1 {
+                map.insert(name.clone(), found.remove(0));
+            } else {
+                problems.push(NameProblem {
+                    name: name.clone(),
+                    found,
+                });
+            }
+        }
+        Ok((map, problems))
+    }
+
+    async fn find_group(&self, name: &str) -> Result<Vec<Box<str>>, DirectoryError> {
+        let started = Instant::now();
+        self.counters.lookups.fetch_add(1, Ordering::Relaxed);
+        let filter = group_name_filter(name);
+        let mut result = self.try_find_group(&filter).await;
+        if let Err(DirectoryError::Lost { .. }) = result {
+            result = self.try_find_group(&filter).await;
+        }
+        self.finish(started, &result);
+        result
+    }
+
+    async fn try_find_group(&self, filter: &str) -> Result<Vec<Box<str>>, DirectoryError> {
+        let (conn, mut ldap) = self.service().await?;
+        let mut dns: Vec<Box<str>> = self
+            .search_dns(conn, &mut ldap, filter)
+            .await?
+            .iter()
+            .map(|g| normalized_or_lower(g))
+            .collect();
+        dns.sort_unstable();
+        dns.dedup();
+        Ok(dns)
     }
 
     async fn try_lookup_groups(&self, name: &str) -> Result<Arc<[Box<str>]>, DirectoryError> {

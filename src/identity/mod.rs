@@ -7,7 +7,7 @@ pub mod directory;
 pub mod negotiate;
 pub mod workstation;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -81,10 +81,27 @@ pub struct Group {
     /// Directory groups whose members are in this group: DNs normalised by
     /// [`directory::normalize_dn`], nested membership included (the directory's answer).
     pub directory: Vec<Box<str>>,
+    /// Directory groups named by their short name (`cn` or `sAMAccountName`), resolved
+    /// to a DN by the directory once per policy load (see [`DirectoryNames`]).
+    pub directory_names: Vec<DirectoryName>,
     /// `false`: traffic of this group's members is never decrypted (guest devices that
     /// do not trust the organisation's CA, for instance).
     pub inspect: bool,
 }
+
+/// A directory group written by its short name in the policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectoryName {
+    /// Lowercased: names compare without case, as the directory compares them.
+    pub name: Box<str>,
+    /// Where the policy writes it (1-based; 0 when unknown), for `check`'s reports.
+    pub line: usize,
+    pub col: usize,
+}
+
+/// Short names of directory groups resolved to their DN (lowercased name → normalised
+/// DN); a name missing from the map matches nobody.
+pub type DirectoryNames = HashMap<Box<str>, Box<str>>;
 
 /// All groups of the policy, in the order they were written.
 #[derive(Clone, Debug, Default)]
@@ -104,16 +121,18 @@ pub struct Identity {
 impl GroupTable {
     /// The identity of a client at `addr`, authenticated as `user` if any.
     pub fn resolve(&self, addr: IpAddr, user: Option<&str>) -> Identity {
-        self.resolve_with(addr, user, &[])
+        self.resolve_with(addr, user, &[], &DirectoryNames::new())
     }
 
     /// The same, with the directory groups the user is in (normalised DNs, sorted, as
-    /// [`directory::Groups::Known`] gives them).
+    /// [`directory::Groups::Known`] gives them) and the DNs of the short names the
+    /// policy uses.
     pub fn resolve_with(
         &self,
         addr: IpAddr,
         user: Option<&str>,
         directory: &[Box<str>],
+        names: &DirectoryNames,
     ) -> Identity {
         // An IPv4 client seen through an IPv6 socket (::ffff:a.b.c.d) is the IPv4 client.
         let addr = addr.to_canonical();
@@ -121,10 +140,12 @@ impl GroupTable {
         for (i, g) in self.groups.iter().enumerate() {
             let by_net = g.networks.iter().any(|n| n.contains(&addr));
             let by_user = user.is_some_and(|u| g.users.contains(u));
+            let member = |dn: &str| directory.binary_search_by(|d| (**d).cmp(dn)).is_ok();
             let by_directory = !directory.is_empty()
-                && g.directory
-                    .iter()
-                    .any(|dn| directory.binary_search(dn).is_ok());
+                && (g.directory.iter().any(|dn| member(dn))
+                    || g.directory_names
+                        .iter()
+                        .any(|n| names.get(&n.name).is_some_and(|dn| member(dn))));
             if by_net || by_user || by_directory {
                 groups.insert(i as GroupId);
             }
@@ -139,7 +160,26 @@ impl GroupTable {
     /// Whether a group of the policy names directory groups (a directory lookup can
     /// change a client's groups).
     pub fn uses_directory(&self) -> bool {
-        self.groups.iter().any(|g| !g.directory.is_empty())
+        self.groups
+            .iter()
+            .any(|g| !g.directory.is_empty() || !g.directory_names.is_empty())
+    }
+
+    /// Whether a group of the policy names a directory group by its short name.
+    pub fn has_directory_names(&self) -> bool {
+        self.groups.iter().any(|g| !g.directory_names.is_empty())
+    }
+
+    /// The short names of directory groups the policy uses, each once, sorted.
+    pub fn directory_names(&self) -> Vec<Box<str>> {
+        let mut names: Vec<Box<str>> = self
+            .groups
+            .iter()
+            .flat_map(|g| g.directory_names.iter().map(|n| n.name.clone()))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 
     pub fn id(&self, name: &str) -> Option<GroupId> {
@@ -181,6 +221,7 @@ mod tests {
             networks: nets.iter().map(|n| n.parse().unwrap()).collect(),
             users: users.iter().map(|u| (*u).into()).collect(),
             directory: Vec::new(),
+            directory_names: Vec::new(),
             inspect,
         };
         GroupTable {
@@ -216,12 +257,42 @@ mod tests {
             "cn=gg-com-nested,ou=groupes,dc=mairie,dc=test".into(),
             "cn=gg-internet-communication,ou=groupes,dc=mairie,dc=test".into(),
         ];
-        let id = t.resolve_with("10.1.2.3".parse().unwrap(), Some("bob"), &dns);
+        let none = DirectoryNames::new();
+        let id = t.resolve_with("10.1.2.3".parse().unwrap(), Some("bob"), &dns, &none);
         assert_eq!(
             t.names(&id.groups).collect::<Vec<_>>(),
             ["agents", "communication"]
         );
-        let id = t.resolve_with("10.1.2.3".parse().unwrap(), Some("bob"), &dns[..1]);
+        let id = t.resolve_with("10.1.2.3".parse().unwrap(), Some("bob"), &dns[..1], &none);
+        assert_eq!(t.names(&id.groups).collect::<Vec<_>>(), ["agents"]);
+    }
+
+    #[test]
+    fn short_names_match_through_their_resolved_dn() {
+        let mut t = table();
+        t.groups[1].directory_names = vec![DirectoryName {
+            name: "gg-internet-communication".into(),
+            line: 3,
+            col: 5,
+        }];
+        assert!(t.uses_directory());
+        assert_eq!(t.directory_names(), ["gg-internet-communication".into()]);
+        let dns: Vec<Box<str>> = vec!["cn=gg-internet-communication,ou=groupes,dc=m".into()];
+        let addr = "10.1.2.3".parse().unwrap();
+        // Unresolved: the name matches nobody.
+        let id = t.resolve_with(addr, Some("bob"), &dns, &DirectoryNames::new());
+        assert_eq!(t.names(&id.groups).collect::<Vec<_>>(), ["agents"]);
+        let names = DirectoryNames::from([(
+            "gg-internet-communication".into(),
+            "cn=gg-internet-communication,ou=groupes,dc=m".into(),
+        )]);
+        let id = t.resolve_with(addr, Some("bob"), &dns, &names);
+        assert_eq!(
+            t.names(&id.groups).collect::<Vec<_>>(),
+            ["agents", "communication"]
+        );
+        // Resolved, but the user is not in that group.
+        let id = t.resolve_with(addr, Some("bob"), &dns[..0], &names);
         assert_eq!(t.names(&id.groups).collect::<Vec<_>>(), ["agents"]);
     }
 

@@ -254,7 +254,24 @@ pub async fn groups(
         return (table.resolve(client, user), None);
     }
     match Box::pin(dir.groups(u)).await {
-        Groups::Known(dns) => (table.resolve_with(client, user, &dns), None),
+        Groups::Known(dns) => {
+            // Short group names not yet resolved (just after a start or a reload):
+            // waited for as a first lookup is, then the groups the DNs give.
+            let ready = !table.has_directory_names() || Box::pin(dir.names_ready()).await;
+            let names = dir.names();
+            // A name the directory could not be asked about (down since the load).
+            let unanswered = dir.names_unanswered()
+                && table
+                    .groups
+                    .iter()
+                    .flat_map(|g| &g.directory_names)
+                    .any(|n| !names.contains_key(&n.name));
+            let id = table.resolve_with(client, user, &dns, &names);
+            (
+                id,
+                (!ready || unanswered).then_some("directory-unavailable"),
+            )
+        }
         Groups::Unavailable(e) => {
             tracing::debug!(user = u, error = %e, "directory unavailable: network groups only");
             (table.resolve(client, user), Some("directory-unavailable"))

@@ -73,7 +73,7 @@ pub async fn serve(mut cfg: Settings) -> anyhow::Result<()> {
     );
     let bumper = load_bumper(&cfg, dialer.clone(), n_workers)?;
     let unblock = open_unblock(&cfg)?;
-    let directory = open_directory(&cfg)?;
+    let directory = open_directory(&cfg, &live)?;
     let _unblock_sync = tokio::spawn(unblock_sync(unblock.clone()));
     let tunnels = Tracker::default();
     let mut admin = AdminState::new(
@@ -178,13 +178,16 @@ struct Data {
 /// The directory when one is configured: its client is set up now (TLS roots read), and
 /// its first connection is tried in the background, so that a directory that is down
 /// does not keep the proxy from starting (the policy's network groups apply meanwhile).
-fn open_directory(cfg: &Settings) -> anyhow::Result<Option<Arc<Directory>>> {
+fn open_directory(cfg: &Settings, live: &Live) -> anyhow::Result<Option<Arc<Directory>>> {
     let Some(d) = &cfg.directory else {
         return Ok(None);
     };
     let dir = Directory::new(d.clone())
         .map_err(|e| anyhow::anyhow!(ConfigError(format!("directory: {e}"))))?;
     let dir = Arc::new(dir);
+    // The policy's short group names are resolved at each load.
+    let names = dir.clone();
+    live.on_publish(move |s| names.resolve_names(s.policy.groups.directory_names()));
     let probe = dir.clone();
     tokio::spawn(async move {
         match probe.probe().await {

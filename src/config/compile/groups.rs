@@ -2,7 +2,7 @@
 
 use crate::config::raw::RawGroup;
 use crate::identity::directory::normalize_dn;
-use crate::identity::{Group, GroupTable, MAX_GROUPS};
+use crate::identity::{DirectoryName, Group, GroupTable, MAX_GROUPS};
 
 use super::{Cx, parse_net};
 
@@ -37,7 +37,7 @@ impl Cx<'_> {
                     }
                 }
             }
-            let directory = self.directory_groups(name, &g.directory);
+            let (directory, directory_names) = self.directory_groups(name, &g.directory);
             if g.networks.is_empty() && g.users.is_empty() && g.directory.is_empty() {
                 let key = format!("groups.{name}");
                 let pos = self.pos.key(&key);
@@ -55,30 +55,72 @@ impl Cx<'_> {
                 networks,
                 users: g.users.iter().map(|u| u.as_str().into()).collect(),
                 directory,
+                directory_names,
                 inspect: g.inspect,
             });
         }
         groups
     }
 
-    /// A group's `directory` entries, each a well-formed distinguished name, normalised
-    /// as the directory's answers are (so that case and spaces do not matter).
-    fn directory_groups(&mut self, name: &str, raw: &[String]) -> Vec<Box<str>> {
+    /// A group's `directory` entries: a distinguished name (it has a `=`), normalised
+    /// as the directory's answers are (so that case and spaces do not matter), or a
+    /// group's short name (`cn` or `sAMAccountName`), which the directory resolves at
+    /// each load.
+    fn directory_groups(
+        &mut self,
+        name: &str,
+        raw: &[String],
+    ) -> (Vec<Box<str>>, Vec<DirectoryName>) {
         let mut dns = Vec::new();
-        for (i, dn) in raw.iter().enumerate() {
-            match normalize_dn(dn) {
+        let mut names: Vec<DirectoryName> = Vec::new();
+        for (i, entry) in raw.iter().enumerate() {
+            let key = format!("groups.{name}.directory[{i}]");
+            if !entry.contains('=') {
+                let short = entry.trim();
+                if short.is_empty()
+                    || short.len() > MAX_SHORT_NAME
+                    || short
+                        .chars()
+                        .any(|c| c.is_control() || matches!(c, ',' | '*' | '(' | ')' | '\\'))
+                {
+                    let pos = self.pos.value(&key);
+                    self.err(
+                        "bad-group-name",
+                        &key,
+                        pos,
+                        format!("not a directory group's name: {entry:?}"),
+                        Some(
+                            "write the group's name (GG-Internet-Communication) or its full \
+                             DN (CN=GG-Internet-Communication,OU=Groupes,DC=mairie,DC=local)"
+                                .into(),
+                        ),
+                    );
+                    continue;
+                }
+                let pos = self.pos.value(&key);
+                let lower: Box<str> = short.to_lowercase().into();
+                if !names.iter().any(|n| n.name == lower) {
+                    names.push(DirectoryName {
+                        name: lower,
+                        line: pos.line,
+                        col: pos.col,
+                    });
+                }
+                continue;
+            }
+            match normalize_dn(entry) {
                 Some(n) => dns.push(n),
                 None => {
-                    let key = format!("groups.{name}.directory[{i}]");
                     let pos = self.pos.value(&key);
                     self.err(
                         "bad-group-dn",
                         &key,
                         pos,
-                        format!("not a distinguished name: {dn:?}"),
+                        format!("not a distinguished name: {entry:?}"),
                         Some(
                             "write the group's full DN, like \
-                             CN=GG-Internet-Communication,OU=Groupes,DC=mairie,DC=local"
+                             CN=GG-Internet-Communication,OU=Groupes,DC=mairie,DC=local, \
+                             or its short name"
                                 .into(),
                         ),
                     );
@@ -87,6 +129,9 @@ impl Cx<'_> {
         }
         dns.sort();
         dns.dedup();
-        dns
+        (dns, names)
     }
 }
+
+/// Longest short name of a directory group (AD's `cn` is at most 64 characters).
+const MAX_SHORT_NAME: usize = 256;
