@@ -230,7 +230,21 @@ pub struct Settings {
     pub watch: bool,
     pub tls: TlsSettings,
     pub limits: Limits,
+    /// A file where `serve` writes its process id (for `reload`, `rotate`, init
+    /// scripts); the data folder's lock file holds it too.
+    pub pidfile: Option<PathBuf>,
 }
+
+impl Settings {
+    /// The lock file of the data folder: held by the running `serve`, which writes its
+    /// process id in it.
+    pub fn lock_file(&self) -> PathBuf {
+        self.data_dir.join(LOCK_FILE)
+    }
+}
+
+/// The name of the data folder's lock file.
+pub const LOCK_FILE: &str = "charte-proxy.lock";
 
 impl Default for Settings {
     fn default() -> Self {
@@ -268,6 +282,7 @@ impl Default for Settings {
             watch: true,
             tls: TlsSettings::default(),
             limits: Limits::default(),
+            pidfile: None,
             data_dir: data,
         }
     }

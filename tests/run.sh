@@ -21,6 +21,8 @@ PACKAGES+=(krb5-kdc krb5-admin-server krb5-user slapd ldap-utils)
 # Build dependencies of the libgssapi crate (Negotiate): the GSS-API headers and library
 # (libkrb5-dev), libclang for its bindgen build script, pkg-config to find them.
 PACKAGES+=(libkrb5-dev libclang-dev pkg-config)
+# systemd: systemd-analyze, which verifies the shipped unit (deploy/charte-proxy.service).
+PACKAGES+=(systemd)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

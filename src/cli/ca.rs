@@ -14,15 +14,10 @@ use crate::action::ca::{self, CaError, CaFiles, CertAuthority};
 
 #[derive(clap::Args, Debug)]
 pub struct CaArgs {
-    /// Data folder; the CA lives in DATA/ca (ca.pem, ca.der, ca.key).
-    #[arg(
-        long,
-        env = "CHARTE_DATA",
-        default_value = "data",
-        value_name = "DIR",
-        global = true
-    )]
-    pub data_dir: PathBuf,
+    /// The data folder (the CA lives in its `ca` folder: ca.pem, ca.der, ca.key) and the
+    /// server file (its `tls.ca_cert`/`tls.ca_key` name another CA).
+    #[command(flatten)]
+    pub data: super::DataArgs,
     /// CA certificate (PEM) instead of DATA/ca/ca.pem, e.g. a subordinate of the
     /// authority's PKI; issuers may follow it in the file. The DER copy is FILE with the
     /// extension `.der`.
@@ -56,19 +51,28 @@ pub enum CaCmd {
 }
 
 impl CaArgs {
-    /// The files named by the arguments: `--cert`/`--key`, else DATA/ca/….
-    pub fn files(&self) -> CaFiles {
-        let default = CaFiles::in_dir(&self.data_dir.join("ca"));
-        CaFiles {
-            cert_pem: self.cert.clone().unwrap_or(default.cert_pem),
-            key_pem: self.key.clone().unwrap_or(default.key_pem),
-        }
+    /// The files named by the arguments: `--cert`/`--key`, else the server file's
+    /// `tls.ca_cert`/`tls.ca_key`, else the data folder's `ca/…`.
+    pub fn files(&self) -> Result<CaFiles, ExitCode> {
+        let cfg = self.data.settings()?;
+        let default = CaFiles::in_dir(&cfg.data_dir.join("ca"));
+        let (cert, key) = match (&cfg.tls.ca_cert, &cfg.tls.ca_key) {
+            (Some(c), Some(k)) => (c.clone(), k.clone()),
+            _ => (default.cert_pem, default.key_pem),
+        };
+        Ok(CaFiles {
+            cert_pem: self.cert.clone().unwrap_or(cert),
+            key_pem: self.key.clone().unwrap_or(key),
+        })
     }
 }
 
 /// Runs a `ca` subcommand and returns the process exit code.
 pub fn run(args: CaArgs) -> anyhow::Result<ExitCode> {
-    let files = args.files();
+    let files = match args.files() {
+        Ok(f) => f,
+        Err(code) => return Ok(code),
+    };
     if let CaCmd::Init {
         name,
         organisation,

@@ -13,6 +13,7 @@
 
 pub mod ca;
 pub mod categories;
+pub mod instance;
 pub mod policy;
 pub mod requests;
 pub mod serve;
@@ -50,6 +51,38 @@ reason for every block recorded."
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Where the data folder is, the same way for every command: `--data-dir` (or
+/// `CHARTE_DATA`) over the server file's `data_dir` (`--config` or `CHARTE_CONFIG`) over
+/// `data`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DataArgs {
+    /// Data folder [default: the server file's data_dir, else data].
+    #[arg(long, env = "CHARTE_DATA", value_name = "DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Server file: its data_dir, users_file, tls and pidfile settings apply.
+    #[arg(long, env = "CHARTE_CONFIG", value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+}
+
+impl DataArgs {
+    /// The settings these arguments give; a broken server file is reported.
+    pub fn settings(&self) -> Result<crate::settings::Settings, ExitCode> {
+        self.settings_with(crate::config::server::Flags::default())
+    }
+
+    /// The same, with more of `serve`'s flags.
+    pub fn settings_with(
+        &self,
+        mut flags: crate::config::server::Flags,
+    ) -> Result<crate::settings::Settings, ExitCode> {
+        flags.data_dir = self.data_dir.clone();
+        crate::config::server::resolve(self.config.as_deref(), &flags).map_err(|d| {
+            print_diags(&d);
+            ExitCode::from(EXIT_CONFIG)
+        })
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -90,6 +123,12 @@ pub enum Command {
     Ca(ca::CaArgs),
     /// Unblock requests: list, show, approve, refuse, export.
     Requests(requests::RequestsArgs),
+    /// Tell the running proxy to reload its policy, category lists and users file
+    /// (SIGHUP), as `squid -k reconfigure`.
+    Reload(instance::SignalArgs),
+    /// Tell the running proxy to reopen its trace file after an external rotation
+    /// (SIGUSR1), as `squid -k rotate`.
+    Rotate(instance::SignalArgs),
     /// Read hosts, URLs or Squid helper lines on stdin; write each host and its
     /// categories (comma-separated, or `-`) on stdout, tab-separated.
     Classify {
@@ -111,6 +150,8 @@ impl Command {
             | Command::Admins(_)
             | Command::Ca(_)
             | Command::Requests(_)
+            | Command::Reload(_)
+            | Command::Rotate(_)
             | Command::Classify { .. } => false,
         }
     }
@@ -170,6 +211,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Admins(a) => users::run_admins(a),
         Command::Ca(a) => ca::run(a),
         Command::Requests(a) => requests::run(a),
+        Command::Reload(a) => instance::signal(&a, instance::Order::Reload),
+        Command::Rotate(a) => instance::signal(&a, instance::Order::Rotate),
     };
     match result {
         Ok(code) => code,

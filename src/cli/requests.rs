@@ -3,7 +3,6 @@
 //! (which sees a decision within a second). Output to stdout, messages to stderr.
 
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{EXIT_CONFIG, EXIT_RUNTIME};
@@ -15,15 +14,10 @@ use crate::unblock::store::{RequestRow, Scope, Status, Store};
 
 #[derive(clap::Args, Debug)]
 pub struct RequestsArgs {
-    /// Data folder; the requests live in DATA/requests.db.
-    #[arg(
-        long,
-        env = "CHARTE_DATA",
-        default_value = "data",
-        value_name = "DIR",
-        global = true
-    )]
-    pub data_dir: PathBuf,
+    /// The data folder (the requests live in its requests.db), or the server file that
+    /// names it.
+    #[command(flatten)]
+    pub data: super::DataArgs,
     #[command(subcommand)]
     pub cmd: RequestsCmd,
 }
@@ -81,7 +75,11 @@ fn row_line(r: &RequestRow) -> String {
 }
 
 pub fn run(a: RequestsArgs) -> anyhow::Result<ExitCode> {
-    let path = a.data_dir.join("requests.db");
+    let cfg = match a.data.settings() {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let path = cfg.data_dir.join("requests.db");
     let store = match SqliteStore::open(&path) {
         Ok(s) => s,
         Err(e) => {

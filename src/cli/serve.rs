@@ -28,9 +28,14 @@ pub struct ServeArgs {
     /// Admin listener (request review pages, /metrics, /health) [default: 127.0.0.1:3130].
     #[arg(long, value_name = "ADDR:PORT")]
     pub admin_listen: Option<std::net::SocketAddr>,
-    /// Data folder (trace, keys, users, requests) [default: data].
-    #[arg(long, value_name = "DIR")]
+    /// Data folder (trace, keys, users, requests) [default: data]: the default place of
+    /// the paths the server file does not set, never a move of those it sets.
+    #[arg(long, env = "CHARTE_DATA", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Write the process id to this file (for `reload`, `rotate` and init scripts; the
+    /// data folder's lock file holds it too).
+    #[arg(long, value_name = "FILE")]
+    pub pidfile: Option<PathBuf>,
     /// Trace file, or `-` for standard output [default: DATA/trace.log].
     #[arg(long, value_name = "FILE")]
     pub trace: Option<String>,
@@ -133,6 +138,7 @@ impl ServeArgs {
             no_inspect: self.no_inspect,
             ca: self.ca_cert.clone().zip(self.ca_key.clone()),
             upstream_ca: self.upstream_ca.clone(),
+            pidfile: self.pidfile.clone(),
         }
     }
 }
@@ -151,6 +157,10 @@ pub(super) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         // keytab from KRB5_KTNAME.
         unsafe { std::env::set_var("KRB5_KTNAME", format!("FILE:{}", k.display())) };
     }
+    // Files the proxy creates hold personal data (trace, requests): none readable by
+    // others (0640 at most; keys are written 0600 whatever the umask).
+    // SAFETY: umask(2) only changes this process's file creation mask.
+    unsafe { libc::umask(0o027) };
     // The main runtime accepts connections and runs the trace writer, the portal and
     // the admin pages; proxy connections are served by the worker threads
     // (`server::workers`).

@@ -18,15 +18,12 @@ use crate::identity::auth::{AuthError, UsersFile, validate_user};
 
 #[derive(clap::Args, Debug)]
 pub struct UsersArgs {
-    /// The users file (`user:$argon2id$…` lines).
-    #[arg(
-        long,
-        env = "CHARTE_USERS",
-        default_value = "data/users",
-        value_name = "FILE",
-        global = true
-    )]
-    pub file: PathBuf,
+    /// The users file (`user:$argon2id$…` lines) [default: the server file's
+    /// auth.users_file, else `users` in the data folder].
+    #[arg(long, env = "CHARTE_USERS", value_name = "FILE", global = true)]
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: super::DataArgs,
     #[command(subcommand)]
     pub cmd: UsersCmd,
 }
@@ -34,15 +31,11 @@ pub struct UsersArgs {
 #[derive(clap::Args, Debug)]
 pub struct AdminsArgs {
     /// The administrators' file (`name:$argon2id$…` lines), read by the admin pages
-    /// at each login: DATA/admins of the running proxy.
-    #[arg(
-        long,
-        env = "CHARTE_ADMINS",
-        default_value = "data/admins",
-        value_name = "FILE",
-        global = true
-    )]
-    pub file: PathBuf,
+    /// at each login [default: `admins` in the data folder of the running proxy].
+    #[arg(long, env = "CHARTE_ADMINS", value_name = "FILE", global = true)]
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: super::DataArgs,
     #[command(subcommand)]
     pub cmd: UsersCmd,
 }
@@ -70,12 +63,26 @@ pub enum UsersCmd {
 
 /// Runs a `users` subcommand and returns the process exit code.
 pub fn run(args: UsersArgs) -> anyhow::Result<ExitCode> {
-    run_on(&args.file, args.cmd, "user")
+    let file = match args.file {
+        Some(f) => f,
+        None => match args.data.settings() {
+            Ok(cfg) => cfg.auth.users_file,
+            Err(code) => return Ok(code),
+        },
+    };
+    run_on(&file, args.cmd, "user")
 }
 
 /// Runs an `admins` subcommand and returns the process exit code.
 pub fn run_admins(args: AdminsArgs) -> anyhow::Result<ExitCode> {
-    run_on(&args.file, args.cmd, "administrator")
+    let file = match args.file {
+        Some(f) => f,
+        None => match args.data.settings() {
+            Ok(cfg) => cfg.data_dir.join("admins"),
+            Err(code) => return Ok(code),
+        },
+    };
+    run_on(&file, args.cmd, "administrator")
 }
 
 fn run_on(path: &std::path::Path, cmd: UsersCmd, noun: &str) -> anyhow::Result<ExitCode> {

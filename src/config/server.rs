@@ -42,6 +42,8 @@ pub struct RawServer {
     pub watch: Option<bool>,
     pub tls: Option<RawTls>,
     pub limits: Option<RawLimits>,
+    /// Where `serve` writes its process id.
+    pub pidfile: Option<PathBuf>,
 }
 
 /// `limits:`: sizes, timeouts and connection caps (README, "Limits").
@@ -153,11 +155,29 @@ pub struct RawTrace {
 /// Reads the optional YAML file over the defaults; every problem is reported with its
 /// place.
 pub fn load(path: Option<&Path>) -> Result<Settings, Diags> {
+    load_file(path).map(|(cfg, _)| cfg)
+}
+
+/// The paths of the data folder that the server file set itself: a `--data-dir` flag
+/// is the default for the others, and never moves these.
+#[derive(Debug, Default, Clone, Copy)]
+struct SetByFile {
+    users_file: bool,
+    trace: bool,
+}
+
+fn load_file(path: Option<&Path>) -> Result<(Settings, SetByFile), Diags> {
     let mut cfg = Settings::default();
-    let Some(path) = path else { return Ok(cfg) };
+    let Some(path) = path else {
+        return Ok((cfg, SetByFile::default()));
+    };
     let mut diags = Diags::default();
     let Some((mut raw, pos)) = read(path, &mut diags) else {
         return Err(diags);
+    };
+    let set = SetByFile {
+        users_file: raw.auth.as_ref().is_some_and(|a| a.users_file.is_some()),
+        trace: raw.trace.as_ref().is_some_and(|t| t.path.is_some()),
     };
     let mut file = File {
         path,
@@ -165,6 +185,9 @@ pub fn load(path: Option<&Path>) -> Result<Settings, Diags> {
         pos,
         diags,
     };
+    if let Some(p) = raw.pidfile.take() {
+        cfg.pidfile = Some(file.rel(p));
+    }
     // Section by section; the diagnostics come out in this order.
     file.paths(&mut cfg, raw.policy.take(), raw.data_dir.take());
     file.listeners(
@@ -198,7 +221,7 @@ pub fn load(path: Option<&Path>) -> Result<Settings, Diags> {
     if file.diags.has_errors() {
         Err(file.diags)
     } else {
-        Ok(cfg)
+        Ok((cfg, set))
     }
 }
 
@@ -698,25 +721,37 @@ pub struct Flags {
     pub ca: Option<(PathBuf, PathBuf)>,
     /// Added to the file's extra roots.
     pub upstream_ca: Vec<PathBuf>,
+    pub pidfile: Option<PathBuf>,
 }
 
-/// The server settings: defaults, then the file at `file` (if any), then `flags`.
+/// The server settings: defaults, then the file at `file` (if any), then `flags`. Every
+/// command that uses the data folder resolves it here, so that `CHARTE_DATA`,
+/// `--data-dir` and the server file mean the same for all of them.
 pub fn resolve(file: Option<&Path>, flags: &Flags) -> Result<Settings, Diags> {
-    let mut c = load(file)?;
-    apply_flags(&mut c, flags);
+    let (mut c, set) = load_file(file)?;
+    apply_flags(&mut c, flags, set);
     Ok(c)
 }
 
 /// Puts the flags given over the settings read from the file. Paths given as flags are
 /// taken as they are (relative to the working folder), not beside the file.
-fn apply_flags(c: &mut Settings, f: &Flags) {
+fn apply_flags(c: &mut Settings, f: &Flags, set: SetByFile) {
     if let Some(p) = &f.policy {
         c.policy = p.clone();
     }
     if let Some(d) = &f.data_dir {
+        // The folder of the paths the file left to their default; a path the file
+        // names stays where it is.
         c.data_dir = d.clone();
-        c.auth.users_file = d.join("users");
-        c.trace_path = Some(d.join("trace.log"));
+        if !set.users_file {
+            c.auth.users_file = d.join("users");
+        }
+        if !set.trace {
+            c.trace_path = Some(d.join("trace.log"));
+        }
+    }
+    if let Some(p) = &f.pidfile {
+        c.pidfile = Some(p.clone());
     }
     if let Some(a) = f.listen {
         if c.public_proxy == c.proxy.to_string() {

@@ -2,6 +2,7 @@
 //! hyper, counts connections, and shuts down gracefully (stop accepting, let exchanges
 //! and tunnels in flight finish within a bounded time, flush the trace).
 
+pub mod instance;
 pub mod limits;
 pub mod workers;
 
@@ -56,7 +57,12 @@ pub struct Bound {
 pub async fn serve(mut cfg: Settings) -> anyhow::Result<()> {
     ca::install_crypto_provider();
     let metrics = Arc::new(Metrics::new());
+    // Nothing is created before the data folder is known to be usable and the listeners
+    // are bound: a mistake there leaves no file behind.
+    instance::preflight(&cfg).map_err(|e| anyhow::anyhow!(ConfigError(e.to_string())))?;
     let live = load_policy(&cfg, &metrics)?;
+    let (listeners, bound) = bind(&mut cfg).await?;
+    let _claim = instance::claim(&cfg).map_err(|e| anyhow::anyhow!(ConfigError(e.to_string())))?;
     let Data { token_key, auth } = open_data(&cfg)?;
     let (audit, writer) = AuditWriter::start(
         trace_destination(&cfg),
@@ -65,7 +71,6 @@ pub async fn serve(mut cfg: Settings) -> anyhow::Result<()> {
         metrics.trace_dropped.clone(),
     )
     .with_context(|| "cannot open the trace")?;
-    let (listeners, bound) = bind(&mut cfg).await?;
     let dialer = dialer(&cfg, &bound, &live);
     let n_workers = workers::count(cfg.workers);
     let pool = Arc::new(
@@ -132,7 +137,13 @@ pub async fn serve(mut cfg: Settings) -> anyhow::Result<()> {
     ));
 
     banner(&cfg, &bound, &live, bumper.as_deref(), pool.len());
+    let status = format!("serving on {}", bound.proxy);
+    instance::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
     run_listeners(listeners, &states, &cfg, &pool, &metrics, &live, stop_rx).await;
+    instance::notify(&[sd_notify::NotifyState::Stopping]);
 
     // Tunnels outlive their HTTP exchange: give them the same grace.
     let tunnels = &states.proxy.tunnels;
@@ -276,15 +287,18 @@ fn trace_destination(cfg: &Settings) -> Destination {
 
 /// Binds the three listeners, and says where they really are when a port was 0.
 async fn bind(cfg: &mut Settings) -> anyhow::Result<(Listeners, Bound)> {
-    let at = |a: SocketAddr| async move {
-        TcpListener::bind(a)
-            .await
-            .with_context(|| format!("cannot listen on {a}"))
+    // The error names the listener and where its address comes from.
+    let at = |a: SocketAddr, what: &'static str, flag: &'static str, key: &'static str| async move {
+        TcpListener::bind(a).await.map_err(|e| {
+            anyhow::anyhow!(ConfigError(format!(
+                "cannot listen on {a} for the {what} ({flag}, or {key} in the server file): {e}"
+            )))
+        })
     };
     let l = Listeners {
-        proxy: at(cfg.proxy).await?,
-        portal: at(cfg.portal).await?,
-        admin: at(cfg.admin).await?,
+        proxy: at(cfg.proxy, "proxy", "--listen", "listen.proxy").await?,
+        portal: at(cfg.portal, "portal", "--portal-listen", "listen.portal").await?,
+        admin: at(cfg.admin, "admin pages", "--admin-listen", "listen.admin").await?,
     };
     let bound = Bound {
         proxy: l.proxy.local_addr()?,
