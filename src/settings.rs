@@ -233,6 +233,24 @@ pub struct Settings {
     /// A file where `serve` writes its process id (for `reload`, `rotate`, init
     /// scripts); the data folder's lock file holds it too.
     pub pidfile: Option<PathBuf>,
+    /// More outputs of the trace beside `trace_path` (`trace.outputs`).
+    pub trace_outputs: Vec<TraceOutput>,
+}
+
+/// One more output of the trace, in its own format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceOutput {
+    pub to: TraceTo,
+    /// `json` or `squid`.
+    pub format: String,
+}
+
+/// Where a trace output goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TraceTo {
+    Stdout,
+    File(PathBuf),
+    Syslog { to: SyslogTo, facility: u8 },
 }
 
 impl Settings {
@@ -283,7 +301,63 @@ impl Default for Settings {
             tls: TlsSettings::default(),
             limits: Limits::default(),
             pidfile: None,
+            trace_outputs: Vec::new(),
             data_dir: data,
         }
     }
+}
+
+/// Where syslog messages go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyslogTo {
+    /// One datagram a message.
+    Udp(std::net::SocketAddr),
+    /// A stream, messages framed by octet counting (RFC 6587 §3.4.1); reconnected after
+    /// an error.
+    Tcp(std::net::SocketAddr),
+    /// The local syslog daemon's datagram socket (`/dev/log`).
+    Unix(PathBuf),
+}
+
+impl std::str::FromStr for SyslogTo {
+    type Err = String;
+
+    /// `udp://HOST:PORT`, `tcp://HOST:PORT` (addresses, not names: the trace must not
+    /// wait on DNS) or `unix:///dev/log`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let addr = |a: &str| {
+            a.parse::<std::net::SocketAddr>()
+                .map_err(|_| format!("{a:?} is not an IP address with a port"))
+        };
+        if let Some(a) = s.strip_prefix("udp://") {
+            Ok(SyslogTo::Udp(addr(a)?))
+        } else if let Some(a) = s.strip_prefix("tcp://") {
+            Ok(SyslogTo::Tcp(addr(a)?))
+        } else if let Some(p) = s.strip_prefix("unix://") {
+            if p.is_empty() {
+                return Err("unix:// needs a socket path, like unix:///dev/log".into());
+            }
+            Ok(SyslogTo::Unix(PathBuf::from(p)))
+        } else {
+            Err(format!(
+                "{s:?}: write udp://IP:PORT, tcp://IP:PORT or unix:///dev/log"
+            ))
+        }
+    }
+}
+
+/// Syslog's facility by name (`local0` … `local7`, `daemon`, `user`, `authpriv`).
+pub fn syslog_facility(name: &str) -> Option<u8> {
+    Some(match name {
+        "user" => 1,
+        "daemon" => 3,
+        "authpriv" => 10,
+        _ => {
+            let n: u8 = name.strip_prefix("local")?.parse().ok()?;
+            if n > 7 {
+                return None;
+            }
+            16 + n
+        }
+    })
 }

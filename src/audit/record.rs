@@ -343,7 +343,7 @@ fn push_escaped(out: &mut String, s: &str, escape_percent: bool) {
 }
 
 /// Serde helpers: `Arc<str>` without serde's `rc` feature, and the time and duration shapes.
-mod ser {
+pub(crate) mod ser {
     use std::net::{IpAddr, Ipv4Addr, SocketAddr};
     use std::sync::Arc;
     use std::time::{Duration, SystemTime};
@@ -373,7 +373,7 @@ mod ser {
 
     /// `t` as RFC 3339 UTC with milliseconds (`2025-03-04T05:06:07.089Z`); an error for
     /// a year outside 0 to 9999.
-    pub(super) fn rfc3339_bytes(t: SystemTime) -> Result<[u8; 24], String> {
+    pub(crate) fn rfc3339_bytes(t: SystemTime) -> Result<[u8; 24], String> {
         // Through nanoseconds, not `From<SystemTime>`, which panics out of range.
         let nanos = match t.duration_since(SystemTime::UNIX_EPOCH) {
             Ok(d) => d.as_nanos() as i128,

@@ -15,6 +15,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::record::{Format, Record};
+pub use crate::settings::SyslogTo;
 
 /// Records taken from the queue at once.
 const BATCH: usize = 256;
@@ -36,6 +37,12 @@ pub enum Destination {
     Stdout,
     /// Appended to; created with its parent folders (mode 0640 on unix when created).
     File(PathBuf),
+    /// A syslog collector: each record one RFC 5424 message (facility `facility`,
+    /// severity informational, app-name `charte-proxy`, msgid `trace`).
+    Syslog {
+        to: SyslogTo,
+        facility: u8,
+    },
 }
 
 /// Cheap to clone (one reference count); given to every connection.
@@ -227,25 +234,55 @@ impl AuditWriter {
         capacity: usize,
         dropped: IntCounter,
     ) -> io::Result<(AuditSink, AuditWriter)> {
+        Self::start_many(vec![(dest, format)], capacity, dropped)
+    }
+
+    /// The same with several outputs, each in its own format, all written by the one
+    /// task from the one queue: every record goes to every output.
+    pub fn start_many(
+        outputs: Vec<(Destination, Format)>,
+        capacity: usize,
+        dropped: IntCounter,
+    ) -> io::Result<(AuditSink, AuditWriter)> {
         let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
-        let (sink, unstarted) = Self::open(dest, format, capacity, dropped)?;
+        let (sink, unstarted) = Self::open_many(outputs, capacity, dropped)?;
         Ok((sink, unstarted.spawn(&runtime)))
     }
 
     /// `start` without the spawn: the queue fills with nothing draining it, so tests can
     /// make it full deterministically.
+    #[cfg(test)]
     pub(super) fn open(
         dest: Destination,
         format: Format,
         capacity: usize,
         dropped: IntCounter,
     ) -> io::Result<(AuditSink, Unstarted)> {
-        let out = Output::open(&dest)?;
+        Self::open_many(vec![(dest, format)], capacity, dropped)
+    }
+
+    fn open_many(
+        outputs: Vec<(Destination, Format)>,
+        capacity: usize,
+        dropped: IntCounter,
+    ) -> io::Result<(AuditSink, Unstarted)> {
+        if outputs.is_empty() {
+            return Err(io::Error::other("the trace has no output"));
+        }
+        let outs = outputs
+            .iter()
+            .map(|(dest, format)| {
+                Ok(Out {
+                    out: Output::open(dest)?,
+                    format: *format,
+                    buf: Vec::with_capacity(WRITE_AT + 4096),
+                })
+            })
+            .collect::<io::Result<Vec<_>>>()?;
         let (sink, rx, drops) = AuditSink::channel(capacity, dropped);
         let task = Task {
             rx,
-            out,
-            format,
+            outs,
             drops,
             control: Arc::new(Control {
                 reopen: AtomicBool::new(false),
@@ -297,7 +334,11 @@ pub(super) struct Unstarted(Task);
 impl Unstarted {
     pub(super) fn spawn(self, runtime: &tokio::runtime::Handle) -> AuditWriter {
         let control = Arc::clone(&self.0.control);
-        let is_file = matches!(self.0.out, Output::File { .. });
+        let is_file = self
+            .0
+            .outs
+            .iter()
+            .any(|o| matches!(o.out, Output::File { .. }));
         let task = runtime.spawn(self.0.run());
         AuditWriter {
             control,
@@ -307,12 +348,142 @@ impl Unstarted {
     }
 }
 
+/// One output of the task, its format and the lines encoded for it and not written yet.
+struct Out {
+    out: Output,
+    format: Format,
+    buf: Vec<u8>,
+}
+
 enum Output {
     Stdout(tokio::io::Stdout),
     File {
         path: PathBuf,
         file: tokio::fs::File,
     },
+    Syslog(Syslog),
+}
+
+/// A syslog destination and what every message's header repeats.
+struct Syslog {
+    to: SyslogTo,
+    /// `<PRI>1 `.
+    pri: String,
+    /// ` HOSTNAME charte-proxy PID trace - `.
+    tail: String,
+    conn: SyslogConn,
+}
+
+enum SyslogConn {
+    Udp(tokio::net::UdpSocket),
+    Tcp(Option<tokio::net::TcpStream>),
+    Unix(tokio::net::UnixDatagram),
+}
+
+/// How long a TCP collector may take to accept a connection.
+const SYSLOG_CONNECT: Duration = Duration::from_secs(2);
+
+impl Syslog {
+    fn open(to: &SyslogTo, facility: u8) -> io::Result<Syslog> {
+        let conn = match to {
+            SyslogTo::Udp(a) => {
+                let any: std::net::SocketAddr = if a.is_ipv4() {
+                    ([0, 0, 0, 0], 0).into()
+                } else {
+                    (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+                };
+                let s = std::net::UdpSocket::bind(any)?;
+                s.set_nonblocking(true)?;
+                SyslogConn::Udp(tokio::net::UdpSocket::from_std(s)?)
+            }
+            // Connected at the first write, and again after an error.
+            SyslogTo::Tcp(_) => SyslogConn::Tcp(None),
+            SyslogTo::Unix(_) => SyslogConn::Unix(tokio::net::UnixDatagram::unbound()?),
+        };
+        let host = hostname();
+        Ok(Syslog {
+            to: to.clone(),
+            // Severity 6, informational.
+            pri: format!("<{}>1 ", u16::from(facility) * 8 + 6),
+            tail: format!(" {host} charte-proxy {} trace - ", std::process::id()),
+            conn,
+        })
+    }
+
+    /// Appends one message holding `line` (its line end taken off) to `buf`, ended by
+    /// a line feed that [`Syslog::send`] splits on.
+    fn frame(&self, line: &[u8], buf: &mut Vec<u8>) {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        buf.extend_from_slice(self.pri.as_bytes());
+        match super::record::ser::rfc3339_bytes(std::time::SystemTime::now()) {
+            Ok(t) => buf.extend_from_slice(&t),
+            Err(_) => buf.push(b'-'),
+        }
+        buf.extend_from_slice(self.tail.as_bytes());
+        buf.extend_from_slice(line);
+        buf.push(b'\n');
+    }
+
+    /// Sends the messages of `buf` (one a line).
+    async fn send(&mut self, buf: &[u8]) -> io::Result<()> {
+        let messages = buf.split(|b| *b == b'\n').filter(|m| !m.is_empty());
+        match (&mut self.conn, &self.to) {
+            (SyslogConn::Udp(s), SyslogTo::Udp(to)) => {
+                for m in messages {
+                    s.send_to(m, to).await?;
+                }
+            }
+            (SyslogConn::Unix(s), SyslogTo::Unix(to)) => {
+                for m in messages {
+                    s.send_to(m, to).await?;
+                }
+            }
+            (SyslogConn::Tcp(conn), SyslogTo::Tcp(to)) => {
+                let mut framed = Vec::with_capacity(buf.len() + 64);
+                for m in messages {
+                    framed.extend_from_slice(format!("{} ", m.len()).as_bytes());
+                    framed.extend_from_slice(m);
+                }
+                if conn.is_none() {
+                    let c =
+                        tokio::time::timeout(SYSLOG_CONNECT, tokio::net::TcpStream::connect(to))
+                            .await
+                            .map_err(|_| {
+                                io::Error::new(io::ErrorKind::TimedOut, "connect timed out")
+                            })??;
+                    *conn = Some(c);
+                }
+                if let Some(c) = conn.as_mut()
+                    && let Err(e) = c.write_all(&framed).await
+                {
+                    *conn = None;
+                    return Err(e);
+                }
+            }
+            _ => return Err(io::Error::other("syslog connection of another kind")),
+        }
+        Ok(())
+    }
+}
+
+/// This machine's name for syslog's HOSTNAME field (`-` when unknown).
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let name = if r == 0 {
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        String::new()
+    };
+    // PRINTUSASCII without spaces, at most 255 characters (RFC 5424 §6.2.4).
+    let name: String = name
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(255)
+        .collect();
+    if name.is_empty() { "-".into() } else { name }
 }
 
 impl Output {
@@ -323,6 +494,7 @@ impl Output {
                 file: tokio::fs::File::from_std(open_file(path)?),
                 path: path.clone(),
             },
+            Destination::Syslog { to, facility } => Output::Syslog(Syslog::open(to, *facility)?),
         })
     }
 
@@ -338,6 +510,7 @@ impl Output {
                 file.write_all(buf).await?;
                 file.flush().await
             }
+            Output::Syslog(s) => s.send(buf).await,
         }
     }
 
@@ -358,6 +531,7 @@ impl Output {
         match self {
             Output::Stdout(_) => "stdout".to_owned(),
             Output::File { path, .. } => path.display().to_string(),
+            Output::Syslog(s) => format!("syslog {:?}", s.to),
         }
     }
 }
@@ -386,27 +560,23 @@ fn open_file(path: &Path) -> io::Result<std::fs::File> {
 /// The writer task's state.
 struct Task {
     rx: mpsc::Receiver<Record>,
-    out: Output,
-    format: Format,
+    /// Every record goes to each.
+    outs: Vec<Out>,
     drops: Arc<Drops>,
     control: Arc<Control>,
     /// Rate limit of the writer's own error lines (records lost to encode or I/O errors).
     errors: Throttle,
 }
 
-/// Encoded lines not written yet, and how many records they hold.
+/// How many records the outputs' buffers hold, not written yet.
 struct Pending {
-    buf: Vec<u8>,
     records: u64,
 }
 
 impl Task {
     async fn run(mut self) {
         let mut batch = Vec::with_capacity(BATCH);
-        let mut pending = Pending {
-            buf: Vec::with_capacity(WRITE_AT + 4096),
-            records: 0,
-        };
+        let mut pending = Pending { records: 0 };
         // When the oldest record not yet written must go out.
         let mut due: Option<tokio::time::Instant> = None;
         loop {
@@ -429,7 +599,7 @@ impl Task {
                 // Take what came in meanwhile, without waiting, up to one write's worth
                 // (a busy proxy could otherwise keep this loop going); the rest is
                 // taken on the next turn.
-                while pending.buf.len() < WRITE_AT {
+                while self.buffered() < WRITE_AT {
                     match self.rx.try_recv() {
                         Ok(r) => {
                             batch.push(r);
@@ -449,12 +619,17 @@ impl Task {
             // or later, so it sees the flag and lands in the new file.
             if self.control.reopen.swap(false, Ordering::SeqCst) {
                 self.write_out(&mut pending).await;
-                match self.out.reopen().await {
-                    Ok(()) => tracing::info!(target: "charte::audit", "audit file reopened"),
-                    Err(e) => tracing::error!(
-                        target: "charte::audit",
-                        "{e}; still writing to the previous file"
-                    ),
+                for o in &mut self.outs {
+                    if !matches!(o.out, Output::File { .. }) {
+                        continue;
+                    }
+                    match o.out.reopen().await {
+                        Ok(()) => tracing::info!(target: "charte::audit", "audit file reopened"),
+                        Err(e) => tracing::error!(
+                            target: "charte::audit",
+                            "{e}; still writing to the previous file"
+                        ),
+                    }
                 }
             }
             self.encode(&mut batch, &mut pending);
@@ -464,7 +639,7 @@ impl Task {
                 self.rx.close();
                 while self.rx.recv_many(&mut batch, BATCH).await > 0 {
                     self.encode(&mut batch, &mut pending);
-                    if pending.buf.len() >= WRITE_AT {
+                    if self.buffered() >= WRITE_AT {
                         self.write_out(&mut pending).await;
                     }
                 }
@@ -476,10 +651,10 @@ impl Task {
                 self.write_out(&mut pending).await;
                 break;
             }
-            if pending.buf.len() >= WRITE_AT || lingered {
+            if self.buffered() >= WRITE_AT || lingered {
                 self.write_out(&mut pending).await;
             }
-            due = match (pending.buf.is_empty(), due) {
+            due = match (pending.records == 0, due) {
                 (true, _) => None,
                 (false, None) => Some(tokio::time::Instant::now() + LINGER),
                 (false, Some(d)) => Some(d),
@@ -497,30 +672,69 @@ impl Task {
         }
     }
 
+    /// The most bytes an output has waiting.
+    fn buffered(&self) -> usize {
+        self.outs.iter().map(|o| o.buf.len()).max().unwrap_or(0)
+    }
+
     fn encode(&mut self, batch: &mut Vec<Record>, pending: &mut Pending) {
+        let mut line = Vec::new();
         for r in batch.drain(..) {
-            match self.format.write_line(&r, &mut pending.buf) {
-                Ok(()) => pending.records += 1,
-                Err(e) => self.lose(1, &format!("cannot encode an audit record: {e}")),
+            let mut ok = true;
+            for o in &mut self.outs {
+                let encoded = match &o.out {
+                    Output::Syslog(s) => {
+                        line.clear();
+                        let e = o.format.write_line(&r, &mut line);
+                        if e.is_ok() {
+                            s.frame(&line, &mut o.buf);
+                        }
+                        e
+                    }
+                    _ => o.format.write_line(&r, &mut o.buf),
+                };
+                if let Err(e) = encoded {
+                    ok = false;
+                    tracing::debug!(target: "charte::audit", "cannot encode an audit record: {e}");
+                }
+            }
+            if ok {
+                pending.records += 1;
+            } else {
+                self.lose(1, "cannot encode an audit record");
             }
         }
     }
 
     async fn write_out(&mut self, pending: &mut Pending) {
-        if pending.buf.is_empty() {
+        if pending.records == 0 && self.outs.iter().all(|o| o.buf.is_empty()) {
             return;
         }
-        match self.out.write(&pending.buf).await {
-            Ok(()) => {
-                let n = pending.records;
-                self.control.written.send_modify(|w| *w += n);
+        let n = pending.records;
+        let mut first_ok = true;
+        let mut failures = Vec::new();
+        for (i, o) in self.outs.iter_mut().enumerate() {
+            if o.buf.is_empty() {
+                continue;
             }
-            Err(e) => {
-                let what = format!("cannot write the audit trail to {}: {e}", self.out.name());
-                self.lose(pending.records, &what);
+            if let Err(e) = o.out.write(&o.buf).await {
+                if i == 0 {
+                    first_ok = false;
+                }
+                failures.push(format!(
+                    "cannot write the audit trail to {}: {e}",
+                    o.out.name()
+                ));
             }
+            o.buf.clear();
         }
-        pending.buf.clear();
+        // The first output is the trace of record: its count is the one `written` gives.
+        if first_ok {
+            self.control.written.send_modify(|w| *w += n);
+        }
+        for what in failures {
+            self.lose(n, &what);
+        }
         pending.records = 0;
     }
 

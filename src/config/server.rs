@@ -14,7 +14,10 @@ use serde::Deserialize;
 
 use super::diag::{Diags, Pos};
 use super::positions::Positions;
-use crate::settings::{DirectorySettings, Limits, Nesting, Settings, UserName};
+use crate::settings::{
+    DirectorySettings, Limits, Nesting, Settings, SyslogTo, TraceOutput, TraceTo, UserName,
+    syslog_facility,
+};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -150,6 +153,20 @@ pub struct RawTrace {
     pub path: Option<String>,
     pub format: Option<String>,
     pub queue: Option<usize>,
+    /// More outputs, each with its own format.
+    pub outputs: Option<Vec<RawTraceOutput>>,
+}
+
+/// `trace.outputs[i]`: a file (`path`) or a syslog collector (`syslog`), in a format.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTraceOutput {
+    pub path: Option<String>,
+    /// `udp://IP:PORT`, `tcp://IP:PORT` or `unix:///dev/log`.
+    pub syslog: Option<String>,
+    /// `local0` (the default) … `local7`, `daemon`, `user`, `authpriv`.
+    pub facility: Option<String>,
+    pub format: Option<String>,
 }
 
 /// Reads the optional YAML file over the defaults; every problem is reported with its
@@ -523,6 +540,69 @@ impl File<'_> {
         if let Some(q) = t.queue {
             cfg.trace_queue = q.max(1);
         }
+        for (i, o) in t.outputs.unwrap_or_default().into_iter().enumerate() {
+            if let Some(out) = self.trace_output(i, o) {
+                cfg.trace_outputs.push(out);
+            }
+        }
+    }
+
+    /// `trace.outputs[i]`, checked.
+    fn trace_output(&mut self, i: usize, o: RawTraceOutput) -> Option<TraceOutput> {
+        let key = format!("trace.outputs[{i}]");
+        let format = o.format.unwrap_or_else(|| "json".into());
+        if format != "json" && format != "squid" {
+            let k = format!("{key}.format");
+            let pos = self.pos.value(&k);
+            self.invalid(
+                pos,
+                &k,
+                format!("unknown trace format {format:?}"),
+                Some("use `json` (the full §4.8 record) or `squid` (Squid's access.log)"),
+            );
+            return None;
+        }
+        let to = match (o.path, o.syslog) {
+            (Some(p), None) if p == "-" => TraceTo::Stdout,
+            (Some(p), None) => TraceTo::File(self.rel(PathBuf::from(p))),
+            (None, Some(url)) => {
+                let k = format!("{key}.syslog");
+                let to = match url.parse::<SyslogTo>() {
+                    Ok(t) => t,
+                    Err(e) => {
+                        let pos = self.pos.value(&k);
+                        self.invalid(pos, &k, e, None);
+                        return None;
+                    }
+                };
+                let name = o.facility.as_deref().unwrap_or("local0");
+                let Some(facility) = syslog_facility(name) else {
+                    let k = format!("{key}.facility");
+                    let pos = self.pos.value(&k);
+                    self.invalid(
+                        pos,
+                        &k,
+                        format!("unknown syslog facility {name:?}"),
+                        Some("use local0 … local7, daemon, user or authpriv"),
+                    );
+                    return None;
+                };
+                TraceTo::Syslog { to, facility }
+            }
+            _ => {
+                let pos = self.pos.key(&key);
+                self.invalid(
+                    pos,
+                    &key,
+                    "an output is a file (`path`) or a collector (`syslog`), one of the two".into(),
+                    Some(
+                        "write `path: /var/log/charte/access.log` or `syslog: udp://10.0.0.5:514`",
+                    ),
+                );
+                return None;
+            }
+        };
+        Some(TraceOutput { to, format })
     }
 
     /// The top-level switches of the running server: `reverse_dns`,

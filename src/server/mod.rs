@@ -38,7 +38,7 @@ use crate::per_worker::PerWorker;
 use crate::pipeline::ProxyState;
 use crate::pipeline::identify::ConnIdentity;
 use crate::portal::PortalState;
-use crate::settings::{Limits, Settings};
+use crate::settings::{Limits, Settings, TraceTo};
 use crate::snapshot::{Live, Snapshot};
 use crate::tracker::Tracker;
 use crate::unblock::UnblockService;
@@ -64,9 +64,8 @@ pub async fn serve(mut cfg: Settings) -> anyhow::Result<()> {
     let (listeners, bound) = bind(&mut cfg).await?;
     let _claim = instance::claim(&cfg).map_err(|e| anyhow::anyhow!(ConfigError(e.to_string())))?;
     let Data { token_key, auth } = open_data(&cfg)?;
-    let (audit, writer) = AuditWriter::start(
-        trace_destination(&cfg),
-        trace_format(&cfg)?,
+    let (audit, writer) = AuditWriter::start_many(
+        trace_outputs(&cfg)?,
         cfg.trace_queue,
         metrics.trace_dropped.clone(),
     )
@@ -278,11 +277,30 @@ fn trace_format(cfg: &Settings) -> anyhow::Result<Format> {
         .map_err(|_| anyhow::anyhow!(ConfigError("bad trace format".into())))
 }
 
-fn trace_destination(cfg: &Settings) -> Destination {
-    match &cfg.trace_path {
+/// The trace's outputs: `trace_path` in `trace_format` first (the trace of record),
+/// then `trace.outputs`.
+fn trace_outputs(cfg: &Settings) -> anyhow::Result<Vec<(Destination, Format)>> {
+    let first = match &cfg.trace_path {
         Some(p) => Destination::File(p.clone()),
         None => Destination::Stdout,
+    };
+    let mut outs = vec![(first, trace_format(cfg)?)];
+    for o in &cfg.trace_outputs {
+        let dest = match &o.to {
+            TraceTo::Stdout => Destination::Stdout,
+            TraceTo::File(p) => Destination::File(p.clone()),
+            TraceTo::Syslog { to, facility } => Destination::Syslog {
+                to: to.clone(),
+                facility: *facility,
+            },
+        };
+        let format = o
+            .format
+            .parse()
+            .map_err(|_| anyhow::anyhow!(ConfigError("bad trace format".into())))?;
+        outs.push((dest, format));
     }
+    Ok(outs)
 }
 
 /// Binds the three listeners, and says where they really are when a port was 0.
