@@ -21,6 +21,10 @@ PACKAGES+=(krb5-kdc krb5-admin-server krb5-user slapd ldap-utils)
 # Build dependencies of the libgssapi crate (Negotiate): the GSS-API headers and library
 # (libkrb5-dev), libclang for its bindgen build script, pkg-config to find them.
 PACKAGES+=(libkrb5-dev libclang-dev pkg-config)
+# prometheus: its promtool checks the /metrics page (tests/metrics_format.rs). Debian ships
+# promtool only in the server's package (about 96 MB installed); where systemd runs, the
+# package also enables a Prometheus server on port 9090, which the tests do not use.
+PACKAGES+=(prometheus)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
