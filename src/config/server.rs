@@ -153,8 +153,26 @@ pub struct RawTrace {
 /// Reads the optional YAML file over the defaults; every problem is reported with its
 /// place.
 pub fn load(path: Option<&Path>) -> Result<Settings, Diags> {
+    load_file(path).map(|(cfg, _)| cfg)
+}
+
+/// What the server file said about the addresses workstations use, for the checks that
+/// need to know whether a value was given or defaulted.
+#[derive(Debug, Default)]
+struct Given {
+    public_proxy: bool,
+    portal_url: bool,
+    /// Where `listen.proxy` and `listen.portal` are written, when they are.
+    proxy_listen: Option<Pos>,
+    portal_listen: Option<Pos>,
+}
+
+/// [`load`], and what the file gave of the addresses workstations use.
+fn load_file(path: Option<&Path>) -> Result<(Settings, Given), Diags> {
     let mut cfg = Settings::default();
-    let Some(path) = path else { return Ok(cfg) };
+    let Some(path) = path else {
+        return Ok((cfg, Given::default()));
+    };
     let mut diags = Diags::default();
     let Some((mut raw, pos)) = read(path, &mut diags) else {
         return Err(diags);
@@ -164,6 +182,17 @@ pub fn load(path: Option<&Path>) -> Result<Settings, Diags> {
         base: path.parent().unwrap_or(Path::new(".")),
         pos,
         diags,
+    };
+    let listen = raw.listen.as_ref();
+    let given = Given {
+        public_proxy: raw.public_proxy.is_some(),
+        portal_url: raw.portal_url.is_some(),
+        proxy_listen: listen
+            .and_then(|l| l.proxy)
+            .map(|_| file.pos.value("listen.proxy")),
+        portal_listen: listen
+            .and_then(|l| l.portal)
+            .map(|_| file.pos.value("listen.portal")),
     };
     // Section by section; the diagnostics come out in this order.
     file.paths(&mut cfg, raw.policy.take(), raw.data_dir.take());
@@ -198,7 +227,7 @@ pub fn load(path: Option<&Path>) -> Result<Settings, Diags> {
     if file.diags.has_errors() {
         Err(file.diags)
     } else {
-        Ok(cfg)
+        Ok((cfg, given))
     }
 }
 
@@ -702,9 +731,63 @@ pub struct Flags {
 
 /// The server settings: defaults, then the file at `file` (if any), then `flags`.
 pub fn resolve(file: Option<&Path>, flags: &Flags) -> Result<Settings, Diags> {
-    let mut c = load(file)?;
+    let (mut c, given) = load_file(file)?;
     apply_flags(&mut c, flags);
+    let diags = check_public_addresses(&c, file, &given, flags);
+    if diags.has_errors() {
+        return Err(diags);
+    }
     Ok(c)
+}
+
+/// A listener on a wildcard address (`0.0.0.0`, `::`) says nothing of how workstations
+/// reach it: without `public_proxy` (for the proxy listener) or `portal_url` (for the
+/// portal's), the PAC file and the pages would send them to `0.0.0.0`. Refused here,
+/// before anything is created on disk.
+fn check_public_addresses(c: &Settings, file: Option<&Path>, given: &Given, f: &Flags) -> Diags {
+    let mut diags = Diags::default();
+    // A flag (or its environment variable) has no place in a file: the file, else the
+    // command line, is where the error points.
+    let place = |pos: Option<Pos>, flag: bool| match (file, pos) {
+        (Some(path), Some(pos)) if !flag => (path.to_path_buf(), pos),
+        (Some(path), _) => (path.to_path_buf(), Pos::default()),
+        (None, _) => (PathBuf::from("serve"), Pos::default()),
+    };
+    if c.proxy.ip().is_unspecified() && !given.public_proxy && f.public_proxy.is_none() {
+        let (path, pos) = place(given.proxy_listen, f.listen.is_some());
+        diags.error(
+            "public-proxy-missing",
+            &path,
+            pos,
+            Some("public_proxy"),
+            format!(
+                "the proxy listens on the wildcard address {} (`--listen` / `listen.proxy`),                  which workstations cannot use: the PAC file and the pages need the                  address they reach the proxy at",
+                c.proxy
+            ),
+            Some(
+                "set `public_proxy: HOST:PORT` in the server file, or `--public-proxy                  HOST:PORT` (environment: CHARTE_PUBLIC_PROXY), or listen on one address"
+                    .into(),
+            ),
+        );
+    }
+    if c.portal.ip().is_unspecified() && !given.portal_url && f.portal_url.is_none() {
+        let (path, pos) = place(given.portal_listen, f.portal_listen.is_some());
+        diags.error(
+            "portal-url-missing",
+            &path,
+            pos,
+            Some("portal_url"),
+            format!(
+                "the portal listens on the wildcard address {} (`--portal-listen` /                  `listen.portal`), which workstations cannot use: the PAC file and the                  block page need the URL they reach the portal at",
+                c.portal
+            ),
+            Some(
+                "set `portal_url: http://HOST:PORT` in the server file, or `--portal-url                  http://HOST:PORT` (environment: CHARTE_PORTAL_URL), or listen on one address"
+                    .into(),
+            ),
+        );
+    }
+    diags
 }
 
 /// Puts the flags given over the settings read from the file. Paths given as flags are
@@ -838,5 +921,40 @@ mod tests {
         assert!(s.reverse_dns);
         assert_eq!(s.auth.users_file, dir.path().join("d").join("users"));
         assert_eq!(s.portal, Settings::default().portal);
+    }
+
+    #[test]
+    fn a_wildcard_listener_needs_the_address_workstations_use() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("server.yaml");
+        let yaml = "listen:\n  proxy: 0.0.0.0:3128\n  portal: '[::]:3129'\n";
+        std::fs::write(&path, yaml).expect("written");
+        let diags = resolve(Some(&path), &Flags::default()).expect_err("refused");
+        let text: Vec<String> = diags.errors().map(|d| d.to_string()).collect();
+        assert_eq!(text.len(), 2, "{text:?}");
+        assert!(
+            text[0].contains(":2:") && text[0].contains("public_proxy"),
+            "{text:?}"
+        );
+        assert!(
+            text[1].contains(":3:") && text[1].contains("portal_url"),
+            "{text:?}"
+        );
+        let flags = Flags {
+            public_proxy: Some("proxy.mairie.example:3128".into()),
+            portal_url: Some("http://proxy.mairie.example:3129".into()),
+            ..Flags::default()
+        };
+        let s = resolve(Some(&path), &flags).expect("valid");
+        assert_eq!(s.public_proxy, "proxy.mairie.example:3128");
+        // Without a file, the flags alone.
+        let flags = Flags {
+            listen: Some("0.0.0.0:3128".parse().expect("address")),
+            ..Flags::default()
+        };
+        let diags = resolve(None, &flags).expect_err("refused");
+        let text: Vec<String> = diags.errors().map(|d| d.to_string()).collect();
+        assert_eq!(text.len(), 1, "{text:?}");
+        assert!(text[0].contains("--public-proxy"), "{text:?}");
     }
 }
