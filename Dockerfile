@@ -30,9 +30,26 @@ RUN ["charte-proxy", "categories", "compile", "--policy", "policies/charte.yaml"
 RUN mkdir -p /app/data && chown charte:charte /app/data
 USER charte
 ENV CHARTE_POLICY=/app/policies/charte.yaml
-# proxy, portal (block page assets, unblock requests, PAC file), admin (metrics, health)
-EXPOSE 3128 3129 3130
+# The data folder (organisation CA and its key, trace, users, administrators, unblock
+# requests) outlives the container: mount a volume or a host folder here.
+VOLUME ["/app/data"]
+# proxy and portal (block page assets, unblock requests, PAC file). The admin listener
+# (administrators' pages, /metrics, /health) is not exposed: see CMD.
+EXPOSE 3128 3129
+# The admin listener answers on loopback inside the container, where this check runs.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/3130 && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
 ENTRYPOINT ["charte-proxy"]
-# In a container, loopback is unreachable from outside: listen on all interfaces and
-# publish only what the network needs (the admin port usually stays internal).
-CMD ["serve", "--listen", "0.0.0.0:3128", "--portal-listen", "0.0.0.0:3129", "--admin-listen", "0.0.0.0:3130"]
+# In a container, loopback is unreachable from outside: the proxy and the portal listen
+# on all interfaces. Workstations cannot use 0.0.0.0, so the proxy refuses to start until
+# it is told the addresses they use, which it writes in the PAC file and the pages:
+#   -e CHARTE_PUBLIC_PROXY=proxy.mairie.local:3128
+#   -e CHARTE_PORTAL_URL=http://proxy.mairie.local:3129
+# (or `public_proxy` / `portal_url` in a server file named by CHARTE_CONFIG).
+# The admin listener stays on loopback inside the container (the health check runs
+# there), rather than merely not exposed: its pages hold the workstations' unblock
+# requests and the administrators' login, and a `-p 3130:3130` or another container on
+# the same network would otherwise reach them. To scrape /metrics from another container,
+# give the command again with `--admin-listen 0.0.0.0:3130`, on a network that only the
+# monitoring shares.
+CMD ["serve", "--listen", "0.0.0.0:3128", "--portal-listen", "0.0.0.0:3129", "--admin-listen", "127.0.0.1:3130"]

@@ -1,5 +1,7 @@
 //! Every metric, declared in one place. Labels come from closed sets only — decisions,
 //! reason codes, categories and groups of the policy — never a host, a URL or a user.
+//! Counters end in `_total`; a value copied from elsewhere at scrape time that only grows
+//! is a counter too (caught up, never set), so that `rate()` works on it.
 
 use prometheus::{
     Counter, Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
@@ -11,7 +13,12 @@ pub const REQUEST_KINDS: [&str; 3] = ["http", "connect", "https"];
 
 /// The proxy's metrics, registered in their own registry.
 pub struct Metrics {
+    /// The proxy's own metrics, all named `charte_…`.
     pub registry: Registry,
+    /// The standard `process_*` metrics (resident memory, CPU seconds, open and maximum
+    /// file descriptors, start time), which keep their usual names: a registry apart,
+    /// because `registry`'s prefix would rename them.
+    process: Registry,
     /// Requests and tunnels by kind (`http`, `connect`), decision, most specific category
     /// and first group (`none` when there is none).
     pub requests: IntCounterVec,
@@ -49,8 +56,8 @@ pub struct Metrics {
     pub directory_cache_hits: IntCounter,
     pub directory_failures: IntCounter,
     pub directory_lookup_seconds: Counter,
-    /// Leaf certificates minted since start (read from the CA at scrape time).
-    pub tls_leaves_minted: IntGauge,
+    /// Leaf certificates minted since start (caught up from the CA at scrape time).
+    pub tls_leaves_minted: IntCounter,
     /// Leaf certificates in the cache now.
     pub tls_leaf_cache: IntGauge,
     /// Open tunnels and upgraded connections (set when scraped).
@@ -247,8 +254,8 @@ impl Metrics {
             .unwrap()
         );
         let tls_leaves_minted = reg!(
-            IntGauge::new(
-                "tls_leaves_minted",
+            IntCounter::new(
+                "tls_leaves_minted_total",
                 "Leaf certificates minted by the organisation's CA since start"
             )
             .unwrap()
@@ -280,8 +287,36 @@ impl Metrics {
         for r in ["ok", "error"] {
             reloads.with_label_values(&[r]);
         }
+        let build_info = reg!(
+            IntGaugeVec::new(
+                Opts::new(
+                    "build_info",
+                    "Always 1: the version of this build and whether it has Kerberos"
+                ),
+                &["version", "kerberos"],
+            )
+            .unwrap()
+        );
+        build_info
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                if cfg!(feature = "kerberos") {
+                    "true"
+                } else {
+                    "false"
+                },
+            ])
+            .set(1);
+        let process = Registry::new();
+        #[cfg(target_os = "linux")]
+        process
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("process metrics are registered once");
         Metrics {
             registry,
+            process,
             requests,
             blocks,
             active_connections,
@@ -324,14 +359,15 @@ impl Metrics {
         }
     }
 
+    /// Copies the leaf certificate cache's counts (at scrape time).
+    pub fn observe_leaves(&self, minted: u64, cached: usize) {
+        catch_up(&self.tls_leaves_minted, minted);
+        self.tls_leaf_cache
+            .set(i64::try_from(cached).unwrap_or(i64::MAX));
+    }
+
     /// Copies the directory's state and counters (at scrape time).
     pub fn observe_directory(&self, d: &crate::identity::directory::Directory) {
-        fn catch_up(c: &IntCounter, v: u64) {
-            let now = c.get();
-            if v > now {
-                c.inc_by(v - now);
-            }
-        }
         let stats = d.stats();
         self.directory_up.set(i64::from(d.health().up));
         catch_up(&self.directory_lookups, stats.lookups);
@@ -344,13 +380,23 @@ impl Metrics {
         }
     }
 
-    /// Prometheus text exposition.
+    /// Prometheus text exposition: the proxy's metrics, then the process's.
     pub fn render(&self) -> String {
+        let mut families = self.registry.gather();
+        families.extend(self.process.gather());
         let mut buf = Vec::new();
         TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
+            .encode(&families, &mut buf)
             .expect("text encoding cannot fail");
         String::from_utf8(buf).expect("prometheus text is UTF-8")
+    }
+}
+
+/// Raises counter `c` to `v`, a count kept elsewhere that only grows.
+fn catch_up(c: &IntCounter, v: u64) {
+    let now = c.get();
+    if v > now {
+        c.inc_by(v - now);
     }
 }
 

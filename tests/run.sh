@@ -23,6 +23,10 @@ PACKAGES+=(krb5-kdc krb5-admin-server krb5-user slapd ldap-utils)
 PACKAGES+=(libkrb5-dev libclang-dev pkg-config)
 # systemd: systemd-analyze, which verifies the shipped unit (deploy/charte-proxy.service).
 PACKAGES+=(systemd)
+# prometheus: its promtool checks the /metrics page (tests/metrics_format.rs). Debian ships
+# promtool only in the server's package (about 96 MB installed); where systemd runs, the
+# package also enables a Prometheus server on port 9090, which the tests do not use.
+PACKAGES+=(prometheus)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

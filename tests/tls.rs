@@ -602,7 +602,7 @@ fn concurrent_tunnels_to_twenty_hosts_mint_twenty_leaves() {
         );
     }
     let m = s.p.admin_get("/metrics");
-    assert!(m.contains("charte_tls_leaves_minted 20\n"), "{m}");
+    assert!(m.contains("charte_tls_leaves_minted_total 20\n"), "{m}");
     assert!(m.contains("charte_tls_leaf_cache_entries 20\n"), "{m}");
 }
 

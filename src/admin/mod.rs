@@ -666,12 +666,7 @@ fn metrics(st: &AdminState) -> Response<Body> {
         .set(i64::try_from(st.tunnels.active()).unwrap_or(i64::MAX));
     if let Some(b) = &st.bumper {
         let leaves = b.leaves();
-        st.metrics
-            .tls_leaves_minted
-            .set(i64::try_from(leaves.minted()).unwrap_or(i64::MAX));
-        st.metrics
-            .tls_leaf_cache
-            .set(i64::try_from(leaves.cached()).unwrap_or(i64::MAX));
+        st.metrics.observe_leaves(leaves.minted(), leaves.cached());
     }
     if let Some(d) = &st.directory {
         st.metrics.observe_directory(d);

@@ -42,11 +42,13 @@ pub struct ServeArgs {
     /// Trace format: `json` (the full §4.8 record) or `squid` (Squid's access.log).
     #[arg(long, value_name = "FORMAT")]
     pub trace_format: Option<String>,
-    /// Address workstations use to reach the proxy, written in the PAC file.
-    #[arg(long, value_name = "HOST:PORT")]
+    /// Address workstations use to reach the proxy, written in the PAC file [default: the
+    /// proxy listener's; required when it is a wildcard address such as 0.0.0.0].
+    #[arg(long, env = "CHARTE_PUBLIC_PROXY", value_name = "HOST:PORT")]
     pub public_proxy: Option<String>,
-    /// Base URL of the portal as workstations reach it.
-    #[arg(long, value_name = "URL")]
+    /// Base URL of the portal as workstations reach it [default: from the portal
+    /// listener; required when it is a wildcard address such as 0.0.0.0].
+    #[arg(long, env = "CHARTE_PORTAL_URL", value_name = "URL")]
     pub portal_url: Option<String>,
     /// Port that CONNECT may reach (repeat for several) [default: 443].
     #[arg(long = "connect-port", value_name = "PORT")]
@@ -104,7 +106,7 @@ fn parse_pin(s: &str) -> Result<(String, std::net::IpAddr), String> {
 impl ServeArgs {
     /// The server settings: defaults, then the file, then these flags.
     pub fn resolve(&self) -> Result<Settings, Diags> {
-        config::server::resolve(self.config.as_deref(), &self.flags())
+        config::server::resolve_serve(self.config.as_deref(), &self.flags())
     }
 
     /// These arguments as `config`'s plain input (`config` does not know clap).

@@ -175,26 +175,31 @@ pub fn load(path: Option<&Path>) -> Result<Settings, Diags> {
     load_file(path).map(|(cfg, _)| cfg)
 }
 
-/// The paths of the data folder that the server file set itself: a `--data-dir` flag
-/// is the default for the others, and never moves these.
+/// What the server file itself set, for the steps that must know whether a value was
+/// given or defaulted.
 #[derive(Debug, Default, Clone, Copy)]
-struct SetByFile {
+struct Given {
+    /// The data folder's paths the file names: a `--data-dir` flag is the default of
+    /// the others, and never moves these.
     users_file: bool,
     trace: bool,
+    /// The addresses workstations use.
+    public_proxy: bool,
+    portal_url: bool,
+    /// Where `listen.proxy` and `listen.portal` are written, when they are.
+    proxy_listen: Option<Pos>,
+    portal_listen: Option<Pos>,
 }
 
-fn load_file(path: Option<&Path>) -> Result<(Settings, SetByFile), Diags> {
+/// [`load`], and what the file gave.
+fn load_file(path: Option<&Path>) -> Result<(Settings, Given), Diags> {
     let mut cfg = Settings::default();
     let Some(path) = path else {
-        return Ok((cfg, SetByFile::default()));
+        return Ok((cfg, Given::default()));
     };
     let mut diags = Diags::default();
     let Some((mut raw, pos)) = read(path, &mut diags) else {
         return Err(diags);
-    };
-    let set = SetByFile {
-        users_file: raw.auth.as_ref().is_some_and(|a| a.users_file.is_some()),
-        trace: raw.trace.as_ref().is_some_and(|t| t.path.is_some()),
     };
     let mut file = File {
         path,
@@ -205,6 +210,19 @@ fn load_file(path: Option<&Path>) -> Result<(Settings, SetByFile), Diags> {
     if let Some(p) = raw.pidfile.take() {
         cfg.pidfile = Some(file.rel(p));
     }
+    let listen = raw.listen.as_ref();
+    let given = Given {
+        users_file: raw.auth.as_ref().is_some_and(|a| a.users_file.is_some()),
+        trace: raw.trace.as_ref().is_some_and(|t| t.path.is_some()),
+        public_proxy: raw.public_proxy.is_some(),
+        portal_url: raw.portal_url.is_some(),
+        proxy_listen: listen
+            .and_then(|l| l.proxy)
+            .map(|_| file.pos.value("listen.proxy")),
+        portal_listen: listen
+            .and_then(|l| l.portal)
+            .map(|_| file.pos.value("listen.portal")),
+    };
     // Section by section; the diagnostics come out in this order.
     file.paths(&mut cfg, raw.policy.take(), raw.data_dir.take());
     file.listeners(
@@ -238,7 +256,7 @@ fn load_file(path: Option<&Path>) -> Result<(Settings, SetByFile), Diags> {
     if file.diags.has_errors() {
         Err(file.diags)
     } else {
-        Ok((cfg, set))
+        Ok((cfg, given))
     }
 }
 
@@ -808,14 +826,83 @@ pub struct Flags {
 /// command that uses the data folder resolves it here, so that `CHARTE_DATA`,
 /// `--data-dir` and the server file mean the same for all of them.
 pub fn resolve(file: Option<&Path>, flags: &Flags) -> Result<Settings, Diags> {
-    let (mut c, set) = load_file(file)?;
-    apply_flags(&mut c, flags, set);
+    let (mut c, given) = load_file(file)?;
+    apply_flags(&mut c, flags, &given);
     Ok(c)
+}
+
+/// [`resolve`] for `serve`, which also refuses a wildcard listener that workstations
+/// would be told to use (see [`check_public_addresses`]); other commands only need the
+/// paths.
+pub fn resolve_serve(file: Option<&Path>, flags: &Flags) -> Result<Settings, Diags> {
+    let (mut c, given) = load_file(file)?;
+    apply_flags(&mut c, flags, &given);
+    let diags = check_public_addresses(&c, file, &given, flags);
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    Ok(c)
+}
+
+/// A listener on a wildcard address (`0.0.0.0`, `::`) says nothing of how workstations
+/// reach it: without `public_proxy` (for the proxy listener) or `portal_url` (for the
+/// portal's), the PAC file and the pages would send them to `0.0.0.0`. Refused here,
+/// before anything is created on disk.
+fn check_public_addresses(c: &Settings, file: Option<&Path>, given: &Given, f: &Flags) -> Diags {
+    let mut diags = Diags::default();
+    // A flag (or its environment variable) has no place in a file: the file, else the
+    // command line, is where the error points.
+    let place = |pos: Option<Pos>, flag: bool| match (file, pos) {
+        (Some(path), Some(pos)) if !flag => (path.to_path_buf(), pos),
+        (Some(path), _) => (path.to_path_buf(), Pos::default()),
+        (None, _) => (PathBuf::from("serve"), Pos::default()),
+    };
+    if c.proxy.ip().is_unspecified() && !given.public_proxy && f.public_proxy.is_none() {
+        let (path, pos) = place(given.proxy_listen, f.listen.is_some());
+        diags.error(
+            "public-proxy-missing",
+            &path,
+            pos,
+            Some("public_proxy"),
+            format!(
+                "the proxy listens on the wildcard address {} (`--listen` / `listen.proxy`), \
+                 which workstations cannot use: the PAC file and the pages need the \
+                 address they reach the proxy at",
+                c.proxy
+            ),
+            Some(
+                "set `public_proxy: HOST:PORT` in the server file, or `--public-proxy \
+                 HOST:PORT` (environment: CHARTE_PUBLIC_PROXY), or listen on one address"
+                    .into(),
+            ),
+        );
+    }
+    if c.portal.ip().is_unspecified() && !given.portal_url && f.portal_url.is_none() {
+        let (path, pos) = place(given.portal_listen, f.portal_listen.is_some());
+        diags.error(
+            "portal-url-missing",
+            &path,
+            pos,
+            Some("portal_url"),
+            format!(
+                "the portal listens on the wildcard address {} (`--portal-listen` / \
+                 `listen.portal`), which workstations cannot use: the PAC file and the \
+                 block page need the URL they reach the portal at",
+                c.portal
+            ),
+            Some(
+                "set `portal_url: http://HOST:PORT` in the server file, or `--portal-url \
+                 http://HOST:PORT` (environment: CHARTE_PORTAL_URL), or listen on one address"
+                    .into(),
+            ),
+        );
+    }
+    diags
 }
 
 /// Puts the flags given over the settings read from the file. Paths given as flags are
 /// taken as they are (relative to the working folder), not beside the file.
-fn apply_flags(c: &mut Settings, f: &Flags, set: SetByFile) {
+fn apply_flags(c: &mut Settings, f: &Flags, set: &Given) {
     if let Some(p) = &f.policy {
         c.policy = p.clone();
     }
@@ -953,5 +1040,40 @@ mod tests {
         assert!(s.reverse_dns);
         assert_eq!(s.auth.users_file, dir.path().join("d").join("users"));
         assert_eq!(s.portal, Settings::default().portal);
+    }
+
+    #[test]
+    fn a_wildcard_listener_needs_the_address_workstations_use() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("server.yaml");
+        let yaml = "listen:\n  proxy: 0.0.0.0:3128\n  portal: '[::]:3129'\n";
+        std::fs::write(&path, yaml).expect("written");
+        let diags = resolve(Some(&path), &Flags::default()).expect_err("refused");
+        let text: Vec<String> = diags.errors().map(|d| d.to_string()).collect();
+        assert_eq!(text.len(), 2, "{text:?}");
+        assert!(
+            text[0].contains(":2:") && text[0].contains("public_proxy"),
+            "{text:?}"
+        );
+        assert!(
+            text[1].contains(":3:") && text[1].contains("portal_url"),
+            "{text:?}"
+        );
+        let flags = Flags {
+            public_proxy: Some("proxy.mairie.example:3128".into()),
+            portal_url: Some("http://proxy.mairie.example:3129".into()),
+            ..Flags::default()
+        };
+        let s = resolve(Some(&path), &flags).expect("valid");
+        assert_eq!(s.public_proxy, "proxy.mairie.example:3128");
+        // Without a file, the flags alone.
+        let flags = Flags {
+            listen: Some("0.0.0.0:3128".parse().expect("address")),
+            ..Flags::default()
+        };
+        let diags = resolve(None, &flags).expect_err("refused");
+        let text: Vec<String> = diags.errors().map(|d| d.to_string()).collect();
+        assert_eq!(text.len(), 1, "{text:?}");
+        assert!(text[0].contains("--public-proxy"), "{text:?}");
     }
 }

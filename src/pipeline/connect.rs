@@ -285,6 +285,8 @@ async fn bump_tunnel(cx: Box<Ctx>, t: Arc<Tunnel>, req: Request<Incoming>) {
             return;
         }
     };
+    // From here on the requests inside count the bytes (`charte_bytes_total`).
+    cx.bytes_counted_inside = true;
     let st2 = st.clone();
     let t2 = t.clone();
     let svc = service_fn(move |req| {

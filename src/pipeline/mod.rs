@@ -81,6 +81,10 @@ struct Ctx {
     rec: Record,
     kind: &'static str,
     lang: Lang,
+    /// An inspected tunnel whose TLS handshake succeeded: the requests inside it add
+    /// their bytes to `charte_bytes_total`, so the tunnel's own record does not add them
+    /// again (its bytes stay in its trace record).
+    bytes_counted_inside: bool,
 }
 
 impl Ctx {
@@ -131,6 +135,7 @@ impl Ctx {
             rec,
             kind,
             lang,
+            bytes_counted_inside: false,
         })
     }
 
@@ -203,8 +208,10 @@ impl Ctx {
         if matches!(self.rec.decision, Outcome::Block | Outcome::AuthRequired) {
             m.blocks.with_label_values(&[self.rec.code()]).inc();
         }
-        m.bytes_sent.inc_by(sent);
-        m.bytes_received.inc_by(received);
+        if !self.bytes_counted_inside {
+            m.bytes_sent.inc_by(sent);
+            m.bytes_received.inc_by(received);
+        }
         m.observe_duration(self.kind, self.rec.duration.as_secs_f64());
         self.st.audit.record(self.rec);
     }

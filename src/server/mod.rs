@@ -566,8 +566,9 @@ fn banner(cfg: &Settings, b: &Bound, live: &Live, bumper: Option<&Bumper>, worke
     );
     let _ = writeln!(
         text,
-        "  proxy   http://{}   (HTTP and CONNECT; point workstations here; {workers} worker thread{})",
+        "  proxy   http://{}   (HTTP and CONNECT; workstations use {}; {workers} worker thread{})",
         b.proxy,
+        cfg.public_proxy,
         if workers == 1 { "" } else { "s" }
     );
     let _ = writeln!(

@@ -9,6 +9,8 @@ pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_charte-proxy"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"));
     c.env_remove("CHARTE_POLICY");
+    c.env_remove("CHARTE_PUBLIC_PROXY");
+    c.env_remove("CHARTE_PORTAL_URL");
     c.env("CHARTE_LOG", "warn");
     c
 }

@@ -75,6 +75,14 @@ impl Proxy {
         Self::launch(fixture_dir(), &refs, true, &[])
     }
 
+    /// [`Proxy::start_pinned`] with `env` added to the proxy's environment.
+    pub fn start_pinned_env(extra: &[&str], env: &[(&'static str, std::ffi::OsString)]) -> Proxy {
+        let mut args = pins();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        Self::launch(fixture_dir(), &refs, false, env)
+    }
+
     /// The proxy in `dir` (which holds `policy.yaml` and what it names), with the test
     /// names pinned, `server_yaml` as its server file and `env` added to its environment
     /// (Kerberos: `KRB5_CONFIG`, `KRB5_KTNAME`…).
@@ -100,24 +108,25 @@ impl Proxy {
     ) -> Proxy {
         let data = dir.path().join("data");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_charte-proxy"));
-        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         cmd.current_dir(dir.path())
             .env("CHARTE_LOG", "info")
             .env_remove("CHARTE_POLICY")
             .env_remove("CHARTE_CONFIG")
-            .args([
-                "serve",
-                "--policy",
-                "policy.yaml",
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .args([
-                "--portal-listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
+            .env_remove("CHARTE_PUBLIC_PROXY")
+            .env_remove("CHARTE_PORTAL_URL")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .args(["serve", "--policy", "policy.yaml"])
+            // Loopback listeners on free ports, unless `extra` names others.
+            .args(
+                [
+                    ("--listen", "127.0.0.1:0"),
+                    ("--portal-listen", "127.0.0.1:0"),
+                    ("--admin-listen", "127.0.0.1:0"),
+                ]
+                .into_iter()
+                .filter(|(flag, _)| !extra.contains(flag))
+                .flat_map(|(flag, addr)| [flag, addr]),
+            )
             .arg("--data-dir")
             .arg(&data)
             .args(["--shutdown-grace", "5"])
