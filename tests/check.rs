@@ -95,6 +95,100 @@ fixture_test!(
     "warnings-only",
     0
 );
+fixture_test!(missing_category_folder_is_one_error, "missing-folder", 2);
+fixture_test!(
+    squid_spellings_are_read_with_a_note_and_bad_list_lines_skipped,
+    "squid-spellings",
+    0
+);
+
+/// The one error of a missing category folder, and nothing else: no unknown category
+/// for each name the rules and `no_inspect` use, no advice to move rules.
+#[test]
+fn missing_category_folder_is_reported_once() {
+    let (code, out) = check_fixture("missing-folder");
+    assert_eq!(code, 2, "{out}");
+    let errors: Vec<&str> = out.lines().filter(|l| l.contains(": error[")).collect();
+    assert_eq!(errors.len(), 1, "{out}");
+    assert!(errors[0].contains("error[missing-folder]"), "{out}");
+    assert!(errors[0].contains("tests/fixtures/nowhere"), "{out}");
+    assert!(!out.contains("unknown-category"), "{out}");
+    assert!(!out.contains("unreachable-rule"), "{out}");
+    assert!(out.contains(": 1 error — the policy is not valid"), "{out}");
+}
+
+/// A bad line of a list file is a warning naming file:line and is skipped (the help
+/// says so, and the policy loads); the file's other lines are in force, `*.` ones too.
+#[test]
+fn bad_list_line_is_skipped_with_a_warning_and_the_rest_applies() {
+    let (code, out) = check_fixture("squid-spellings");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            "tests/fixtures/lists/broken.txt:2:1: warning[bad-line]: bad entry \"bad entry here\""
+        ),
+        "{out}"
+    );
+    assert!(out.contains("the line is skipped"), "{out}");
+    assert!(!out.contains("error["), "{out}");
+    let policy = ["-p", "tests/fixtures/broken/squid-spellings.yaml"];
+    for (target, rule) in [
+        ("ok.example", "cassee"),
+        ("www.wild.example", "cassee"),
+        ("wild.example", "cassee"),
+        ("a.blocked.example", "noire"),
+        ("blocked.example", "noire"),
+        ("other.example", "noire"),
+        ("www.allowed.example", "liste-blanche"),
+        ("partner.example", "liste-blanche"),
+    ] {
+        let e = common::explain_json(&policy, target);
+        assert_eq!(e["rule"], rule, "{target}: {e}");
+    }
+}
+
+/// `*.site` and `.site`, in list files and in the policy, are notes (how they are
+/// read), not warnings: `--deny-warnings` accepts them.
+#[test]
+fn squid_spellings_are_notes_not_warnings() {
+    let r = run(&[
+        "check",
+        "-q",
+        "--deny-warnings",
+        "-p",
+        "tests/fixtures/broken/warnings-only.yaml",
+    ]);
+    assert_eq!(r.code, 2, "the fixture has warnings: {}", r.stderr);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.yaml");
+    std::fs::write(
+        &policy,
+        "version: 1\nrules:\n  - id: n\n    domains: [\"*.blocked.example\", .other.example]\n    action: block\n    reason: N\n",
+    )
+    .unwrap();
+    let r = run(&[
+        "check",
+        "-q",
+        "--deny-warnings",
+        "-p",
+        policy.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stderr, r.stdout);
+    assert!(
+        r.stderr.contains(
+            "note[read-as]: `*.blocked.example` is read as `blocked.example`, which covers `blocked.example` and all its subdomains (at `rules[0].domains[0]`)"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("`.other.example` is read as `other.example`"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.contains("OK, 0 warnings"), "{}", r.stdout);
+}
 
 #[test]
 fn deny_warnings_turns_warnings_into_failure() {

@@ -50,7 +50,8 @@ pub struct AdminState {
     pub tunnels: Tracker,
     pub bumper: Option<Arc<Bumper>>,
     pub sessions: Sessions,
-    /// The administrators' accounts (same format as the users file).
+    /// The administrators' accounts (same format as the users file); absolute, as the
+    /// login page names it in the command that creates the first account.
     pub admins_file: PathBuf,
     /// One login verification (Argon2) at a time.
     hashing: tokio::sync::Semaphore,
@@ -323,7 +324,10 @@ async fn login_form(
     } else {
         StatusCode::OK
     };
-    let mut r = html(status, pages::login_page(lang, &csrf, error, no_admins));
+    let mut r = html(
+        status,
+        pages::login_page(lang, &csrf, error, no_admins, &st.admins_file),
+    );
     set_cookie(&mut r, &format!("{LOGIN_COOKIE}={csrf}; {COOKIE_ATTRS}"));
     r
 }

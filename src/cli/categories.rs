@@ -227,7 +227,14 @@ fn classify_lines(
             continue;
         }
         let text = String::from_utf8_lossy(line);
-        let field = text.split_ascii_whitespace().next().unwrap_or("");
+        let mut fields = text.split_ascii_whitespace();
+        let mut field = fields.next().unwrap_or("");
+        // A Squid channel ID (`0 http://…`, helpers with concurrency) is not the URL.
+        if field.bytes().all(|b| b.is_ascii_digit())
+            && let Some(next) = fields.next()
+        {
+            field = next;
+        }
         let (authority, path) = match field.split_once("://") {
             Some((_, rest)) => match rest.find('/') {
                 Some(i) => (&rest[..i], Some(&rest[i..])),
@@ -237,7 +244,7 @@ fn classify_lines(
         };
         let authority = authority.rsplit('@').next().unwrap_or(authority);
         let host = Host::parse_written(authority).map(|(h, _)| h);
-        let Ok(host) = host else {
+        let Ok(host) = host.ok().filter(is_site_name).ok_or(()) else {
             out.extend_from_slice(field.as_bytes());
             out.extend_from_slice(b"\t?\n");
             continue;
@@ -256,6 +263,16 @@ fn classify_lines(
         }
         out.extend_from_slice(if first { b"\t-\n" } else { b"\n" });
     }
+}
+
+/// Whether `host` is one a site can have: the labels of a name neither begin nor end
+/// with `-` (RFC 1123), so that `-`, a Squid field not known, is not taken for a host.
+fn is_site_name(host: &Host) -> bool {
+    !host.is_domain()
+        || host
+            .as_str()
+            .split('.')
+            .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'))
 }
 
 pub(super) fn list_categories(policy: &Path) -> anyhow::Result<ExitCode> {

@@ -17,6 +17,7 @@ pub mod instance;
 pub mod policy;
 pub mod requests;
 pub mod serve;
+pub mod squid;
 pub mod users;
 
 use std::io::Write as _;
@@ -130,11 +131,46 @@ pub enum Command {
     /// (SIGUSR1), as `squid -k rotate`.
     Rotate(instance::SignalArgs),
     /// Read hosts, URLs or Squid helper lines on stdin; write each host and its
-    /// categories (comma-separated, or `-`) on stdout, tab-separated.
-    Classify {
-        #[command(flatten)]
-        policy: PolicyArg,
-    },
+    /// categories (comma-separated, `-` when none, `?` for what is not a host) on
+    /// stdout, tab-separated. With --squid-helper, answer as a Squid external ACL helper.
+    #[command(
+        long_about = "Read hosts, URLs or Squid helper lines (`URL client user \
+method`) on stdin; write each host and its categories on stdout, tab-separated: \
+comma-separated, `-` when none, `?` for what is not a host.
+
+With --squid-helper, answer as a Squid external ACL helper, one answer a line, each \
+flushed: `[channel-ID] URL [client [user [method]]]` in (`-` for a field not known), \
+`[channel-ID] OK message=\"<reason>\" tag=<categories>` out when the policy blocks \
+the request, `ERR` when it lets it through, `BH message=\"…\"` for a line that \
+cannot be decided. Groups come from the policy's networks and users (the directory \
+is not asked). squid.conf:
+
+  external_acl_type charte concurrency=10 %>ru %>a %un %>rm /usr/bin/charte-proxy classify --squid-helper -p /etc/charte-proxy/charte.yaml
+  acl charte_block external charte
+  http_access deny charte_block"
+    )]
+    Classify(ClassifyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ClassifyArgs {
+    #[command(flatten)]
+    pub policy: PolicyArg,
+    /// Answer as a Squid external ACL helper: `OK message=… tag=…` when the policy
+    /// blocks the line's URL, `ERR` when it does not, `BH message=…` for a bad line.
+    #[arg(long)]
+    pub squid_helper: bool,
+    /// The client address when a helper line gives none (or `-`).
+    #[arg(
+        long,
+        default_value = "10.0.0.1",
+        value_name = "ADDR",
+        requires = "squid_helper"
+    )]
+    pub ip: std::net::IpAddr,
+    /// Language of the helper's `message=` (the reason).
+    #[arg(long, value_enum, default_value_t = LangArg::Fr, requires = "squid_helper")]
+    pub lang: LangArg,
 }
 
 impl Command {
@@ -152,7 +188,7 @@ impl Command {
             | Command::Requests(_)
             | Command::Reload(_)
             | Command::Rotate(_)
-            | Command::Classify { .. } => false,
+            | Command::Classify(_) => false,
         }
     }
 }
@@ -206,7 +242,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Categories(CategoriesCmd::Compile { policy }) => {
             categories::compile(&policy.policy)
         }
-        Command::Classify { policy } => categories::classify(&policy.policy),
+        Command::Classify(a) if a.squid_helper => squid::run(&a.policy.policy, a.ip, a.lang.into()),
+        Command::Classify(a) => categories::classify(&a.policy.policy),
         Command::Users(a) => users::run(a),
         Command::Admins(a) => users::run_admins(a),
         Command::Ca(a) => ca::run(a),

@@ -55,6 +55,15 @@ pub enum LangArg {
     En,
 }
 
+impl From<LangArg> for Lang {
+    fn from(l: LangArg) -> Lang {
+        match l {
+            LangArg::Fr => Lang::Fr,
+            LangArg::En => Lang::En,
+        }
+    }
+}
+
 pub(super) fn check(
     policy: &Path,
     config: Option<&Path>,
@@ -357,10 +366,7 @@ pub(super) fn explain_cmd(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         directory_groups: answer.groups,
         directory_names: answer.names,
         method: a.method.to_ascii_uppercase(),
-        lang: match a.lang {
-            LangArg::Fr => Lang::Fr,
-            LangArg::En => Lang::En,
-        },
+        lang: a.lang.into(),
     };
     match explain::explain(&snap, &q) {
         Ok(e) => {

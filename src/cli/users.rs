@@ -6,8 +6,8 @@
 //! unknown user, unreadable users file), 1 runtime failure (cannot write the file).
 //!
 //! Passwords are read from standard input, one line. At a terminal the line is asked
-//! for twice but shown as typed: hiding it needs a terminal crate (`rpassword`) that
-//! the project does not carry.
+//! for twice and not echoed (the terminal's echo is turned off with termios while it
+//! is typed, and put back after, also on error).
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::PathBuf;
@@ -45,9 +45,9 @@ pub enum UsersCmd {
     /// Add a user or change their password.
     ///
     /// The password is one line read from standard input. At a terminal it is asked for
-    /// twice and shown as it is typed; otherwise (or with --password-stdin) the first
-    /// line is taken without a prompt, e.g. `printf '%s\n' "$PW" | charte-proxy users
-    /// add c.martin --password-stdin`.
+    /// twice and not echoed (nothing appears as it is typed); otherwise (or with
+    /// --password-stdin) the first line is taken without a prompt, e.g. `printf '%s\n'
+    /// "$PW" | charte-proxy users add c.martin --password-stdin`.
     Add {
         /// User name: no ':', no white space, no control character.
         user: String,
@@ -148,16 +148,21 @@ fn read_password(user: &str, prompt: bool) -> anyhow::Result<Result<String, Stri
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let mut line = |label: &str| -> anyhow::Result<String> {
+        let mut s = String::new();
         if prompt {
             eprint!("{label}");
             std::io::stderr().flush()?;
+            let _hidden = NoEcho::on_stdin();
+            input.read_line(&mut s)?;
+            // The Enter typed was not echoed either.
+            eprintln!();
+        } else {
+            input.read_line(&mut s)?;
         }
-        let mut s = String::new();
-        input.read_line(&mut s)?;
         let s = s.strip_suffix('\n').unwrap_or(&s);
         Ok(s.strip_suffix('\r').unwrap_or(s).to_owned())
     };
-    let password = line(&format!("Password for {user} (shown as typed): "))?;
+    let password = line(&format!("Password for {user} (not shown): "))?;
     if password.is_empty() {
         return Ok(Err("the password is empty".into()));
     }
@@ -165,4 +170,37 @@ fn read_password(user: &str, prompt: bool) -> anyhow::Result<Result<String, Stri
         return Ok(Err("the two passwords differ".into()));
     }
     Ok(Ok(password))
+}
+
+/// The terminal on standard input with its echo off, until dropped.
+struct NoEcho(Option<libc::termios>);
+
+impl NoEcho {
+    /// Turns the echo off; does nothing (and restores nothing) when stdin is no terminal.
+    fn on_stdin() -> NoEcho {
+        // SAFETY: `termios` is plain data; tcgetattr fills it or fails, and then it is
+        // not used.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: fd 0 and a valid pointer to a termios.
+        if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut t) } != 0 {
+            return NoEcho(None);
+        }
+        let mut quiet = t;
+        quiet.c_lflag &= !(libc::ECHO | libc::ECHONL);
+        quiet.c_lflag |= libc::ICANON;
+        // SAFETY: fd 0 and a termios read from it, changed in its flags only.
+        if unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &quiet) } != 0 {
+            return NoEcho(None);
+        }
+        NoEcho(Some(t))
+    }
+}
+
+impl Drop for NoEcho {
+    fn drop(&mut self) {
+        if let Some(t) = &self.0 {
+            // SAFETY: fd 0 and the termios it had before.
+            unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, t) };
+        }
+    }
 }

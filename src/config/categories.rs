@@ -3,7 +3,10 @@
 //! A category folder holds one sub-folder per category, each with a `domains` file (a
 //! domain a line: it matches itself and its subdomains) and optionally a `urls` file
 //! (`host/path` prefixes). Comments (`#`) and blank lines are ignored; a bad line is
-//! reported with its file and line and skipped, never fatal. The same category in two
+//! reported with its file and line (a warning) and skipped, never fatal, in category
+//! files and in the policy's list files alike, as squidGuard does. `*.example.com` and
+//! `.example.com` (Squid's and squidGuard's spellings) are read as `example.com` with a
+//! note. The same category in two
 //! folders is the union of both. An optional `global_usage` file at the folder's root
 //! (UT1's catalogue) gives each category's name in French and English.
 
@@ -27,15 +30,33 @@ pub enum Entry {
     Url { host: Host, path: String },
 }
 
-/// Parses one entry: `example.com`, `=www.example.com`, `.example.com` (Squid style,
-/// same as `example.com`), `example.com/path`, or an IP address.
+/// Parses one entry: `example.com`, `=www.example.com`, `example.com/path`, or an IP
+/// address; `.example.com` and `*.example.com` (Squid style) are read as `example.com`.
 pub fn parse_entry(s: &str) -> Result<Entry, String> {
+    parse_entry_noted(s).map(|(e, _)| e)
+}
+
+/// [`parse_entry`], with a note when the entry was read otherwise than written (a
+/// leading `.` or `*.`, which an entry does not need: it already covers subdomains).
+pub fn parse_entry_noted(s: &str) -> Result<(Entry, Option<String>), String> {
     let s = s.trim();
     let (exact, s) = match s.strip_prefix('=') {
         Some(rest) => (true, rest),
         None => (false, s),
     };
-    let s = s.strip_prefix('.').unwrap_or(s);
+    let (s, note) = match (s.strip_prefix("*."), s.strip_prefix('.')) {
+        (Some(rest), _) | (None, Some(rest)) if !exact => {
+            let written = &s[..s.len() - rest.len()];
+            let host = rest.split('/').next().unwrap_or(rest);
+            (
+                rest,
+                Some(format!(
+                    "`{written}{rest}` is read as `{rest}`, which covers `{host}` and all its subdomains"
+                )),
+            )
+        }
+        _ => (s.strip_prefix('.').unwrap_or(s), None),
+    };
     if s.contains("://") {
         return Err("write the site without `http://` or `https://`".into());
     }
@@ -44,18 +65,21 @@ pub fn parse_entry(s: &str) -> Result<Entry, String> {
             return Err("`=` applies to a host, not to a URL".into());
         }
         let host = parse_host_part(host)?;
-        return Ok(Entry::Url {
+        let e = Entry::Url {
             host,
             path: format!("/{path}"),
-        });
+        };
+        return Ok((e, note));
     }
     let host = parse_host_part(s)?;
-    Ok(Entry::Domain { host, exact })
+    Ok((Entry::Domain { host, exact }, note))
 }
 
 fn parse_host_part(s: &str) -> Result<Host, String> {
     if s.contains('*') {
-        return Err("wildcards are not needed: an entry already matches all subdomains".into());
+        return Err(
+            "a `*` can only lead the entry (`*.example.com`, read as `example.com`)".into(),
+        );
     }
     // The port, if any, is ignored: an entry covers every port.
     let (host, _port) = Host::parse_written(s).map_err(|e| e.to_string())?;
@@ -130,24 +154,17 @@ pub struct FileCounts {
     pub bad: u32,
 }
 
-/// How bad lines of a file are treated.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum BadLines {
-    /// Reported as warnings and skipped (category files, often third-party).
-    Warn,
-    /// Reported as errors (the policy's own list files).
-    Error,
-}
-
-/// Reads a `domains`, `urls` or list file into the builders under `tag`.
+/// Reads a `domains`, `urls` or list file into the builders under `tag`. A bad line is
+/// a warning (the first few one by one, then a count) and is skipped; a line read
+/// otherwise than written is a note (the first few, then a count).
 pub fn load_file(
     path: &Path,
     tag: TagId,
     domains: &mut IndexBuilder,
     urls: &mut UrlBuilder,
-    bad_lines: BadLines,
     diags: &mut Diags,
 ) -> std::io::Result<FileCounts> {
+    let mut noted = 0usize;
     let bytes = fs::read(path)?;
     let mut counts = FileCounts::default();
     for (n, raw) in bytes.split(|&b| b == b'\n').enumerate() {
@@ -156,7 +173,20 @@ pub fn load_file(
         if t.is_empty() || t.starts_with('#') {
             continue;
         }
-        match parse_entry(t) {
+        let pos = Pos {
+            line: n + 1,
+            col: 1,
+        };
+        let entry = parse_entry_noted(t).map(|(entry, note)| {
+            if let Some(note) = note {
+                noted += 1;
+                if noted <= MAX_REPORTED_BAD_LINES {
+                    diags.note("read-as", path, pos, None, note, None);
+                }
+            }
+            entry
+        });
+        match entry {
             Ok(Entry::Domain { host, exact }) => {
                 domains.add(&host, tag, exact);
                 counts.domains += 1;
@@ -168,16 +198,9 @@ pub fn load_file(
             Err(why) => {
                 counts.bad += 1;
                 if counts.bad as usize <= MAX_REPORTED_BAD_LINES {
-                    let pos = Pos {
-                        line: n + 1,
-                        col: 1,
-                    };
-                    let msg = format!("bad entry {t:?}: {why}");
-                    let help = Some("fix or remove the line; it is skipped".to_string());
-                    match bad_lines {
-                        BadLines::Warn => diags.warning("bad-line", path, pos, None, msg, help),
-                        BadLines::Error => diags.error("bad-line", path, pos, None, msg, help),
-                    }
+                    let msg = format!("bad entry {t:?}: {why}; the line is skipped");
+                    let help = Some("fix or remove the line".to_string());
+                    diags.warning("bad-line", path, pos, None, msg, help);
                 }
             }
         }
@@ -187,10 +210,14 @@ pub fn load_file(
             "{} more bad lines in this file were skipped",
             counts.bad as usize - MAX_REPORTED_BAD_LINES
         );
-        match bad_lines {
-            BadLines::Warn => diags.warning("bad-line", path, Pos::default(), None, msg, None),
-            BadLines::Error => diags.error("bad-line", path, Pos::default(), None, msg, None),
-        }
+        diags.warning("bad-line", path, Pos::default(), None, msg, None);
+    }
+    if noted > MAX_REPORTED_BAD_LINES {
+        let msg = format!(
+            "{} more lines in this file were read without their leading `.` or `*.`",
+            noted - MAX_REPORTED_BAD_LINES
+        );
+        diags.note("read-as", path, Pos::default(), None, msg, None);
     }
     Ok(counts)
 }
@@ -222,7 +249,20 @@ mod tests {
                 path: "/a/b".into()
             }
         );
-        assert!(parse_entry("*.example.com").is_err());
+        assert_eq!(
+            parse_entry("*.example.com").unwrap(),
+            d("example.com", false)
+        );
+        let (_, note) = parse_entry_noted("*.example.com/a").unwrap();
+        assert_eq!(
+            note.as_deref(),
+            Some(
+                "`*.example.com/a` is read as `example.com/a`, which covers `example.com` and all its subdomains"
+            )
+        );
+        assert_eq!(parse_entry_noted("example.com").unwrap().1, None);
+        assert!(parse_entry("www.*.example.com").is_err());
+        assert!(parse_entry("=*.example.com").is_err());
         assert!(parse_entry("https://example.com").is_err());
         assert!(parse_entry("=example.com/x").is_err());
         assert!(parse_entry("exa mple.com").is_err());

@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 pub enum Severity {
     Error,
     Warning,
+    /// How something was read, when it differs from what was written; not a problem
+    /// (not counted by `check`, not refused by `--deny-warnings`).
+    Note,
 }
 
 /// One problem found in a policy or a file it names.
@@ -32,6 +35,7 @@ impl fmt::Display for Diag {
         let sev = match self.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
+            Severity::Note => "note",
         };
         write!(f, "{}", self.file.display())?;
         if self.line > 0 {
@@ -84,6 +88,18 @@ impl Diags {
         help: Option<String>,
     ) {
         self.push(Severity::Warning, code, file, pos, key, message, help);
+    }
+
+    pub fn note(
+        &mut self,
+        code: &'static str,
+        file: &Path,
+        pos: Pos,
+        key: Option<&str>,
+        message: String,
+        help: Option<String>,
+    ) {
+        self.push(Severity::Note, code, file, pos, key, message, help);
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -7,6 +7,7 @@
 #![allow(clippy::write_with_newline)]
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use super::frame::{date, html_escape as e, render_admin_page};
 use crate::policy::{Lang, Policy};
@@ -26,27 +27,42 @@ pub enum Flash {
     Error(String),
 }
 
-/// The login form. `csrf` goes in the form and in the login cookie.
-pub fn login_page(lang: Lang, csrf: &str, error: Option<&str>, no_admins: bool) -> String {
-    let (title, user, pass, send, none) = match lang {
+/// The login form. `csrf` goes in the form and in the login cookie; `admins_file`: the
+/// administrators' file of this proxy, named with the command that fills it when
+/// `no_admins`.
+pub fn login_page(
+    lang: Lang,
+    csrf: &str,
+    error: Option<&str>,
+    no_admins: bool,
+    admins_file: &Path,
+) -> String {
+    let (title, user, pass, send, none, name) = match lang {
         Lang::Fr => (
             "Administration du filtrage — connexion",
             "Identifiant",
             "Mot de passe",
             "Se connecter",
-            "Aucun compte d'administration n'existe encore. Sur le serveur, créez-en un avec <code>charte-proxy admins add NOM --file DONNÉES/admins</code>.",
+            "Aucun compte d'administration n'existe encore. Sur le serveur, créez-en un avec",
+            "NOM",
         ),
         Lang::En => (
             "Filtering administration — log in",
             "User name",
             "Password",
             "Log in",
-            "No administrator account exists yet. On the server, create one with <code>charte-proxy admins add NAME --file DATA/admins</code>.",
+            "No administrator account exists yet. On the server, create one with",
+            "NAME",
         ),
     };
     let mut b = format!("<h1>{title}</h1>\n");
     if no_admins {
-        let _ = write!(b, "<p class=\"notice\">{none}</p>\n");
+        let file = admins_file.display().to_string();
+        let _ = write!(
+            b,
+            "<p class=\"notice\">{none} <code>charte-proxy admins add {name} --file {}</code></p>\n",
+            e(&shell_word(&file))
+        );
     }
     if let Some(err) = error {
         let _ = write!(b, "<p class=\"error\" role=\"alert\">{}</p>\n", e(err));
@@ -63,6 +79,16 @@ pub fn login_page(lang: Lang, csrf: &str, error: Option<&str>, no_admins: bool) 
         e(csrf)
     );
     render_admin_page(lang, title, "", &b)
+}
+
+/// `w` as one shell word: quoted when it holds anything but safe characters.
+pub fn shell_word(w: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "/._-+:,@".contains(c);
+    if !w.is_empty() && w.chars().all(safe) {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
 }
 
 /// The navigation bar with the logout form.

@@ -86,7 +86,7 @@ pub async fn serve(mut cfg: Settings) -> anyhow::Result<()> {
         metrics.clone(),
         tunnels.clone(),
         bumper.clone(),
-        cfg.data_dir.join("admins"),
+        admins_file(&cfg),
     );
     admin.directory = directory.clone();
     let states = States {
@@ -545,12 +545,20 @@ fn load_bumper(
 /// Says on standard output what runs where, ending with one machine-readable line.
 /// Written without `println!`: `serve` keeps SIGPIPE ignored (see `cli`), so a closed
 /// standard output is an error here, logged with the addresses, not a panic.
+/// The administrators' file of `cfg`, absolute: the banner and the login page name it
+/// in a command to run, whatever the folder the proxy was started from.
+fn admins_file(cfg: &Settings) -> std::path::PathBuf {
+    let f = cfg.data_dir.join("admins");
+    std::path::absolute(&f).unwrap_or(f)
+}
+
 fn banner(cfg: &Settings, b: &Bound, live: &Live, bumper: Option<&Bumper>, workers: usize) {
     use std::fmt::Write as _;
     use std::io::Write as _;
     let s = live.get();
+    let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let trace = match &cfg.trace_path {
-        Some(p) => p.display().to_string(),
+        Some(p) => absolute(p).display().to_string(),
         None => "standard output".into(),
     };
     let mut text = String::new();
@@ -558,7 +566,7 @@ fn banner(cfg: &Settings, b: &Bound, live: &Live, bumper: Option<&Bumper>, worke
         text,
         "charte-proxy {} — policy {} (generation {}, {} rules, {} names indexed, compiled in {:.2} s)",
         env!("CARGO_PKG_VERSION"),
-        cfg.policy.display(),
+        absolute(&cfg.policy).display(),
         s.generation,
         s.policy.rules.len(),
         s.classifier.domain_names(),
@@ -576,11 +584,22 @@ fn banner(cfg: &Settings, b: &Bound, live: &Live, bumper: Option<&Bumper>, worke
         "  portal  http://{}   (PAC file: {}/proxy.pac)",
         b.portal, cfg.portal_url
     );
+    let admins = admins_file(cfg);
     let _ = writeln!(
         text,
-        "  admin   http://{}   (request review for DATA/admins accounts, /metrics, /health)",
-        b.admin
+        "  admin   http://{}   (request review for the accounts of {}, /metrics, /health)",
+        b.admin,
+        admins.display()
     );
+    let no_admins = crate::identity::auth::UsersFile::load(&admins)
+        .map_or(true, |f| f.users().next().is_none());
+    if no_admins {
+        let _ = writeln!(
+            text,
+            "          no administrator account yet: create one with `charte-proxy admins add NAME --file {}`",
+            crate::pages::admin::shell_word(&admins.display().to_string())
+        );
+    }
     let _ = writeln!(text, "  trace   {trace} ({})", cfg.trace_format);
     let _ = match bumper {
         Some(bp) => writeln!(

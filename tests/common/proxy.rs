@@ -27,6 +27,9 @@ pub struct Proxy {
     pub admin: SocketAddr,
     pub dir: tempfile::TempDir,
     pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    /// Standard output so far: the start banner, whole once the proxy is started (its
+    /// `listening` line is the banner's last).
+    pub stdout: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 /// The names the tests use, all pinned to the loopback upstreams.
@@ -168,10 +171,17 @@ impl Proxy {
                 line.clear();
             }
         });
+        let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let out2 = out.clone();
         if let Some(stdout) = child.stdout.take() {
             std::thread::spawn(move || {
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { break };
+                    {
+                        let mut o = out2.lock().unwrap();
+                        o.push_str(&line);
+                        o.push('\n');
+                    }
                     if let Some(rest) = line.strip_prefix("listening ") {
                         let _ = tx.send(rest.to_string());
                     }
@@ -202,6 +212,7 @@ impl Proxy {
             child,
             dir,
             stderr: log,
+            stdout: out,
         }
     }
 

@@ -104,6 +104,7 @@ fn compile_inner(
         file: path.to_path_buf(),
         dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
         pos: Positions::default(),
+        categories_missing: false,
         diags: &mut diags,
     };
     let result = cx.compile(src);
@@ -129,6 +130,9 @@ struct Cx<'d> {
     file: PathBuf,
     dir: PathBuf,
     pos: Positions,
+    /// A category folder named by the policy does not exist: the categories named
+    /// elsewhere cannot be checked, nor the rules naming them compared.
+    categories_missing: bool,
     diags: &'d mut Diags,
 }
 
@@ -203,7 +207,9 @@ impl Cx<'_> {
         self.check_tag_count(&tags)?;
         let n = tags.infos.len();
         let rules: Vec<_> = pending.into_iter().map(|p| p.finish(n)).collect();
-        self.check_shadowed(&rules);
+        if !self.categories_missing {
+            self.check_shadowed(&rules);
+        }
         let stats = self.stats(
             categories.folders,
             categories.index.as_deref(),

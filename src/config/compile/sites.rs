@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::classify::psl::{SuffixKind, public_suffix_kind};
 use crate::classify::{DomainIndex, Host, TagId, TagInfo, TagKind};
-use crate::config::categories::{self, BadLines, Entry};
+use crate::config::categories::{self, Entry};
 use crate::config::diag::{Pos, some_names, suggest};
 use crate::config::index_file;
 use crate::config::raw::{RawList, RawNoInspect};
@@ -68,14 +68,20 @@ impl Cx<'_> {
         for (i, f) in folders.iter().enumerate() {
             let p = clean_path(&self.dir.join(f));
             if !p.is_dir() {
+                // One error: the categories it would have held are not reported again,
+                // one by one, where rules and `no_inspect` name them.
+                self.categories_missing = true;
                 let key = format!("categories[{i}]");
                 let pos = self.pos.value(&key);
                 self.err(
                     "missing-folder",
                     &key,
                     pos,
-                    format!("category folder not found: {}", p.display()),
-                    Some("paths are relative to the policy file; a folder holds one sub-folder per category".into()),
+                    format!(
+                        "category folder not found: {}; the categories named in the policy are not checked until it exists",
+                        p.display()
+                    ),
+                    Some("paths are relative to the policy file; a folder holds one sub-folder per category (`charte-proxy categories import` copies a UT1 or squidGuard folder)".into()),
                 );
             } else {
                 paths.push(p);
@@ -155,14 +161,7 @@ impl Cx<'_> {
     /// One `domains` or `urls` file of category `name`; a file that cannot be read
     /// leaves the category incomplete (a warning).
     fn category_file(&mut self, p: &Path, name: &str, id: TagId, tags: &mut Tags) {
-        match categories::load_file(
-            p,
-            id,
-            &mut tags.categories,
-            &mut tags.urls,
-            BadLines::Warn,
-            self.diags,
-        ) {
+        match categories::load_file(p, id, &mut tags.categories, &mut tags.urls, self.diags) {
             Ok(c) => {
                 let info = &mut tags.infos[id as usize];
                 info.domains += c.domains;
@@ -204,14 +203,7 @@ impl Cx<'_> {
 
     /// The file of the list at `key`.
     fn list_file(&mut self, p: &Path, key: &str, id: TagId, tags: &mut Tags) {
-        match categories::load_file(
-            p,
-            id,
-            &mut tags.domains,
-            &mut tags.urls,
-            BadLines::Error,
-            self.diags,
-        ) {
+        match categories::load_file(p, id, &mut tags.domains, &mut tags.urls, self.diags) {
             Ok(c) => {
                 tags.infos[id as usize].domains += c.domains;
                 tags.infos[id as usize].urls += c.urls;
@@ -301,6 +293,10 @@ impl Cx<'_> {
         if let Some(id) = known.get(name) {
             return Some(*id);
         }
+        if what == "category" && self.categories_missing {
+            // Said once, by the `missing-folder` error.
+            return None;
+        }
         let pos = self.pos.value(key);
         let help = suggest(name, known.keys().map(String::as_str)).unwrap_or_else(|| {
             let origin = if what == "category" {
@@ -338,7 +334,7 @@ impl Cx<'_> {
     ) {
         for (j, e) in entries.iter().enumerate() {
             let k = format!("{key}[{j}]");
-            match categories::parse_entry(e) {
+            match self.parse_entry(e, &k) {
                 Ok(Entry::Domain { host, exact }) => {
                     self.warn_public_suffix(&host, exact, &k);
                     tags.domains.add(&host, tag, exact);
@@ -370,7 +366,7 @@ impl Cx<'_> {
     pub(super) fn add_urls(&mut self, tags: &mut Tags, tag: TagId, entries: &[String], key: &str) {
         for (j, e) in entries.iter().enumerate() {
             let k = format!("{key}[{j}]");
-            match categories::parse_entry(e) {
+            match self.parse_entry(e, &k) {
                 Ok(Entry::Url { host, path }) => {
                     tags.urls.add(&host, &path, tag);
                     tags.infos[tag as usize].urls += 1;
@@ -391,6 +387,18 @@ impl Cx<'_> {
                 }
             }
         }
+    }
+
+    /// One site entry written at `key`, with a note when it is read otherwise than
+    /// written (`*.example.com` or `.example.com` read as `example.com`).
+    fn parse_entry(&mut self, e: &str, key: &str) -> Result<Entry, String> {
+        let (entry, note) = categories::parse_entry_noted(e)?;
+        if let Some(note) = note {
+            let pos = self.pos.value(key);
+            let key = Some(key);
+            self.diags.note("read-as", &self.file, pos, key, note, None);
+        }
+        Ok(entry)
     }
 
     fn warn_public_suffix(&mut self, host: &Host, exact: bool, key: &str) {
