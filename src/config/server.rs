@@ -1048,7 +1048,9 @@ mod tests {
         let path = dir.path().join("server.yaml");
         let yaml = "listen:\n  proxy: 0.0.0.0:3128\n  portal: '[::]:3129'\n";
         std::fs::write(&path, yaml).expect("written");
-        let diags = resolve(Some(&path), &Flags::default()).expect_err("refused");
+        let diags = resolve_serve(Some(&path), &Flags::default()).expect_err("refused");
+        // Other commands only read paths: the same file is fine for them.
+        resolve(Some(&path), &Flags::default()).expect("paths only");
         let text: Vec<String> = diags.errors().map(|d| d.to_string()).collect();
         assert_eq!(text.len(), 2, "{text:?}");
         assert!(
@@ -1064,14 +1066,14 @@ mod tests {
             portal_url: Some("http://proxy.mairie.example:3129".into()),
             ..Flags::default()
         };
-        let s = resolve(Some(&path), &flags).expect("valid");
+        let s = resolve_serve(Some(&path), &flags).expect("valid");
         assert_eq!(s.public_proxy, "proxy.mairie.example:3128");
         // Without a file, the flags alone.
         let flags = Flags {
             listen: Some("0.0.0.0:3128".parse().expect("address")),
             ..Flags::default()
         };
-        let diags = resolve(None, &flags).expect_err("refused");
+        let diags = resolve_serve(None, &flags).expect_err("refused");
         let text: Vec<String> = diags.errors().map(|d| d.to_string()).collect();
         assert_eq!(text.len(), 1, "{text:?}");
         assert!(text[0].contains("--public-proxy"), "{text:?}");
