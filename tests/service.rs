@@ -56,6 +56,18 @@ fn serve_refused(dir: &Path, extra: &[&str]) -> common::Run {
     r
 }
 
+/// GET http://allowed.test/PATH through the proxy, from the local upstream.
+fn get_allowed(p: &Proxy, upstream: &common::proxy::Upstream, path: &str) {
+    common::proxy::curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-x",
+        &p.url(),
+        &format!("http://allowed.test:{}/{path}", upstream.port()),
+    ]);
+}
+
 #[test]
 fn the_unit_file_passes_systemd_analyze_verify() {
     let dir = tempfile::tempdir().unwrap();
@@ -153,16 +165,7 @@ fn reload_and_rotate_find_the_running_proxy_by_pidfile_or_data_folder() {
 
     // rotate: the trace file moved away is written anew after the signal.
     let upstream = common::proxy::Upstream::start();
-    let get = |path: &str| {
-        common::proxy::curl(&[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-x",
-            &p.url(),
-            &format!("http://allowed.test:{}/{path}", upstream.port()),
-        ])
-    };
+    let get = |path: &str| get_allowed(&p, &upstream, path);
     get("before");
     p.trace_for("allowed.test", "GET");
     std::fs::rename(p.trace_path(), dir.join("data/trace.log.1")).unwrap();
@@ -297,14 +300,7 @@ fn a_port_in_use_or_a_data_folder_that_cannot_be_written_is_named_and_nothing_is
 fn files_holding_personal_data_or_keys_are_not_readable_by_others() {
     let p = Proxy::start_pinned(&[]);
     let upstream = common::proxy::Upstream::start();
-    common::proxy::curl(&[
-        "-s",
-        "-o",
-        "/dev/null",
-        "-x",
-        &p.url(),
-        &format!("http://allowed.test:{}/x", upstream.port()),
-    ]);
+    get_allowed(&p, &upstream, "x");
     p.trace_for("allowed.test", "GET");
     let mode = |rel: &str| {
         std::fs::metadata(p.path(rel))
