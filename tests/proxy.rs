@@ -324,14 +324,18 @@ fn connect_is_decided_on_the_host_before_any_byte_and_counts_bytes() {
             .contains("ne peut pas distinguer la lecture de l'envoi"),
         "{t}"
     );
+    // Nothing relayed: the bytes received are those of the refusal's own short text
+    // (the reason and a line feed).
     let t = p.trace_for("hate.example", "CONNECT");
+    let refusal = t["reason"].as_str().unwrap().len() as u64 + 1;
     assert_eq!(
         (
             t["decision"].as_str(),
             t["status"].as_u64(),
+            t["bytes_sent"].as_u64(),
             t["bytes_received"].as_u64()
         ),
-        (Some("block"), Some(403), Some(0))
+        (Some("block"), Some(403), Some(0), Some(refusal))
     );
 }
 

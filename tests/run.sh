@@ -27,6 +27,9 @@ PACKAGES+=(systemd)
 # promtool only in the server's package (about 96 MB installed); where systemd runs, the
 # package also enables a Prometheus server on port 9090, which the tests do not use.
 PACKAGES+=(prometheus)
+# sarg and calamaris: the access.log analysers administrators run on Squid's log; they
+# read the proxy's Squid-format trace (tests/access_log_tools.rs).
+PACKAGES+=(sarg calamaris)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -149,7 +149,23 @@ pub struct Record {
     /// Error text, if any.
     #[serde(serialize_with = "ser::opt_str")]
     pub error: Option<Arc<str>>,
+    /// The client's `User-Agent` (§4.8 "applications utilisées"), cut at
+    /// [`USER_AGENT_MAX`] bytes; `None` when it sent none.
+    #[serde(serialize_with = "ser::opt_str")]
+    pub user_agent: Option<Arc<str>>,
+    /// The answer's `Content-Type`: the site's, or the proxy's own page's (`text/html`
+    /// for a block page); `None` for a tunnel and an answer without one.
+    #[serde(serialize_with = "ser::opt_str")]
+    pub content_type: Option<Arc<str>>,
+    /// For a 407: the user name the refused credentials gave (Basic), never the
+    /// password; `None` otherwise, and for a refused Kerberos token (its name is not
+    /// readable without accepting it).
+    #[serde(serialize_with = "ser::opt_str")]
+    pub user_tried: Option<Arc<str>>,
 }
+
+/// Longest `User-Agent` kept in a record, in bytes (cut at a character boundary).
+pub const USER_AGENT_MAX: usize = 512;
 
 /// How records are written, one line each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,6 +252,17 @@ impl Record {
         }
     }
 
+    /// Squid's `%<st`: the bytes sent to the client. An inspected tunnel's line counts
+    /// none, as Squid logs a bumped CONNECT: its requests' lines count their own bytes,
+    /// and an analyser that sums the lines would count them twice otherwise.
+    pub fn squid_bytes(&self) -> u64 {
+        if self.decision == Outcome::Bump {
+            0
+        } else {
+            self.bytes_received
+        }
+    }
+
     fn is_connect(&self) -> bool {
         self.method.eq_ignore_ascii_case("CONNECT") || self.scheme == Scheme::Tunnel
     }
@@ -247,6 +274,7 @@ impl Record {
 }
 
 /// `%ts.%03tu %6tr %>a %Ss/%03>Hs %<st %rm %ru %[un %Sh/%<a %mt`, Squid's `squid` logformat.
+/// A field that has no value is `-`, as Squid writes it, so every line has ten fields.
 fn write_squid(r: &Record, out: &mut String) {
     // A time before 1970 cannot be written as Squid's unsigned seconds: clamp to 0.
     let since = r
@@ -264,7 +292,7 @@ fn write_squid(r: &Record, out: &mut String) {
         r.client,
         r.squid_result(),
         r.status,
-        r.bytes_received,
+        r.squid_bytes(),
     );
     push_escaped(out, &r.method, false);
     out.push(' ');
@@ -280,7 +308,11 @@ fn write_squid(r: &Record, out: &mut String) {
         }
         None => out.push_str(" HIER_NONE/-"),
     }
-    out.push_str(" -");
+    out.push(' ');
+    match r.content_type.as_deref() {
+        Some(t) if !t.is_empty() => push_escaped(out, t, false),
+        _ => out.push('-'),
+    }
 }
 
 /// `%ru`: `host:port` for a CONNECT; `scheme://host[:port]path` otherwise, the port left out
@@ -553,6 +585,12 @@ mod json {
         }
         out.extend_from_slice(b",\"error\":");
         opt_str(out, r.error.as_deref());
+        out.extend_from_slice(b",\"user_agent\":");
+        opt_str(out, r.user_agent.as_deref());
+        out.extend_from_slice(b",\"content_type\":");
+        opt_str(out, r.content_type.as_deref());
+        out.extend_from_slice(b",\"user_tried\":");
+        opt_str(out, r.user_tried.as_deref());
         out.push(b'}');
         Ok(())
     }

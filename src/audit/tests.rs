@@ -60,6 +60,9 @@ fn allowed_get() -> Record {
         duration: Duration::from_millis(157),
         upstream: Some(sock("93.184.216.34:80")),
         error: None,
+        user_agent: Some(s("Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")),
+        content_type: Some(s("text/html; charset=utf-8")),
+        user_tried: None,
     }
 }
 
@@ -89,6 +92,9 @@ fn blocked() -> Record {
         duration: Duration::from_micros(2_500),
         upstream: Some(sock("[2001:db8::1]:8080")),
         error: Some(s("aucune")),
+        user_agent: Some(s("curl/8.5.0")),
+        content_type: Some(s("text/html; charset=utf-8")),
+        user_tried: Some(s("c.mart1n")),
     }
 }
 
@@ -105,11 +111,12 @@ fn tunnel() -> Record {
         bytes_received: 987_654,
         duration: Duration::from_secs(60),
         upstream: Some(sock("93.184.216.34:443")),
+        content_type: None,
         ..allowed_get()
     }
 }
 
-const FIELDS: [&str; 23] = [
+const FIELDS: [&str; 26] = [
     "time",
     "client",
     "workstation",
@@ -133,6 +140,9 @@ const FIELDS: [&str; 23] = [
     "duration_ms",
     "upstream",
     "error",
+    "user_agent",
+    "content_type",
+    "user_tried",
 ];
 
 fn json(r: &Record) -> Value {
@@ -196,6 +206,7 @@ fn json_absent_values_are_null_not_missing() {
         groups: vec![],
         path: None,
         upstream: None,
+        user_agent: None,
         ..tunnel()
     };
     let v = json(&r);
@@ -209,6 +220,9 @@ fn json_absent_values_are_null_not_missing() {
         "would_block",
         "upstream",
         "error",
+        "user_agent",
+        "content_type",
+        "user_tried",
     ] {
         assert!(v[key].is_null(), "{key} = {}", v[key]);
     }
@@ -371,7 +385,7 @@ fn no_field_can_split_a_line() {
 fn squid_allowed_get() {
     assert_eq!(
         allowed_get().to_squid(),
-        "1700000000.123    157 10.0.0.5 TCP_MISS/200 5120 GET http://example.com/page c.martin HIER_DIRECT/93.184.216.34 -"
+        "1700000000.123    157 10.0.0.5 TCP_MISS/200 5120 GET http://example.com/page c.martin HIER_DIRECT/93.184.216.34 text/html;%20charset=utf-8"
     );
 }
 
@@ -384,7 +398,7 @@ fn squid_blocked_request() {
     };
     assert_eq!(
         r.to_squid(),
-        "1700000000.123      2 10.0.0.5 TCP_DENIED/403 1234 GET http://jeux.example:8080/partie?id=1 - HIER_NONE/- -"
+        "1700000000.123      2 10.0.0.5 TCP_DENIED/403 1234 GET http://jeux.example:8080/partie?id=1 - HIER_NONE/- text/html;%20charset=utf-8"
     );
     let r = Record {
         decision: Outcome::AuthRequired,
@@ -406,6 +420,46 @@ fn squid_connect_tunnel() {
     );
 }
 
+/// An inspected tunnel's line counts no bytes in the Squid format (its requests count
+/// theirs), as Squid logs a bumped CONNECT; the JSON record keeps the tunnel's bytes.
+#[test]
+fn squid_bumped_connect_counts_no_bytes() {
+    let r = Record {
+        decision: Outcome::Bump,
+        reason_code: Some(ReasonCode::Bump),
+        inspection: Inspection::Inspect,
+        upstream: None,
+        ..tunnel()
+    };
+    assert_eq!(
+        r.to_squid(),
+        "1700000000.123  60000 10.0.0.5 NONE_NONE/200 0 CONNECT example.com:443 c.martin HIER_NONE/- -"
+    );
+    assert_eq!(json(&r)["bytes_received"], 987_654);
+}
+
+/// Every line has Squid's ten fields, whatever is missing: an analyser splits on spaces.
+#[test]
+fn squid_lines_always_have_ten_fields() {
+    let bare = Record {
+        user: None,
+        upstream: None,
+        content_type: None,
+        user_agent: None,
+        path: None,
+        ..allowed_get()
+    };
+    let spaced = Record {
+        content_type: Some(s("multipart/form-data; boundary=x y")),
+        user: Some(s("a b")),
+        ..allowed_get()
+    };
+    for r in [bare, spaced, blocked(), tunnel()] {
+        let line = r.to_squid();
+        assert_eq!(line.split_whitespace().count(), 10, "{line}");
+    }
+}
+
 #[test]
 fn squid_inspected_https_error_and_escaping() {
     let r = Record {
@@ -423,7 +477,7 @@ fn squid_inspected_https_error_and_escaping() {
     };
     assert_eq!(
         r.to_squid(),
-        "1700000000.123    157 10.0.0.5 NONE_NONE/502 0 GET https://example.com/caf%C3%A9%20no%C3%ABl Jean%20Dupont%25 HIER_NONE/- -"
+        "1700000000.123    157 10.0.0.5 NONE_NONE/502 0 GET https://example.com/caf%C3%A9%20no%C3%ABl Jean%20Dupont%25 HIER_NONE/- text/html;%20charset=utf-8"
     );
 }
 

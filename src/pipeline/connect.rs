@@ -72,7 +72,7 @@ pub(super) async fn connect(
     if !st.cfg.connect_ports.contains(&port) {
         cx.refused(ReasonCode::PortNotAllowed);
         let res = tunnel_refusal(&cx, &Reason::new(ReasonCode::PortNotAllowed, None), None);
-        cx.finish(403, 0, 0, None);
+        cx.answered(&res, 0, None);
         return res;
     }
     let facts = RequestFacts {
@@ -96,7 +96,7 @@ pub(super) async fn connect(
     if d.verdict == Verdict::Block {
         let rule = d.rule.map(|r| snap.policy.rule(r).id.to_string());
         let res = tunnel_refusal(&cx, &d.reason, rule.as_deref());
-        cx.finish(403, 0, 0, None);
+        cx.answered(&res, 0, None);
         return res;
     }
     relay(cx, host, port, req).await
@@ -335,7 +335,7 @@ async fn bumped_request(
             .get(header::ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok()),
     );
-    let mut cx = Ctx::new(&st, t.peer, req.method(), "https", lang);
+    let mut cx = Ctx::new(&st, t.peer, req.method(), req.headers(), "https", lang);
     let (who, note) = super::identify::groups(
         &st,
         &cx.snap.policy.groups,

@@ -69,6 +69,20 @@ impl Challenge {
     }
 }
 
+/// The user name refused Basic credentials gave, for the 407's record (never the
+/// password); `None` for other schemes, whose names cannot be read without accepting
+/// the token.
+pub fn tried_user(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::PROXY_AUTHORIZATION)?;
+    if negotiate::scheme_of(value.as_bytes()) != Scheme::Basic {
+        return None;
+    }
+    let (user, _password) = parse_basic(value.as_bytes())?;
+    // As long as a user name can be in the users file, at most.
+    let user: String = user.chars().filter(|c| !c.is_control()).take(256).collect();
+    (!user.is_empty()).then_some(user)
+}
+
 fn negotiate_label(code: &str) -> &'static str {
     match code {
         "malformed" => "negotiate-malformed",

@@ -92,6 +92,7 @@ impl Ctx {
         st: &Arc<ProxyState>,
         peer: SocketAddr,
         method: &Method,
+        headers: &http::HeaderMap,
         kind: &'static str,
         lang: Lang,
     ) -> Box<Ctx> {
@@ -126,6 +127,11 @@ impl Ctx {
             duration: Duration::ZERO,
             upstream: None,
             error: None,
+            user_agent: headers
+                .get(header::USER_AGENT)
+                .map(|v| header_text(v, crate::audit::record::USER_AGENT_MAX)),
+            content_type: None,
+            user_tried: None,
         };
         Box::new(Ctx {
             st: st.clone(),
@@ -183,6 +189,18 @@ impl Ctx {
         );
     }
 
+    /// Emits the record of a request the proxy answered itself (a block page, a refusal,
+    /// an error page): its status, and the bytes and content type of what it sent.
+    fn answered(mut self: Box<Self>, res: &Response<Body>, sent: u64, error: Option<String>) {
+        use http_body::Body as _;
+        self.rec.content_type = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| header_text(v, CONTENT_TYPE_MAX));
+        let page = res.body().size_hint().exact().unwrap_or(0);
+        self.finish(res.status().as_u16(), sent, page, error);
+    }
+
     /// Emits the one record of this request, and its metrics.
     fn finish(mut self: Box<Self>, status: u16, sent: u64, received: u64, error: Option<String>) {
         self.rec.status = status;
@@ -217,6 +235,31 @@ impl Ctx {
     }
 }
 
+/// Longest `Content-Type` kept in a record, in bytes.
+const CONTENT_TYPE_MAX: usize = 256;
+
+/// A header's value as trace text: at most `max` bytes (cut at a character boundary),
+/// bytes that are not UTF-8 replaced. The proxy's own two page types are shared, not
+/// copied.
+fn header_text(v: &http::HeaderValue, max: usize) -> Arc<str> {
+    use std::sync::LazyLock;
+    static HTML: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("text/html; charset=utf-8"));
+    static TEXT: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("text/plain; charset=utf-8"));
+    let b = v.as_bytes();
+    if b == HTML.as_bytes() {
+        return HTML.clone();
+    }
+    if b == TEXT.as_bytes() {
+        return TEXT.clone();
+    }
+    let text = String::from_utf8_lossy(b);
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Arc::from(&text[..end])
+}
+
 /// Entry point for every request on the proxy listener; `conn`: what the request's
 /// connection has proved.
 pub async fn handle(
@@ -242,7 +285,7 @@ pub async fn handle(
     } else {
         "http"
     };
-    let mut cx = Ctx::new(&st, peer, req.method(), kind, lang);
+    let mut cx = Ctx::new(&st, peer, req.method(), req.headers(), kind, lang);
 
     // Identity.
     let proved = match identify::authenticate(&st, &conn, cx.rec.client, req.headers()).await {
@@ -278,7 +321,8 @@ pub async fn handle(
 }
 
 /// 407: the client must (again) prove who it is. The record names the site asked for
-/// and why (`no-credentials`, a refused token's code…).
+/// (its URL, as Squid logs it), why (`no-credentials`, a refused token's code…) and the
+/// user name the refused credentials gave.
 fn challenge(
     mut cx: Box<Ctx>,
     req: &Request<Incoming>,
@@ -286,13 +330,27 @@ fn challenge(
 ) -> Response<Body> {
     let st = cx.st.clone();
     if let Some(a) = req.uri().authority() {
-        cx.rec.host = a.host().into();
-        cx.rec.port = a
-            .port_u16()
-            .unwrap_or(if cx.kind == "connect" { 443 } else { 80 });
+        let default = if cx.kind == "connect" { 443 } else { 80 };
+        cx.rec.port = a.port_u16().unwrap_or(default);
+        match Host::parse_authority(a.as_str()) {
+            Ok((host, _)) => {
+                // The path, as for any request in clear, except a never-inspected site's.
+                let path = req.uri().path_and_query().map(|p| p.as_str());
+                let mut class = Classification::default();
+                let snap = cx.snap.clone();
+                snap.classifier
+                    .classify(&host, path, &mut String::new(), &mut class);
+                if cx.kind != "connect" && !snap.policy.never_inspected(&class) {
+                    cx.rec.path = path.map(Into::into);
+                }
+                cx.rec.host = host.as_str().into();
+            }
+            Err(_) => cx.rec.host = a.host().chars().take(255).collect::<String>().into(),
+        }
     }
     cx.refused(ReasonCode::AuthRequired);
     cx.rec.error = Some(why.code().into());
+    cx.rec.user_tried = identify::tried_user(req.headers()).map(Into::into);
     st.metrics.auth_failures.inc();
     st.metrics
         .auth_challenges
@@ -311,7 +369,7 @@ fn challenge(
         res.headers_mut().append(header::PROXY_AUTHENTICATE, v);
     }
     reason_header(&mut res, ReasonCode::AuthRequired, None);
-    cx.finish(407, 0, 0, None);
+    cx.answered(&res, 0, None);
     res
 }
 
@@ -373,8 +431,9 @@ async fn http(mut cx: Box<Ctx>, who: Identity, req: Request<Incoming>) -> Respon
             },
             uri.scheme_str().unwrap_or(""),
         );
-        cx.finish(400, 0, 0, None);
-        return html(StatusCode::BAD_REQUEST, page);
+        let res = html(StatusCode::BAD_REQUEST, page);
+        cx.answered(&res, 0, None);
+        return res;
     }
     let authority = uri.authority().map(|a| a.as_str()).unwrap_or("");
     let (host, port) = match Host::parse_authority(authority) {
@@ -443,7 +502,7 @@ async fn exchange(
     // classification, the scratch buffers) does not live across the awaits below, so the
     // future that every request moves stays small.
     if let Some(blocked) = decide(&mut cx, &who, &req, &target) {
-        cx.finish(403, 0, 0, None);
+        cx.answered(&blocked, 0, None);
         return blocked;
     }
     drop(who);
@@ -501,6 +560,10 @@ async fn exchange(
     }
     let (mut parts, body) = res.into_parts();
     forward::answer_head(&mut parts, false);
+    cx.rec.content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| header_text(v, CONTENT_TYPE_MAX));
     use http_body_util::BodyExt;
     let body: Body = body::Idle::new(body, "response", lim.upstream_idle_timeout).boxed();
     let code = status.as_u16();

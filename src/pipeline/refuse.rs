@@ -33,13 +33,10 @@ pub(super) fn loop_detected(mut cx: Box<Ctx>) -> Response<Body> {
     cx.rec.decision = Outcome::Error;
     cx.rec.reason_code = Some(ReasonCode::Loop);
     let page = block_page::render_error_page(cx.lang, 508, loop_title(cx.lang), "");
-    cx.finish(
-        508,
-        0,
-        0,
-        Some("request loop: this proxy is already in Via".into()),
-    );
-    html(StatusCode::LOOP_DETECTED, page)
+    let res = html(StatusCode::LOOP_DETECTED, page);
+    let detail = "request loop: this proxy is already in Via";
+    cx.answered(&res, 0, Some(detail.into()));
+    res
 }
 
 fn loop_title(lang: Lang) -> &'static str {
@@ -56,7 +53,7 @@ pub(super) fn head_refused(mut cx: Box<Ctx>, size: usize, version: Version) -> R
     cx.refused(ReasonCode::HeadTooLarge);
     let detail = format!("request head of {size} bytes, over the limit of {limit}");
     let res = head_too_large(&cx.snap.policy, cx.lang, version, &detail);
-    cx.finish(431, 0, 0, Some(detail));
+    cx.answered(&res, 0, Some(detail));
     res
 }
 
@@ -71,7 +68,7 @@ pub(super) fn listener_head_refused(
 ) -> Response<Body> {
     let connect = req.method() == Method::CONNECT;
     let kind = if connect { "connect" } else { "http" };
-    let mut cx = Ctx::new(st, peer, req.method(), kind, lang);
+    let mut cx = Ctx::new(st, peer, req.method(), req.headers(), kind, lang);
     let written = req
         .uri()
         .authority()
@@ -123,7 +120,7 @@ pub(super) fn method_refused(mut cx: Box<Ctx>) -> Response<Body> {
     let page = block_page::render_error_page(cx.lang, 405, &title, &detail);
     let mut res = html(StatusCode::METHOD_NOT_ALLOWED, page);
     reason_header(&mut res, ReasonCode::MethodNotAllowed, None);
-    cx.finish(405, 0, 0, None);
+    cx.answered(&res, 0, None);
     res
 }
 
@@ -156,12 +153,12 @@ pub(super) fn switch_refused(
     };
     let page = block_page::render_error_page(cx.lang, 502, title, &detail);
     cx.rec.reason_code = Some(ReasonCode::UpstreamSwitch);
-    cx.finish(502, sent, 0, Some(detail));
     let mut res = html(StatusCode::BAD_GATEWAY, page);
     res.headers_mut().insert(
         "x-charte-error",
         HeaderValue::from_static(ReasonCode::UpstreamSwitch.as_str()),
     );
+    cx.answered(&res, sent, Some(detail));
     res
 }
 
@@ -174,8 +171,9 @@ pub(super) fn bad_host(mut cx: Box<Ctx>, authority: &str, why: &str) -> Response
         .reason_text(&Reason::new(ReasonCode::BadHost, None), cx.lang)
         .into_owned();
     let page = block_page::render_error_page(cx.lang, 400, &title, why);
-    cx.finish(400, 0, 0, None);
-    html(StatusCode::BAD_REQUEST, page)
+    let res = html(StatusCode::BAD_REQUEST, page);
+    cx.answered(&res, 0, None);
+    res
 }
 
 pub(super) fn upstream_failed(cx: Box<Ctx>, failed: &SendError, sent: u64) -> Response<Body> {
@@ -196,10 +194,10 @@ pub(super) fn upstream_failed(cx: Box<Ctx>, failed: &SendError, sent: u64) -> Re
         };
         let page = block_page::render_error_page(cx.lang, 400, title, &detail);
         cx.rec.reason_code = Some(ReasonCode::ClientBodyMalformed);
-        cx.finish(400, sent, 0, Some(detail));
         let mut res = html(StatusCode::BAD_REQUEST, page);
         res.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        cx.answered(&res, sent, Some(detail));
         return res;
     }
     if let Some(idle) = find_source::<body::BodyIdle>(e) {
@@ -212,10 +210,10 @@ pub(super) fn upstream_failed(cx: Box<Ctx>, failed: &SendError, sent: u64) -> Re
         };
         let page = block_page::render_error_page(cx.lang, 408, title, &detail);
         cx.rec.reason_code = Some(ReasonCode::ClientBodyIdle);
-        cx.finish(408, sent, 0, Some(detail));
         let mut res = html(StatusCode::REQUEST_TIMEOUT, page);
         res.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        cx.answered(&res, sent, Some(detail));
         return res;
     }
     let kind = if failed.is_connect() {
@@ -246,8 +244,9 @@ pub(super) fn upstream_failed(cx: Box<Ctx>, failed: &SendError, sent: u64) -> Re
     } else {
         ReasonCode::UpstreamError
     });
-    cx.finish(502, sent, 0, Some(detail));
-    html(StatusCode::BAD_GATEWAY, page)
+    let res = html(StatusCode::BAD_GATEWAY, page);
+    cx.answered(&res, sent, Some(detail));
+    res
 }
 
 /// The first error of type `T` in `e`'s chain of sources.
@@ -303,7 +302,7 @@ pub(super) fn dial_failed(mut cx: Box<Ctx>, e: &UpstreamError, page: bool) -> Re
     if e.is_refusal() {
         reason_header(&mut res, ReasonCode::InternalDestination, None);
     }
-    cx.finish(status.as_u16(), 0, 0, Some(detail));
+    cx.answered(&res, 0, Some(detail));
     res
 }
 
@@ -328,11 +327,11 @@ pub(super) fn upstream_tls_failed(
     let page = block_page::render_error_page(cx.lang, 502, title, &detail);
     cx.rec.reason_code = Some(problem.reason());
     let msg = format!("{}: {}", problem.code(), problem.title(Lang::En));
-    cx.finish(502, sent, 0, Some(msg));
     let mut res = html(StatusCode::BAD_GATEWAY, page);
     if let Ok(v) = HeaderValue::from_str(problem.code()) {
         res.headers_mut().insert("x-charte-error", v);
     }
+    cx.answered(&res, sent, Some(msg));
     res
 }
 
@@ -424,6 +423,6 @@ pub(super) fn host_mismatch(mut cx: Box<Ctx>, t: &Tunnel, given: &str) -> Respon
     let page = block_page::render_error_page(cx.lang, 421, &title, &detail);
     let mut res = html(StatusCode::MISDIRECTED_REQUEST, page);
     reason_header(&mut res, ReasonCode::HostMismatch, None);
-    cx.finish(421, 0, 0, Some(detail));
+    cx.answered(&res, 0, Some(detail));
     res
 }

@@ -503,6 +503,12 @@ pub async fn route(mut req: Request<Incoming>) -> Result<Response<TestBody>, Inf
     };
     let res = match req.uri().path() {
         "/small" => Response::new(full("hello")),
+        "/html" => {
+            let mut r = Response::new(full("<!doctype html><title>t</title><p>bonjour</p>"));
+            r.headers_mut()
+                .insert("content-type", "text/html; charset=utf-8".parse().unwrap());
+            r
+        }
         "/version" => Response::new(full(format!("{:?}", req.version()))),
         "/headers" => {
             let mut s = String::new();
