@@ -33,7 +33,7 @@
 //!   lookup) and [`identity`] (which groups a client is in: address, user).
 //! - Small helpers below everything: [`settings`] (resolved server settings, plain
 //!   data), [`head`] (a request head's size), [`per_worker`], [`tracker`],
-//!   [`atomic_file`].
+//!   [`atomic_file`], [`clock`] (the proxy's now and the town's local dates).
 
 pub mod action;
 pub mod admin;
@@ -41,6 +41,7 @@ pub mod atomic_file;
 pub mod audit;
 pub mod classify;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod explain;
 pub mod head;

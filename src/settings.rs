@@ -235,6 +235,67 @@ pub struct Settings {
     pub pidfile: Option<PathBuf>,
     /// More outputs of the trace beside `trace_path` (`trace.outputs`).
     pub trace_outputs: Vec<TraceOutput>,
+    /// How trace files rotate, are compressed and deleted (`trace.rotate`, …).
+    pub trace_life: TraceLife,
+    /// The town's time zone (IANA name): local midnight for rotation, dates on pages.
+    pub time_zone: String,
+}
+
+/// The life of the trace's files: rotated, compressed, deleted after the retention.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceLife {
+    pub rotate: Rotate,
+    pub compress: Compress,
+    /// Rotated files older than this many days are deleted.
+    pub retention_days: u32,
+}
+
+/// When a trace file is closed and a new one started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotate {
+    /// At local midnight (the default).
+    Daily,
+    /// When the file reaches this many bytes (and at local midnight).
+    Size(u64),
+    /// Never by itself: an external tool renames the file and sends SIGUSR1
+    /// (`charte-proxy rotate`). Compression and retention are then its business too.
+    External,
+}
+
+/// How closed trace files are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compress {
+    None,
+    /// `.gz`: read by zcat, zgrep, SARG.
+    Gzip,
+    /// `.zst`: smaller and faster; zstdcat reads it.
+    Zstd,
+}
+
+impl Compress {
+    /// The file name suffix, with its dot; `""` for none.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Compress::None => "",
+            Compress::Gzip => ".gz",
+            Compress::Zstd => ".zst",
+        }
+    }
+}
+
+/// Longest trace retention a server file may set unless it raises the bound
+/// (`trace.max_retention_days`): three years.
+pub const MAX_RETENTION_DAYS: u32 = 3 * 365;
+
+impl Default for TraceLife {
+    fn default() -> Self {
+        TraceLife {
+            rotate: Rotate::Daily,
+            compress: Compress::Gzip,
+            // The CARA charter (§7.2) keeps the trace one year.
+            retention_days: 365,
+        }
+    }
 }
 
 /// One more output of the trace, in its own format.
@@ -302,6 +363,8 @@ impl Default for Settings {
             limits: Limits::default(),
             pidfile: None,
             trace_outputs: Vec::new(),
+            trace_life: TraceLife::default(),
+            time_zone: "Europe/Paris".into(),
             data_dir: data,
         }
     }

@@ -35,6 +35,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("classify", 20),
     ("identity", 20),
     ("atomic_file", 10),
+    ("clock", 10),
     ("head", 10),
     ("settings", 10),
     ("per_worker", 10),

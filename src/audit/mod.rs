@@ -29,6 +29,7 @@
 //! [`Format::Squid`] is Squid's native `access.log` line for existing analysers (SARG,
 //! LightSquid) and carries only Squid's fields — appending ours would break their parsers.
 
+pub mod files;
 pub mod record;
 mod writer;
 
@@ -36,4 +37,4 @@ mod writer;
 mod tests;
 
 pub use record::{Format, Outcome, Record, Scheme, UnknownFormat};
-pub use writer::{AuditSink, AuditWriter, Destination};
+pub use writer::{AuditSink, AuditWriter, Destination, Life, LifeStatus};

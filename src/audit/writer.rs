@@ -14,8 +14,11 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::files;
 use super::record::{Format, Record};
+use crate::clock;
 pub use crate::settings::SyslogTo;
+use crate::settings::{Compress, Rotate};
 
 /// Records taken from the queue at once.
 const BATCH: usize = 256;
@@ -30,6 +33,28 @@ const LINGER: Duration = Duration::from_millis(2);
 /// At most one warning per period about dropped or lost records.
 const WARN_PERIOD: Duration = Duration::from_secs(10);
 const WARN_PERIOD_MS: u64 = WARN_PERIOD.as_millis() as u64;
+
+/// How the file outputs live: rotated at local midnight (or by size), closed files
+/// compressed and deleted after the retention ([`super::files`]).
+#[derive(Debug, Clone)]
+pub struct Life {
+    pub rotate: Rotate,
+    pub compress: Compress,
+    pub retention_days: u32,
+    /// The town's time zone: what "midnight" and "a day" mean.
+    pub tz: jiff::tz::TimeZone,
+}
+
+/// What the files' life did last, for `/health`.
+#[derive(Debug, Clone, Default)]
+pub struct LifeStatus {
+    /// When the files were last rotated.
+    pub rotated: Option<std::time::SystemTime>,
+    /// When closed files were last deleted, how many, and the first day kept.
+    pub purged: Option<(std::time::SystemTime, usize, String)>,
+    /// The last failure (rotation, compression, deletion), if any since.
+    pub error: Option<String>,
+}
 
 /// Where the trace goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,6 +239,9 @@ pub struct AuditWriter {
     task: JoinHandle<()>,
     /// `reopen()` is a no-op for stdout.
     is_file: bool,
+    status: Arc<std::sync::Mutex<LifeStatus>>,
+    /// `None` when the files do not live here (external rotation, no file).
+    maintenance: Option<Maintenance>,
 }
 
 impl fmt::Debug for AuditWriter {
@@ -244,9 +272,34 @@ impl AuditWriter {
         capacity: usize,
         dropped: IntCounter,
     ) -> io::Result<(AuditSink, AuditWriter)> {
+        Self::start_living(outputs, capacity, dropped, None)
+    }
+
+    /// [`AuditWriter::start_many`] whose file outputs live as `life` says: a file left
+    /// from a day before is closed first, then each is closed at local midnight (or at
+    /// its size), compressed, and deleted after the retention.
+    pub fn start_living(
+        outputs: Vec<(Destination, Format)>,
+        capacity: usize,
+        dropped: IntCounter,
+        life: Option<Life>,
+    ) -> io::Result<(AuditSink, AuditWriter)> {
         let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
-        let (sink, unstarted) = Self::open_many(outputs, capacity, dropped)?;
-        Ok((sink, unstarted.spawn(&runtime)))
+        if let Some(l) = life.as_ref().filter(|l| l.rotate != Rotate::External) {
+            for (d, _) in &outputs {
+                if let Destination::File(p) = d {
+                    close_stale(p, &l.tz)?;
+                }
+            }
+        }
+        let (sink, mut unstarted) = Self::open_many(outputs, capacity, dropped)?;
+        if let Some(l) = life.filter(|l| l.rotate != Rotate::External) {
+            let next = clock::next_midnight(clock::now(), &l.tz);
+            unstarted.0.life = Some(Living { life: l, next });
+        }
+        let writer = unstarted.spawn(&runtime);
+        writer.maintain_now();
+        Ok((sink, writer))
     }
 
     /// `start` without the spawn: the queue fills with nothing draining it, so tests can
@@ -272,10 +325,15 @@ impl AuditWriter {
         let outs = outputs
             .iter()
             .map(|(dest, format)| {
+                let size = match dest {
+                    Destination::File(p) => std::fs::metadata(p).map_or(0, |m| m.len()),
+                    _ => 0,
+                };
                 Ok(Out {
                     out: Output::open(dest)?,
                     format: *format,
                     buf: Vec::with_capacity(WRITE_AT + 4096),
+                    size,
                 })
             })
             .collect::<io::Result<Vec<_>>>()?;
@@ -291,6 +349,8 @@ impl AuditWriter {
                 written: watch::Sender::new(0),
             }),
             errors: Throttle::new(Instant::now()),
+            life: None,
+            status: Arc::new(std::sync::Mutex::new(LifeStatus::default())),
         };
         Ok((sink, Unstarted(task)))
     }
@@ -301,6 +361,18 @@ impl AuditWriter {
         if self.is_file {
             self.control.reopen.store(true, Ordering::SeqCst);
             self.control.wake.notify_one();
+        }
+    }
+
+    /// What the files' life did last (rotation, purge, failure).
+    pub fn life_status(&self) -> LifeStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Runs a maintenance pass (compression, retention) on the blocking pool, now.
+    fn maintain_now(&self) {
+        if let Some(m) = &self.maintenance {
+            m.spawn();
         }
     }
 
@@ -339,11 +411,111 @@ impl Unstarted {
             .outs
             .iter()
             .any(|o| matches!(o.out, Output::File { .. }));
+        let status = Arc::clone(&self.0.status);
+        let maintenance = self.0.maintenance();
         let task = runtime.spawn(self.0.run());
         AuditWriter {
             control,
             task,
             is_file,
+            status,
+            maintenance,
+        }
+    }
+}
+
+/// Closes `live` if it was last written on a day before today (the proxy was not
+/// running at midnight): renamed after the day it was last written.
+fn close_stale(live: &Path, tz: &jiff::tz::TimeZone) -> io::Result<()> {
+    let Ok(meta) = std::fs::metadata(live) else {
+        return Ok(());
+    };
+    if meta.len() == 0 {
+        return Ok(());
+    }
+    let Ok(modified) = meta.modified() else {
+        return Ok(());
+    };
+    let day = clock::local_date(modified, tz);
+    if day >= clock::local_date(clock::now(), tz) {
+        return Ok(());
+    }
+    let closed = files::next_closed_name(live, day)?;
+    std::fs::rename(live, &closed).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot close the trace file {} of {day}: {e}",
+                live.display()
+            ),
+        )
+    })?;
+    tracing::info!(target: "charte::audit", file = %closed.display(), "trace file of {day} closed at start");
+    Ok(())
+}
+
+/// A compression and retention pass over every file output, on the blocking pool.
+#[derive(Clone)]
+struct Maintenance {
+    lives: Vec<PathBuf>,
+    compress: Compress,
+    retention_days: u32,
+    tz: jiff::tz::TimeZone,
+    status: Arc<std::sync::Mutex<LifeStatus>>,
+}
+
+impl Maintenance {
+    fn spawn(&self) {
+        let m = self.clone();
+        tokio::task::spawn_blocking(move || m.run());
+    }
+
+    fn run(&self) {
+        use jiff::ToSpan as _;
+        let today = clock::local_date(clock::now(), &self.tz);
+        let Ok(keep_from) = today.checked_sub(i64::from(self.retention_days).days()) else {
+            return;
+        };
+        let mut deleted = 0;
+        let mut errors = Vec::new();
+        for live in &self.lives {
+            match files::maintain(live, self.compress, keep_from) {
+                Ok(done) => {
+                    if !done.compressed.is_empty() {
+                        tracing::info!(
+                            target: "charte::audit",
+                            files = done.compressed.len(),
+                            "closed trace files compressed"
+                        );
+                    }
+                    if !done.deleted.is_empty() {
+                        tracing::info!(
+                            target: "charte::audit",
+                            files = done.deleted.len(),
+                            kept_from = %keep_from,
+                            "trace purge: {} file(s) of {} deleted (days before {keep_from}, \
+                             retention {} days)",
+                            done.deleted.len(),
+                            live.display(),
+                            self.retention_days
+                        );
+                    }
+                    deleted += done.deleted.len();
+                    errors.extend(done.failed);
+                }
+                Err(e) => errors.push(format!("{}: {e}", live.display())),
+            }
+        }
+        for e in &errors {
+            tracing::error!(target: "charte::audit", "trace file maintenance: {e}");
+        }
+        if let Ok(mut s) = self.status.lock() {
+            if deleted > 0 {
+                s.purged = Some((clock::now(), deleted, keep_from.to_string()));
+            }
+            if let Some(e) = errors.pop() {
+                s.error = Some(e);
+            }
         }
     }
 }
@@ -353,6 +525,8 @@ struct Out {
     out: Output,
     format: Format,
     buf: Vec<u8>,
+    /// Bytes in the file (a file output), for rotation by size.
+    size: u64,
 }
 
 enum Output {
@@ -566,6 +740,15 @@ struct Task {
     control: Arc<Control>,
     /// Rate limit of the writer's own error lines (records lost to encode or I/O errors).
     errors: Throttle,
+    /// When the file outputs rotate by themselves.
+    life: Option<Living>,
+    status: Arc<std::sync::Mutex<LifeStatus>>,
+}
+
+/// A life in progress: the next local midnight.
+struct Living {
+    life: Life,
+    next: std::time::SystemTime,
 }
 
 /// How many records the outputs' buffers hold, not written yet.
@@ -580,6 +763,16 @@ impl Task {
         // When the oldest record not yet written must go out.
         let mut due: Option<tokio::time::Instant> = None;
         loop {
+            // Local midnight, on the proxy's clock, as a tokio deadline.
+            let midnight = self.life.as_ref().map(|l| {
+                let left = l
+                    .next
+                    .duration_since(clock::now())
+                    .unwrap_or(Duration::ZERO);
+                tokio::time::Instant::now() + left
+            });
+            let rotating = midnight.is_some();
+            let midnight = midnight.unwrap_or_else(tokio::time::Instant::now);
             let (mut open, lingered) = match due {
                 // Records are waiting to be written: sleep until they are due without
                 // listening to the queue, so that a busy proxy wakes this task once per
@@ -588,13 +781,22 @@ impl Task {
                     biased;
                     () = self.control.wake.notified() => (true, false),
                     () = tokio::time::sleep_until(due) => (true, true),
+                    () = tokio::time::sleep_until(midnight), if rotating => (true, false),
                 },
                 None => tokio::select! {
                     biased;
                     () = self.control.wake.notified() => (true, false),
                     n = self.rx.recv_many(&mut batch, BATCH) => (n > 0, false),
+                    () = tokio::time::sleep_until(midnight), if rotating => (true, false),
                 },
             };
+            // Midnight: what was received before it goes into the day's file, then
+            // every file output is closed under that day's name and a new one begun.
+            if let Some(day) = self.midnight_passed() {
+                self.encode(&mut batch, &mut pending);
+                self.write_out(&mut pending).await;
+                self.rotate(day).await;
+            }
             if lingered {
                 // Take what came in meanwhile, without waiting, up to one write's worth
                 // (a busy proxy could otherwise keep this loop going); the rest is
@@ -653,6 +855,9 @@ impl Task {
             }
             if self.buffered() >= WRITE_AT || lingered {
                 self.write_out(&mut pending).await;
+                if let Some(day) = self.size_reached() {
+                    self.rotate(day).await;
+                }
             }
             due = match (pending.records == 0, due) {
                 (true, _) => None,
@@ -670,6 +875,104 @@ impl Task {
                 "{lost} audit record(s) lost to errors since the last report"
             );
         }
+    }
+
+    /// `Some(the day that ended)` once the proxy's clock passed local midnight; the
+    /// next midnight is then set.
+    fn midnight_passed(&mut self) -> Option<jiff::civil::Date> {
+        let l = self.life.as_mut()?;
+        let now = clock::now();
+        if now < l.next {
+            return None;
+        }
+        // The day that just ended (the instant before midnight).
+        let ended = clock::local_date(l.next - Duration::from_nanos(1), &l.life.tz);
+        l.next = clock::next_midnight(now, &l.life.tz);
+        Some(ended)
+    }
+
+    /// `Some(today)` when a file output reached the size at which it rotates.
+    fn size_reached(&self) -> Option<jiff::civil::Date> {
+        let l = self.life.as_ref()?;
+        let Rotate::Size(max) = l.life.rotate else {
+            return None;
+        };
+        self.outs
+            .iter()
+            .any(|o| matches!(o.out, Output::File { .. }) && o.size >= max)
+            .then(|| clock::local_date(clock::now(), &l.life.tz))
+    }
+
+    /// Closes every file output as `day`'s (renamed beside it) and opens a new one at
+    /// its path, then compresses and purges on the blocking pool. A file that cannot be
+    /// renamed stays the one written to; the failure is logged and shown in `/health`.
+    async fn rotate(&mut self, day: jiff::civil::Date) {
+        let mut errors = Vec::new();
+        for o in &mut self.outs {
+            let Output::File { path, .. } = &o.out else {
+                continue;
+            };
+            let live = path.clone();
+            let renamed = tokio::task::spawn_blocking(move || -> io::Result<PathBuf> {
+                let closed = files::next_closed_name(&live, day)?;
+                std::fs::rename(&live, &closed)?;
+                files::sync_dir(&closed);
+                Ok(closed)
+            })
+            .await
+            .map_err(io::Error::other)
+            .and_then(|r| r);
+            match renamed {
+                Ok(closed) => {
+                    o.size = 0;
+                    if let Err(e) = o.out.reopen().await {
+                        errors.push(format!("{e}"));
+                    } else {
+                        tracing::info!(
+                            target: "charte::audit",
+                            file = %closed.display(),
+                            "trace file of {day} closed"
+                        );
+                    }
+                }
+                Err(e) => errors.push(format!(
+                    "cannot close the trace file {} of {day}: {e}",
+                    path.display()
+                )),
+            }
+        }
+        for e in &errors {
+            tracing::error!(target: "charte::audit", "{e}; still writing to the same file");
+        }
+        if let Ok(mut s) = self.status.lock() {
+            s.rotated = Some(clock::now());
+            if let Some(e) = errors.pop() {
+                s.error = Some(e);
+            }
+        }
+        if let Some(m) = self.maintenance() {
+            m.spawn();
+        }
+    }
+
+    /// The maintenance of the file outputs, when they live here.
+    fn maintenance(&self) -> Option<Maintenance> {
+        let l = self.life.as_ref()?;
+        let lives: Vec<PathBuf> = self
+            .outs
+            .iter()
+            .filter_map(|o| match &o.out {
+                Output::File { path, .. } => Some(path.clone()),
+                _ => None,
+            })
+            .collect();
+        (!lives.is_empty()).then(|| Maintenance {
+            lives,
+            compress: l.life.compress,
+            retention_days: l.life.retention_days,
+            tz: l.life.tz.clone(),
+            status: Arc::clone(&self.status),
+        })
     }
 
     /// The most bytes an output has waiting.
@@ -725,6 +1028,8 @@ impl Task {
                     "cannot write the audit trail to {}: {e}",
                     o.out.name()
                 ));
+            } else {
+                o.size += o.buf.len() as u64;
             }
             o.buf.clear();
         }

@@ -15,8 +15,8 @@ use serde::Deserialize;
 use super::diag::{Diags, Pos};
 use super::positions::Positions;
 use crate::settings::{
-    DirectorySettings, Limits, Nesting, Settings, SyslogTo, TraceOutput, TraceTo, UserName,
-    syslog_facility,
+    Compress, DirectorySettings, Limits, MAX_RETENTION_DAYS, Nesting, Rotate, Settings, SyslogTo,
+    TraceOutput, TraceTo, UserName, syslog_facility,
 };
 
 #[derive(Debug, Default, Deserialize)]
@@ -47,6 +47,8 @@ pub struct RawServer {
     pub limits: Option<RawLimits>,
     /// Where `serve` writes its process id.
     pub pidfile: Option<PathBuf>,
+    /// The town's time zone (IANA name, default Europe/Paris).
+    pub time_zone: Option<String>,
 }
 
 /// `limits:`: sizes, timeouts and connection caps (README, "Limits").
@@ -155,6 +157,16 @@ pub struct RawTrace {
     pub queue: Option<usize>,
     /// More outputs, each with its own format.
     pub outputs: Option<Vec<RawTraceOutput>>,
+    /// `daily` (default), `size` or `external`.
+    pub rotate: Option<String>,
+    /// With `rotate: size`: the size at which a file is closed, in MiB.
+    pub max_size_mb: Option<u64>,
+    /// `gzip` (default), `zstd` or `none`.
+    pub compress: Option<String>,
+    /// Days rotated files are kept (default 365).
+    pub retention_days: Option<u32>,
+    /// The bound `retention_days` may not pass (default 3 years).
+    pub max_retention_days: Option<u32>,
 }
 
 /// `trace.outputs[i]`: a file (`path`) or a syslog collector (`syslog`), in a format.
@@ -209,6 +221,18 @@ fn load_file(path: Option<&Path>) -> Result<(Settings, Given), Diags> {
     };
     if let Some(p) = raw.pidfile.take() {
         cfg.pidfile = Some(file.rel(p));
+    }
+    if let Some(tz) = raw.time_zone.take() {
+        if let Err(e) = crate::clock::zone(&tz) {
+            let pos = file.pos.value("time_zone");
+            file.invalid(
+                pos,
+                "time_zone",
+                e,
+                Some("the town's IANA time zone, e.g. `Europe/Paris` (the default)"),
+            );
+        }
+        cfg.time_zone = tz;
     }
     let listen = raw.listen.as_ref();
     let given = Given {
@@ -561,6 +585,77 @@ impl File<'_> {
         for (i, o) in t.outputs.unwrap_or_default().into_iter().enumerate() {
             if let Some(out) = self.trace_output(i, o) {
                 cfg.trace_outputs.push(out);
+            }
+        }
+        let life = &mut cfg.trace_life;
+        match (t.rotate.as_deref(), t.max_size_mb) {
+            (None | Some("daily"), None) => {}
+            (Some("size"), Some(mb)) if mb > 0 => life.rotate = Rotate::Size(mb << 20),
+            (Some("size"), _) => {
+                let pos = self.pos.value("trace.rotate");
+                self.invalid(
+                    pos,
+                    "trace.rotate",
+                    "`rotate: size` needs `max_size_mb`".into(),
+                    Some("add `max_size_mb: 100` (a whole number of MiB, over 0)"),
+                );
+            }
+            (Some("external"), None) => life.rotate = Rotate::External,
+            (_, Some(_)) => {
+                let pos = self.pos.value("trace.max_size_mb");
+                self.invalid(
+                    pos,
+                    "trace.max_size_mb",
+                    "`max_size_mb` applies only with `rotate: size`".into(),
+                    Some("set `rotate: size`, or remove `max_size_mb`"),
+                );
+            }
+            (Some(other), None) => {
+                let pos = self.pos.value("trace.rotate");
+                self.invalid(
+                    pos,
+                    "trace.rotate",
+                    format!("unknown rotation {other:?}"),
+                    Some(
+                        "use `daily` (at local midnight), `size` (with `max_size_mb`) or \
+                         `external` (logrotate renames the file and runs `charte-proxy rotate`)",
+                    ),
+                );
+            }
+        }
+        if let Some(c) = t.compress {
+            life.compress = match c.as_str() {
+                "gzip" => Compress::Gzip,
+                "zstd" => Compress::Zstd,
+                "none" => Compress::None,
+                other => {
+                    let pos = self.pos.value("trace.compress");
+                    self.invalid(
+                        pos,
+                        "trace.compress",
+                        format!("unknown compression {other:?}"),
+                        Some("use `gzip`, `zstd` or `none`"),
+                    );
+                    life.compress
+                }
+            };
+        }
+        let bound = t.max_retention_days.unwrap_or(MAX_RETENTION_DAYS);
+        if let Some(days) = t.retention_days {
+            if days == 0 || days > bound {
+                let pos = self.pos.value("trace.retention_days");
+                self.invalid(
+                    pos,
+                    "trace.retention_days",
+                    format!("a retention of {days} days is outside 1 to {bound}"),
+                    Some(
+                        "the CNIL recommends 6 months to 1 year for access logs; the CARA \
+                         charter (§7.2) keeps them 1 year (365). To keep them longer, raise \
+                         `trace.max_retention_days` knowingly",
+                    ),
+                );
+            } else {
+                cfg.trace_life.retention_days = days;
             }
         }
     }

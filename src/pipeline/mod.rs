@@ -13,7 +13,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use http::header;
 use http::{Method, Request, Response, StatusCode};
@@ -100,7 +100,7 @@ impl Ctx {
         // An IPv4 client seen through an IPv6 socket (::ffff:a.b.c.d) is the IPv4 client.
         let client = peer.ip().to_canonical();
         let rec = Record {
-            time: SystemTime::now(),
+            time: crate::clock::now(),
             client,
             workstation: st.workstations.get(client),
             user: None,

@@ -29,7 +29,7 @@ use crate::action::dial::Resolver;
 use crate::action::dial::{Dialer, Guard};
 use crate::action::pool::Pool;
 use crate::admin::AdminState;
-use crate::audit::{AuditWriter, Destination, Format};
+use crate::audit::{AuditWriter, Destination, Format, Life};
 use crate::identity::auth::{Authenticator, UsersFile};
 use crate::identity::directory::Directory;
 use crate::identity::workstation::Workstations;
@@ -64,10 +64,11 @@ pub async fn serve(mut cfg: Settings) -> anyhow::Result<()> {
     let (listeners, bound) = bind(&mut cfg).await?;
     let _claim = instance::claim(&cfg).map_err(|e| anyhow::anyhow!(ConfigError(e.to_string())))?;
     let Data { token_key, auth } = open_data(&cfg)?;
-    let (audit, writer) = AuditWriter::start_many(
+    let (audit, writer) = AuditWriter::start_living(
         trace_outputs(&cfg)?,
         cfg.trace_queue,
         metrics.trace_dropped.clone(),
+        Some(trace_life(&cfg)?),
     )
     .with_context(|| "cannot open the trace")?;
     let dialer = dialer(&cfg, &bound, &live);
@@ -275,6 +276,19 @@ fn trace_format(cfg: &Settings) -> anyhow::Result<Format> {
     cfg.trace_format
         .parse()
         .map_err(|_| anyhow::anyhow!(ConfigError("bad trace format".into())))
+}
+
+/// How the trace's files live (`trace.rotate`, `compress`, `retention_days`), in the
+/// town's time zone.
+fn trace_life(cfg: &Settings) -> anyhow::Result<Life> {
+    let tz = crate::clock::zone(&cfg.time_zone).map_err(|e| anyhow::anyhow!(ConfigError(e)))?;
+    let l = &cfg.trace_life;
+    Ok(Life {
+        rotate: l.rotate,
+        compress: l.compress,
+        retention_days: l.retention_days,
+        tz,
+    })
 }
 
 /// The trace's outputs: `trace_path` in `trace_format` first (the trace of record),

@@ -1,0 +1,214 @@
+//! The trace's life (issue 24) through the real binary, on a clock the test sets
+//! (`CHARTE_FAKE_NOW`): the files rotate at local midnight (Europe/Paris), closed files
+//! are compressed, a file left from a day the proxy was not running is closed at start,
+//! and files older than the retention are deleted, each purge logged.
+
+mod common;
+
+use std::ffi::OsString;
+use std::io::Read as _;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use common::proxy::{Proxy, Upstream, curl, fixture_dir};
+
+/// Waits until `f` gives `Some`.
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn gunzip(path: &Path) -> String {
+    let mut s = String::new();
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap())
+        .read_to_string(&mut s)
+        .unwrap();
+    s
+}
+
+fn get(p: &Proxy, url: &str) {
+    let (code, out, err) = curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-x",
+        &p.url(),
+        url,
+    ]);
+    assert_eq!((code, out.as_str()), (0, "200"), "{url}: {err}");
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("trace.log") || n.starts_with("access.log"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn files_rotate_at_local_midnight_are_compressed_and_deleted_after_the_retention() {
+    let up = Upstream::start();
+    let dir = fixture_dir();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // A closed file past the retention (365 days before 2026-12-31 is 2025-12-31), one
+    // within it not compressed yet, and the live file last written on 30 December.
+    std::fs::write(data.join("trace.log-2025-12-30"), "{\"old\":1}\n").unwrap();
+    std::fs::write(data.join("trace.log-2026-06-01"), "{\"june\":1}\n").unwrap();
+    std::fs::write(data.join("trace.log"), "{\"dec30\":1}\n").unwrap();
+    let dec30 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_798_628_400); // 2026-12-30T12:00:00+01:00
+    std::fs::File::options()
+        .append(true)
+        .open(data.join("trace.log"))
+        .unwrap()
+        .set_modified(dec30)
+        .unwrap();
+
+    let server = "reverse_dns: false
+time_zone: Europe/Paris
+trace:
+  retention_days: 365
+  outputs:
+    - {path: data/access.log, format: squid}
+";
+    // Two seconds before midnight in Paris (22:59:58 UTC).
+    let env: [(&'static str, OsString); 1] =
+        [("CHARTE_FAKE_NOW", "2026-12-31T23:59:58+01:00".into())];
+    let p = Proxy::start_in_with(dir, server, &env, &[]);
+
+    // At start: the stale live file closed under its day, the old one deleted and the
+    // purge logged, the closed ones compressed.
+    wait_for("the files kept, compressed", || {
+        let n = names(&data);
+        (n.contains(&"trace.log-2026-06-01.gz".to_string())
+            && n.contains(&"trace.log-2026-12-30.gz".to_string()))
+        .then_some(())
+    });
+    assert!(
+        !data.join("trace.log-2025-12-30").exists(),
+        "{:?}",
+        names(&data)
+    );
+    assert_eq!(
+        gunzip(&data.join("trace.log-2026-12-30.gz")),
+        "{\"dec30\":1}\n"
+    );
+    assert_eq!(
+        gunzip(&data.join("trace.log-2026-06-01.gz")),
+        "{\"june\":1}\n"
+    );
+    wait_for("the purge's log line", || {
+        let log = p.stderr.lock().unwrap().clone();
+        (log.contains("trace purge") && log.contains("2025-12-31")).then_some(())
+    });
+
+    // A request on 31 December, then midnight passes on the proxy's clock.
+    get(
+        &p,
+        &format!("http://allowed.test:{}/small?before", up.port()),
+    );
+    let before = p.trace(1);
+    assert!(
+        before[0]["time"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-12-31T22:59:5"),
+        "{before:?}"
+    );
+    let closed = wait_for("the day's files closed and compressed at midnight", || {
+        let n = names(&data);
+        (n.contains(&"trace.log-2026-12-31.gz".to_string())
+            && n.contains(&"access.log-2026-12-31.gz".to_string()))
+        .then_some(n)
+    });
+    assert!(closed.contains(&"trace.log".to_string()), "{closed:?}");
+    let day = gunzip(&data.join("trace.log-2026-12-31.gz"));
+    assert_eq!(day.lines().count(), 1, "{day}");
+    assert!(day.contains("small?before"), "{day}");
+    let squid_day = gunzip(&data.join("access.log-2026-12-31.gz"));
+    assert!(squid_day.contains("small?before"), "{squid_day}");
+
+    // The next request is the new year's, in the new live files.
+    get(
+        &p,
+        &format!("http://allowed.test:{}/small?after", up.port()),
+    );
+    let after = p.trace(1);
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert!(
+        after[0]["time"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-12-31T23:00:0")
+    );
+    assert!(after[0]["path"].as_str().unwrap().contains("after"));
+    let squid = wait_for("the new access.log", || {
+        let a = std::fs::read_to_string(data.join("access.log")).ok()?;
+        (!a.is_empty()).then_some(a)
+    });
+    assert!(
+        squid.contains("small?after") && !squid.contains("before"),
+        "{squid}"
+    );
+    // Closed files are no more readable by others than the live ones.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(data.join("trace.log-2026-12-31.gz"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o007, 0, "{mode:o}");
+}
+
+#[test]
+fn a_retention_over_the_bound_or_an_unknown_time_zone_is_refused_with_its_line() {
+    for (yaml, key, said) in [
+        (
+            "trace:\n  retention_days: 4000\n",
+            "trace.retention_days",
+            "outside 1 to 1095",
+        ),
+        (
+            "time_zone: Europe/Arras\n",
+            "time_zone",
+            "unknown time zone",
+        ),
+        (
+            "trace:\n  rotate: hourly\n",
+            "trace.rotate",
+            "unknown rotation",
+        ),
+    ] {
+        let dir = fixture_dir();
+        std::fs::write(dir.path().join("server.yaml"), yaml).unwrap();
+        let out = common::bin()
+            .current_dir(dir.path())
+            .args([
+                "check",
+                "--config",
+                "server.yaml",
+                "--policy",
+                "policy.yaml",
+            ])
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{yaml}: {text}");
+        assert!(text.contains("server.yaml:"), "{yaml}: {text}");
+        assert!(text.contains(key) && text.contains(said), "{yaml}: {text}");
+    }
+}
