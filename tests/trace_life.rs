@@ -161,6 +161,70 @@ trace:
         squid.contains("small?after") && !squid.contains("before"),
         "{squid}"
     );
+    // Search reads the compressed day and the live file, oldest first, skipping the
+    // lines that are not records; the search itself is recorded in the access audit.
+    let out = common::bin()
+        .args([
+            "trace",
+            "search",
+            "--host",
+            "allowed.test",
+            "--client",
+            "127.0.0.1",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .env("USER", "r.admin")
+        .env("CHARTE_FAKE_NOW", "2027-01-01T00:00:05+01:00")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found = String::from_utf8(out.stdout).unwrap();
+    let paths: Vec<String> = found
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["path"].to_string())
+        .collect();
+    assert_eq!(paths.len(), 2, "{found}");
+    assert!(
+        paths[0].contains("before") && paths[1].contains("after"),
+        "{paths:?}"
+    );
+    let csv = common::bin()
+        .args([
+            "trace",
+            "search",
+            "--host",
+            "allowed.test",
+            "--format",
+            "csv",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    let csv = String::from_utf8(csv.stdout).unwrap();
+    assert!(csv.starts_with("time,client,workstation,user,"), "{csv}");
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    let audit = std::fs::read_to_string(data.join("trace-access.log")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(audit.lines().next().unwrap()).unwrap();
+    assert_eq!(first["who"], "cli:r.admin");
+    assert_eq!(first["what"], "search");
+    assert_eq!(first["lines"], 2);
+    assert_eq!(first["criteria"]["host"], "allowed.test");
+    assert_eq!(first["criteria"]["client"], "127.0.0.1");
+    assert!(
+        first["time"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-12-31T23:00:0"),
+        "{first}"
+    );
+    assert_eq!(audit.lines().count(), 2, "{audit}");
+
     // Closed files are no more readable by others than the live ones.
     use std::os::unix::fs::PermissionsExt as _;
     let mode = std::fs::metadata(data.join("trace.log-2026-12-31.gz"))
@@ -211,4 +275,90 @@ fn a_retention_over_the_bound_or_an_unknown_time_zone_is_refused_with_its_line()
         assert!(text.contains("server.yaml:"), "{yaml}: {text}");
         assert!(text.contains(key) && text.contains(said), "{yaml}: {text}");
     }
+}
+
+#[test]
+fn an_export_holds_the_persons_lines_and_nobody_elses_and_is_recorded() {
+    let up = Upstream::start();
+    let dir = fixture_dir();
+    let data = dir.path().join("data");
+    for (user, pw) in [("alice", "pw-alice"), ("bob", "pw-bob")] {
+        let mut add = common::bin()
+            .args(["users", "--file"])
+            .arg(data.join("users"))
+            .args(["add", user, "--password-stdin"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        add.stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{pw}\n").as_bytes())
+            .unwrap();
+        assert!(add.wait().unwrap().success());
+    }
+    let mut args = common::proxy::pins();
+    args.extend(["--auth-required".to_string(), "127.0.0.0/8".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let p = Proxy::start_in(dir, &args);
+    for (who, path) in [
+        ("alice:pw-alice", "/small?a1"),
+        ("bob:pw-bob", "/small?b1"),
+        ("alice:pw-alice", "/small?a2"),
+    ] {
+        let url = format!("http://allowed.test:{}{path}", up.port());
+        let (code, out, err) = curl(&[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-x",
+            &p.url(),
+            "-U",
+            who,
+            &url,
+        ]);
+        assert_eq!((code, out.as_str()), (0, "200"), "{err}");
+    }
+    p.trace(3);
+    let file = data.join("export-alice.json");
+    let out = common::bin()
+        .args(["trace", "export", "--user", "alice", "-o"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(doc["subject"], "alice");
+    let lines = doc["trace"].as_array().unwrap();
+    assert_eq!(lines.len(), 2, "{doc}");
+    for l in lines {
+        assert_eq!(l["user"], "alice", "{l}");
+    }
+    assert!(
+        !doc.to_string().contains("b1"),
+        "bob's line in alice's export: {doc}"
+    );
+    assert!(doc["unblock_requests"].as_array().unwrap().is_empty());
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let audit = std::fs::read_to_string(data.join("trace-access.log")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(audit.lines().last().unwrap()).unwrap();
+    assert_eq!(last["what"], "export");
+    assert_eq!(last["criteria"]["user"], "alice");
+    assert_eq!(last["lines"], 2);
 }

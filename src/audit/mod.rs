@@ -31,6 +31,7 @@
 
 pub mod files;
 pub mod record;
+pub mod search;
 mod writer;
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod policy;
 pub mod requests;
 pub mod serve;
 pub mod squid;
+pub mod trace;
 pub mod users;
 
 use std::io::Write as _;
@@ -124,6 +125,10 @@ pub enum Command {
     Ca(ca::CaArgs),
     /// Unblock requests: list, show, approve, refuse, export.
     Requests(requests::RequestsArgs),
+    /// The trace: search it (a user, a workstation, a site, dates), export a person's
+    /// data; each search and export is recorded in DATA/trace-access.log.
+    #[command(subcommand)]
+    Trace(trace::TraceCmd),
     /// Tell the running proxy to reload its policy, category lists and users file
     /// (SIGHUP), as `squid -k reconfigure`.
     Reload(instance::SignalArgs),
@@ -186,6 +191,7 @@ impl Command {
             | Command::Admins(_)
             | Command::Ca(_)
             | Command::Requests(_)
+            | Command::Trace(_)
             | Command::Reload(_)
             | Command::Rotate(_)
             | Command::Classify(_) => false,
@@ -224,6 +230,18 @@ pub fn run(cli: Cli) -> ExitCode {
     if !cli.command.uses_sockets() {
         closed_pipe_ends_the_process();
     }
+    // A test's clock (CHARTE_FAKE_NOW), for every command alike.
+    match crate::clock::from_env() {
+        Ok(Some(_)) => tracing::warn!(
+            "{} is set: the clock is shifted (for tests only)",
+            crate::clock::FAKE_NOW_ENV
+        ),
+        Ok(None) => {}
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
     let result = match cli.command {
         Command::Serve(args) => serve::serve(&args),
         Command::Check {
@@ -248,6 +266,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Admins(a) => users::run_admins(a),
         Command::Ca(a) => ca::run(a),
         Command::Requests(a) => requests::run(a),
+        Command::Trace(c) => trace::run(c),
         Command::Reload(a) => instance::signal(&a, instance::Order::Reload),
         Command::Rotate(a) => instance::signal(&a, instance::Order::Rotate),
     };

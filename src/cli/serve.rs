@@ -159,19 +159,6 @@ pub(super) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         // keytab from KRB5_KTNAME.
         unsafe { std::env::set_var("KRB5_KTNAME", format!("FILE:{}", k.display())) };
     }
-    // A test's clock (CHARTE_FAKE_NOW): records, rotation and retention read it.
-    match crate::clock::from_env() {
-        Ok(Some(t)) => tracing::warn!(
-            now = %httpdate::fmt_http_date(t),
-            "{} is set: the proxy's clock is shifted (for tests only)",
-            crate::clock::FAKE_NOW_ENV
-        ),
-        Ok(None) => {}
-        Err(e) => {
-            let _ = writeln!(std::io::stderr(), "error: {e}");
-            return Ok(ExitCode::from(EXIT_CONFIG));
-        }
-    }
     // Files the proxy creates hold personal data (trace, requests): none readable by
     // others (0640 at most; keys are written 0600 whatever the umask).
     // SAFETY: umask(2) only changes this process's file creation mask.
