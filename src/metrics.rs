@@ -45,6 +45,8 @@ pub struct Metrics {
     pub index_bytes: IntGauge,
     /// Trace lines dropped because the writer could not keep up.
     pub trace_dropped: IntCounter,
+    /// Durable trace mode: how long requests waited for room in the trace's queue.
+    pub trace_wait_seconds: Histogram,
     /// Clients refused for lack of valid proxy credentials.
     pub auth_failures: IntCounter,
     /// The same by why (`no-credentials`, `basic-invalid`, `negotiate-replay`, …).
@@ -190,6 +192,16 @@ impl Metrics {
             )
             .unwrap()
         );
+        let trace_wait_seconds = reg!(
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "trace_wait_seconds",
+                    "Durable trace mode: time requests waited for room in the trace's queue"
+                )
+                .buckets(vec![0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
+            )
+            .unwrap()
+        );
         let auth_failures = reg!(
             IntCounter::new(
                 "auth_failures_total",
@@ -332,6 +344,7 @@ impl Metrics {
             index_entries,
             index_bytes,
             trace_dropped,
+            trace_wait_seconds,
             auth_failures,
             auth_challenges,
             directory_up,

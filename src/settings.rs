@@ -248,6 +248,9 @@ pub struct TraceLife {
     pub compress: Compress,
     /// Rotated files older than this many days are deleted.
     pub retention_days: u32,
+    /// `trace.mode: durable`: a full queue slows requests down instead of dropping
+    /// lines, and files are synced after each batch.
+    pub durable: bool,
 }
 
 /// When a trace file is closed and a new one started.
@@ -294,6 +297,7 @@ impl Default for TraceLife {
             compress: Compress::Gzip,
             // The CARA charter (§7.2) keeps the trace one year.
             retention_days: 365,
+            durable: false,
         }
     }
 }

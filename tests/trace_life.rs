@@ -362,3 +362,76 @@ fn an_export_holds_the_persons_lines_and_nobody_elses_and_is_recorded() {
     assert_eq!(last["criteria"]["user"], "alice");
     assert_eq!(last["lines"], 2);
 }
+
+/// A burst of `threads` × `each` requests through the proxy, each thread on its own
+/// kept-alive connection.
+fn burst(p: &Proxy, up: &Upstream, threads: usize, each: usize) {
+    let proxy = p.url();
+    let port = up.port();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let proxy = proxy.clone();
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::builder()
+                    .proxy(reqwest::Proxy::http(&proxy).unwrap())
+                    .build()
+                    .unwrap();
+                for i in 0..each {
+                    let url = format!("http://allowed.test:{port}/small?t={t}&i={i}");
+                    let r = client.get(&url).send().unwrap();
+                    assert_eq!(r.status(), 200);
+                    r.bytes().unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+fn metric(p: &Proxy, name: &str) -> f64 {
+    p.admin_get("/metrics")
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name}"))
+}
+
+#[test]
+fn the_durable_mode_loses_no_line_under_a_burst_bigger_than_the_queue() {
+    let (threads, each) = (32, 25);
+    let n = threads * each;
+    // The same burst in the default mode with a queue of 2: lines are dropped (counted),
+    // which is what the durable mode is for.
+    let up = Upstream::start();
+    let fast = Proxy::start_in_with(
+        fixture_dir(),
+        "trace:\n  queue: 2\n",
+        &[],
+        &common::proxy::pins()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    burst(&fast, &up, threads, each);
+    let dropped = metric(&fast, "charte_trace_dropped_total");
+    assert!(
+        dropped > 0.0,
+        "the burst fits a queue of 2: the test would prove nothing"
+    );
+
+    let pins = common::proxy::pins();
+    let pins: Vec<&str> = pins.iter().map(String::as_str).collect();
+    let durable = Proxy::start_in_with(
+        fixture_dir(),
+        "trace:\n  queue: 2\n  mode: durable\n",
+        &[],
+        &pins,
+    );
+    burst(&durable, &up, threads, each);
+    let lines = durable.trace(n);
+    assert_eq!(lines.len(), n);
+    assert_eq!(metric(&durable, "charte_trace_dropped_total"), 0.0);
+    // How long requests waited for room is measured.
+    assert!(metric(&durable, "charte_trace_wait_seconds_count") > 0.0);
+}

@@ -80,15 +80,96 @@ pub struct AuditSink {
 struct SinkInner {
     tx: mpsc::Sender<Record>,
     drops: Arc<Drops>,
+    /// The durable mode: a full queue holds new requests back instead of dropping.
+    durable: Option<Arc<Durable>>,
+}
+
+/// The durable mode's side of the queue. A record is never refused: one that finds the
+/// queue full goes to `overflow` (at most one per request in flight, since new requests
+/// wait), and [`AuditSink::admit`] holds new requests until the writer has made room.
+struct Durable {
+    overflow: mpsc::UnboundedSender<Record>,
+    /// Records in `overflow` not taken by the writer yet.
+    overflowing: AtomicU64,
+    /// Signalled by the writer each time it takes records.
+    room: Notify,
+    /// Signalled when a record is passed aside, to wake an idle writer.
+    arrived: Notify,
+    waited: prometheus::Histogram,
 }
 
 impl AuditSink {
-    /// Never blocks, never fails: a full (or shut) queue drops the record and counts it.
+    /// Never blocks, never fails: a full (or shut) queue drops the record and counts it;
+    /// in the durable mode a full queue passes it to the writer aside.
     pub fn record(&self, r: Record) {
         let Some(inner) = &self.inner else { return };
-        if inner.tx.try_send(r).is_err() {
-            inner.drops.dropped(Instant::now());
+        match inner.tx.try_send(r) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(r)) if inner.durable.is_some() => {
+                let d = inner.durable.as_ref().expect("checked");
+                d.overflowing.fetch_add(1, Ordering::SeqCst);
+                if d.overflow.send(r).is_err() {
+                    d.overflowing.fetch_sub(1, Ordering::SeqCst);
+                    inner.drops.dropped(Instant::now());
+                } else {
+                    d.arrived.notify_one();
+                }
+            }
+            Err(_) => inner.drops.dropped(Instant::now()),
         }
+    }
+
+    /// Where a request begins: in the durable mode, waits while the trace's queue is
+    /// full (the proxy slows down rather than lose a line), and counts the wait; at
+    /// once otherwise.
+    pub async fn admit(&self) {
+        let Some(d) = self
+            .inner
+            .as_ref()
+            .and_then(|i| i.durable.as_ref().map(|d| (i, d)))
+        else {
+            return;
+        };
+        let (inner, d) = d;
+        let full = || inner.tx.capacity() == 0 || d.overflowing.load(Ordering::SeqCst) > 0;
+        if !full() || inner.tx.is_closed() {
+            return;
+        }
+        let started = Instant::now();
+        loop {
+            let room = d.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if !full() || inner.tx.is_closed() {
+                break;
+            }
+            room.await;
+        }
+        d.waited.observe(started.elapsed().as_secs_f64());
+    }
+
+    /// The same sink in the durable mode (before it is cloned to connections), and the
+    /// writer's end of it.
+    fn durable(self, waited: prometheus::Histogram) -> (Self, DurableTap) {
+        let Some(inner) = self.inner else {
+            return (self, DurableTap(None));
+        };
+        let (overflow, rx) = mpsc::unbounded_channel();
+        let d = Arc::new(Durable {
+            overflow,
+            overflowing: AtomicU64::new(0),
+            room: Notify::new(),
+            arrived: Notify::new(),
+            waited,
+        });
+        let sink = AuditSink {
+            inner: Some(Arc::new(SinkInner {
+                tx: inner.tx.clone(),
+                drops: Arc::clone(&inner.drops),
+                durable: Some(Arc::clone(&d)),
+            })),
+        };
+        (sink, DurableTap(Some((rx, d))))
     }
 
     /// A sink that discards everything, silently and without counting: for tests and
@@ -114,6 +195,7 @@ impl AuditSink {
         let inner = SinkInner {
             tx,
             drops: Arc::clone(&drops),
+            durable: None,
         };
         let sink = AuditSink {
             inner: Some(Arc::new(inner)),
@@ -272,17 +354,22 @@ impl AuditWriter {
         capacity: usize,
         dropped: IntCounter,
     ) -> io::Result<(AuditSink, AuditWriter)> {
-        Self::start_living(outputs, capacity, dropped, None)
+        Self::start_living(outputs, capacity, dropped, None, None)
     }
 
     /// [`AuditWriter::start_many`] whose file outputs live as `life` says: a file left
     /// from a day before is closed first, then each is closed at local midnight (or at
     /// its size), compressed, and deleted after the retention.
+    ///
+    /// With `durable` (the wait histogram), a full queue makes new requests wait
+    /// ([`AuditSink::admit`]) instead of dropping lines, and every file output is synced
+    /// to disk after each batch.
     pub fn start_living(
         outputs: Vec<(Destination, Format)>,
         capacity: usize,
         dropped: IntCounter,
         life: Option<Life>,
+        durable: Option<prometheus::Histogram>,
     ) -> io::Result<(AuditSink, AuditWriter)> {
         let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
         if let Some(l) = life.as_ref().filter(|l| l.rotate != Rotate::External) {
@@ -292,7 +379,12 @@ impl AuditWriter {
                 }
             }
         }
-        let (sink, mut unstarted) = Self::open_many(outputs, capacity, dropped)?;
+        let (mut sink, mut unstarted) = Self::open_many(outputs, capacity, dropped)?;
+        if let Some(waited) = durable {
+            let (s, tap) = sink.durable(waited);
+            sink = s;
+            unstarted.0.durable = tap.0;
+        }
         if let Some(l) = life.filter(|l| l.rotate != Rotate::External) {
             let next = clock::next_midnight(clock::now(), &l.tz);
             unstarted.0.life = Some(Living { life: l, next });
@@ -351,6 +443,7 @@ impl AuditWriter {
             errors: Throttle::new(Instant::now()),
             life: None,
             status: Arc::new(std::sync::Mutex::new(LifeStatus::default())),
+            durable: None,
         };
         Ok((sink, Unstarted(task)))
     }
@@ -399,6 +492,9 @@ impl AuditWriter {
         }
     }
 }
+
+/// The writer's end of the durable mode: the records passed aside, and the signals.
+struct DurableTap(Option<(mpsc::UnboundedReceiver<Record>, Arc<Durable>)>);
 
 /// A writer whose task is not running yet.
 pub(super) struct Unstarted(Task);
@@ -743,6 +839,8 @@ struct Task {
     /// When the file outputs rotate by themselves.
     life: Option<Living>,
     status: Arc<std::sync::Mutex<LifeStatus>>,
+    /// The durable mode: records passed aside, room signalled, files synced.
+    durable: Option<(mpsc::UnboundedReceiver<Record>, Arc<Durable>)>,
 }
 
 /// A life in progress: the next local midnight.
@@ -773,6 +871,14 @@ impl Task {
             });
             let rotating = midnight.is_some();
             let midnight = midnight.unwrap_or_else(tokio::time::Instant::now);
+            let aside = self.durable.as_ref().map(|(_, d)| Arc::clone(d));
+            let durable = aside.is_some();
+            let arrived = async {
+                match &aside {
+                    Some(d) => d.arrived.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             let (mut open, lingered) = match due {
                 // Records are waiting to be written: sleep until they are due without
                 // listening to the queue, so that a busy proxy wakes this task once per
@@ -787,9 +893,11 @@ impl Task {
                     biased;
                     () = self.control.wake.notified() => (true, false),
                     n = self.rx.recv_many(&mut batch, BATCH) => (n > 0, false),
+                    () = arrived, if durable => (true, false),
                     () = tokio::time::sleep_until(midnight), if rotating => (true, false),
                 },
             };
+            self.take_aside(&mut batch);
             // Midnight: what was received before it goes into the day's file, then
             // every file output is closed under that day's name and a new one begun.
             if let Some(day) = self.midnight_passed() {
@@ -845,6 +953,8 @@ impl Task {
                         self.write_out(&mut pending).await;
                     }
                 }
+                self.take_aside(&mut batch);
+                self.encode(&mut batch, &mut pending);
                 self.write_out(&mut pending).await;
                 break;
             }
@@ -975,6 +1085,23 @@ impl Task {
         })
     }
 
+    /// The durable mode: takes the records passed aside, and tells waiting requests
+    /// that there is room (the queue's records were just taken too).
+    fn take_aside(&mut self, batch: &mut Vec<Record>) {
+        let Some((rx, d)) = &mut self.durable else {
+            return;
+        };
+        let mut took = 0;
+        while let Ok(r) = rx.try_recv() {
+            batch.push(r);
+            took += 1;
+        }
+        if took > 0 {
+            d.overflowing.fetch_sub(took, Ordering::SeqCst);
+        }
+        d.room.notify_waiters();
+    }
+
     /// The most bytes an output has waiting.
     fn buffered(&self) -> usize {
         self.outs.iter().map(|o| o.buf.len()).max().unwrap_or(0)
@@ -1030,6 +1157,12 @@ impl Task {
                 ));
             } else {
                 o.size += o.buf.len() as u64;
+                if self.durable.is_some()
+                    && let Output::File { file, .. } = &mut o.out
+                    && let Err(e) = file.sync_data().await
+                {
+                    failures.push(format!("cannot sync {} to disk: {e}", o.out.name()));
+                }
             }
             o.buf.clear();
         }

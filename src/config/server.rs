@@ -167,6 +167,8 @@ pub struct RawTrace {
     pub retention_days: Option<u32>,
     /// The bound `retention_days` may not pass (default 3 years).
     pub max_retention_days: Option<u32>,
+    /// `fast` (default: never slow the proxy) or `durable` (never drop a line).
+    pub mode: Option<String>,
 }
 
 /// `trace.outputs[i]`: a file (`path`) or a syslog collector (`syslog`), in a format.
@@ -639,6 +641,22 @@ impl File<'_> {
                     life.compress
                 }
             };
+        }
+        match t.mode.as_deref() {
+            None | Some("fast") => {}
+            Some("durable") => cfg.trace_life.durable = true,
+            Some(other) => {
+                let pos = self.pos.value("trace.mode");
+                self.invalid(
+                    pos,
+                    "trace.mode",
+                    format!("unknown trace mode {other:?}"),
+                    Some(
+                        "use `fast` (never slows the proxy; a full queue drops lines, counted) \
+                         or `durable` (never drops a line; a full queue slows requests down)",
+                    ),
+                );
+            }
         }
         let bound = t.max_retention_days.unwrap_or(MAX_RETENTION_DAYS);
         if let Some(days) = t.retention_days {

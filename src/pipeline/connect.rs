@@ -335,6 +335,7 @@ async fn bumped_request(
             .get(header::ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok()),
     );
+    st.audit.admit().await;
     let mut cx = Ctx::new(&st, t.peer, req.method(), req.headers(), "https", lang);
     let (who, note) = super::identify::groups(
         &st,

@@ -285,6 +285,8 @@ pub async fn handle(
     } else {
         "http"
     };
+    // The durable trace: a full queue holds new requests here.
+    st.audit.admit().await;
     let mut cx = Ctx::new(&st, peer, req.method(), req.headers(), kind, lang);
 
     // Identity.

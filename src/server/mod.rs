@@ -69,6 +69,9 @@ pub async fn serve(mut cfg: Settings) -> anyhow::Result<()> {
         cfg.trace_queue,
         metrics.trace_dropped.clone(),
         Some(trace_life(&cfg)?),
+        cfg.trace_life
+            .durable
+            .then(|| metrics.trace_wait_seconds.clone()),
     )
     .with_context(|| "cannot open the trace")?;
     let dialer = dialer(&cfg, &bound, &live);
