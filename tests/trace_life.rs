@@ -161,6 +161,14 @@ trace:
         squid.contains("small?after") && !squid.contains("before"),
         "{squid}"
     );
+    // /health says when the files were last rotated and purged.
+    let health: serde_json::Value = serde_json::from_str(&p.admin_get("/health")).unwrap();
+    let t = &health["trace"];
+    assert!(t["last_rotation"].is_string(), "{health}");
+    assert_eq!(t["last_purge"]["files_deleted"], 1, "{health}");
+    assert_eq!(t["last_purge"]["kept_from"], "2025-12-31", "{health}");
+    assert!(t["last_error"].is_null() && t["write_error"].is_null(), "{health}");
+
     // Search reads the compressed day and the live file, oldest first, skipping the
     // lines that are not records; the search itself is recorded in the access audit.
     let out = common::bin()
@@ -434,4 +442,34 @@ fn the_durable_mode_loses_no_line_under_a_burst_bigger_than_the_queue() {
     assert_eq!(metric(&durable, "charte_trace_dropped_total"), 0.0);
     // How long requests waited for room is measured.
     assert!(metric(&durable, "charte_trace_wait_seconds_count") > 0.0);
+}
+
+#[test]
+fn a_full_disk_keeps_the_proxy_serving_and_says_so() {
+    let up = Upstream::start();
+    let pins = common::proxy::pins();
+    let pins: Vec<&str> = pins.iter().map(String::as_str).collect();
+    // Files of at most 64 KiB: the trace fills up after about a hundred lines.
+    let p = Proxy::start_in_limited(fixture_dir(), "reverse_dns: false\n", &pins, 64 * 1024);
+    burst(&p, &up, 4, 100);
+    // Every request was served; the lines that did not fit are counted, and /health
+    // says why.
+    let dropped = metric(&p, "charte_trace_dropped_total");
+    assert!(dropped > 0.0, "the trace did not fill up");
+    let health: serde_json::Value = serde_json::from_str(&p.admin_get("/health")).unwrap();
+    let err = health["trace"]["write_error"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(err.contains("trace.log"), "{health}");
+    assert_eq!(
+        health["trace"]["lines_dropped"].as_f64(),
+        Some(dropped),
+        "{health}"
+    );
+    assert!(std::fs::metadata(p.trace_path()).unwrap().len() <= 64 * 1024);
+    // And it still serves.
+    get(
+        &p,
+        &format!("http://allowed.test:{}/small?still", up.port()),
+    );
 }

@@ -57,6 +57,8 @@ pub struct AdminState {
     hashing: tokio::sync::Semaphore,
     /// The directory, when one is configured (its state on `/health` and `/metrics`).
     pub directory: Option<Arc<Directory>>,
+    /// What the trace's writer did last (rotation, purge, failures), for `/health`.
+    pub trace: crate::audit::TraceStatus,
 }
 
 impl AdminState {
@@ -78,6 +80,7 @@ impl AdminState {
             admins_file,
             hashing: tokio::sync::Semaphore::new(1),
             directory: None,
+            trace: Default::default(),
         }
     }
 }
@@ -683,6 +686,21 @@ fn metrics(st: &AdminState) -> Response<Body> {
     r
 }
 
+/// The trace's part of `/health`: its last rotation and purge, and any failure.
+fn trace_health(st: &AdminState) -> serde_json::Value {
+    let t = st.trace.get();
+    let date = httpdate::fmt_http_date;
+    serde_json::json!({
+        "last_rotation": t.rotated.map(date),
+        "last_purge": t.purged.map(|(at, files, kept_from)| serde_json::json!({
+            "at": date(at), "files_deleted": files, "kept_from": kept_from,
+        })),
+        "last_error": t.error,
+        "write_error": t.write_error.map(|(at, e)| serde_json::json!({"at": date(at), "error": e})),
+        "lines_dropped": st.metrics.trace_dropped.get(),
+    })
+}
+
 fn health(st: &AdminState) -> Response<Body> {
     let (snap, status) = st.live.state();
     let body = serde_json::json!({
@@ -696,6 +714,7 @@ fn health(st: &AdminState) -> Response<Body> {
         "stale": status.stale,
         "last_error": status.last_error,
         "tunnels": st.tunnels.active(),
+        "trace": trace_health(st),
         "directory": st.directory.as_ref().map(|d| {
             let h = d.health();
             serde_json::json!({

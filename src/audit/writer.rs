@@ -54,6 +54,19 @@ pub struct LifeStatus {
     pub purged: Option<(std::time::SystemTime, usize, String)>,
     /// The last failure (rotation, compression, deletion), if any since.
     pub error: Option<String>,
+    /// The last failure to write lines (a full disk…), and when; the proxy keeps
+    /// serving and counts the lines in `charte_trace_dropped_total`.
+    pub write_error: Option<(std::time::SystemTime, String)>,
+}
+
+/// A handle on what the trace's writer did last, for `/health`.
+#[derive(Clone, Default)]
+pub struct TraceStatus(Arc<std::sync::Mutex<LifeStatus>>);
+
+impl TraceStatus {
+    pub fn get(&self) -> LifeStatus {
+        self.0.lock().map(|s| s.clone()).unwrap_or_default()
+    }
 }
 
 /// Where the trace goes.
@@ -460,6 +473,11 @@ impl AuditWriter {
     /// What the files' life did last (rotation, purge, failure).
     pub fn life_status(&self) -> LifeStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// A handle on the same, for the admin listener's `/health`.
+    pub fn status(&self) -> TraceStatus {
+        TraceStatus(Arc::clone(&self.status))
     }
 
     /// Runs a maintenance pass (compression, retention) on the blocking pool, now.
@@ -1169,6 +1187,11 @@ impl Task {
         // The first output is the trace of record: its count is the one `written` gives.
         if first_ok {
             self.control.written.send_modify(|w| *w += n);
+        }
+        if let Some(last) = failures.last()
+            && let Ok(mut st) = self.status.lock()
+        {
+            st.write_error = Some((clock::now(), last.clone()));
         }
         for what in failures {
             self.lose(n, &what);

@@ -159,6 +159,10 @@ pub(super) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         // keytab from KRB5_KTNAME.
         unsafe { std::env::set_var("KRB5_KTNAME", format!("FILE:{}", k.display())) };
     }
+    // A write past the file size limit (RLIMIT_FSIZE) fails with EFBIG, counted and
+    // shown like a full disk, instead of killing the proxy (SIGXFSZ's default).
+    // SAFETY: SIG_IGN installs no handler; only the disposition of SIGXFSZ changes.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     // Files the proxy creates hold personal data (trace, requests): none readable by
     // others (0640 at most; keys are written 0600 whatever the umask).
     // SAFETY: umask(2) only changes this process's file creation mask.

@@ -93,6 +93,7 @@ pub async fn serve(mut cfg: Settings) -> anyhow::Result<()> {
         admins_file(&cfg),
     );
     admin.directory = directory.clone();
+    admin.trace = writer.status();
     let states = States {
         proxy: Arc::new(ProxyState {
             bumper: bumper.clone(),

@@ -41,6 +41,11 @@ pub const TEST_HOSTS: &[&str] = &[
     "mabanque.example",
 ];
 
+thread_local! {
+    /// The file size limit of the next proxy this thread launches.
+    static FSIZE: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
 /// `--host NAME=127.0.0.1` for every test name.
 pub fn pins() -> Vec<String> {
     TEST_HOSTS
@@ -103,6 +108,20 @@ impl Proxy {
         Self::launch(dir, &refs, false, env)
     }
 
+    /// [`Proxy::start_in_with`] for a process that may write files of at most
+    /// `max_file_bytes` (RLIMIT_FSIZE): a disk that fills up, without a tmpfs.
+    pub fn start_in_limited(
+        dir: tempfile::TempDir,
+        server_yaml: &str,
+        extra: &[&str],
+        max_file_bytes: u64,
+    ) -> Proxy {
+        FSIZE.with(|f| f.set(Some(max_file_bytes)));
+        let p = Self::start_in_with(dir, server_yaml, &[], extra);
+        FSIZE.with(|f| f.set(None));
+        p
+    }
+
     fn launch(
         dir: tempfile::TempDir,
         extra: &[&str],
@@ -152,6 +171,23 @@ impl Proxy {
                 Stdio::piped()
             })
             .stderr(Stdio::piped());
+        if let Some(limit) = FSIZE.with(|f| f.get()) {
+            use std::os::unix::process::CommandExt as _;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child
+            // between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let l = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &l) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let mut child = cmd.spawn().expect("the proxy starts");
         let stderr = child.stderr.take().unwrap();
         let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
