@@ -239,6 +239,9 @@ pub struct Settings {
     pub trace_life: TraceLife,
     /// The town's time zone (IANA name): local midnight for rotation, dates on pages.
     pub time_zone: String,
+    /// Days the unblock store keeps decided requests, their decisions and block counts
+    /// (`requests.retention_days`).
+    pub requests_retention_days: u32,
 }
 
 /// The life of the trace's files: rotated, compressed, deleted after the retention.
@@ -369,6 +372,7 @@ impl Default for Settings {
             trace_outputs: Vec::new(),
             trace_life: TraceLife::default(),
             time_zone: "Europe/Paris".into(),
+            requests_retention_days: 365,
             data_dir: data,
         }
     }

@@ -167,7 +167,10 @@ trace:
     assert!(t["last_rotation"].is_string(), "{health}");
     assert_eq!(t["last_purge"]["files_deleted"], 1, "{health}");
     assert_eq!(t["last_purge"]["kept_from"], "2025-12-31", "{health}");
-    assert!(t["last_error"].is_null() && t["write_error"].is_null(), "{health}");
+    assert!(
+        t["last_error"].is_null() && t["write_error"].is_null(),
+        "{health}"
+    );
 
     // Search reads the compressed day and the live file, oldest first, skipping the
     // lines that are not records; the search itself is recorded in the access audit.
@@ -461,9 +464,9 @@ fn a_full_disk_keeps_the_proxy_serving_and_says_so() {
         .as_str()
         .unwrap_or_default();
     assert!(err.contains("trace.log"), "{health}");
-    assert_eq!(
-        health["trace"]["lines_dropped"].as_f64(),
-        Some(dropped),
+    // (The writer may still be losing the burst's last lines: at least as many.)
+    assert!(
+        health["trace"]["lines_dropped"].as_f64() >= Some(dropped),
         "{health}"
     );
     assert!(std::fs::metadata(p.trace_path()).unwrap().len() <= 64 * 1024);
@@ -471,5 +474,100 @@ fn a_full_disk_keeps_the_proxy_serving_and_says_so() {
     get(
         &p,
         &format!("http://allowed.test:{}/small?still", up.port()),
+    );
+}
+
+#[test]
+fn the_unblock_store_purges_what_is_past_its_retention_and_keeps_what_is_in_force() {
+    use charte_proxy::unblock::sqlite::SqliteStore;
+    use charte_proxy::unblock::store::{NewRequest, Scope, Store as _};
+    let dir = fixture_dir();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let db = data.join("requests.db");
+    // 2025-06-01 and 2026-11-01 (unix seconds); the proxy will think it is 2026-12-31.
+    let (old, recent) = (1_748_736_000_i64, 1_793_491_200_i64);
+    {
+        let store = SqliteStore::open(&db).unwrap();
+        let req = |host: &str, who: &str| NewRequest {
+            requester: format!("user:{who}"),
+            user: Some(who.into()),
+            ip: "10.0.0.5".into(),
+            groups: vec![],
+            host: host.into(),
+            url: format!("http://{host}/"),
+            categories: vec![],
+            rule: None,
+            reason_code: "block-rule".into(),
+            justification: "pour le travail".into(),
+            wanted: None,
+        };
+        // Refused long ago: gone. Approved long ago without end: in force, kept.
+        // Approved long ago until long ago: gone. Pending long ago: kept. Recent: kept.
+        let refused = store
+            .submit(&req("refuse.example", "alice"), old)
+            .unwrap()
+            .id();
+        store.refuse(refused, "admin", "non", old).unwrap();
+        let forever = store
+            .submit(&req("toujours.example", "alice"), old)
+            .unwrap()
+            .id();
+        store
+            .approve(forever, "admin", &Scope::Requester, None, None, old)
+            .unwrap();
+        let ended = store.submit(&req("fini.example", "bob"), old).unwrap().id();
+        store
+            .approve(
+                ended,
+                "admin",
+                &Scope::Requester,
+                Some(old + 86_400),
+                None,
+                old,
+            )
+            .unwrap();
+        store.submit(&req("attente.example", "bob"), old).unwrap();
+        let fresh = store
+            .submit(&req("recent.example", "carol"), recent)
+            .unwrap()
+            .id();
+        store.refuse(fresh, "admin", "non", recent).unwrap();
+        store
+            .count_blocks(&[
+                ("user:alice".into(), "a.example".into(), old / 86_400, 3),
+                ("user:alice".into(), "a.example".into(), recent / 86_400, 2),
+            ])
+            .unwrap();
+    }
+    let env: [(&'static str, OsString); 1] =
+        [("CHARTE_FAKE_NOW", "2026-12-31T12:00:00+01:00".into())];
+    let p = Proxy::start_in_with(dir, "requests:\n  retention_days: 365\n", &env, &[]);
+    wait_for("the store's purge", || {
+        let log = p.stderr.lock().unwrap().clone();
+        log.contains("unblock store purge").then_some(log)
+    });
+    let log = p.stderr.lock().unwrap().clone();
+    assert!(
+        log.contains("2 request(s), 2 decision(s) and 1 block count(s)"),
+        "{log}"
+    );
+    let store = SqliteStore::open(&db).unwrap();
+    let mut hosts: Vec<String> = store
+        .list(None)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.host)
+        .collect();
+    hosts.sort();
+    assert_eq!(
+        hosts,
+        ["attente.example", "recent.example", "toujours.example"]
+    );
+    assert_eq!(store.blocks("user:alice", "a.example", 0).unwrap(), 2);
+    assert_eq!(
+        store.history().unwrap().len(),
+        2,
+        "the decisions of what is kept"
     );
 }

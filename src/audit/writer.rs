@@ -915,7 +915,6 @@ impl Task {
                     () = tokio::time::sleep_until(midnight), if rotating => (true, false),
                 },
             };
-            self.take_aside(&mut batch);
             // Midnight: what was received before it goes into the day's file, then
             // every file output is closed under that day's name and a new one begun.
             if let Some(day) = self.midnight_passed() {
@@ -943,6 +942,9 @@ impl Task {
                     }
                 }
             }
+            // Records were taken from the queue: tell the requests waiting for room (the
+            // durable mode), whichever branch took them.
+            self.take_aside(&mut batch);
             // After the receive: a record sent after `reopen()` returned was received here
             // or later, so it sees the flag and lands in the new file.
             if self.control.reopen.swap(false, Ordering::SeqCst) {

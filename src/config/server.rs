@@ -49,6 +49,16 @@ pub struct RawServer {
     pub pidfile: Option<PathBuf>,
     /// The town's time zone (IANA name, default Europe/Paris).
     pub time_zone: Option<String>,
+    /// The unblock store (`retention_days`).
+    pub requests: Option<RawRequests>,
+}
+
+/// `requests:`: the unblock store.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRequests {
+    /// Days decided requests, their decisions and block counts are kept (default 365).
+    pub retention_days: Option<u32>,
 }
 
 /// `limits:`: sizes, timeouts and connection caps (README, "Limits").
@@ -235,6 +245,24 @@ fn load_file(path: Option<&Path>) -> Result<(Settings, Given), Diags> {
             );
         }
         cfg.time_zone = tz;
+    }
+    if let Some(days) = raw.requests.take().and_then(|r| r.retention_days) {
+        let bound = raw
+            .trace
+            .as_ref()
+            .and_then(|t| t.max_retention_days)
+            .unwrap_or(MAX_RETENTION_DAYS);
+        if days == 0 || days > bound {
+            let pos = file.pos.value("requests.retention_days");
+            file.invalid(
+                pos,
+                "requests.retention_days",
+                format!("a retention of {days} days is outside 1 to {bound}"),
+                Some("decided unblock requests are kept 365 days by default"),
+            );
+        } else {
+            cfg.requests_retention_days = days;
+        }
     }
     let listen = raw.listen.as_ref();
     let given = Given {

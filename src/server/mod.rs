@@ -83,6 +83,7 @@ pub async fn serve(mut cfg: Settings) -> anyhow::Result<()> {
     let unblock = open_unblock(&cfg)?;
     let directory = open_directory(&cfg, &live)?;
     let _unblock_sync = tokio::spawn(unblock_sync(unblock.clone()));
+    let _unblock_purge = tokio::spawn(unblock_purge(unblock.clone(), cfg.requests_retention_days));
     let tunnels = Tracker::default();
     let mut admin = AdminState::new(
         live.clone(),
@@ -507,6 +508,53 @@ async fn unblock_sync(u: Arc<UnblockService>) {
         .await;
         if let Ok(Err(e)) = r {
             tracing::warn!(error = %e, "unblock requests: cannot sync with the store");
+        }
+    }
+}
+
+/// Rows of each kind one purge transaction deletes: short transactions, so that the
+/// request path's writes (a user's request, block counts) never wait long.
+const PURGE_BATCH: usize = 500;
+
+/// The unblock store's retention: at start and then every hour, deletes what is older
+/// than `days` (decided requests and their decisions, block counts), in small batches
+/// on the blocking pool, and logs what it deleted.
+async fn unblock_purge(u: Arc<UnblockService>, days: u32) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let now = crate::unblock::approvals::now();
+        let before = now - i64::from(days) * 86_400;
+        let mut total = crate::unblock::store::Purged::default();
+        loop {
+            let u = u.clone();
+            let r = tokio::task::spawn_blocking(move || u.store().purge(before, now, PURGE_BATCH))
+                .await;
+            match r {
+                Ok(Ok(done)) if done.is_empty() => break,
+                Ok(Ok(done)) => total.add(done),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "unblock requests: purge failed, retried in an hour");
+                    break;
+                }
+                Err(_) => break,
+            }
+            tokio::task::yield_now().await;
+        }
+        if !total.is_empty() {
+            let up_to = httpdate::fmt_http_date(
+                std::time::UNIX_EPOCH + Duration::from_secs(before.max(0) as u64),
+            );
+            tracing::info!(
+                requests = total.requests,
+                decisions = total.decisions,
+                block_counts = total.blocks,
+                "unblock store purge: {} request(s), {} decision(s) and {} block count(s) \
+                 older than {up_to} deleted (retention {days} days)",
+                total.requests,
+                total.decisions,
+                total.blocks
+            );
         }
     }
 }

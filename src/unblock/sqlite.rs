@@ -11,7 +11,8 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::store::{
-    ApprovalRow, DecisionRow, NewRequest, RequestRow, Scope, Status, Store, StoreError, Submitted,
+    ApprovalRow, DecisionRow, NewRequest, Purged, RequestRow, Scope, Status, Store, StoreError,
+    Submitted,
 };
 
 /// Schema migrations; migration `i` brings the schema to version `i + 1`.
@@ -384,6 +385,51 @@ impl Store for SqliteStore {
         }
         tx.commit().map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    fn purge(&self, before: i64, now: i64, batch: usize) -> Result<Purged, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let batch = batch as i64;
+        // Requests whose life is over: decided, last changed before the cutoff, and not
+        // an approval still in force.
+        tx.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS purging (id INTEGER PRIMARY KEY)",
+            [],
+        )?;
+        tx.execute("DELETE FROM purging", [])?;
+        tx.execute(
+            "INSERT INTO purging (id)
+             SELECT id FROM requests
+             WHERE updated < ?1 AND status != 'pending'
+               AND NOT (status = 'approved' AND (until IS NULL OR until > ?2))
+             ORDER BY id LIMIT ?3",
+            params![before, now, batch],
+        )?;
+        let decisions = tx.execute(
+            "DELETE FROM decisions WHERE request IN (SELECT id FROM purging)",
+            [],
+        )? as u64;
+        let requests = tx.execute(
+            "DELETE FROM requests WHERE id IN (SELECT id FROM purging)",
+            [],
+        )? as u64;
+        let before_day = before.div_euclid(86_400);
+        let blocks = tx.execute(
+            "DELETE FROM blocks WHERE (requester, host, day) IN
+               (SELECT requester, host, day FROM blocks WHERE day < ?1 LIMIT ?2)",
+            params![before_day, batch],
+        )? as u64;
+        tx.commit().map_err(|e| self.err(e))?;
+        let done = Purged {
+            requests,
+            decisions,
+            blocks,
+        };
+        if !done.is_empty() {
+            self.wrote();
+        }
+        Ok(done)
     }
 
     fn blocks(&self, requester: &str, host: &str, since_day: i64) -> Result<i64, StoreError> {

@@ -229,4 +229,29 @@ pub trait Store: Send + Sync {
     fn blocks(&self, requester: &str, host: &str, since_day: i64) -> Result<i64, StoreError>;
     /// A number that changes whenever the data changes, in this process or another.
     fn version(&self) -> Result<i64, StoreError>;
+    /// Deletes, at most `batch` rows of each kind, what is older than `before` (unix
+    /// seconds): decided requests last changed before it, with their decisions (never a
+    /// pending request, nor an approval still in force at `now`), and block counts of
+    /// days before it. Call again until it returns nothing.
+    fn purge(&self, before: i64, now: i64, batch: usize) -> Result<Purged, StoreError>;
+}
+
+/// What one [`Store::purge`] call deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Purged {
+    pub requests: u64,
+    pub decisions: u64,
+    pub blocks: u64,
+}
+
+impl Purged {
+    pub fn is_empty(&self) -> bool {
+        *self == Purged::default()
+    }
+
+    pub fn add(&mut self, o: Purged) {
+        self.requests += o.requests;
+        self.decisions += o.decisions;
+        self.blocks += o.blocks;
+    }
 }
