@@ -235,6 +235,40 @@ pub struct Settings {
     pub pidfile: Option<PathBuf>,
     /// More outputs of the trace beside `trace_path` (`trace.outputs`).
     pub trace_outputs: Vec<TraceOutput>,
+    /// `categories update`: the archive's address and the bounds it is checked against.
+    pub categories_update: CategoriesUpdate,
+}
+
+/// Where `categories update` fetches the UT1 archive, and the bounds a new archive must
+/// keep to be put in force (README, "Category updates").
+#[derive(Debug, Clone, PartialEq)]
+pub struct CategoriesUpdate {
+    /// The archive (`blacklists.tar.gz`), HTTPS only.
+    pub url: Option<String>,
+    /// A `sha256sum`-format file for the archive, HTTPS only; none: no checksum.
+    pub checksum_url: Option<String>,
+    /// The category folder replaced; none: the policy's folder named `ut1`.
+    pub folder: Option<PathBuf>,
+    /// Largest archive downloaded (compressed). UT1 is about 20 MiB today.
+    pub max_bytes: u64,
+    /// Most bytes unpacked: a decompression bomb stops here. UT1 unpacks to ~250 MiB.
+    pub max_unpacked_bytes: u64,
+    /// Fewest categories a new archive must hold: an empty or truncated archive must
+    /// not wipe the lists. UT1 has about 70.
+    pub min_categories: usize,
+}
+
+impl Default for CategoriesUpdate {
+    fn default() -> Self {
+        CategoriesUpdate {
+            url: None,
+            checksum_url: None,
+            folder: None,
+            max_bytes: 256 << 20,
+            max_unpacked_bytes: 2 << 30,
+            min_categories: 10,
+        }
+    }
 }
 
 /// One more output of the trace, in its own format.
@@ -302,6 +336,7 @@ impl Default for Settings {
             limits: Limits::default(),
             pidfile: None,
             trace_outputs: Vec::new(),
+            categories_update: CategoriesUpdate::default(),
             data_dir: data,
         }
     }
