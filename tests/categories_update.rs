@@ -362,6 +362,19 @@ fn update_swaps_lists_and_index_under_a_running_proxy_then_refuses_a_corrupt_arc
     assert_eq!(state(&d), before, "lists and index untouched");
     assert_eq!(get(&p, "nouveau.example", port).0, 403);
     assert_eq!(get(&p, "casino-royal.example", port).0, 403);
+
+    // Going back by hand (docs/categories.md): the link alone replaced by a rename, no
+    // index written, is seen by the running proxy, which reloads onto the old lists.
+    let kept = std::fs::read_dir(d.join("categories/ut1.d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.ends_with("-before-update"))
+        .expect("the plain folder is kept as the previous generation");
+    let tmp = d.join("categories/ut1.back");
+    std::os::unix::fs::symlink(Path::new("ut1.d").join(&kept), &tmp).unwrap();
+    std::fs::rename(&tmp, d.join("categories/ut1")).unwrap();
+    wait_status(&p, "nouveau.example", port, 200);
+    assert_eq!(get(&p, "casino-royal.example", port).0, 403);
 }
 
 #[test]
