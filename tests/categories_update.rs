@@ -450,6 +450,18 @@ fn a_category_dropped_upstream_is_removed_and_one_the_policy_names_refuses_the_u
         })
         .count();
     assert_eq!(gens, 2, "the generation in force and the previous one");
+
+    // The same archive is "already up to date" only while the index matches the lists.
+    let (code, out, err) = update(d, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("already up to date"), "{out}");
+    std::fs::write(d.join("policy.idx"), b"damaged").unwrap();
+    let (code, out, err) = update(d, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("updated"), "{out}");
+    let (code, out, err) = update(d, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("already up to date"), "{out}");
 }
 
 /// An archive with one raw entry named `name` (bytes as written, no checks), of kind

@@ -171,7 +171,7 @@ pub async fn run(o: &Options) -> Result<Outcome, UpdateError> {
     }
     let sum = fetch::hex(&sum);
     if fs::read_to_string(folder.join(ARCHIVE_SUM)).is_ok_and(|s| s.trim() == sum)
-        && config::index_file::path_for(&o.policy).is_file()
+        && index_is_fresh(&o.policy)
     {
         return Ok(Outcome::UpToDate { folder });
     }
@@ -185,6 +185,21 @@ pub async fn run(o: &Options) -> Result<Outcome, UpdateError> {
         .await
         .map_err(|e| UpdateError::Setup(format!("the update task failed: {e}")))?
         .map(Outcome::Updated)
+}
+
+/// Whether the policy's compiled index matches its lists now (an update stopped between
+/// its two renames, or an index damaged since, is not "up to date").
+fn index_is_fresh(policy: &Path) -> bool {
+    let Ok(folders) = config::category_folders(policy) else {
+        return false;
+    };
+    let folders: Vec<PathBuf> = folders.into_iter().filter(|f| f.is_dir()).collect();
+    let found = categories::discover(&folders, &mut Diags::default());
+    let index = config::index_file::path_for(policy);
+    matches!(
+        config::index_file::open(&index, &folders, &found),
+        config::index_file::IndexFile::Fresh(..)
+    )
 }
 
 /// Unpacks, checks, compiles and swaps (blocking).
