@@ -13,6 +13,8 @@
 //! `tests/layering.rs` checks it):
 //!
 //! - [`cli`]: every command's arguments and output; `main` only calls it.
+//! - [`update`]: `categories update`, the UT1 lists downloaded, checked and swapped in
+//!   whole (generation folders behind a link, the index renamed with them).
 //! - [`server`]: the listeners, the worker threads, start, reload and shutdown; builds
 //!   the state of each listener's handler.
 //! - [`pipeline`] (proxy listener), [`portal`] and [`admin`]: one handler per listener.
@@ -57,3 +59,4 @@ pub mod settings;
 pub mod snapshot;
 pub mod tracker;
 pub mod unblock;
+pub mod update;

@@ -242,6 +242,8 @@ pub struct Settings {
     /// Days the unblock store keeps decided requests, their decisions and block counts
     /// (`requests.retention_days`).
     pub requests_retention_days: u32,
+    /// `categories update`: the archive's address and the bounds it is checked against.
+    pub categories_update: CategoriesUpdate,
 }
 
 /// The life of the trace's files: rotated, compressed, deleted after the retention.
@@ -301,6 +303,38 @@ impl Default for TraceLife {
             // The CARA charter (§7.2) keeps the trace one year.
             retention_days: 365,
             durable: false,
+        }
+    }
+}
+
+/// Where `categories update` fetches the UT1 archive, and the bounds a new archive must
+/// keep to be put in force (README, "Category updates").
+#[derive(Debug, Clone, PartialEq)]
+pub struct CategoriesUpdate {
+    /// The archive (`blacklists.tar.gz`), HTTPS only.
+    pub url: Option<String>,
+    /// A `sha256sum`-format file for the archive, HTTPS only; none: no checksum.
+    pub checksum_url: Option<String>,
+    /// The category folder replaced; none: the policy's folder named `ut1`.
+    pub folder: Option<PathBuf>,
+    /// Largest archive downloaded (compressed). UT1 is about 20 MiB today.
+    pub max_bytes: u64,
+    /// Most bytes unpacked: a decompression bomb stops here. UT1 unpacks to ~250 MiB.
+    pub max_unpacked_bytes: u64,
+    /// Fewest categories a new archive must hold: an empty or truncated archive must
+    /// not wipe the lists. UT1 has about 70.
+    pub min_categories: usize,
+}
+
+impl Default for CategoriesUpdate {
+    fn default() -> Self {
+        CategoriesUpdate {
+            url: None,
+            checksum_url: None,
+            folder: None,
+            max_bytes: 256 << 20,
+            max_unpacked_bytes: 2 << 30,
+            min_categories: 10,
         }
     }
 }
@@ -373,6 +407,7 @@ impl Default for Settings {
             trace_life: TraceLife::default(),
             time_zone: "Europe/Paris".into(),
             requests_retention_days: 365,
+            categories_update: CategoriesUpdate::default(),
             data_dir: data,
         }
     }

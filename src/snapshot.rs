@@ -246,6 +246,10 @@ impl Live {
             in_canon_dir(&crate::config::index_file::path_for(&self.path)),
         ];
         files.extend(s.stats.list_files.iter().map(|f| in_canon_dir(f)));
+        // The category folders themselves, in their parent: `categories update` replaces
+        // a folder that is a link (`ut1 -> ut1.d/<generation>`) by renaming a new link
+        // over it, which no watch inside the old generation sees.
+        files.extend(s.stats.category_folders.iter().map(|f| in_canon_dir(f)));
         let mut dirs: Vec<PathBuf> = files
             .iter()
             .filter_map(|f| f.parent().map(Path::to_path_buf))
@@ -259,14 +263,16 @@ impl Live {
     }
 
     /// Reloads when a watched file changes, after things have been quiet for `debounce`.
-    /// Runs until the returned task is dropped or the runtime stops.
+    /// After each reload the watches follow the new snapshot's folders (a category folder
+    /// that is a link now leads to another generation). Runs until the returned task is
+    /// dropped or the runtime stops.
     pub fn watch(
         self: &std::sync::Arc<Self>,
         debounce: std::time::Duration,
     ) -> notify::Result<tokio::task::JoinHandle<()>> {
-        use notify::{EventKind, RecursiveMode, Watcher};
-        let w = std::sync::Arc::new(self.watched());
-        let filter = w.clone();
+        use notify::{EventKind, Watcher};
+        let current = std::sync::Arc::new(std::sync::RwLock::new(self.watched()));
+        let filter = current.clone();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
             if let Ok(ev) = ev
@@ -274,37 +280,51 @@ impl Live {
                     ev.kind,
                     EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
                 )
-                && ev.paths.iter().any(|p| filter.relevant(p))
             {
-                let _ = tx.send(());
+                let w = filter.read().unwrap_or_else(|p| p.into_inner());
+                if ev.paths.iter().any(|p| w.relevant(p)) {
+                    let _ = tx.send(());
+                }
             }
         })?;
-        for (p, mode) in w
-            .dirs
-            .iter()
-            .map(|d| (d, RecursiveMode::NonRecursive))
-            .chain(w.trees.iter().map(|t| (t, RecursiveMode::Recursive)))
-        {
-            if let Err(e) = watcher.watch(p, mode) {
+        let first = current.read().unwrap_or_else(|p| p.into_inner()).clone();
+        for (p, mode) in first.watches() {
+            if let Err(e) = watcher.watch(&p, mode) {
                 tracing::warn!(path = %p.display(), "cannot watch for changes: {e}");
             }
         }
         let live = self.clone();
         Ok(tokio::spawn(async move {
-            let _watcher = watcher; // lives as long as the task
             while rx.recv().await.is_some() {
                 // Debounce: wait until no event came for `debounce`.
                 while let Ok(Some(())) = tokio::time::timeout(debounce, rx.recv()).await {}
                 tracing::info!("policy files changed: reloading");
                 let _ = live.reload().await;
+                let next = live.watched();
+                let before = current.read().unwrap_or_else(|p| p.into_inner()).clone();
+                if next != before {
+                    let old = before.watches();
+                    let new = next.watches();
+                    for (p, _) in old.iter().filter(|w| !new.contains(w)) {
+                        let _ = watcher.unwatch(p);
+                    }
+                    for (p, mode) in new.iter().filter(|w| !old.contains(w)) {
+                        if let Err(e) = watcher.watch(p, *mode) {
+                            tracing::warn!(path = %p.display(), "cannot watch for changes: {e}");
+                        }
+                    }
+                    *current.write().unwrap_or_else(|p| p.into_inner()) = next;
+                }
             }
         }))
     }
 }
 
 /// What the policy watcher listens to (canonical paths).
+#[derive(Clone, PartialEq)]
 struct Watched {
-    /// Files whose change reloads: the policy, its compiled categories, its list files.
+    /// Files whose change reloads: the policy, its compiled categories, its list files,
+    /// and the category folders themselves (a link replaced by `categories update`).
     files: Vec<PathBuf>,
     /// Their folders, watched without their sub-folders.
     dirs: Vec<PathBuf>,
@@ -313,6 +333,19 @@ struct Watched {
 }
 
 impl Watched {
+    /// The paths to watch, and how.
+    fn watches(&self) -> Vec<(PathBuf, notify::RecursiveMode)> {
+        self.dirs
+            .iter()
+            .map(|d| (d.clone(), notify::RecursiveMode::NonRecursive))
+            .chain(
+                self.trees
+                    .iter()
+                    .map(|t| (t.clone(), notify::RecursiveMode::Recursive)),
+            )
+            .collect()
+    }
+
     /// Whether a change at `p` should reload the policy.
     fn relevant(&self, p: &Path) -> bool {
         self.files.iter().any(|f| f == p) || self.trees.iter().any(|t| p.starts_with(t))

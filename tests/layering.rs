@@ -3,7 +3,7 @@
 //! The layers, from the top (see `../shared/STYLE.md`, "The shell around the stages"):
 //!
 //! ```text
-//! main → cli → server → pipeline · portal · admin → pages → action · unblock · audit
+//! main → cli → update → server → pipeline · portal · admin → pages → action · unblock · audit
 //!      → snapshot · explain → config → metrics → policy → classify · identity → helpers
 //! ```
 //!
@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, u8)] = &[
     ("main", 100),
     ("cli", 90),
+    ("update", 85),
     ("server", 80),
     ("pipeline", 70),
     ("portal", 70),
@@ -47,7 +48,9 @@ const LAYERS: &[(&str, u8)] = &[
 const EXCEPTIONS: &[(&str, &str)] = &[];
 
 /// The only modules that may read `config` (the cold path: start, reload, commands).
-const CONFIG_READERS: &[&str] = &["main", "cli", "server", "snapshot", "explain", "config"];
+const CONFIG_READERS: &[&str] = &[
+    "main", "cli", "update", "server", "snapshot", "explain", "config",
+];
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")

@@ -105,6 +105,47 @@ fn the_unit_file_passes_systemd_analyze_verify() {
 }
 
 #[test]
+fn the_category_update_units_pass_systemd_analyze_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let service = std::fs::read_to_string(deploy.join("charte-categories-update.service")).unwrap();
+    let timer = std::fs::read_to_string(deploy.join("charte-categories-update.timer")).unwrap();
+    for want in [
+        "Type=oneshot",
+        "categories update",
+        "User=charte-proxy",
+        "ProtectSystem=strict",
+    ] {
+        assert!(service.contains(want), "the service lacks {want}");
+    }
+    for want in ["OnCalendar=", "Persistent=true", "RandomizedDelaySec="] {
+        assert!(timer.contains(want), "the timer lacks {want}");
+    }
+    std::fs::write(
+        dir.path().join("charte-categories-update.service"),
+        service.replace("/usr/local/bin/charte-proxy", BIN),
+    )
+    .unwrap();
+    let timer_path = dir.path().join("charte-categories-update.timer");
+    std::fs::write(&timer_path, timer).unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(dir.path().join("charte-categories-update.service"))
+        .arg(&timer_path)
+        .output()
+        .expect("systemd-analyze runs (package systemd, installed by tests/run.sh)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let about_units: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("charte-categories-update"))
+        .collect();
+    assert!(
+        out.status.success() && about_units.is_empty(),
+        "systemd-analyze verify: {err}"
+    );
+}
+
+#[test]
 fn readiness_and_stopping_go_to_the_notify_socket() {
     let sock_dir = tempfile::tempdir().unwrap();
     let sock_path = sock_dir.path().join("notify");

@@ -314,6 +314,12 @@ impl DomainIndex {
         crate::atomic_file::write(path, self.bytes.get(), 0o644)
     }
 
+    /// Writes the index to a hidden temporary file beside `path` (synced) and returns
+    /// its name, for the caller to rename into place when the time comes.
+    pub fn write_aside(&self, path: &Path) -> io::Result<std::path::PathBuf> {
+        crate::atomic_file::write_aside(path, self.bytes.get(), 0o644)
+    }
+
     /// The same index with `meta` stored beside it (for [`DomainIndex::write`]).
     pub fn with_meta(&self, meta: &[u8]) -> DomainIndex {
         let parts = Parts {

@@ -18,9 +18,8 @@ use crate::classify::{Classification, Classifier, Host, TagKind};
 use clap::Subcommand;
 
 use super::{EXIT_CONFIG, EXIT_RUNTIME, PolicyArg, print_diags};
-use crate::config::categories::{self, Entry};
-use crate::config::index_file::{self, MetaCategory};
-use crate::config::{Compiled, Diags, load_with};
+use crate::config::index_file;
+use crate::config::{Compiled, load_with};
 
 #[derive(Subcommand, Debug)]
 pub enum CategoriesCmd {
@@ -44,6 +43,31 @@ pub enum CategoriesCmd {
         #[command(flatten)]
         policy: PolicyArg,
     },
+    /// Download the UT1 archive (HTTPS), check it, and put it in force in one step: the
+    /// policy's `ut1` folder and its compiled index are replaced together, and a running
+    /// proxy reloads once. A failed download or a bad archive changes nothing.
+    Update(UpdateArgs),
+}
+
+/// `categories update`; the server file's `categories_update` gives the defaults.
+#[derive(clap::Args, Debug)]
+pub struct UpdateArgs {
+    /// Policy file [default: the server file's `policy`, else policies/charte.yaml].
+    #[arg(long, short = 'p', env = "CHARTE_POLICY", value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// The archive's address (https://) [default: categories_update.url].
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// A sha256sum-format file for the archive (https://) [default:
+    /// categories_update.checksum_url; none: no checksum].
+    #[arg(long, value_name = "URL")]
+    pub checksum_url: Option<String>,
+    /// The category folder to replace, one the policy names [default:
+    /// categories_update.folder, else the policy's folder named `ut1`].
+    #[arg(long, value_name = "DIR")]
+    pub folder: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: super::DataArgs,
 }
 
 /// Loads the policy, or prints its problems and returns `None`.
@@ -61,53 +85,26 @@ fn compile_or_report(policy: &Path, use_compiled: bool) -> Option<Compiled> {
 /// `categories compile`: builds the index file of the policy's category folders.
 pub fn compile(policy: &Path) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let Some(c) = compile_or_report(policy, false) else {
-        return Ok(ExitCode::from(EXIT_CONFIG));
-    };
-    let folders = c.stats.category_folders.clone();
-    let found = categories::discover(&folders, &mut Diags::default());
-    let files = index_file::stamps(&found);
-    let mut cats = Vec::new();
-    let mut urls = Vec::new();
-    for (id, (name, dirs)) in found.iter().enumerate() {
-        let info = &c.classifier.tags[id];
-        debug_assert!(info.kind == TagKind::Category && &*info.name == name);
-        cats.push(MetaCategory {
-            name: name.clone(),
-            domains: info.domains,
-            urls: info.urls,
-        });
-        for d in dirs {
-            let Ok(text) = std::fs::read(d.join("urls")) else {
-                continue;
-            };
-            for line in text.split(|&b| b == b'\n') {
-                let line = String::from_utf8_lossy(line);
-                let t = line.trim();
-                if t.is_empty() || t.starts_with('#') {
-                    continue;
-                }
-                if let Ok(Entry::Url { host, path }) = categories::parse_entry(t) {
-                    urls.push((host.as_str().to_string(), path, id as u16));
-                }
-            }
+    let built = match index_file::build(policy, None) {
+        Ok(b) => b,
+        Err(d) => {
+            print_diags(&d);
+            eprintln!("{}: the policy is not valid", policy.display());
+            return Ok(ExitCode::from(EXIT_CONFIG));
         }
-    }
-    let names = c.classifier.categories.len();
-    let meta = index_file::meta(&folders, files, cats, urls);
-    let meta = serde_json::to_vec(&meta)?;
-    let ix = c.classifier.categories.with_meta(&meta);
+    };
     let out = index_file::path_for(policy);
-    if let Err(e) = ix.write(&out) {
+    if let Err(e) = built.index.write(&out) {
         eprintln!("error: cannot write {}: {e}", out.display());
         return Ok(ExitCode::from(EXIT_RUNTIME));
     }
     eprintln!(
-        "compiled {names} names of {} categories from {} folder(s) into {} ({:.1} MiB) in {:.2} s",
-        found.len(),
-        folders.len(),
+        "compiled {} names of {} categories from {} folder(s) into {} ({:.1} MiB) in {:.2} s",
+        built.names,
+        built.categories,
+        built.folders,
         out.display(),
-        ix.heap_bytes() as f64 / 1048576.0,
+        built.index.heap_bytes() as f64 / 1048576.0,
         started.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)
@@ -351,4 +348,107 @@ pub(super) fn import(source: &Path, dest: &Path) -> anyhow::Result<ExitCode> {
     );
     println!("name the folder under `categories:` in the policy, then run `charte-proxy check`");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `categories update`: one line on success (and one per thing to know), one line with
+/// the reason on failure; exit 0 (updated or already up to date), 1 (the update failed,
+/// nothing changed), 2 (configuration).
+pub fn update(a: UpdateArgs) -> anyhow::Result<ExitCode> {
+    let settings = match a.data.settings() {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let u = &settings.categories_update;
+    let Some(url) = a.url.or_else(|| u.url.clone()) else {
+        eprintln!(
+            "error: no archive to fetch: give --url or set categories_update.url in the server file"
+        );
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    };
+    for (flag, v) in [
+        ("--url", Some(&url)),
+        ("--checksum-url", a.checksum_url.as_ref()),
+    ] {
+        if let Some(v) = v
+            && !v.starts_with("https://")
+        {
+            eprintln!("error: {flag} {v}: the lists are fetched over HTTPS only");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    }
+    let opts = crate::update::Options {
+        policy: a.policy.unwrap_or_else(|| settings.policy.clone()),
+        folder: a.folder.or_else(|| u.folder.clone()),
+        url,
+        checksum_url: a.checksum_url.or_else(|| u.checksum_url.clone()),
+        upstream_ca: settings.tls.upstream_ca.clone(),
+        max_bytes: u.max_bytes,
+        max_unpacked_bytes: u.max_unpacked_bytes,
+        min_categories: u.min_categories,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let started = Instant::now();
+    match rt.block_on(crate::update::run(&opts)) {
+        Ok(crate::update::Outcome::UpToDate { folder }) => {
+            println!("{}: already up to date", folder.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(crate::update::Outcome::Updated(r)) => {
+            println!(
+                "updated {}: {} categories, now {} (index {}: {} names) in {:.1} s",
+                r.folder.display(),
+                r.categories,
+                r.generation.display(),
+                r.index.display(),
+                r.names,
+                started.elapsed().as_secs_f64()
+            );
+            if !r.added.is_empty() {
+                println!("new categories: {}", r.added.join(", "));
+            }
+            if !r.removed.is_empty() {
+                println!(
+                    "categories dropped upstream, removed: {}",
+                    r.removed.join(", ")
+                );
+            }
+            for (alias, target) in &r.aliases {
+                println!("{alias}: a link to {target} in the archive, copied");
+            }
+            if !r.expressions.is_empty() {
+                println!(
+                    "not supported: the `expressions` files (regular expressions on URLs) of {} are not applied",
+                    r.expressions.join(", ")
+                );
+            }
+            if r.bad_lines > 0 {
+                println!(
+                    "{} bad lines skipped (`charte-proxy check` shows where)",
+                    r.bad_lines
+                );
+            }
+            if let Some(p) = r.previous {
+                println!("previous lists kept in {}", p.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(crate::update::UpdateError::Policy(d)) => {
+            print_diags(&d);
+            eprintln!(
+                "error: update refused: {} does not compile with the new lists (a category it names was dropped upstream?); the lists in force are unchanged",
+                opts.policy.display()
+            );
+            Ok(ExitCode::from(EXIT_RUNTIME))
+        }
+        Err(e) => {
+            eprintln!("error: update refused: {e}; the lists in force are unchanged");
+            Ok(ExitCode::from(if e.is_config() {
+                EXIT_CONFIG
+            } else {
+                EXIT_RUNTIME
+            }))
+        }
+    }
 }

@@ -5,7 +5,7 @@
 //!
 //! - [`serve`]: run the proxy;
 //! - [`policy`]: `check` and `explain`;
-//! - [`categories`]: `categories import|list|compile` and `classify`;
+//! - [`categories`]: `categories import|list|compile|update` and `classify`;
 //! - [`users`]: `users` and `admins`; [`ca`]: the organisation's CA; [`requests`]:
 //!   unblock requests.
 //!
@@ -183,7 +183,7 @@ impl Command {
     /// ignored (see [`closed_pipe_ends_the_process`]); one added later must say.
     fn uses_sockets(&self) -> bool {
         match self {
-            Command::Serve(_) => true,
+            Command::Serve(_) | Command::Categories(CategoriesCmd::Update(_)) => true,
             Command::Check { .. }
             | Command::Explain(_)
             | Command::Categories(_)
@@ -260,6 +260,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Categories(CategoriesCmd::Compile { policy }) => {
             categories::compile(&policy.policy)
         }
+        Command::Categories(CategoriesCmd::Update(a)) => categories::update(a),
         Command::Classify(a) if a.squid_helper => squid::run(&a.policy.policy, a.ip, a.lang.into()),
         Command::Classify(a) => categories::classify(&a.policy.policy),
         Command::Users(a) => users::run(a),

@@ -170,3 +170,87 @@ pub fn meta(
         urls,
     }
 }
+
+/// A compiled categories file ready to write, and what it holds.
+pub struct Built {
+    /// The index with its description.
+    pub index: DomainIndex,
+    /// Category names (distinct domain entries) in the index.
+    pub names: usize,
+    /// Categories, and the category folders they came from.
+    pub categories: usize,
+    pub folders: usize,
+    /// The categories found, by name.
+    pub category_names: Vec<String>,
+}
+
+/// Compiles the category folders of the policy at `policy` into an index with its
+/// description (what `categories compile` writes). With `redirect` (`(from, to)`), the
+/// folder the policy names `from` is read at `to`, and the description still names
+/// `from`: the file is then right for the lists once `to` is in place at `from`
+/// (`categories update` builds the next index aside this way).
+pub fn build(policy: &Path, redirect: Option<(&Path, &Path)>) -> Result<Built, super::Diags> {
+    let c = match redirect {
+        Some((from, to)) => super::load_redirected(policy, from, to)?,
+        None => super::load_with(policy, false)?,
+    };
+    let folders = c.stats.category_folders.clone();
+    let found = super::categories::discover(&folders, &mut super::Diags::default());
+    let mut files = stamps(&found);
+    let mut cats = Vec::new();
+    let mut urls = Vec::new();
+    for (id, (name, dirs)) in found.iter().enumerate() {
+        let info = &c.classifier.tags[id];
+        debug_assert!(info.kind == crate::classify::TagKind::Category && &*info.name == name);
+        cats.push(MetaCategory {
+            name: name.clone(),
+            domains: info.domains,
+            urls: info.urls,
+        });
+        for d in dirs {
+            let Ok(text) = std::fs::read(d.join("urls")) else {
+                continue;
+            };
+            for line in text.split(|&b| b == b'\n') {
+                let line = String::from_utf8_lossy(line);
+                let t = line.trim();
+                if t.is_empty() || t.starts_with('#') {
+                    continue;
+                }
+                if let Ok(super::categories::Entry::Url { host, path }) =
+                    super::categories::parse_entry(t)
+                {
+                    urls.push((host.as_str().to_string(), path, id as TagId));
+                }
+            }
+        }
+    }
+    // The description names the folders as the policy does, the redirected one too.
+    let mut named = folders.clone();
+    if let Some((from, to)) = redirect {
+        let real = super::category_folders(policy)
+            .ok()
+            .and_then(|all| all.into_iter().find(|f| super::same_place(f, from)))
+            .unwrap_or_else(|| from.to_path_buf());
+        for f in &mut named {
+            if f == to {
+                f.clone_from(&real);
+            }
+        }
+        for s in &mut files {
+            if let Ok(rest) = Path::new(&s.path).strip_prefix(to) {
+                s.path = real.join(rest).display().to_string();
+            }
+        }
+    }
+    let names = c.classifier.categories.len();
+    let meta = meta(&named, files, cats, urls);
+    let meta = serde_json::to_vec(&meta).expect("the description serialises");
+    Ok(Built {
+        index: c.classifier.categories.with_meta(&meta),
+        names,
+        categories: found.len(),
+        folders: folders.len(),
+        category_names: found.keys().cloned().collect(),
+    })
+}

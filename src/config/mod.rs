@@ -22,5 +22,8 @@ pub mod positions;
 pub mod raw;
 pub mod server;
 
-pub use compile::{CompileStats, Compiled, POLICY_VERSION, compile_str, load, load_with};
+pub use compile::{
+    CompileStats, Compiled, POLICY_VERSION, category_folders, compile_str, load, load_redirected,
+    load_with, same_place,
+};
 pub use diag::{Diag, Diags, Severity};

@@ -51,6 +51,8 @@ pub struct RawServer {
     pub time_zone: Option<String>,
     /// The unblock store (`retention_days`).
     pub requests: Option<RawRequests>,
+    /// `categories update`: where the UT1 archive comes from, and its bounds.
+    pub categories_update: Option<RawCategoriesUpdate>,
 }
 
 /// `requests:`: the unblock store.
@@ -59,6 +61,18 @@ pub struct RawServer {
 pub struct RawRequests {
     /// Days decided requests, their decisions and block counts are kept (default 365).
     pub retention_days: Option<u32>,
+}
+
+/// `categories_update:` (README, "Category updates").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCategoriesUpdate {
+    pub url: Option<String>,
+    pub checksum_url: Option<String>,
+    pub folder: Option<PathBuf>,
+    pub max_bytes: Option<u64>,
+    pub max_unpacked_bytes: Option<u64>,
+    pub min_categories: Option<usize>,
 }
 
 /// `limits:`: sizes, timeouts and connection caps (README, "Limits").
@@ -306,6 +320,9 @@ fn load_file(path: Option<&Path>) -> Result<(Settings, Given), Diags> {
     }
     if let Some(l) = raw.limits {
         file.limits(&mut cfg.limits, l);
+    }
+    if let Some(u) = raw.categories_update {
+        file.categories_update(&mut cfg.categories_update, u);
     }
     if file.diags.has_errors() {
         Err(file.diags)
@@ -799,6 +816,64 @@ impl File<'_> {
         }
         if let Some(w) = raw.watch {
             cfg.watch = w;
+        }
+    }
+
+    /// `categories_update`: HTTPS addresses only (the lists decide what is blocked: they
+    /// come authenticated or not at all), sizes of at least 1 KiB, a folder beside the
+    /// file.
+    fn categories_update(
+        &mut self,
+        c: &mut crate::settings::CategoriesUpdate,
+        u: RawCategoriesUpdate,
+    ) {
+        for (key, v, into) in [
+            ("categories_update.url", u.url, &mut c.url),
+            (
+                "categories_update.checksum_url",
+                u.checksum_url,
+                &mut c.checksum_url,
+            ),
+        ] {
+            let Some(v) = v else { continue };
+            match url::Url::parse(&v) {
+                Ok(parsed) if parsed.scheme() == "https" && parsed.host().is_some() => {
+                    *into = Some(v);
+                }
+                Ok(_) => {
+                    let pos = self.pos.value(key);
+                    self.invalid(
+                        pos,
+                        key,
+                        format!("{v:?} is not an https:// address"),
+                        Some("the lists decide what is blocked: they are fetched over HTTPS only"),
+                    );
+                }
+                Err(e) => {
+                    let pos = self.pos.value(key);
+                    self.invalid(pos, key, format!("{v:?} is not an address: {e}"), None);
+                }
+            }
+        }
+        c.folder = u.folder.map(|p| self.rel(p));
+        for (key, v, into) in [
+            ("categories_update.max_bytes", u.max_bytes, &mut c.max_bytes),
+            (
+                "categories_update.max_unpacked_bytes",
+                u.max_unpacked_bytes,
+                &mut c.max_unpacked_bytes,
+            ),
+        ] {
+            let Some(v) = v else { continue };
+            if v < 1024 {
+                let pos = self.pos.value(key);
+                self.invalid(pos, key, format!("{v} bytes is less than 1 KiB"), None);
+            } else {
+                *into = v;
+            }
+        }
+        if let Some(n) = u.min_categories {
+            c.min_categories = n.max(1);
         }
     }
 

@@ -84,12 +84,62 @@ pub fn load_with(path: &Path, use_compiled: bool) -> Result<Compiled, Diags> {
             return Err(diags);
         }
     };
-    compile_inner(&src, path, diags, use_compiled)
+    compile_inner(&src, path, diags, use_compiled, None)
+}
+
+/// [`load_with`] without the compiled file, reading the category folder `from` (as the
+/// policy names it) at `to` instead: `categories update` checks and compiles a new set
+/// of lists aside this way, with the very compile the proxy runs, before swapping it in.
+pub fn load_redirected(path: &Path, from: &Path, to: &Path) -> Result<Compiled, Diags> {
+    let mut diags = Diags::default();
+    let src = match fs::read_to_string(path) {
+        Ok(s) => s,
+        Err(e) => {
+            diags.error(
+                "io",
+                path,
+                Pos::default(),
+                None,
+                format!("cannot read the policy: {e}"),
+                None,
+            );
+            return Err(diags);
+        }
+    };
+    let redirect = Some((from.to_path_buf(), to.to_path_buf()));
+    compile_inner(&src, path, diags, false, redirect)
+}
+
+/// The category folders the policy at `path` names, resolved as the compile resolves
+/// them (beside the policy, `..` removed), whether they exist or not.
+pub fn category_folders(path: &Path) -> Result<Vec<PathBuf>, String> {
+    let src = fs::read_to_string(path).map_err(|e| format!("cannot read the policy: {e}"))?;
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&src).map_err(|e| format!("the policy is not YAML: {e}"))?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    Ok(doc
+        .get("categories")
+        .and_then(serde_yaml::Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .filter_map(serde_yaml::Value::as_str)
+        .map(|f| sites::clean_path(&dir.join(f)))
+        .collect())
+}
+
+/// Whether `a` and `b` name the same place, written differently (relative to the
+/// current folder or not, with `.` or `..`); symbolic links are not followed.
+pub fn same_place(a: &Path, b: &Path) -> bool {
+    let abs = |p: &Path| std::path::absolute(p).map(|p| sites::clean_path(&p));
+    match (abs(a), abs(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 /// Compiles policy text as if read from `path` (relative paths resolve beside it).
 pub fn compile_str(src: &str, path: &Path, diags: Diags) -> Result<Compiled, Diags> {
-    compile_inner(src, path, diags, true)
+    compile_inner(src, path, diags, true, None)
 }
 
 fn compile_inner(
@@ -97,10 +147,12 @@ fn compile_inner(
     path: &Path,
     mut diags: Diags,
     use_compiled: bool,
+    redirect: Option<(PathBuf, PathBuf)>,
 ) -> Result<Compiled, Diags> {
     let started = Instant::now();
     let mut cx = Cx {
         use_compiled,
+        redirect,
         file: path.to_path_buf(),
         dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
         pos: Positions::default(),
@@ -127,6 +179,8 @@ fn compile_inner(
 struct Cx<'d> {
     /// May a compiled categories file beside the policy be used?
     use_compiled: bool,
+    /// A category folder read from another place (see [`load_redirected`]).
+    redirect: Option<(PathBuf, PathBuf)>,
     file: PathBuf,
     dir: PathBuf,
     pos: Positions,

@@ -66,7 +66,12 @@ impl Cx<'_> {
     fn category_folders(&mut self, folders: &[String]) -> Vec<PathBuf> {
         let mut paths = Vec::new();
         for (i, f) in folders.iter().enumerate() {
-            let p = clean_path(&self.dir.join(f));
+            let mut p = clean_path(&self.dir.join(f));
+            if let Some((from, to)) = &self.redirect
+                && super::same_place(&p, from)
+            {
+                p = to.clone();
+            }
             if !p.is_dir() {
                 // One error: the categories it would have held are not reported again,
                 // one by one, where rules and `no_inspect` name them.
@@ -423,7 +428,7 @@ impl Cx<'_> {
 }
 
 /// `a/b/../c` → `a/c`, without touching the file system (for readable messages).
-fn clean_path(p: &Path) -> PathBuf {
+pub(super) fn clean_path(p: &Path) -> PathBuf {
     use std::path::Component;
     let mut out = PathBuf::new();
     for c in p.components() {
