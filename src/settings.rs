@@ -235,6 +235,39 @@ pub struct Settings {
     pub pidfile: Option<PathBuf>,
     /// More outputs of the trace beside `trace_path` (`trace.outputs`).
     pub trace_outputs: Vec<TraceOutput>,
+    /// The pages' templates and the town's details they show (`pages`).
+    pub pages: PagesSettings,
+}
+
+/// `pages:` in the server file: where the templates that replace the shipped ones are,
+/// and what every page shows of the town (`crate::pages::templates`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PagesSettings {
+    /// A folder whose `.html`/`.css` files replace the shipped templates of the same
+    /// name; `None`: the shipped ones only.
+    pub templates: Option<PathBuf>,
+    /// The town's name, above every page; empty: none shown.
+    pub town: String,
+    /// An image inlined above every page (a `data:` URI: a page loads nothing else).
+    pub logo: Option<PathBuf>,
+    /// The IT service's phone and mail, at the foot of every page; empty: not shown.
+    pub support_phone: String,
+    pub support_mail: String,
+    /// The IANA name of the zone the pages show times in.
+    pub time_zone: String,
+}
+
+impl Default for PagesSettings {
+    fn default() -> Self {
+        PagesSettings {
+            templates: None,
+            town: String::new(),
+            logo: None,
+            support_phone: String::new(),
+            support_mail: String::new(),
+            time_zone: "Europe/Paris".into(),
+        }
+    }
 }
 
 /// One more output of the trace, in its own format.
@@ -302,6 +335,7 @@ impl Default for Settings {
             limits: Limits::default(),
             pidfile: None,
             trace_outputs: Vec::new(),
+            pages: PagesSettings::default(),
             data_dir: data,
         }
     }
@@ -360,4 +394,13 @@ pub fn syslog_facility(name: &str) -> Option<u8> {
             16 + n
         }
     })
+}
+
+/// A time zone by its IANA name, from the database built into the binary (so a host
+/// without tzdata shows the same time as any other).
+pub fn time_zone(name: &str) -> Result<jiff::tz::TimeZone, String> {
+    static DB: std::sync::LazyLock<jiff::tz::TimeZoneDatabase> =
+        std::sync::LazyLock::new(jiff::tz::TimeZoneDatabase::bundled);
+    DB.get(name)
+        .map_err(|_| format!("unknown time zone {name:?}"))
 }

@@ -47,6 +47,30 @@ pub struct RawServer {
     pub limits: Option<RawLimits>,
     /// Where `serve` writes its process id.
     pub pidfile: Option<PathBuf>,
+    pub pages: Option<RawPages>,
+}
+
+/// `pages:`: the templates that replace the shipped ones and the town's details the
+/// pages show (README, "Pages").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPages {
+    /// Folder of templates replacing the shipped ones of the same name.
+    pub templates: Option<PathBuf>,
+    pub town: Option<String>,
+    /// Image file, inlined in every page.
+    pub logo: Option<PathBuf>,
+    pub support: Option<RawSupport>,
+    /// IANA zone name (default `Europe/Paris`).
+    pub time_zone: Option<String>,
+}
+
+/// `pages.support`: how to reach the IT service.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSupport {
+    pub phone: Option<String>,
+    pub mail: Option<String>,
 }
 
 /// `limits:`: sizes, timeouts and connection caps (README, "Limits").
@@ -252,6 +276,9 @@ fn load_file(path: Option<&Path>) -> Result<(Settings, Given), Diags> {
     }
     if let Some(l) = raw.limits {
         file.limits(&mut cfg.limits, l);
+    }
+    if let Some(p) = raw.pages {
+        file.pages(&mut cfg, p);
     }
     if file.diags.has_errors() {
         Err(file.diags)
@@ -621,6 +648,32 @@ impl File<'_> {
             }
         };
         Some(TraceOutput { to, format })
+    }
+
+    /// `pages`: the settings and the zone name; the templates themselves are compiled by
+    /// `crate::pages` (for `check` and `serve`, which report them with their own file).
+    fn pages(&mut self, cfg: &mut Settings, p: RawPages) {
+        let s = &mut cfg.pages;
+        s.templates = p.templates.map(|t| self.rel(t));
+        s.town = p.town.unwrap_or_default();
+        s.logo = p.logo.map(|l| self.rel(l));
+        if let Some(sup) = p.support {
+            s.support_phone = sup.phone.unwrap_or_default();
+            s.support_mail = sup.mail.unwrap_or_default();
+        }
+        if let Some(tz) = p.time_zone {
+            if let Err(msg) = crate::settings::time_zone(&tz) {
+                let pos = self.pos.value("pages.time_zone");
+                self.invalid(
+                    pos,
+                    "pages.time_zone",
+                    msg,
+                    Some("an IANA name such as Europe/Paris, America/Cayenne or Indian/Reunion"),
+                );
+                return;
+            }
+            s.time_zone = tz;
+        }
     }
 
     /// The top-level switches of the running server: `reverse_dns`,
