@@ -122,8 +122,32 @@ fn a_broken_override_stops_the_start_with_its_file_and_line() {
         "127.0.0.1:0",
     ]
     .map(String::from);
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let run = common::run(&refs);
+    // Waited for with a deadline: a proxy that starts anyway must fail the test, not hang it.
+    let mut child = common::bin()
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the proxy started with a broken template");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let run = common::Run {
+        code: code.unwrap_or(-1),
+        stdout: String::new(),
+        stderr,
+    };
     assert_eq!(run.code, 2, "a configuration error; stderr: {}", run.stderr);
     let want = format!("{}:3:", d.join("gabarits/block.html").display());
     assert!(run.stderr.contains(&want), "{want} in: {}", run.stderr);
@@ -140,4 +164,56 @@ fn a_broken_override_stops_the_start_with_its_file_and_line() {
     ]);
     assert_ne!(run.code, 0);
     assert!(run.stderr.contains(&want), "{want} in: {}", run.stderr);
+}
+
+/// The block page as curl gets it through the proxy.
+fn block_page(p: &Proxy, port: u16) -> String {
+    let url = format!("http://casino-royal.example:{port}/jouer");
+    common::proxy::curl(&["-x", &p.url(), &url]).1
+}
+
+#[test]
+fn sighup_reloads_the_templates_and_a_broken_set_keeps_the_previous_one() {
+    let up = common::proxy::Upstream::start();
+    let dir = fixture_dir();
+    std::fs::write(dir.path().join("policy.yaml"), POLICY).unwrap();
+    std::fs::create_dir(dir.path().join("gabarits")).unwrap();
+    let block = dir.path().join("gabarits/block.html");
+    let page = |word: &str| {
+        format!(
+            "{{% extends \"layout.html\" %}}\n{{% block content %}}\n<p>{word} {{{{ host }}}}</p>\n{{% endblock %}}\n"
+        )
+    };
+    std::fs::write(&block, page("avant")).unwrap();
+    let p = Proxy::start_in_with(
+        dir,
+        "pages: {templates: gabarits}\n",
+        &[],
+        &["--no-inspect"],
+    );
+    assert!(block_page(&p, up.port()).contains("<p>avant casino-royal.example</p>"));
+
+    std::fs::write(&block, page("après")).unwrap();
+    p.signal("HUP");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !block_page(&p, up.port()).contains("<p>après casino-royal.example</p>") {
+        assert!(std::time::Instant::now() < deadline, "not reloaded");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    std::fs::write(&block, "{% block content %}\n{{ host }\n").unwrap();
+    p.signal("HUP");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !p
+        .stderr
+        .lock()
+        .unwrap()
+        .contains("page templates not reloaded")
+    {
+        assert!(std::time::Instant::now() < deadline, "no error logged");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let log = p.stderr.lock().unwrap().clone();
+    assert!(log.contains("gabarits/block.html:2:"), "{log}");
+    assert!(block_page(&p, up.port()).contains("<p>après casino-royal.example</p>"));
 }

@@ -1077,6 +1077,49 @@ mod tests {
     }
 
     #[test]
+    fn pages_paths_are_relative_to_the_file_and_an_unknown_zone_is_refused_with_its_line() {
+        let cfg = load(
+            "pages:\n  templates: gabarits\n  logo: blason.png\n  town: Arras\n  support: {phone: '03 21', mail: s@arras.fr}\n",
+        )
+        .expect("valid");
+        assert!(
+            cfg.pages
+                .templates
+                .as_ref()
+                .expect("set")
+                .ends_with("gabarits")
+        );
+        assert!(cfg.pages.templates.as_ref().expect("set").is_absolute());
+        assert!(
+            cfg.pages
+                .logo
+                .as_ref()
+                .expect("set")
+                .ends_with("blason.png")
+        );
+        assert_eq!(
+            (
+                cfg.pages.town.as_str(),
+                cfg.pages.support_phone.as_str(),
+                cfg.pages.time_zone.as_str()
+            ),
+            ("Arras", "03 21", "Europe/Paris")
+        );
+        let diags =
+            load("pages:\n  town: Arras\n  time_zone: Europe/Arras\n").expect_err("refused");
+        let text: Vec<String> = diags.errors().map(|d| d.to_string()).collect();
+        assert_eq!(text.len(), 1, "{text:?}");
+        assert!(text[0].contains(":3:"), "{}", text[0]);
+        assert!(
+            text[0].contains("unknown time zone \"Europe/Arras\""),
+            "{}",
+            text[0]
+        );
+        let diags = load("pages:\n  colour: red\n").expect_err("refused");
+        assert!(diags.errors().any(|d| d.to_string().contains("colour")));
+    }
+
+    #[test]
     fn flags_win_over_the_file_which_wins_over_the_defaults() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("server.yaml");
