@@ -244,6 +244,8 @@ pub struct Settings {
     pub requests_retention_days: u32,
     /// `categories update`: the archive's address and the bounds it is checked against.
     pub categories_update: CategoriesUpdate,
+    /// The pages' templates and the town's details they show (`pages`).
+    pub pages: PagesSettings,
 }
 
 /// The life of the trace's files: rotated, compressed, deleted after the retention.
@@ -339,6 +341,37 @@ impl Default for CategoriesUpdate {
     }
 }
 
+/// `pages:` in the server file: where the templates that replace the shipped ones are,
+/// and what every page shows of the town (`crate::pages::templates`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PagesSettings {
+    /// A folder whose `.html`/`.css` files replace the shipped templates of the same
+    /// name; `None`: the shipped ones only.
+    pub templates: Option<PathBuf>,
+    /// The town's name, above every page; empty: none shown.
+    pub town: String,
+    /// An image inlined above every page (a `data:` URI: a page loads nothing else).
+    pub logo: Option<PathBuf>,
+    /// The IT service's phone and mail, at the foot of every page; empty: not shown.
+    pub support_phone: String,
+    pub support_mail: String,
+    /// The IANA name of the zone the pages show times in.
+    pub time_zone: String,
+}
+
+impl Default for PagesSettings {
+    fn default() -> Self {
+        PagesSettings {
+            templates: None,
+            town: String::new(),
+            logo: None,
+            support_phone: String::new(),
+            support_mail: String::new(),
+            time_zone: "Europe/Paris".into(),
+        }
+    }
+}
+
 /// One more output of the trace, in its own format.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceOutput {
@@ -408,6 +441,7 @@ impl Default for Settings {
             time_zone: "Europe/Paris".into(),
             requests_retention_days: 365,
             categories_update: CategoriesUpdate::default(),
+            pages: PagesSettings::default(),
             data_dir: data,
         }
     }
@@ -466,4 +500,13 @@ pub fn syslog_facility(name: &str) -> Option<u8> {
             16 + n
         }
     })
+}
+
+/// A time zone by its IANA name, from the database built into the binary (so a host
+/// without tzdata shows the same time as any other).
+pub fn time_zone(name: &str) -> Result<jiff::tz::TimeZone, String> {
+    static DB: std::sync::LazyLock<jiff::tz::TimeZoneDatabase> =
+        std::sync::LazyLock::new(jiff::tz::TimeZoneDatabase::bundled);
+    DB.get(name)
+        .map_err(|_| format!("unknown time zone {name:?}"))
 }

@@ -108,7 +108,8 @@ pub enum Command {
         /// Treat warnings as errors (exit 2 if there is any).
         #[arg(long)]
         deny_warnings: bool,
-        /// Also check this server file (listeners, authentication, the directory).
+        /// Also check this server file (listeners, authentication, the directory, the
+        /// page templates).
         #[arg(long, short = 'c', env = "CHARTE_CONFIG", value_name = "FILE")]
         config: Option<std::path::PathBuf>,
     },
@@ -280,6 +281,27 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::from(EXIT_RUNTIME)
         }
     }
+}
+
+/// The page templates of `settings` compiled and tried; a problem is printed as a
+/// diagnostic at the template's file and line (`check --config`, `serve`).
+pub(crate) fn load_pages(
+    settings: &crate::settings::PagesSettings,
+) -> Result<crate::pages::Pages, Diags> {
+    crate::pages::Pages::load(settings).map_err(|e| {
+        let mut d = Diags::default();
+        let pos = crate::config::diag::Pos {
+            line: e.line.unwrap_or(0),
+            col: e.col.unwrap_or(0),
+        };
+        let help = if e.line.is_some() {
+            "fix the template, or take it out of the folder to use the shipped one"
+        } else {
+            "see docs/deployment.md, \"Pages\""
+        };
+        d.error("template", &e.file, pos, None, e.message, Some(help.into()));
+        d
+    })
 }
 
 pub fn print_diags(d: &Diags) {

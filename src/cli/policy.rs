@@ -70,7 +70,9 @@ pub(super) fn check(
     quiet: bool,
     deny_warnings: bool,
 ) -> anyhow::Result<ExitCode> {
-    let server = config.map(|c| crate::config::server::load(Some(c)));
+    let server = config.map(|c| {
+        crate::config::server::load(Some(c)).and_then(|s| super::load_pages(&s.pages).map(|_| s))
+    });
     if let Some(Err(d)) = &server {
         print_diags(d);
     }

@@ -173,7 +173,14 @@ pub(super) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    match rt.block_on(crate::server::serve(cfg)) {
+    let pages = match super::load_pages(&cfg.pages) {
+        Ok(p) => p,
+        Err(d) => {
+            print_diags(&d);
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    match rt.block_on(crate::server::serve(cfg, pages)) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) if e.downcast_ref::<crate::server::ConfigError>().is_some() => {
             let _ = writeln!(std::io::stderr(), "error: {e:#}");

@@ -53,6 +53,7 @@ pub struct RawServer {
     pub requests: Option<RawRequests>,
     /// `categories update`: where the UT1 archive comes from, and its bounds.
     pub categories_update: Option<RawCategoriesUpdate>,
+    pub pages: Option<RawPages>,
 }
 
 /// `requests:`: the unblock store.
@@ -73,6 +74,27 @@ pub struct RawCategoriesUpdate {
     pub max_bytes: Option<u64>,
     pub max_unpacked_bytes: Option<u64>,
     pub min_categories: Option<usize>,
+}
+
+/// `pages:`: the templates that replace the shipped ones and the town's details the
+/// pages show (README, "Pages").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPages {
+    /// Folder of templates replacing the shipped ones of the same name.
+    pub templates: Option<PathBuf>,
+    pub town: Option<String>,
+    /// Image file, inlined in every page.
+    pub logo: Option<PathBuf>,
+    pub support: Option<RawSupport>,
+}
+
+/// `pages.support`: how to reach the IT service.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSupport {
+    pub phone: Option<String>,
+    pub mail: Option<String>,
 }
 
 /// `limits:`: sizes, timeouts and connection caps (README, "Limits").
@@ -255,9 +277,13 @@ fn load_file(path: Option<&Path>) -> Result<(Settings, Given), Diags> {
                 pos,
                 "time_zone",
                 e,
-                Some("the town's IANA time zone, e.g. `Europe/Paris` (the default)"),
+                Some(
+                    "the town's IANA time zone, e.g. Europe/Paris (the default), \
+                     America/Cayenne, Indian/Reunion",
+                ),
             );
         }
+        cfg.pages.time_zone = tz.clone();
         cfg.time_zone = tz;
     }
     if let Some(days) = raw.requests.take().and_then(|r| r.retention_days) {
@@ -323,6 +349,9 @@ fn load_file(path: Option<&Path>) -> Result<(Settings, Given), Diags> {
     }
     if let Some(u) = raw.categories_update {
         file.categories_update(&mut cfg.categories_update, u);
+    }
+    if let Some(p) = raw.pages {
+        file.pages(&mut cfg, p);
     }
     if file.diags.has_errors() {
         Err(file.diags)
@@ -781,6 +810,19 @@ impl File<'_> {
         Some(TraceOutput { to, format })
     }
 
+    /// `pages`: the settings and the zone name; the templates themselves are compiled by
+    /// `crate::pages` (for `check` and `serve`, which report them with their own file).
+    fn pages(&mut self, cfg: &mut Settings, p: RawPages) {
+        let s = &mut cfg.pages;
+        s.templates = p.templates.map(|t| self.rel(t));
+        s.town = p.town.unwrap_or_default();
+        s.logo = p.logo.map(|l| self.rel(l));
+        if let Some(sup) = p.support {
+            s.support_phone = sup.phone.unwrap_or_default();
+            s.support_mail = sup.mail.unwrap_or_default();
+        }
+    }
+
     /// The top-level switches of the running server: `reverse_dns`,
     /// `shutdown_grace_seconds`, `workers`, `worker_spin_microseconds`, `watch`.
     fn runtime(&mut self, cfg: &mut Settings, raw: &RawServer) {
@@ -1237,6 +1279,48 @@ mod tests {
         assert!(text[0].contains(":2:"), "{}", text[0]);
         assert!(text[0].contains("worker_spin_microseconds"), "{}", text[0]);
         assert!(text[0].contains("5000"), "{}", text[0]);
+    }
+
+    #[test]
+    fn pages_paths_are_relative_to_the_file_and_an_unknown_zone_is_refused_with_its_line() {
+        let cfg = load(
+            "pages:\n  templates: gabarits\n  logo: blason.png\n  town: Arras\n  support: {phone: '03 21', mail: s@arras.fr}\n",
+        )
+        .expect("valid");
+        assert!(
+            cfg.pages
+                .templates
+                .as_ref()
+                .expect("set")
+                .ends_with("gabarits")
+        );
+        assert!(cfg.pages.templates.as_ref().expect("set").is_absolute());
+        assert!(
+            cfg.pages
+                .logo
+                .as_ref()
+                .expect("set")
+                .ends_with("blason.png")
+        );
+        assert_eq!(
+            (
+                cfg.pages.town.as_str(),
+                cfg.pages.support_phone.as_str(),
+                cfg.pages.time_zone.as_str()
+            ),
+            ("Arras", "03 21", "Europe/Paris")
+        );
+        let diags = load("pages:\n  town: Arras\ntime_zone: Europe/Arras\n").expect_err("refused");
+        let text: Vec<String> = diags.errors().map(|d| d.to_string()).collect();
+        assert_eq!(text.len(), 1, "{text:?}");
+        assert!(text[0].contains(":3:"), "{}", text[0]);
+        assert!(
+            text[0].contains("unknown time zone \"Europe/Arras\""),
+            "{}",
+            text[0]
+        );
+        let diags = load("pages:\n  colour: red\n").expect_err("refused");
+        assert!(diags.errors().any(|d| d.to_string().contains("colour")));
     }
 
     #[test]

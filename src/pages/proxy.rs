@@ -7,10 +7,13 @@
 //! URL with its signed token, see [`crate::unblock::token`]); it is a plain link styled as
 //! a button so that it works without JavaScript.
 
-use std::fmt::Write as _;
-use std::time::SystemTime;
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::frame::{close_page, cut, format_time, html_escape, open_page};
+use minijinja::{Value, context};
+
+use super::frame::{cut, html_escape};
+use super::templates::{Pages, current};
 use crate::policy::Lang;
 
 /// Everything the block page shows. All text is given in the page's language.
@@ -29,8 +32,8 @@ pub struct BlockPage<'a> {
     pub reason_code: &'a str,
     /// Rule id, `None` for the policy's default.
     pub rule: Option<&'a str>,
-    /// Shown in UTC, "23/11/2026 14:05 UTC" (fr) or "2026-11-23 14:05 UTC" (en), so the
-    /// page reads the same whatever the server's time zone.
+    /// Shown in the town's time zone (`time_zone`, Europe/Paris by default),
+    /// "23/11/2026 15:05 CET" (fr) or "2026-11-23 15:05 CET" (en).
     pub time: SystemTime,
     /// The user name, or the client address when the request was not authenticated.
     pub who: &'a str,
@@ -50,12 +53,15 @@ pub enum UnblockOffer<'a> {
 /// How many characters of the blocked URL the page shows; a longer one is cut with "…".
 pub const URL_SHOWN_MAX: usize = 512;
 
-/// The words of the pages, in one language.
+/// The words of the pages, in one language: the templates' `t`. They are HTML (`&nbsp;`
+/// before French colons), written here and marked safe, never escaped.
+#[derive(serde::Serialize)]
 struct Words {
     block_title: &'static str,
     block_h1: &'static str,
     /// Before and after the host in the opening sentence.
-    block_lead: (&'static str, &'static str),
+    block_lead_before: &'static str,
+    block_lead_after: &'static str,
     reason_h2: &'static str,
     reason_fallback: &'static str,
     details_h2: &'static str,
@@ -88,16 +94,18 @@ struct Words {
     error_title_suffix: &'static str,
     error_status: &'static str,
     error_detail: &'static str,
+    /// Before the IT service's phone and mail, at the foot of every page.
+    support: &'static str,
+    /// The logo's text when the town's name is not shown beside it.
+    logo_alt: &'static str,
 }
 
 /// Non-breaking space before ":", "?" (French typography).
 const FR: Words = Words {
     block_title: "Accès bloqué — charte informatique",
     block_h1: "Accès bloqué",
-    block_lead: (
-        "L'accès à ",
-        " a été bloqué par le filtrage internet de la collectivité, en application de la charte informatique.",
-    ),
+    block_lead_before: "L'accès à ",
+    block_lead_after: " a été bloqué par le filtrage internet de la collectivité, en application de la charte informatique.",
     reason_h2: "Motif",
     reason_fallback: "Ce site est bloqué par la politique de filtrage de la collectivité (charte §6.3).",
     details_h2: "Détails",
@@ -130,15 +138,15 @@ const FR: Words = Words {
     error_title_suffix: "charte informatique",
     error_status: "Erreur",
     error_detail: "Détail technique&nbsp;:",
+    support: "Support informatique&nbsp;:",
+    logo_alt: "Logo de la collectivité",
 };
 
 const EN: Words = Words {
     block_title: "Access blocked — IT charter",
     block_h1: "Access blocked",
-    block_lead: (
-        "Access to ",
-        " was blocked by the authority's web filtering, under the IT charter.",
-    ),
+    block_lead_before: "Access to ",
+    block_lead_after: " was blocked by the authority's web filtering, under the IT charter.",
     reason_h2: "Reason",
     reason_fallback: "This site is blocked by the authority's filtering policy (charter §6.3).",
     details_h2: "Details",
@@ -171,6 +179,8 @@ const EN: Words = Words {
     error_title_suffix: "IT charter",
     error_status: "Error",
     error_detail: "Technical detail:",
+    support: "IT support:",
+    logo_alt: "The authority's logo",
 };
 
 fn words(lang: Lang) -> &'static Words {
@@ -180,141 +190,145 @@ fn words(lang: Lang) -> &'static Words {
     }
 }
 
+/// The words of `lang` as the templates' `t`: every field a safe string.
+pub(super) fn words_value(lang: Lang) -> Value {
+    let json = serde_json::to_value(words(lang)).unwrap_or_default();
+    let map: BTreeMap<String, Value> = json
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            let text = v.as_str().unwrap_or_default().to_owned();
+            (k.clone(), Value::from_safe_string(text))
+        })
+        .collect();
+    Value::from(map)
+}
+
+/// Renders `name`, or on error (which the samples tried at load make unlikely) logs it
+/// and answers a bare page with `heading`: never a blank page.
+fn render_or_bare(pages: &Pages, name: &str, lang: Lang, page: Value, heading: &str) -> String {
+    match pages.render(name, lang, page) {
+        Ok(html) => html,
+        Err(e) => {
+            tracing::error!(template = name, "cannot render the page: {e:#}");
+            format!(
+                "<!DOCTYPE html>\n<html lang=\"{}\">\n<head>\n<meta charset=\"utf-8\">\n<title>{h}</title>\n</head>\n<body>\n<h1>{h}</h1>\n</body>\n</html>\n",
+                lang.code(),
+                h = html_escape(heading),
+            )
+        }
+    }
+}
+
 /// The block page: a full HTML document, to be served with status 403.
 pub fn render_block_page(p: &BlockPage) -> String {
-    let t = words(p.lang);
-    let e = html_escape;
-    let mut out = String::with_capacity(6 * 1024);
-    open_page(&mut out, p.lang, t.block_title, "card");
-
-    w!(out, "<h1>{}</h1>\n", t.block_h1);
-    w!(
-        out,
-        "<p>{}<strong>{}</strong>{}</p>\n",
-        t.block_lead.0,
-        e(p.host),
-        t.block_lead.1
-    );
-
-    w!(out, "<h2>{}</h2>\n", t.reason_h2);
-    let reason = p.reason.trim();
-    if reason.is_empty() {
-        w!(out, "<p>{}</p>\n", t.reason_fallback);
-    } else {
-        w!(out, "<p>{}</p>\n", e(reason));
-    }
-
-    w!(out, "<h2>{}</h2>\n<dl>\n", t.details_h2);
-    w!(out, "<dt>{}</dt><dd>{}</dd>\n", t.site, e(p.host));
-    let (url, was_cut) = cut(p.url, URL_SHOWN_MAX);
-    let ellipsis = if was_cut { "…" } else { "" };
-    w!(
-        out,
-        "<dt>{}</dt><dd><code>{}{ellipsis}</code></dd>\n",
-        t.address,
-        e(url)
-    );
-    let label = if p.categories.len() > 1 {
-        t.categories
-    } else {
-        t.category
-    };
-    if p.categories.is_empty() {
-        w!(out, "<dt>{label}</dt><dd>{}</dd>\n", t.uncategorised);
-    } else {
-        w!(
-            out,
-            "<dt>{label}</dt><dd>{}</dd>\n",
-            e(&p.categories.join(", "))
-        );
-    }
-    let (shown, machine) = format_time(p.time, p.lang);
-    w!(
-        out,
-        "<dt>{}</dt><dd><time datetime=\"{machine}\">{shown}</time></dd>\n",
-        t.when
-    );
-    w!(out, "<dt>{}</dt><dd>{}</dd>\n", t.who, e(p.who));
-    match p.rule {
-        Some(rule) => w!(
-            out,
-            "<dt>{}</dt><dd><code>{}</code></dd>\n",
-            t.rule,
-            e(rule)
-        ),
-        None => w!(out, "<dt>{}</dt><dd>{}</dd>\n", t.rule, t.default_rule),
-    }
-    out.push_str("</dl>\n");
-    w!(out, "<p class=\"muted\">{}</p>\n", t.trace);
-
-    w!(out, "<h2>{}</h2>\n", t.todo_h2);
-    match p.unblock {
-        UnblockOffer::Offer { href } => {
-            w!(out, "<p>{}</p>\n", t.offer);
-            w!(
-                out,
-                "<p><a class=\"button\" href=\"{}\">{}</a></p>\n",
-                e(href),
-                t.offer_button
-            );
-        }
-        UnblockOffer::NotOverridable => {
-            w!(out, "<p>{}</p>\n", t.not_overridable);
-            w!(out, "<p>{}</p>\n", t.not_overridable_support);
-        }
-    }
-
-    w!(
-        out,
-        "<p class=\"muted small\">{} <code>{}</code></p>\n",
-        t.code,
-        e(p.reason_code)
-    );
-    close_page(&mut out);
-    out
+    current().block_page(p)
 }
 
 /// Short page for someone who browsed to the proxy port itself (origin-form request):
 /// says this is the authority's filtering proxy, how to configure the browser (PAC URL
 /// or proxy address, each left out when empty), and links to the portal.
 pub fn render_help_page(lang: Lang, proxy_addr: &str, pac_url: &str, portal_url: &str) -> String {
-    let t = words(lang);
-    let e = html_escape;
-    let mut out = String::with_capacity(4 * 1024);
-    open_page(&mut out, lang, t.help_title, "card info");
-    w!(out, "<h1>{}</h1>\n<p>{}</p>\n", t.help_h1, t.help_intro);
+    current().help_page(lang, proxy_addr, pac_url, portal_url)
+}
 
-    w!(
-        out,
-        "<h2>{}</h2>\n<p>{}</p>\n<ul>\n",
-        t.help_setup_h2,
-        t.help_setup_intro
-    );
-    if !pac_url.is_empty() {
-        w!(out, "<li>{} <code>{}</code></li>\n", t.help_pac, e(pac_url));
+impl Pages {
+    /// [`render_block_page`] with this set (`block.html`).
+    pub fn block_page(&self, p: &BlockPage) -> String {
+        let (url, url_cut) = cut(p.url, URL_SHOWN_MAX);
+        let secs = p
+            .time
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+        let (shown, machine) = self.time(secs, p.lang);
+        let offer_href = match p.unblock {
+            UnblockOffer::Offer { href } => Some(href),
+            UnblockOffer::NotOverridable => None,
+        };
+        let page = context! {
+            host => p.host,
+            url => url,
+            url_cut => url_cut,
+            categories => p.categories,
+            reason => p.reason.trim(),
+            reason_code => p.reason_code,
+            rule => p.rule,
+            time => context! { shown => shown, machine => machine },
+            who => p.who,
+            offer_href => offer_href,
+        };
+        render_or_bare(self, "block.html", p.lang, page, words(p.lang).block_h1)
     }
-    if !proxy_addr.is_empty() {
-        w!(
-            out,
-            "<li>{} <code>{}</code></li>\n",
-            t.help_manual,
-            e(proxy_addr)
-        );
-    }
-    out.push_str("</ul>\n");
 
-    if !portal_url.is_empty() {
-        w!(
-            out,
-            "<h2>{}</h2>\n<p>{} <a href=\"{}\">{}</a></p>\n",
-            t.help_portal_h2,
-            t.help_portal,
-            e(portal_url),
-            t.help_portal_link
-        );
+    /// [`render_help_page`] with this set (`help.html`).
+    pub fn help_page(
+        &self,
+        lang: Lang,
+        proxy_addr: &str,
+        pac_url: &str,
+        portal_url: &str,
+    ) -> String {
+        let page = context! { proxy_addr, pac_url, portal_url };
+        render_or_bare(self, "help.html", lang, page, words(lang).help_h1)
     }
-    close_page(&mut out);
-    out
+
+    /// [`render_error_page`] with this set (`error.html`).
+    pub fn error_page(&self, lang: Lang, status: u16, title: &str, detail: &str) -> String {
+        let (detail, detail_cut) = cut(detail.trim(), URL_SHOWN_MAX);
+        let page = context! {
+            status,
+            title,
+            explanation => Value::from_safe_string(explain_status(lang, status).to_owned()),
+            detail,
+            detail_cut,
+        };
+        render_or_bare(self, "error.html", lang, page, title)
+    }
+}
+
+/// Renders every page on sample values, in both languages and in each variant, so that a
+/// template that would fail on a request fails at load instead.
+pub(super) fn try_samples(pages: &Pages) -> Result<(), minijinja::Error> {
+    for lang in [Lang::Fr, Lang::En] {
+        for (offer, rule, cats) in [
+            (
+                Some("https://portal.example/?t=x"),
+                Some("rule"),
+                &["a", "b"][..],
+            ),
+            (None, None, &[][..]),
+        ] {
+            let page = context! {
+                host => "site.example",
+                url => "https://site.example/",
+                url_cut => false,
+                categories => cats,
+                reason => "",
+                reason_code => "block-rule",
+                rule => rule,
+                time => context! { shown => "01/01/2026 12:00 CET", machine => "2026-01-01T12:00:00+01:00" },
+                who => "10.0.0.1",
+                offer_href => offer,
+            };
+            pages.render("block.html", lang, page)?;
+        }
+        for v in ["", "x"] {
+            pages.render(
+                "help.html",
+                lang,
+                context! { proxy_addr => v, pac_url => v, portal_url => v },
+            )?;
+            let page = context! { status => 502, title => "t", explanation => "e", detail => v, detail_cut => false };
+            pages.render("error.html", lang, page)?;
+            let page = context! {
+                title => "t", info => v.is_empty(), admin => !v.is_empty(),
+                nav => Value::from_safe_string(v.into()), body => Value::from_safe_string(v.into()),
+            };
+            pages.render("page.html", lang, page)?;
+        }
+    }
+    Ok(())
 }
 
 /// The plain explanation of an error status, for people.
@@ -356,35 +370,7 @@ fn explain_status(lang: Lang, status: u16) -> &'static str {
 /// Generic error page (502, 504, 400…): `title` (in the page's language) as heading, a
 /// plain explanation of `status`, and `detail` when not empty. Both are escaped.
 pub fn render_error_page(lang: Lang, status: u16, title: &str, detail: &str) -> String {
-    let t = words(lang);
-    let e = html_escape;
-    let title = e(title);
-    let mut out = String::with_capacity(3 * 1024);
-    let full_title = format!("{title} — {}", t.error_title_suffix);
-    open_page(&mut out, lang, &full_title, "card");
-    w!(
-        out,
-        "<h1>{title}</h1>\n<p>{}</p>\n",
-        explain_status(lang, status)
-    );
-    let detail = detail.trim();
-    if !detail.is_empty() {
-        let (detail, was_cut) = cut(detail, URL_SHOWN_MAX);
-        let ellipsis = if was_cut { "…" } else { "" };
-        w!(
-            out,
-            "<p>{} <code>{}{ellipsis}</code></p>\n",
-            t.error_detail,
-            e(detail)
-        );
-    }
-    w!(
-        out,
-        "<p class=\"muted small\">{} {status}</p>\n",
-        t.error_status
-    );
-    close_page(&mut out);
-    out
+    current().error_page(lang, status, title, detail)
 }
 
 #[cfg(test)]
@@ -427,15 +413,16 @@ mod tests {
 
     #[test]
     fn fixed_time_is_the_documented_one() {
+        let pages = current();
         assert_eq!(
-            format_time(fixed_time(), Lang::Fr).0,
-            "23/11/2026 14:05 UTC"
+            pages.time(1_795_442_709, Lang::Fr).0,
+            "23/11/2026 15:05 CET"
         );
         assert_eq!(
-            format_time(fixed_time(), Lang::En),
+            pages.time(1_795_442_709, Lang::En),
             (
-                "2026-11-23 14:05 UTC".to_owned(),
-                "2026-11-23T14:05:09Z".to_owned()
+                "2026-11-23 15:05 CET".to_owned(),
+                "2026-11-23T15:05:09+01:00".to_owned()
             )
         );
     }

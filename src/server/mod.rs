@@ -53,14 +53,16 @@ pub struct Bound {
     pub admin: SocketAddr,
 }
 
-/// Runs the proxy until SIGTERM or SIGINT. Prints the banner once listening.
-pub async fn serve(mut cfg: Settings) -> anyhow::Result<()> {
+/// Runs the proxy until SIGTERM or SIGINT, with `pages` (compiled by the caller, which
+/// reports a broken template as a configuration error). Prints the banner once listening.
+pub async fn serve(mut cfg: Settings, pages: crate::pages::Pages) -> anyhow::Result<()> {
     ca::install_crypto_provider();
     let metrics = Arc::new(Metrics::new());
     // Nothing is created before the data folder is known to be usable and the listeners
     // are bound: a mistake there leaves no file behind.
     instance::preflight(&cfg).map_err(|e| anyhow::anyhow!(ConfigError(e.to_string())))?;
     let live = load_policy(&cfg, &metrics)?;
+    crate::pages::templates::install(pages);
     let (listeners, bound) = bind(&mut cfg).await?;
     let _claim = instance::claim(&cfg).map_err(|e| anyhow::anyhow!(ConfigError(e.to_string())))?;
     let Data { token_key, auth } = open_data(&cfg)?;
@@ -137,6 +139,7 @@ pub async fn serve(mut cfg: Settings) -> anyhow::Result<()> {
     let signals = tokio::spawn(signal_loop(
         live.clone(),
         users,
+        cfg.pages.clone(),
         move || w.reopen(),
         stop_tx,
     ));
@@ -453,6 +456,7 @@ pub struct ConfigError(pub String);
 fn signal_loop(
     live: Arc<Live>,
     users: Option<(Arc<Authenticator>, std::path::PathBuf)>,
+    pages: crate::settings::PagesSettings,
     reopen: impl Fn() + Send + 'static,
     stop: watch::Sender<bool>,
 ) -> impl Future<Output = ()> + Send + 'static {
@@ -481,6 +485,10 @@ fn signal_loop(
                             }
                             Err(e) => tracing::error!("users file not reloaded, the previous one stays: {e}"),
                         }
+                    }
+                    match crate::pages::templates::reload(&pages) {
+                        Ok(()) => tracing::info!("page templates reloaded"),
+                        Err(e) => tracing::error!("page templates not reloaded, the previous ones stay: {e}"),
                     }
                 }
                 _ = usr1.recv() => {

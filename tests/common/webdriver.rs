@@ -147,6 +147,15 @@ impl Driver {
         }
     }
 
+    /// The rendered text of the element matching `css` (as the person reads it).
+    pub fn text(&self, css: &str) -> String {
+        let id = self.find(css);
+        self.call("GET", &format!("/element/{id}/text"), None)
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     pub fn click(&self, css: &str) {
         let id = self.find(css);
         self.call("POST", &format!("/element/{id}/click"), None);
