@@ -571,3 +571,47 @@ fn the_unblock_store_purges_what_is_past_its_retention_and_keeps_what_is_in_forc
         "the decisions of what is kept"
     );
 }
+
+#[test]
+fn rotate_size_closes_a_file_when_it_reaches_its_size() {
+    let up = Upstream::start();
+    let pins = common::proxy::pins();
+    let pins: Vec<&str> = pins.iter().map(String::as_str).collect();
+    let dir = fixture_dir();
+    let data = dir.path().join("data");
+    let env: [(&'static str, OsString); 1] =
+        [("CHARTE_FAKE_NOW", "2026-12-04T10:00:00+01:00".into())];
+    let p = Proxy::start_in_with(
+        dir,
+        "trace:\n  rotate: size\n  max_size_mb: 1\n  compress: zstd\n",
+        &env,
+        &pins,
+    );
+    // About 1.5 MiB of trace lines.
+    burst(&p, &up, 16, 200);
+    let closed = wait_for("the first file of the day closed at 1 MiB", || {
+        let n = names(&data);
+        n.contains(&"trace.log-2026-12-04.zst".to_string())
+            .then_some(n)
+    });
+    assert!(closed.contains(&"trace.log".to_string()), "{closed:?}");
+    // The closed file holds whole lines, about 1 MiB of them; with the live one, every
+    // request's line.
+    let mut text = String::new();
+    zstd::stream::read::Decoder::new(
+        std::fs::File::open(data.join("trace.log-2026-12-04.zst")).unwrap(),
+    )
+    .unwrap()
+    .read_to_string(&mut text)
+    .unwrap();
+    assert!(text.len() >= 1 << 20, "{}", text.len());
+    assert!(text.ends_with('\n'));
+    let live = wait_for("every line written", || {
+        let live = std::fs::read_to_string(data.join("trace.log")).ok()?;
+        (text.lines().count() + live.lines().count() >= 16 * 200).then_some(live)
+    });
+    for l in text.lines().chain(live.lines()) {
+        serde_json::from_str::<serde_json::Value>(l).expect("whole lines");
+    }
+    assert_eq!(text.lines().count() + live.lines().count(), 16 * 200);
+}
