@@ -167,6 +167,37 @@ pub struct Record {
 /// Longest `User-Agent` kept in a record, in bytes (cut at a character boundary).
 pub const USER_AGENT_MAX: usize = 512;
 
+/// The JSON record's keys, in the order every line writes them (the CSV columns of
+/// `trace search`).
+pub const FIELDS: [&str; 26] = [
+    "time",
+    "client",
+    "workstation",
+    "user",
+    "groups",
+    "method",
+    "scheme",
+    "host",
+    "port",
+    "path",
+    "categories",
+    "decision",
+    "rule",
+    "reason_code",
+    "reason",
+    "would_block",
+    "inspection",
+    "status",
+    "bytes_sent",
+    "bytes_received",
+    "duration_ms",
+    "upstream",
+    "error",
+    "user_agent",
+    "content_type",
+    "user_tried",
+];
+
 /// How records are written, one line each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

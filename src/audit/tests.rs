@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use prometheus::IntCounter;
 use serde_json::Value;
 
+use super::record::FIELDS;
 use super::writer::Throttle;
 use super::*;
 use crate::policy::{Inspection, ReasonCode};
@@ -115,35 +116,6 @@ fn tunnel() -> Record {
         ..allowed_get()
     }
 }
-
-const FIELDS: [&str; 26] = [
-    "time",
-    "client",
-    "workstation",
-    "user",
-    "groups",
-    "method",
-    "scheme",
-    "host",
-    "port",
-    "path",
-    "categories",
-    "decision",
-    "rule",
-    "reason_code",
-    "reason",
-    "would_block",
-    "inspection",
-    "status",
-    "bytes_sent",
-    "bytes_received",
-    "duration_ms",
-    "upstream",
-    "error",
-    "user_agent",
-    "content_type",
-    "user_tried",
-];
 
 fn json(r: &Record) -> Value {
     serde_json::from_str(&r.to_json().expect("encodes")).expect("valid JSON")

@@ -13,6 +13,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use jiff::Timestamp;
 
 use super::{DataArgs, EXIT_CONFIG};
+use crate::audit::record::FIELDS;
 use crate::audit::search::{self, Criteria, Found};
 use crate::settings::Settings;
 
@@ -73,36 +74,6 @@ pub enum OutFormat {
     Json,
     Csv,
 }
-
-/// The trace's columns, in the record's order, for CSV.
-const COLUMNS: &[&str] = &[
-    "time",
-    "client",
-    "workstation",
-    "user",
-    "groups",
-    "method",
-    "scheme",
-    "host",
-    "port",
-    "path",
-    "categories",
-    "decision",
-    "rule",
-    "reason_code",
-    "reason",
-    "would_block",
-    "inspection",
-    "status",
-    "bytes_sent",
-    "bytes_received",
-    "duration_ms",
-    "upstream",
-    "error",
-    "user_agent",
-    "content_type",
-    "user_tried",
-];
 
 pub fn run(cmd: TraceCmd) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -184,9 +155,9 @@ fn search_cmd(a: &SearchArgs) -> anyhow::Result<ExitCode> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(256 * 1024, stdout.lock());
     if a.format == OutFormat::Csv {
-        writeln!(out, "{}", COLUMNS.join(","))?;
+        writeln!(out, "{}", FIELDS.join(","))?;
     }
-    let mut cells = Vec::with_capacity(COLUMNS.len());
+    let mut cells = Vec::with_capacity(FIELDS.len());
     let (_, matched, skipped) = search::search(&paths, &c, |f: &Found| match a.format {
         OutFormat::Json => writeln!(out, "{}", f.line),
         OutFormat::Csv => {
@@ -208,7 +179,7 @@ fn search_cmd(a: &SearchArgs) -> anyhow::Result<ExitCode> {
 fn csv_line(line: &str, cells: &mut Vec<String>) {
     cells.clear();
     let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
-    for k in COLUMNS {
+    for k in &FIELDS {
         let text = match &v[*k] {
             serde_json::Value::Null => String::new(),
             serde_json::Value::String(s) => s.clone(),
