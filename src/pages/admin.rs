@@ -92,7 +92,7 @@ pub fn shell_word(w: &str) -> String {
 }
 
 /// The navigation bar with the logout form.
-fn nav(lang: Lang, admin: &str, csrf: &str) -> String {
+pub fn nav(lang: Lang, admin: &str, csrf: &str) -> String {
     let (pending, history, csv, logout, who) = match lang {
         Lang::Fr => (
             "Demandes en attente",

@@ -23,6 +23,7 @@ mod lang;
 pub mod portal;
 pub mod proxy;
 pub mod templates;
+pub mod traces;
 
 pub use frame::{date, html_escape, render_admin_page, render_page};
 pub use lang::{lang_of, negotiate_lang};

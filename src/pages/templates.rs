@@ -37,6 +37,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("help.html", include_str!("../../templates/help.html")),
     ("error.html", include_str!("../../templates/error.html")),
     ("page.html", include_str!("../../templates/page.html")),
+    (
+        "admin-traces.html",
+        include_str!("../../templates/admin-traces.html"),
+    ),
 ];
 
 /// The largest logo inlined in every page (as a `data:` URI).
@@ -161,6 +165,7 @@ impl Pages {
             ],
         };
         super::proxy::try_samples(&pages).map_err(located)?;
+        super::traces::try_samples(&pages).map_err(located)?;
         Ok(pages)
     }
 
