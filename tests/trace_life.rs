@@ -386,6 +386,36 @@ fn burst(p: &Proxy, up: &Upstream, threads: usize, each: usize) {
     }
 }
 
+/// `threads` × `each` requests whose head is over a 16 KiB `limits.max_head_bytes`:
+/// each is refused (431) and traced.
+fn burst_oversized(p: &Proxy, up: &Upstream, threads: usize, each: usize) {
+    let proxy = p.url();
+    let port = up.port();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let proxy = proxy.clone();
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::builder()
+                    .proxy(reqwest::Proxy::http(&proxy).unwrap())
+                    .build()
+                    .unwrap();
+                for i in 0..each {
+                    let url = format!("http://allowed.test:{port}/small?big={t}-{i}");
+                    let r = client
+                        .get(&url)
+                        .header("x-big", "a".repeat(17_000))
+                        .send()
+                        .unwrap();
+                    assert_eq!(r.status(), 431);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
 fn metric(p: &Proxy, name: &str) -> f64 {
     p.admin_get("/metrics")
         .lines()
@@ -420,13 +450,20 @@ fn the_durable_mode_loses_no_line_under_a_burst_bigger_than_the_queue() {
     let pins: Vec<&str> = pins.iter().map(String::as_str).collect();
     let durable = Proxy::start_in_with(
         fixture_dir(),
-        "trace:\n  queue: 2\n  mode: durable\n",
+        "trace:\n  queue: 2\n  mode: durable\nlimits:\n  max_head_bytes: 16384\n",
         &[],
         &pins,
     );
     burst(&durable, &up, threads, each);
-    let lines = durable.trace(n);
-    assert_eq!(lines.len(), n);
+    // Refusals of heads over the limit are records too, and wait for room as well.
+    let (big_threads, big_each) = (16, 10);
+    burst_oversized(&durable, &up, big_threads, big_each);
+    let lines = durable.trace(n + big_threads * big_each);
+    assert_eq!(lines.len(), n + big_threads * big_each);
+    assert_eq!(
+        lines.iter().filter(|l| l["status"] == 431).count(),
+        big_threads * big_each
+    );
     assert_eq!(metric(&durable, "charte_trace_dropped_total"), 0.0);
     // How long requests waited for room is measured.
     assert!(metric(&durable, "charte_trace_wait_seconds_count") > 0.0);

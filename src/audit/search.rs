@@ -515,7 +515,11 @@ mod tests {
     fn the_access_audit_purge_loses_no_line_appended_meanwhile() {
         let dir = tempfile::tempdir().unwrap();
         let old = r#"{"time":"2020-01-01T00:00:00.000Z","who":"cli:old","what":"search"}"#;
-        std::fs::write(dir.path().join(ACCESS_AUDIT), format!("{old}\n").repeat(2000)).unwrap();
+        std::fs::write(
+            dir.path().join(ACCESS_AUDIT),
+            format!("{old}\n").repeat(2000),
+        )
+        .unwrap();
         let keep_from: Timestamp = "2021-01-01T00:00:00Z".parse().unwrap();
         let c = Criteria::default();
         std::thread::scope(|s| {
