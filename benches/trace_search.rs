@@ -161,18 +161,14 @@ fn main() {
             .env("CHARTE_LOG", "warn"),
     );
     // The reference: decompress and grep, no parsing, no ordering.
-    let (t_ref, n_ref) = timed(
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!(
+    let (t_ref, n_ref) = timed(Command::new("sh").arg("-c").arg(format!(
                 "zstdcat {} | grep -F '\"user\":\"{who}\"'",
                 files
                     .iter()
                     .map(|p| p.display().to_string())
                     .collect::<Vec<_>>()
                     .join(" ")
-            )),
-    );
+            )));
     assert_eq!(n_proxy, n_ref, "the search and grep disagree");
     // A narrower search: one user on one week (only the files of those days are read).
     let (t_week, n_week) = timed(

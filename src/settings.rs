@@ -248,6 +248,87 @@ pub struct Settings {
     pub pages: PagesSettings,
 }
 
+impl Settings {
+    /// The settings (named as in the server file) that differ between `self` and
+    /// `other`: what a reload says it did not apply.
+    pub fn changed_from(&self, other: &Settings) -> Vec<&'static str> {
+        fn differ(a: &impl std::fmt::Debug, b: &impl std::fmt::Debug) -> bool {
+            format!("{a:?}") != format!("{b:?}")
+        }
+        let (a, b) = (self, other);
+        let mut out = Vec::new();
+        let mut check = |name: &'static str, changed: bool| {
+            if changed {
+                out.push(name);
+            }
+        };
+        check("policy", differ(&a.policy, &b.policy));
+        check("data_dir", differ(&a.data_dir, &b.data_dir));
+        check(
+            "listen",
+            differ(&(a.proxy, a.portal, a.admin), &(b.proxy, b.portal, b.admin)),
+        );
+        check("public_proxy", differ(&a.public_proxy, &b.public_proxy));
+        check("portal_url", differ(&a.portal_url, &b.portal_url));
+        check("connect_ports", differ(&a.connect_ports, &b.connect_ports));
+        check("hosts", differ(&a.hosts, &b.hosts));
+        check(
+            "internal",
+            differ(
+                &(&a.internal_domains, &a.internal_networks),
+                &(&b.internal_domains, &b.internal_networks),
+            ),
+        );
+        check("auth", differ(&a.auth, &b.auth));
+        check("directory", differ(&a.directory, &b.directory));
+        check(
+            "trace",
+            differ(
+                &(
+                    &a.trace_path,
+                    &a.trace_format,
+                    a.trace_queue,
+                    &a.trace_outputs,
+                ),
+                &(
+                    &b.trace_path,
+                    &b.trace_format,
+                    b.trace_queue,
+                    &b.trace_outputs,
+                ),
+            ),
+        );
+        let mut la = a.trace_life.clone();
+        let mut lb = b.trace_life.clone();
+        la.readers.clear();
+        lb.readers.clear();
+        check("trace (life)", la != lb);
+        check("reverse_dns", a.reverse_dns != b.reverse_dns);
+        check(
+            "shutdown_grace_seconds",
+            a.shutdown_grace != b.shutdown_grace,
+        );
+        check(
+            "workers",
+            (a.workers, a.worker_spin) != (b.workers, b.worker_spin),
+        );
+        check("watch", a.watch != b.watch);
+        check("tls", differ(&a.tls, &b.tls));
+        check("limits", differ(&a.limits, &b.limits));
+        check("pidfile", a.pidfile != b.pidfile);
+        check("time_zone (trace rotation)", a.time_zone != b.time_zone);
+        check(
+            "requests",
+            a.requests_retention_days != b.requests_retention_days,
+        );
+        check(
+            "categories_update",
+            differ(&a.categories_update, &b.categories_update),
+        );
+        out
+    }
+}
+
 /// The life of the trace's files: rotated, compressed, deleted after the retention.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceLife {

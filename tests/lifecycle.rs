@@ -339,3 +339,64 @@ fn the_trace_names_the_workstation_from_reverse_dns() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Waits until the proxy's log has `what`.
+fn wait_log(p: &Proxy, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !p.stderr.lock().unwrap().contains(what) {
+        assert!(Instant::now() < deadline, "never logged: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sighup_reads_the_server_file_again_for_the_pages_and_says_what_needs_a_restart() {
+    let up = Upstream::start();
+    let p = Proxy::start_in_with(
+        common::proxy::fixture_dir(),
+        "pages: {town: Ville de Départ}\n",
+        &[("CHARTE_LOG", "info".into())],
+        &[],
+    );
+    let page = || {
+        let url = format!("http://hate.example:{}/", up.port());
+        curl(&["-s", "-x", &p.url(), &url]).1
+    };
+    assert!(page().contains("Ville de Départ"), "{}", page());
+
+    // The town changes: the next page names it, with no warning about a restart.
+    std::fs::write(p.path("server.yaml"), "pages: {town: Ville d'Arrivée}\n").unwrap();
+    p.signal("HUP");
+    wait_log(&p, "pages reloaded");
+    let html = page();
+    assert!(html.contains("Ville d&#39;Arrivée"), "{html}");
+    assert!(!p.stderr.lock().unwrap().contains("next start"));
+
+    // A setting that needs a restart: applied what can be, and said.
+    std::fs::write(
+        p.path("server.yaml"),
+        "pages: {town: Ville d'Arrivée}\nlimits: {max_connections: 77}\n",
+    )
+    .unwrap();
+    p.signal("HUP");
+    wait_log(&p, "take effect only at the next start");
+
+    // A broken server file: said with its line, the pages in force stay.
+    std::fs::write(
+        p.path("server.yaml"),
+        "pages: {town: Ailleurs, colour: red}\n",
+    )
+    .unwrap();
+    p.signal("HUP");
+    wait_log(&p, "server file not reloaded");
+    assert!(
+        p.stderr.lock().unwrap().contains("server.yaml:1"),
+        "{}",
+        p.stderr.lock().unwrap()
+    );
+    let html = page();
+    assert!(
+        html.contains("Ville d&#39;Arrivée") && !html.contains("Ailleurs"),
+        "{html}"
+    );
+}

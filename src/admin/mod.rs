@@ -88,7 +88,7 @@ impl AdminState {
                 live: None,
                 data_dir: PathBuf::new(),
                 tz: jiff::tz::TimeZone::UTC,
-                readers: Vec::new(),
+                readers: Default::default(),
             },
         }
     }

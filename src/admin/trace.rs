@@ -8,6 +8,9 @@
 //! cannot be recorded is not answered. The files are read on the blocking pool.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -32,13 +35,13 @@ pub struct TraceAccess {
     pub data_dir: PathBuf,
     /// The town's zone: what a day means in the form.
     pub tz: jiff::tz::TimeZone,
-    /// `trace.readers`.
-    pub readers: Vec<String>,
+    /// `trace.readers`, as SIGHUP reloads them.
+    pub readers: Arc<ArcSwap<Vec<String>>>,
 }
 
 impl TraceAccess {
     fn allows(&self, admin: &str) -> bool {
-        self.readers.iter().any(|r| r == admin)
+        self.readers.load().iter().any(|r| r == admin)
     }
 }
 

@@ -180,7 +180,20 @@ pub(super) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
     };
-    match rt.block_on(crate::server::serve(cfg, pages)) {
+    // SIGHUP reads the server file again, with the same flags.
+    let reread: crate::server::Reread = {
+        let (file, flags) = (args.config.clone(), args.flags());
+        Box::new(move || {
+            config::server::resolve_serve(file.as_deref(), &flags).map_err(|d| {
+                d.sorted()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        })
+    };
+    match rt.block_on(crate::server::serve(cfg, pages, reread)) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) if e.downcast_ref::<crate::server::ConfigError>().is_some() => {
             let _ = writeln!(std::io::stderr(), "error: {e:#}");

@@ -53,14 +53,25 @@ pub struct Bound {
     pub admin: SocketAddr,
 }
 
+/// Reads the server settings again (the same file and flags as at start), for SIGHUP;
+/// the problems found, one per line, otherwise.
+pub type Reread = Box<dyn Fn() -> Result<Settings, String> + Send + Sync>;
+
 /// Runs the proxy until SIGTERM or SIGINT, with `pages` (compiled by the caller, which
 /// reports a broken template as a configuration error). Prints the banner once listening.
-pub async fn serve(mut cfg: Settings, pages: crate::pages::Pages) -> anyhow::Result<()> {
+/// SIGHUP reloads the policy, the users file, and from the server file read again
+/// (`reread`) the pages and `trace.readers`.
+pub async fn serve(
+    mut cfg: Settings,
+    pages: crate::pages::Pages,
+    reread: Reread,
+) -> anyhow::Result<()> {
     ca::install_crypto_provider();
     let metrics = Arc::new(Metrics::new());
     // Nothing is created before the data folder is known to be usable and the listeners
     // are bound: a mistake there leaves no file behind.
     instance::preflight(&cfg).map_err(|e| anyhow::anyhow!(ConfigError(e.to_string())))?;
+    let as_read = cfg.clone();
     let live = load_policy(&cfg, &metrics)?;
     crate::pages::templates::install(pages);
     let (listeners, bound) = bind(&mut cfg).await?;
@@ -104,8 +115,11 @@ pub async fn serve(mut cfg: Settings, pages: crate::pages::Pages) -> anyhow::Res
             .filter(|_| cfg.trace_format == "json"),
         data_dir: cfg.data_dir.clone(),
         tz: crate::clock::zone(&cfg.time_zone).map_err(|e| anyhow::anyhow!(ConfigError(e)))?,
-        readers: cfg.trace_life.readers.clone(),
+        readers: Arc::new(arc_swap::ArcSwap::from_pointee(
+            cfg.trace_life.readers.clone(),
+        )),
     };
+    let readers = admin.trace_access.readers.clone();
     let states = States {
         proxy: Arc::new(ProxyState {
             bumper: bumper.clone(),
@@ -148,7 +162,11 @@ pub async fn serve(mut cfg: Settings, pages: crate::pages::Pages) -> anyhow::Res
     let signals = tokio::spawn(signal_loop(
         live.clone(),
         users,
-        cfg.pages.clone(),
+        Reload {
+            reread,
+            running: as_read,
+            readers,
+        },
         move || w.reopen(),
         stop_tx,
     ));
@@ -466,7 +484,7 @@ pub struct ConfigError(pub String);
 fn signal_loop(
     live: Arc<Live>,
     users: Option<(Arc<Authenticator>, std::path::PathBuf)>,
-    pages: crate::settings::PagesSettings,
+    mut settings: Reload,
     reopen: impl Fn() + Send + 'static,
     stop: watch::Sender<bool>,
 ) -> impl Future<Output = ()> + Send + 'static {
@@ -496,10 +514,7 @@ fn signal_loop(
                             Err(e) => tracing::error!("users file not reloaded, the previous one stays: {e}"),
                         }
                     }
-                    match crate::pages::templates::reload(&pages) {
-                        Ok(()) => tracing::info!("page templates reloaded"),
-                        Err(e) => tracing::error!("page templates not reloaded, the previous ones stay: {e}"),
-                    }
+                    settings.apply().await;
                 }
                 _ = usr1.recv() => {
                     tracing::info!("SIGUSR1: reopening the trace file");
@@ -508,6 +523,65 @@ fn signal_loop(
                 _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); let _ = stop.send(true); return; }
                 _ = int.recv() => { tracing::info!("SIGINT: shutting down"); let _ = stop.send(true); return; }
             }
+        }
+    }
+}
+
+/// What SIGHUP takes again from the server file: the pages (templates, town, logo,
+/// contact, time zone) and `trace.readers`. Everything else needs a restart, and the
+/// log says which settings changed without effect.
+struct Reload {
+    reread: Reread,
+    /// The settings in force, as read at start (before the listeners were bound).
+    running: Settings,
+    readers: Arc<arc_swap::ArcSwap<Vec<String>>>,
+}
+
+impl Reload {
+    async fn apply(&mut self) {
+        let reread = std::mem::replace(&mut self.reread, Box::new(|| Err(String::new())));
+        let (reread, new) = match tokio::task::spawn_blocking(move || {
+            let new = reread();
+            (reread, new)
+        })
+        .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!("server file not read again: {e}");
+                return;
+            }
+        };
+        self.reread = reread;
+        let new = match new {
+            Ok(n) => n,
+            Err(problems) => {
+                tracing::error!(
+                    "server file not reloaded, the settings in force stay:\n{problems}"
+                );
+                return;
+            }
+        };
+        match crate::pages::templates::reload(&new.pages) {
+            Ok(()) => {
+                tracing::info!("pages reloaded (templates, town, logo, contact, time zone)");
+                self.running.pages = new.pages.clone();
+            }
+            Err(e) => tracing::error!("page templates not reloaded, the previous ones stay: {e}"),
+        }
+        if new.trace_life.readers != self.running.trace_life.readers {
+            tracing::info!(readers = ?new.trace_life.readers, "trace.readers reloaded");
+            self.readers.store(Arc::new(new.trace_life.readers.clone()));
+            self.running.trace_life.readers = new.trace_life.readers.clone();
+        }
+        let later = new.changed_from(&self.running);
+        if !later.is_empty() {
+            tracing::warn!(
+                settings = ?later,
+                "the server file has changes that take effect only at the next start \
+                 (charte-proxy serve): {}; SIGHUP applied the pages and trace.readers",
+                later.join(", ")
+            );
         }
     }
 }
