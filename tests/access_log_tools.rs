@@ -6,9 +6,8 @@
 
 mod common;
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::proxy::{Proxy, Upstream, curl, fixture_dir};
@@ -90,21 +89,7 @@ fn squid_lines_are_written_as_squid_writes_them_and_sarg_and_calamaris_read_ever
     up_ca.write_pem(&up_pem);
     let up_pem = up_pem.display().to_string();
     // A user for Basic authentication, before the proxy starts (DATA/users).
-    let mut add = Command::new(env!("CARGO_BIN_EXE_charte-proxy"))
-        .env("CHARTE_LOG", "warn")
-        .args(["users", "--file"])
-        .arg(dir.path().join("data/users"))
-        .args(["add", "alice", "--password-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    add.stdin
-        .take()
-        .unwrap()
-        .write_all(b"le-bon-mot\n")
-        .unwrap();
-    assert!(add.wait().unwrap().success());
+    common::add_user(&dir.path().join("data/users"), "alice", "le-bon-mot");
 
     let server =
         "reverse_dns: false\ntrace:\n  outputs:\n    - {path: logs/access.log, format: squid}\n";

@@ -195,15 +195,7 @@ fn a_directory_that_goes_down_never_opens_more_and_comes_back_without_a_restart(
     let dir = folder(&slapd);
     // alice also has a local password: she can log in while the directory is down.
     let users = dir.path().join("users");
-    let mut add = Command::new(env!("CARGO_BIN_EXE_charte-proxy"))
-        .args(["users", "--file"])
-        .arg(&users)
-        .args(["add", "alice", "--password-stdin"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    add.stdin.take().unwrap().write_all(b"local-pw\n").unwrap();
-    assert!(add.wait().unwrap().success());
+    common::add_user(&users, "alice", "local-pw");
     let users = users.to_str().unwrap().to_string();
     let p = Proxy::start_in_with(
         dir,

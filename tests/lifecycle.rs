@@ -5,7 +5,6 @@ mod common;
 
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::proxy::{Proxy, Upstream, curl, exchange, pins};
@@ -19,19 +18,7 @@ fn authentication_is_required_then_succeeds_with_a_users_file_login() {
     let up = Upstream::start();
     let users = tempfile::tempdir().unwrap();
     let file = users.path().join("users");
-    let mut add = Command::new(env!("CARGO_BIN_EXE_charte-proxy"))
-        .args(["users", "--file"])
-        .arg(&file)
-        .args(["add", "c.martin", "--password-stdin"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    add.stdin
-        .take()
-        .unwrap()
-        .write_all(b"s3cret pass\n")
-        .unwrap();
-    assert!(add.wait().unwrap().success());
+    common::add_user(&file, "c.martin", "s3cret pass");
     let p = start(&[
         "--auth-required",
         "127.0.0.0/8",
@@ -65,15 +52,7 @@ fn authentication_is_required_then_succeeds_with_a_users_file_login() {
     assert_eq!(ok["groups"], serde_json::json!(["communication"]));
     let _ = t;
     // A user added later is known after SIGHUP.
-    let mut add = Command::new(env!("CARGO_BIN_EXE_charte-proxy"))
-        .args(["users", "--file"])
-        .arg(&file)
-        .args(["add", "a.dupont", "--password-stdin"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    add.stdin.take().unwrap().write_all(b"autre\n").unwrap();
-    assert!(add.wait().unwrap().success());
+    common::add_user(&file, "a.dupont", "autre");
     p.signal("HUP");
     p.wait_generation(2);
     let deadline = Instant::now() + Duration::from_secs(15);
