@@ -263,6 +263,16 @@ fn a_retention_over_the_bound_or_an_unknown_time_zone_is_refused_with_its_line()
             "trace.rotate",
             "unknown rotation",
         ),
+        (
+            "trace:\n  access_retention_days: 0\n",
+            "trace.access_retention_days",
+            "outside 1 to 1095",
+        ),
+        (
+            "trace:\n  readers: dsi\n",
+            "trace.readers",
+            "a sequence",
+        ),
     ] {
         let dir = fixture_dir();
         std::fs::write(dir.path().join("server.yaml"), yaml).unwrap();
