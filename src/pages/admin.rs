@@ -419,10 +419,45 @@ impl Words {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use crate::policy::{Action, DefaultRule, Mode, Rule, Text};
 
-    fn row(host: &str, why: &str) -> RequestRow {
+    /// A policy with an overridable rule (`jeux`) and one that is not (`loi`), built as
+    /// the compiler would: the pages do not import `config`.
+    pub(in crate::pages) fn policy() -> Policy {
+        let rule = |id: &str, overridable: bool, fr: &str, en: &str| Rule {
+            id: id.into(),
+            conds: crate::policy::Conditions::default(),
+            action: Action::Block,
+            mode: Mode::Enforce,
+            overridable,
+            reason: Some(Text {
+                fr: fr.into(),
+                en: Some(en.into()),
+            }),
+        };
+        Policy {
+            groups: crate::identity::GroupTable::default(),
+            rules: vec![
+                rule(
+                    "jeux",
+                    true,
+                    "Jeux d'argent <interdits>",
+                    "Gambling <not allowed>",
+                ),
+                rule("loi", false, "Interdit par la loi", "Forbidden by law"),
+            ],
+            default: DefaultRule {
+                action: Action::Allow,
+                reason: None,
+            },
+            no_inspect: crate::policy::TagSet::new(0),
+            internal: std::sync::Arc::default(),
+        }
+    }
+
+    pub(in crate::pages) fn row(host: &str, why: &str) -> RequestRow {
         RequestRow {
             id: 3,
             created: 1_700_000_000,
@@ -482,5 +517,99 @@ mod tests {
         );
         // The duration the user asked for is preselected.
         assert!(page.contains("<option value=\"7d\" selected>"));
+    }
+
+    /// Every admin page, in both languages and in each variant: what administrators see,
+    /// kept by snapshots.
+    #[test]
+    fn admin_pages() {
+        let policy = policy();
+        let mut other = row("other.example", "");
+        other.id = 4;
+        other.user = None;
+        other.groups = Vec::new();
+        other.categories = Vec::new();
+        other.rule = None;
+        other.wanted = None;
+        other.asked = 1;
+        let items = [
+            Pending {
+                row: row("casino.example", "pour le <travail>\nligne 2"),
+                blocks_30d: 4,
+            },
+            Pending {
+                row: other,
+                blocks_30d: 0,
+            },
+        ];
+        let one = [Pending {
+            row: row("one.example", "x"),
+            blocks_30d: 1,
+        }];
+        let decision =
+            |id: i64, status: Status, until: Option<i64>, message: Option<&str>| DecisionRow {
+                id,
+                request: id + 10,
+                at: 1_700_000_000 + id,
+                admin: "a.durand".into(),
+                status,
+                scope: (status == Status::Approved).then(|| "group:<agents>".into()),
+                until,
+                message: message.map(Into::into),
+                host: "casino.example".into(),
+                requester: "user:c.martin".into(),
+            };
+        let decisions = [
+            decision(1, Status::Approved, Some(1_800_000_000), Some("ok")),
+            decision(2, Status::Approved, None, None),
+            decision(3, Status::Refused, None, Some("Non <b>")),
+        ];
+        let file = Path::new("/etc/charte proxy/admins.yaml");
+        let mut all = String::new();
+        for lang in [Lang::Fr, Lang::En] {
+            let mut add = |name: &str, html: String| {
+                all.push_str(&format!("===== {name} {}\n{html}", lang.code()));
+            };
+            add("login", login_page(lang, "CSRF\"x", None, false, file));
+            add(
+                "login no admins, error",
+                login_page(lang, "CSRF", Some("Mauvais <mot>"), true, file),
+            );
+            add(
+                "pending",
+                pending_page(lang, &policy, "a.durand", "CSRF", &items, None),
+            );
+            add(
+                "pending one, done",
+                pending_page(
+                    lang,
+                    &policy,
+                    "a.durand",
+                    "CSRF",
+                    &one,
+                    Some(&Flash::Done("Demande <3> approuvée".into())),
+                ),
+            );
+            add(
+                "pending none, error",
+                pending_page(
+                    lang,
+                    &policy,
+                    "a.durand",
+                    "CSRF",
+                    &[],
+                    Some(&Flash::Error("Message <requis>".into())),
+                ),
+            );
+            add(
+                "history",
+                history_page(lang, "a.durand", "CSRF", &decisions),
+            );
+            add("history empty", history_page(lang, "a.durand", "CSRF", &[]));
+        }
+        // The style sheet is the same on every page (and kept by the block page's snapshots).
+        insta::with_settings!({filters => vec![(r"<style>.*</style>", "<style>…</style>")]}, {
+            insta::assert_snapshot!(all);
+        });
     }
 }

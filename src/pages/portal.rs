@@ -230,3 +230,84 @@ pub fn list_page(rows: &[RequestRow], lang: Lang, now: i64) -> String {
     }
     render_page(lang, title, true, &b)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pages::admin::tests::{policy, row};
+
+    fn claims(rule: &str) -> Claims {
+        Claims {
+            url: "http://casino.example/x?a=1&b=2".into(),
+            host: "casino.example".into(),
+            rule: Some(rule.into()),
+            reason_code: "rule-block".into(),
+            categories: vec!["gambling".into(), "ads".into()],
+            user: Some("c.martin".into()),
+            ip: "10.0.0.5".into(),
+            groups: vec!["agents".into()],
+            iat: 1_700_000_000,
+        }
+    }
+
+    /// Every page of the portal, in both languages and in each variant: what people see,
+    /// kept by snapshots.
+    #[test]
+    fn portal_pages() {
+        let policy = policy();
+        let now = 1_800_000_000;
+        let mut rows = vec![row("casino.example", "pour le travail")];
+        let mut approved = row("approved.example", "x");
+        approved.id = 4;
+        approved.status = Status::Approved;
+        approved.until = Some(now + 86_400);
+        approved.message = Some("Ouvert <30 jours>".into());
+        let mut expired = row("expired.example", "x");
+        expired.id = 5;
+        expired.status = Status::Approved;
+        expired.until = Some(now - 86_400);
+        let mut forever = row("forever.example", "x");
+        forever.id = 6;
+        forever.status = Status::Approved;
+        let mut refused = row("refused.example", "x");
+        refused.id = 7;
+        refused.status = Status::Refused;
+        refused.message = Some("Non : <b>pas pour ce poste</b>".into());
+        rows.extend([approved, expired, forever, refused]);
+        let mut all = String::new();
+        for lang in [Lang::Fr, Lang::En] {
+            let mut add = |name: &str, html: String| {
+                all.push_str(&format!("===== {name} {}\n{html}", lang.code()));
+            };
+            add(
+                "form",
+                form_page(&policy, &claims("jeux"), "TOKEN\"x", lang, None),
+            );
+            add(
+                "form with error",
+                form_page(
+                    &policy,
+                    &claims("jeux"),
+                    "TOKEN",
+                    lang,
+                    Some("Trop <court>"),
+                ),
+            );
+            add(
+                "form not overridable",
+                form_page(&policy, &claims("loi"), "TOKEN", lang, None),
+            );
+            add("done", done_page(3, false, "/mes-demandes/3?a=1&b=2", lang));
+            add("done merged", done_page(3, true, "/mes-demandes/3", lang));
+            for r in &rows {
+                add("request", request_page(r, lang, now));
+            }
+            add("list", list_page(&rows, lang, now));
+            add("list empty", list_page(&[], lang, now));
+        }
+        // The style sheet is the same on every page (and kept by the block page's snapshots).
+        insta::with_settings!({filters => vec![(r"<style>.*</style>", "<style>…</style>")]}, {
+            insta::assert_snapshot!(all);
+        });
+    }
+}
