@@ -691,4 +691,31 @@ pub(super) mod tests {
             insta::assert_snapshot!(all);
         });
     }
+
+    #[test]
+    fn hostile_values_are_escaped_on_the_login_history_and_message_pages() {
+        const HOSTILE: &str = "\"><script>alert('x')</script><img src=x onerror=alert(1)>";
+        let d = DecisionRow {
+            id: 1,
+            request: 1,
+            at: 0,
+            admin: HOSTILE.into(),
+            status: Status::Approved,
+            scope: Some(HOSTILE.into()),
+            until: None,
+            message: Some(HOSTILE.into()),
+            host: HOSTILE.into(),
+            requester: HOSTILE.into(),
+        };
+        let pages = [
+            login_page(Lang::Fr, HOSTILE, Some(HOSTILE), true, Path::new(HOSTILE)),
+            history_page(Lang::En, HOSTILE, HOSTILE, &[d]),
+            message_page(Lang::Fr, HOSTILE, HOSTILE),
+        ];
+        for html in pages {
+            assert!(!html.contains("<script"), "{html}");
+            assert!(!html.contains("<img"), "{html}");
+            assert!(html.contains("&lt;script&gt;alert("), "{html}");
+        }
+    }
 }

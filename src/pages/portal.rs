@@ -461,4 +461,40 @@ mod tests {
             insta::assert_snapshot!(all);
         });
     }
+
+    #[test]
+    fn hostile_values_are_escaped_on_every_portal_page() {
+        const HOSTILE: &str = "\"><script>alert('x')</script><img src=x onerror=alert(1)>";
+        let policy = policy();
+        let hostile_claims = |rule: &str| Claims {
+            url: format!("http://e.example/{HOSTILE}"),
+            categories: vec![HOSTILE.into()],
+            user: Some(HOSTILE.into()),
+            ..claims(rule)
+        };
+        let mut r = row(HOSTILE, HOSTILE);
+        r.status = Status::Refused;
+        r.message = Some(HOSTILE.into());
+        let pages = [
+            form_page(
+                &policy,
+                &hostile_claims("jeux"),
+                HOSTILE,
+                Lang::Fr,
+                Some(HOSTILE),
+            ),
+            form_page(&policy, &hostile_claims("loi"), HOSTILE, Lang::En, None),
+            done_page(1, false, HOSTILE, Lang::Fr),
+            request_page(&r, Lang::En, 0),
+            list_page(std::slice::from_ref(&r), Lang::Fr, 0),
+        ];
+        for html in pages {
+            assert!(!html.contains("<script"), "{html}");
+            assert!(!html.contains("<img"), "{html}");
+            assert!(
+                html.contains("&quot;&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"),
+                "{html}"
+            );
+        }
+    }
 }

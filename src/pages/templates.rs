@@ -582,4 +582,19 @@ mod tests {
         let e = Pages::load(&s).unwrap_err();
         assert_eq!(e.file, Path::new("/nonexistent/logo.bmp"));
     }
+
+    #[test]
+    fn a_broken_part_of_the_portal_names_its_own_file_not_the_page_including_it() {
+        // portal-status.html is included by portal-request.html and portal-list.html.
+        let (dir, s) = with_folder(&[(
+            "portal-status.html",
+            "{% if request.status == \"pending\" %}\n{{ t.portal.no_such_word }}\n{% endif %}\n",
+        )]);
+        let e = Pages::load(&s).unwrap_err();
+        assert_eq!(
+            (e.file, e.line),
+            (dir.path().join("portal-status.html"), Some(2))
+        );
+        assert!(e.message.contains("undefined value"), "{}", e.message);
+    }
 }
