@@ -258,6 +258,15 @@ pub struct TraceLife {
     /// `trace.mode: durable`: a full queue slows requests down instead of dropping
     /// lines, and files are synced after each batch.
     pub durable: bool,
+    /// `trace.readers`: the administrators (names of the admins file) who may search
+    /// and export the trace from the admin pages. Nobody by default.
+    pub readers: Vec<String>,
+    /// `trace.names_visible_to`: the administrators who see people's names on the
+    /// dashboard; everyone else sees pseudonyms. Nobody by default.
+    pub names_visible_to: Vec<String>,
+    /// `trace.access_retention_days`: days the access audit (`trace-access.log`: every
+    /// search and export) keeps a line; independent of the trace's own retention.
+    pub access_retention_days: u32,
 }
 
 /// When a trace file is closed and a new one started.
@@ -305,6 +314,10 @@ impl Default for TraceLife {
             // The CARA charter (§7.2) keeps the trace one year.
             retention_days: 365,
             durable: false,
+            readers: Vec::new(),
+            names_visible_to: Vec::new(),
+            // Who read whose trace is kept longer than the trace itself: three years.
+            access_retention_days: MAX_RETENTION_DAYS,
         }
     }
 }

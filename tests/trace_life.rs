@@ -294,22 +294,7 @@ fn an_export_holds_the_persons_lines_and_nobody_elses_and_is_recorded() {
     let dir = fixture_dir();
     let data = dir.path().join("data");
     for (user, pw) in [("alice", "pw-alice"), ("bob", "pw-bob")] {
-        let mut add = common::bin()
-            .args(["users", "--file"])
-            .arg(data.join("users"))
-            .args(["add", user, "--password-stdin"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        use std::io::Write as _;
-        add.stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{pw}\n").as_bytes())
-            .unwrap();
-        assert!(add.wait().unwrap().success());
+        common::add_user(&data.join("users"), user, pw);
     }
     let mut args = common::proxy::pins();
     args.extend(["--auth-required".to_string(), "127.0.0.0/8".to_string()]);
@@ -401,6 +386,36 @@ fn burst(p: &Proxy, up: &Upstream, threads: usize, each: usize) {
     }
 }
 
+/// `threads` × `each` requests whose head is over a 16 KiB `limits.max_head_bytes`:
+/// each is refused (431) and traced.
+fn burst_oversized(p: &Proxy, up: &Upstream, threads: usize, each: usize) {
+    let proxy = p.url();
+    let port = up.port();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let proxy = proxy.clone();
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::builder()
+                    .proxy(reqwest::Proxy::http(&proxy).unwrap())
+                    .build()
+                    .unwrap();
+                for i in 0..each {
+                    let url = format!("http://allowed.test:{port}/small?big={t}-{i}");
+                    let r = client
+                        .get(&url)
+                        .header("x-big", "a".repeat(17_000))
+                        .send()
+                        .unwrap();
+                    assert_eq!(r.status(), 431);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
 fn metric(p: &Proxy, name: &str) -> f64 {
     p.admin_get("/metrics")
         .lines()
@@ -435,13 +450,20 @@ fn the_durable_mode_loses_no_line_under_a_burst_bigger_than_the_queue() {
     let pins: Vec<&str> = pins.iter().map(String::as_str).collect();
     let durable = Proxy::start_in_with(
         fixture_dir(),
-        "trace:\n  queue: 2\n  mode: durable\n",
+        "trace:\n  queue: 2\n  mode: durable\nlimits:\n  max_head_bytes: 16384\n",
         &[],
         &pins,
     );
     burst(&durable, &up, threads, each);
-    let lines = durable.trace(n);
-    assert_eq!(lines.len(), n);
+    // Refusals of heads over the limit are records too, and wait for room as well.
+    let (big_threads, big_each) = (16, 10);
+    burst_oversized(&durable, &up, big_threads, big_each);
+    let lines = durable.trace(n + big_threads * big_each);
+    assert_eq!(lines.len(), n + big_threads * big_each);
+    assert_eq!(
+        lines.iter().filter(|l| l["status"] == 431).count(),
+        big_threads * big_each
+    );
     assert_eq!(metric(&durable, "charte_trace_dropped_total"), 0.0);
     // How long requests waited for room is measured.
     assert!(metric(&durable, "charte_trace_wait_seconds_count") > 0.0);
@@ -614,4 +636,198 @@ fn rotate_size_closes_a_file_when_it_reaches_its_size() {
         serde_json::from_str::<serde_json::Value>(l).expect("whole lines");
     }
     assert_eq!(text.lines().count() + live.lines().count(), 16 * 200);
+}
+
+/// Requests of alice (two) and bob (one), each authenticated with its password.
+fn alice_and_bob(p: &Proxy, up: &Upstream) {
+    for (who, path) in [
+        ("alice:pw-alice", "/small?a1"),
+        ("bob:pw-bob", "/small?b1"),
+        ("alice:pw-alice", "/small?a2"),
+    ] {
+        let url = format!("http://allowed.test:{}{path}", up.port());
+        let (code, out, err) = curl(&[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-x",
+            &p.url(),
+            "-U",
+            who,
+            &url,
+        ]);
+        assert_eq!((code, out.as_str()), (0, "200"), "{err}");
+    }
+    p.trace(3);
+}
+
+fn last_access(p: &Proxy) -> serde_json::Value {
+    let audit = std::fs::read_to_string(p.path("data/trace-access.log")).unwrap_or_default();
+    audit
+        .lines()
+        .last()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_admin_search_is_for_the_trace_readers_only_and_every_access_is_recorded() {
+    use common::admin::{AdminClient, add_admin};
+    let up = Upstream::start();
+    let dir = fixture_dir();
+    let data = dir.path().join("data");
+    for (user, pw) in [("alice", "pw-alice"), ("bob", "pw-bob")] {
+        common::add_user(&data.join("users"), user, pw);
+    }
+    std::fs::write(
+        dir.path().join("server.yaml"),
+        "trace:\n  readers: [lecteur]\n",
+    )
+    .unwrap();
+    let mut args = common::proxy::pins();
+    args.extend(["--auth-required", "127.0.0.0/8", "--config", "server.yaml"].map(str::to_string));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let p = Proxy::start_in(dir, &args);
+    alice_and_bob(&p, &up);
+    add_admin(&p, "lecteur", "pw-lecteur-0123");
+    add_admin(&p, "stagiaire", "pw-stagiaire-0123");
+
+    // Not logged in: the login page.
+    let mut anon = AdminClient::new(&p);
+    assert_eq!(anon.get("/traces?user=alice").location, "/connexion");
+
+    // An administrator who is not a reader sees why, and gets no line by any route.
+    let mut other = AdminClient::new(&p);
+    assert_eq!(other.login("stagiaire", "pw-stagiaire-0123").status, 303);
+    let a = other.get("/traces?user=alice");
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(
+        a.body.contains("seuls les administrateurs désignés"),
+        "{}",
+        a.body
+    );
+    assert!(!a.body.contains("/small?a1"), "{}", a.body);
+    for path in [
+        "/traces.csv?user=alice",
+        "/traces.json?user=alice",
+        "/traces/export?user=alice",
+    ] {
+        let a = other.get(path);
+        assert_eq!(a.status, 403, "{path}: {}", a.body);
+        assert!(!a.body.contains("/small?a1"), "{path}: {}", a.body);
+    }
+    assert!(
+        !p.path("data/trace-access.log").exists(),
+        "nothing was read"
+    );
+
+    // A reader finds alice's lines and nobody else's; the search is recorded.
+    let mut reader = AdminClient::new(&p);
+    assert_eq!(reader.login("lecteur", "pw-lecteur-0123").status, 303);
+    let a = reader.get("/traces?user=alice");
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.body.contains("2 ligne(s) trouvée(s)"), "{}", a.body);
+    assert!(
+        a.body.contains("/small?a1") && a.body.contains("/small?a2"),
+        "{}",
+        a.body
+    );
+    assert!(!a.body.contains("/small?b1"), "{}", a.body);
+    let last = last_access(&p);
+    assert_eq!(last["who"], "admin:lecteur");
+    assert_eq!(last["what"], "search");
+    assert_eq!(last["criteria"]["user"], "alice");
+    assert_eq!(last["lines"], 2);
+
+    // The downloads: every line, recorded with the number handed over.
+    let a = reader.get("/traces.csv?user=alice");
+    assert_eq!(a.status, 200);
+    let rows: Vec<&str> = a.body.lines().collect();
+    assert_eq!(rows.len(), 3, "{}", a.body);
+    assert!(rows[0].starts_with("time,client,"), "{}", a.body);
+    assert!(
+        rows[1].contains(",alice,") && rows[2].contains(",alice,"),
+        "{}",
+        a.body
+    );
+    let last = last_access(&p);
+    assert_eq!(
+        (last["what"].as_str(), last["lines"].as_u64()),
+        (Some("download csv"), Some(2))
+    );
+    let a = reader.get("/traces.json?host=allowed.test");
+    let users: Vec<String> = a
+        .body
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["user"].to_string())
+        .collect();
+    assert_eq!(users, ["\"alice\"", "\"bob\"", "\"alice\""], "{}", a.body);
+    assert_eq!(last_access(&p)["criteria"]["host"], "allowed.test");
+
+    // The person's export, as `trace export` makes it, recorded.
+    let a = reader.get("/traces/export?user=bob");
+    assert_eq!(a.status, 200);
+    let doc: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(doc["subject"], "bob");
+    assert_eq!(doc["trace"].as_array().unwrap().len(), 1, "{doc}");
+    assert!(!a.body.contains("/small?a1"), "{doc}");
+    let last = last_access(&p);
+    assert_eq!(
+        (last["what"].as_str(), last["lines"].as_u64()),
+        (Some("export"), Some(1))
+    );
+
+    // A criterion that is not one is said, in the browser's language.
+    let a = reader.get("/traces?client=not-an-address");
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(a.body.contains("Critères invalides"), "{}", a.body);
+}
+
+#[test]
+fn the_access_audit_keeps_its_own_retention() {
+    let dir = fixture_dir();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let line = |time: &str, who: &str| {
+        serde_json::json!({"time": time, "who": who, "what": "search",
+            "criteria": {"user": "alice"}, "lines": 1})
+        .to_string()
+    };
+    // The trace's retention is 10 days; the audit's is 100: a search 50 days old stays,
+    // one 200 days old goes.
+    std::fs::write(
+        data.join("trace-access.log"),
+        [
+            line("2026-05-20T10:00:00.000Z", "cli:old"),
+            line("2026-10-16T10:00:00.000Z", "cli:kept"),
+            "not json, kept as it is".to_string(),
+        ]
+        .join("\n")
+            + "\n",
+    )
+    .unwrap();
+    let env = [(
+        "CHARTE_FAKE_NOW",
+        OsString::from("2026-12-05T12:00:00+01:00"),
+    )];
+    let p = Proxy::start_in_with(
+        dir,
+        "trace:\n  retention_days: 10\n  access_retention_days: 100\n",
+        &env,
+        &[],
+    );
+    let text = wait_for("the old search purged", || {
+        let t = std::fs::read_to_string(p.path("data/trace-access.log")).unwrap();
+        (!t.contains("cli:old")).then_some(t)
+    });
+    assert!(text.contains("cli:kept"), "{text}");
+    assert!(text.contains("not json, kept as it is"), "{text}");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(p.path("data/trace-access.log"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
 }

@@ -34,6 +34,28 @@ pub fn empty() -> Body {
         .boxed()
 }
 
+/// A body written by another task (a file read on the blocking pool): what is sent
+/// on the returned sender, in order; it ends when every sender is dropped. Bounded: the
+/// writer waits while the client is slow.
+pub fn channel(pieces: usize) -> (tokio::sync::mpsc::Sender<Bytes>, Body) {
+    let (tx, rx) = tokio::sync::mpsc::channel(pieces);
+    (tx, ChannelBody(rx).boxed())
+}
+
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl HttpBody for ChannelBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+    }
+}
+
 /// A body that waited too long for its next piece.
 #[derive(Debug, thiserror::Error)]
 #[error("{side} body idle for more than {} s", .after.as_secs_f64())]

@@ -8,6 +8,7 @@
 //! the next request through the proxy sees it.
 
 pub mod session;
+pub mod trace;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -59,6 +60,8 @@ pub struct AdminState {
     pub directory: Option<Arc<Directory>>,
     /// What the trace's writer did last (rotation, purge, failures), for `/health`.
     pub trace: crate::audit::TraceStatus,
+    /// The trace's files and who may read them (`/traces`).
+    pub trace_access: trace::TraceAccess,
 }
 
 impl AdminState {
@@ -81,6 +84,12 @@ impl AdminState {
             hashing: tokio::sync::Semaphore::new(1),
             directory: None,
             trace: Default::default(),
+            trace_access: trace::TraceAccess {
+                live: None,
+                data_dir: PathBuf::new(),
+                tz: jiff::tz::TimeZone::UTC,
+                readers: Vec::new(),
+            },
         }
     }
 }
@@ -132,8 +141,25 @@ pub async fn handle(
             Some((s, _)) => history(&st, &s, lang, path.ends_with(".csv")).await,
             None => redirect("/connexion"),
         },
+        "/traces" | "/traces.csv" | "/traces.json" | "/traces/export" if get => {
+            match session_of(&st, req.headers()) {
+                Some((s, _)) => match path.as_str() {
+                    "/traces" => trace::page(&st, &s, &req, lang).await,
+                    "/traces.csv" => {
+                        trace::download(&st, &s, &req, lang, trace::Download::Csv).await
+                    }
+                    "/traces.json" => {
+                        trace::download(&st, &s, &req, lang, trace::Download::Json).await
+                    }
+                    _ => trace::export(&st, &s, &req, lang).await,
+                },
+                None => redirect("/connexion"),
+            }
+        }
         "/metrics" | "/healthz" | "/health" | "/" | "/demandes" | "/historique"
-        | "/historique.csv" => text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into()),
+        | "/historique.csv" | "/traces" | "/traces.csv" | "/traces.json" | "/traces/export" => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into())
+        }
         "/connexion" | "/deconnexion" => {
             text(StatusCode::METHOD_NOT_ALLOWED, "GET or POST\n".into())
         }

@@ -14,6 +14,7 @@ use jiff::civil::Date;
 use serde::Deserialize;
 
 use super::files;
+use super::record::FIELDS;
 
 /// What a search asks for; every given criterion must hold.
 #[derive(Debug, Clone, Default)]
@@ -28,6 +29,76 @@ pub struct Criteria {
 }
 
 impl Criteria {
+    /// Criteria from what a person typed (command line or the admin search page):
+    /// `from`/`to` are days (`YYYY-MM-DD`, in the town's zone `tz`; `to` included) or
+    /// RFC 3339 instants (`to` excluded); empty strings count as absent.
+    pub fn parse(
+        user: Option<&str>,
+        client: Option<&str>,
+        host: Option<&str>,
+        from: Option<&str>,
+        to: Option<&str>,
+        tz: &jiff::tz::TimeZone,
+    ) -> Result<Criteria, String> {
+        fn given(v: Option<&str>) -> Option<&str> {
+            v.map(str::trim).filter(|v| !v.is_empty())
+        }
+        let instant = |s: &str, end: bool| -> Result<Timestamp, String> {
+            if let Ok(t) = s.parse::<Timestamp>() {
+                return Ok(t);
+            }
+            let d: Date = s
+                .parse()
+                .map_err(|_| format!("{s:?} is neither a day (YYYY-MM-DD) nor an RFC 3339 time"))?;
+            let d = if end {
+                d.tomorrow().map_err(|e| e.to_string())?
+            } else {
+                d
+            };
+            Timestamp::try_from(crate::clock::start_of(d, tz)).map_err(|e| e.to_string())
+        };
+        let client = given(client)
+            .map(|c| {
+                c.parse::<std::net::IpAddr>()
+                    .map(|ip| ip.to_canonical().to_string())
+                    .map_err(|_| format!("{c:?} is not an IP address"))
+            })
+            .transpose()?;
+        let host = given(host).map(|h| h.trim_end_matches('.').to_ascii_lowercase());
+        if let Some(h) = &host
+            && !h
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'))
+        {
+            return Err(format!("{h:?} is not a host name"));
+        }
+        let c = Criteria {
+            user: given(user).map(str::to_owned),
+            client,
+            host,
+            from: given(from).map(|s| instant(s, false)).transpose()?,
+            to: given(to).map(|s| instant(s, true)).transpose()?,
+        };
+        if let (Some(a), Some(b)) = (c.from, c.to)
+            && a >= b
+        {
+            return Err("the start is not before the end".into());
+        }
+        Ok(c)
+    }
+
+    /// Whether anything narrows the search (a search of everything is refused).
+    pub fn is_narrowed(&self) -> bool {
+        self.user.is_some() || self.client.is_some() || self.host.is_some() || self.from.is_some()
+    }
+
+    /// The files of the trace whose live file is `live` that can hold the lines asked
+    /// for (days in the zone `tz`).
+    pub fn files(&self, live: &Path, tz: &jiff::tz::TimeZone) -> io::Result<Vec<PathBuf>> {
+        let day = |t: Option<Timestamp>| t.map(|t| t.to_zoned(tz.clone()).date());
+        files_between(live, day(self.from), day(self.to))
+    }
+
     /// The criteria as the access audit records them.
     pub fn describe(&self) -> serde_json::Value {
         serde_json::json!({
@@ -178,7 +249,6 @@ pub fn note_access(
     lines: u64,
 ) -> io::Result<()> {
     use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
     let line = serde_json::json!({
         "time": Timestamp::try_from(crate::clock::now()).map(|t| format!("{t:.3}")).unwrap_or_default(),
         "who": who,
@@ -187,13 +257,131 @@ pub fn note_access(
         "lines": lines,
     });
     std::fs::create_dir_all(data_dir)?;
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .open(data_dir.join(ACCESS_AUDIT))?;
+    let mut f = open_access_audit(&data_dir.join(ACCESS_AUDIT))?;
     f.write_all(format!("{line}\n").as_bytes())?;
     f.sync_all()
+}
+
+/// The access audit opened for appending and locked (an exclusive `flock`, released
+/// when the file is closed): the purge rewrites the file under the same lock, so that a
+/// line appended meanwhile is never written to the file it replaced.
+fn open_access_audit(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+    loop {
+        let f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o640)
+            .open(path)?;
+        lock_exclusive(&f)?;
+        let opened = f.metadata()?;
+        // Replaced by the purge while this waited for the lock: open the new one.
+        match std::fs::metadata(path) {
+            Ok(now) if now.ino() == opened.ino() && now.dev() == opened.dev() => return Ok(f),
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `flock(LOCK_EX)`, waiting (`File::lock` needs Rust 1.89, over the crate's MSRV).
+fn lock_exclusive(f: &std::fs::File) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    loop {
+        // SAFETY: flock on a descriptor this function borrows; no memory is touched.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Deletes the access audit's lines written before `keep_from` (its own retention,
+/// `trace.access_retention_days`, independent of the trace's): the kept lines are
+/// written aside, synced and renamed over the file, under the lock appenders take.
+/// Returns how many lines were deleted. A line whose time cannot be read is kept.
+pub fn purge_access_audit(data_dir: &Path, keep_from: Timestamp) -> io::Result<usize> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = data_dir.join(ACCESS_AUDIT);
+    if !path.exists() {
+        return Ok(0);
+    }
+    let f = open_access_audit(&path)?;
+    let mut kept = Vec::new();
+    let mut deleted = 0;
+    for line in io::BufReader::new(std::fs::File::open(&path)?).lines() {
+        let line = line?;
+        let time = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .and_then(|v| v["time"].as_str().and_then(|t| t.parse::<Timestamp>().ok()));
+        if time.is_some_and(|t| t < keep_from) {
+            deleted += 1;
+        } else {
+            kept.extend_from_slice(line.as_bytes());
+            kept.push(b'\n');
+        }
+    }
+    if deleted == 0 {
+        return Ok(0);
+    }
+    let aside = data_dir.join(format!("{ACCESS_AUDIT}.purging"));
+    let mut w = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o640)
+        .open(&aside)?;
+    w.write_all(&kept)?;
+    w.sync_all()?;
+    std::fs::rename(&aside, &path)?;
+    if let Ok(dir) = std::fs::File::open(data_dir) {
+        let _ = dir.sync_all();
+    }
+    drop(f);
+    Ok(deleted)
+}
+
+/// A trace line as CSV cells in [`FIELDS`] order (RFC 4180 quoting; lists joined with
+/// `;`; a cell that a spreadsheet would run as a formula is defused with a `'`).
+pub fn csv_line(line: &str, cells: &mut Vec<String>) {
+    cells.clear();
+    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+    for k in &FIELDS {
+        let mut text = match &v[*k] {
+            serde_json::Value::Null => String::new(),
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+                .collect::<Vec<_>>()
+                .join(";"),
+            other => other.to_string(),
+        };
+        if text.starts_with(['=', '+', '-', '@', '\t', '\r']) && !v[*k].is_number() {
+            text.insert(0, '\'');
+        }
+        cells.push(if text.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", text.replace('"', "\"\""))
+        } else {
+            text
+        });
+    }
+}
+
+/// The CSV header line's cells.
+pub fn csv_header() -> String {
+    FIELDS.join(",")
+}
+
+/// Whether the access audit can be appended to (before a download starts: its line is
+/// written when the download ends).
+pub fn check_access_audit(data_dir: &Path) -> io::Result<()> {
+    open_access_audit(&data_dir.join(ACCESS_AUDIT)).map(drop)
 }
 
 /// Whether `host` is `site` or one of its subdomains (ASCII case aside).
@@ -321,5 +509,37 @@ mod tests {
         )
         .unwrap();
         assert_eq!(only.len(), 2, "{only:?}");
+    }
+
+    #[test]
+    fn the_access_audit_purge_loses_no_line_appended_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = r#"{"time":"2020-01-01T00:00:00.000Z","who":"cli:old","what":"search"}"#;
+        std::fs::write(
+            dir.path().join(ACCESS_AUDIT),
+            format!("{old}\n").repeat(2000),
+        )
+        .unwrap();
+        let keep_from: Timestamp = "2021-01-01T00:00:00Z".parse().unwrap();
+        let c = Criteria::default();
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (dir, c) = (dir.path(), &c);
+                s.spawn(move || {
+                    for i in 0..50 {
+                        note_access(dir, &format!("t{t}"), &format!("n{i}"), c, 0).unwrap();
+                    }
+                });
+            }
+            s.spawn(|| {
+                for _ in 0..20 {
+                    purge_access_audit(dir.path(), keep_from).unwrap();
+                }
+            });
+        });
+        purge_access_audit(dir.path(), keep_from).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(ACCESS_AUDIT)).unwrap();
+        assert!(!text.contains("cli:old"));
+        assert_eq!(text.lines().count(), 200, "{text}");
     }
 }

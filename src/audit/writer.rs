@@ -43,6 +43,9 @@ pub struct Life {
     pub retention_days: u32,
     /// The town's time zone: what "midnight" and "a day" mean.
     pub tz: jiff::tz::TimeZone,
+    /// The access audit's folder and its retention in days
+    /// ([`super::search::purge_access_audit`], with each daily pass).
+    pub access_audit: Option<(PathBuf, u32)>,
 }
 
 /// What the files' life did last, for `/health`.
@@ -575,6 +578,7 @@ struct Maintenance {
     compress: Compress,
     retention_days: u32,
     tz: jiff::tz::TimeZone,
+    access_audit: Option<(PathBuf, u32)>,
     status: Arc<std::sync::Mutex<LifeStatus>>,
 }
 
@@ -618,6 +622,25 @@ impl Maintenance {
                     errors.extend(done.failed);
                 }
                 Err(e) => errors.push(format!("{}: {e}", live.display())),
+            }
+        }
+        if let Some((dir, days)) = &self.access_audit {
+            let keep_from = today
+                .checked_sub(i64::from(*days).days())
+                .ok()
+                .and_then(|d| jiff::Timestamp::try_from(clock::start_of(d, &self.tz)).ok());
+            if let Some(keep_from) = keep_from {
+                match super::search::purge_access_audit(dir, keep_from) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        target: "charte::audit",
+                        lines = n,
+                        "access audit purge: {n} line(s) of {} deleted (before {keep_from}, \
+                         retention {days} days)",
+                        dir.join(super::search::ACCESS_AUDIT).display()
+                    ),
+                    Err(e) => errors.push(format!("access audit purge: {e}")),
+                }
             }
         }
         for e in &errors {
@@ -1101,6 +1124,7 @@ impl Task {
             compress: l.life.compress,
             retention_days: l.life.retention_days,
             tz: l.life.tz.clone(),
+            access_audit: l.life.access_audit.clone(),
             status: Arc::clone(&self.status),
         })
     }

@@ -10,10 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
-use jiff::Timestamp;
 
 use super::{DataArgs, EXIT_CONFIG};
-use crate::audit::record::FIELDS;
 use crate::audit::search::{self, Criteria, Found};
 use crate::settings::Settings;
 
@@ -104,33 +102,21 @@ fn trace_of(data: &DataArgs) -> Result<(Settings, PathBuf), ExitCode> {
 
 fn criteria(f: &Filters, cfg: &Settings) -> Result<Criteria, String> {
     let tz = crate::clock::zone(&cfg.time_zone)?;
-    let instant = |s: &str, end: bool| -> Result<Timestamp, String> {
-        if let Ok(t) = s.parse::<Timestamp>() {
-            return Ok(t);
-        }
-        let d: jiff::civil::Date = s
-            .parse()
-            .map_err(|_| format!("{s:?} is neither a day (YYYY-MM-DD) nor an RFC 3339 time"))?;
-        let d = if end {
-            d.tomorrow().map_err(|e| e.to_string())?
-        } else {
-            d
-        };
-        Timestamp::try_from(crate::clock::start_of(d, &tz)).map_err(|e| e.to_string())
-    };
-    let c = Criteria {
-        user: f.user.clone(),
-        client: f.client.map(|ip| ip.to_canonical().to_string()),
-        host: f.host.clone(),
-        from: f.from.as_deref().map(|s| instant(s, false)).transpose()?,
-        to: f.to.as_deref().map(|s| instant(s, true)).transpose()?,
-    };
-    if let (Some(a), Some(b)) = (c.from, c.to)
-        && a >= b
-    {
-        return Err("--from is not before --to".into());
-    }
-    Ok(c)
+    let client = f.client.map(|ip| ip.to_string());
+    Criteria::parse(
+        f.user.as_deref(),
+        client.as_deref(),
+        f.host.as_deref(),
+        f.from.as_deref(),
+        f.to.as_deref(),
+        &tz,
+    )
+    .map_err(|e| {
+        e.replace(
+            "the start is not before the end",
+            "--from is not before --to",
+        )
+    })
 }
 
 fn search_cmd(a: &SearchArgs) -> anyhow::Result<ExitCode> {
@@ -145,23 +131,22 @@ fn search_cmd(a: &SearchArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
     };
-    if c.user.is_none() && c.client.is_none() && c.host.is_none() && c.from.is_none() {
+    if !c.is_narrowed() {
         eprintln!("error: say what to look for: --user, --client, --host or --from");
         return Ok(ExitCode::from(EXIT_CONFIG));
     }
     let tz = crate::clock::zone(&cfg.time_zone).map_err(anyhow::Error::msg)?;
-    let day = |t: Option<Timestamp>| t.map(|t| t.to_zoned(tz.clone()).date());
-    let paths = search::files_between(&live, day(c.from), day(c.to))?;
+    let paths = c.files(&live, &tz)?;
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(256 * 1024, stdout.lock());
     if a.format == OutFormat::Csv {
-        writeln!(out, "{}", FIELDS.join(","))?;
+        writeln!(out, "{}", search::csv_header())?;
     }
-    let mut cells = Vec::with_capacity(FIELDS.len());
+    let mut cells = Vec::new();
     let (_, matched, skipped) = search::search(&paths, &c, |f: &Found| match a.format {
         OutFormat::Json => writeln!(out, "{}", f.line),
         OutFormat::Csv => {
-            csv_line(&f.line, &mut cells);
+            search::csv_line(&f.line, &mut cells);
             writeln!(out, "{}", cells.join(","))
         }
     })?;
@@ -173,29 +158,6 @@ fn search_cmd(a: &SearchArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!("{matched} line(s)");
     Ok(ExitCode::SUCCESS)
-}
-
-/// A trace line as CSV cells (RFC 4180 quoting; lists joined with `;`).
-fn csv_line(line: &str, cells: &mut Vec<String>) {
-    cells.clear();
-    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
-    for k in &FIELDS {
-        let text = match &v[*k] {
-            serde_json::Value::Null => String::new(),
-            serde_json::Value::String(s) => s.clone(),
-            serde_json::Value::Array(items) => items
-                .iter()
-                .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
-                .collect::<Vec<_>>()
-                .join(";"),
-            other => other.to_string(),
-        };
-        cells.push(if text.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", text.replace('"', "\"\""))
-        } else {
-            text
-        });
-    }
 }
 
 fn export_cmd(a: &ExportArgs) -> anyhow::Result<ExitCode> {
@@ -220,20 +182,12 @@ fn export_cmd(a: &ExportArgs) -> anyhow::Result<ExitCode> {
         let store = SqliteStore::open(&db).map_err(|e| anyhow::anyhow!("{}: {e}", db.display()))?;
         let key =
             crate::unblock::approvals::Requester::new(Some(&a.user), [0, 0, 0, 0].into()).key();
-        let rows = store.list_for(&key).map_err(|e| anyhow::anyhow!("{e}"))?;
-        rows.iter().map(request_json).collect()
+        store.list_for(&key).map_err(|e| anyhow::anyhow!("{e}"))?
     } else {
         Vec::new()
     };
     let n = lines.len() as u64;
-    let doc = serde_json::json!({
-        "subject": a.user,
-        "generated": Timestamp::try_from(crate::clock::now()).map(|t| format!("{t:.3}")).unwrap_or_default(),
-        "what": "Données de journalisation vous concernant (charte §4.8, RGPD art. 15) : \
-                 vos accès tracés par le proxy, vos demandes de déblocage et les décisions prises.",
-        "trace": lines,
-        "unblock_requests": requests,
-    });
+    let doc = crate::unblock::export::subject_document(&a.user, lines, &requests);
     let text = serde_json::to_string_pretty(&doc)? + "\n";
     match &a.out {
         Some(p) => write_private(p, text.as_bytes())?,
@@ -245,24 +199,6 @@ fn export_cmd(a: &ExportArgs) -> anyhow::Result<ExitCode> {
         doc["unblock_requests"].as_array().map_or(0, Vec::len)
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn request_json(r: &crate::unblock::store::RequestRow) -> serde_json::Value {
-    let at = |t: i64| Timestamp::from_second(t).map(|t| t.to_string()).ok();
-    serde_json::json!({
-        "id": r.id,
-        "created": at(r.created),
-        "host": r.host,
-        "url": r.url,
-        "categories": r.categories,
-        "justification": r.justification,
-        "status": r.status.as_str(),
-        "scope": r.scope,
-        "until": r.until.and_then(at),
-        "decided_by": r.decided_by,
-        "decided_at": r.decided_at.and_then(at),
-        "message": r.message,
-    })
 }
 
 /// A new file only its owner reads (it holds a person's data).

@@ -215,6 +215,12 @@ pub struct RawTrace {
     pub max_retention_days: Option<u32>,
     /// `fast` (default: never slow the proxy) or `durable` (never drop a line).
     pub mode: Option<String>,
+    /// Administrators who may search and export the trace from the admin pages.
+    pub readers: Option<Vec<String>>,
+    /// Administrators who see people's names on the dashboard (others: pseudonyms).
+    pub names_visible_to: Option<Vec<String>>,
+    /// Days the access audit keeps a line (default 3 years).
+    pub access_retention_days: Option<u32>,
 }
 
 /// `trace.outputs[i]`: a file (`path`) or a syslog collector (`syslog`), in a format.
@@ -749,6 +755,28 @@ impl File<'_> {
             } else {
                 cfg.trace_life.retention_days = days;
             }
+        }
+        if let Some(days) = t.access_retention_days {
+            if days == 0 || days > bound {
+                let pos = self.pos.value("trace.access_retention_days");
+                self.invalid(
+                    pos,
+                    "trace.access_retention_days",
+                    format!("a retention of {days} days is outside 1 to {bound}"),
+                    Some(
+                        "the access audit says who searched or exported whose trace; keep it \
+                         at least as long as the trace (default 3 years)",
+                    ),
+                );
+            } else {
+                cfg.trace_life.access_retention_days = days;
+            }
+        }
+        if let Some(r) = t.readers {
+            cfg.trace_life.readers = r;
+        }
+        if let Some(n) = t.names_visible_to {
+            cfg.trace_life.names_visible_to = n;
         }
     }
 

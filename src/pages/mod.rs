@@ -24,6 +24,7 @@ mod lang;
 pub mod portal;
 pub mod proxy;
 pub mod templates;
+pub mod traces;
 
 pub use frame::{date, html_escape};
 pub use lang::{lang_of, negotiate_lang};

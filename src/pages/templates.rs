@@ -87,6 +87,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "admin-message.html",
         include_str!("../../templates/admin-message.html"),
     ),
+    (
+        "admin-traces.html",
+        include_str!("../../templates/admin-traces.html"),
+    ),
 ];
 
 /// The largest logo inlined in every page (as a `data:` URI).
@@ -212,6 +216,7 @@ impl Pages {
         super::proxy::try_samples(&pages)
             .and_then(|()| super::portal::try_samples(&pages))
             .and_then(|()| super::admin::try_samples(&pages))
+            .and_then(|()| super::traces::try_samples(&pages))
             .map_err(located)?;
         Ok(pages)
     }

@@ -269,6 +269,9 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let lang = block_page::lang_of(req.headers());
+    // The durable trace: a full queue holds new requests here, before anything that
+    // writes a record (the 431 refusal too).
+    st.audit.admit().await;
     let head = crate::head::request_head_size(&req);
     if head > st.cfg.limits.max_head_bytes {
         return Ok(refuse::listener_head_refused(&st, peer, &req, head, lang));
@@ -285,8 +288,6 @@ pub async fn handle(
     } else {
         "http"
     };
-    // The durable trace: a full queue holds new requests here.
-    st.audit.admit().await;
     let mut cx = Ctx::new(&st, peer, req.method(), req.headers(), kind, lang);
 
     // Identity.

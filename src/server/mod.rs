@@ -97,6 +97,15 @@ pub async fn serve(mut cfg: Settings, pages: crate::pages::Pages) -> anyhow::Res
     );
     admin.directory = directory.clone();
     admin.trace = writer.status();
+    admin.trace_access = crate::admin::trace::TraceAccess {
+        live: cfg
+            .trace_path
+            .clone()
+            .filter(|_| cfg.trace_format == "json"),
+        data_dir: cfg.data_dir.clone(),
+        tz: crate::clock::zone(&cfg.time_zone).map_err(|e| anyhow::anyhow!(ConfigError(e)))?,
+        readers: cfg.trace_life.readers.clone(),
+    };
     let states = States {
         proxy: Arc::new(ProxyState {
             bumper: bumper.clone(),
@@ -296,6 +305,7 @@ fn trace_life(cfg: &Settings) -> anyhow::Result<Life> {
         compress: l.compress,
         retention_days: l.retention_days,
         tz,
+        access_audit: Some((cfg.data_dir.clone(), l.access_retention_days)),
     })
 }
 

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::store::{ApprovalRow, DecisionRow};
+use super::store::{ApprovalRow, DecisionRow, RequestRow};
 
 /// The header line of [`decisions_csv`].
 pub const CSV_HEADER: &str = "decision,request,at,admin,status,scope,until,host,requester,message";
@@ -88,6 +88,46 @@ pub fn iso(t: i64) -> String {
         ),
         Err(_) => t.to_string(),
     }
+}
+
+/// The file handed to a person who asks for their data (GDPR art. 15, Arras charter
+/// §4.9): their trace lines (`trace`, as written), their unblock requests and the
+/// decisions on them. The same for `trace export` and the admin pages' export.
+pub fn subject_document(
+    user: &str,
+    trace: Vec<serde_json::Value>,
+    requests: &[RequestRow],
+) -> serde_json::Value {
+    let at = |t: i64| jiff::Timestamp::from_second(t).map(|t| t.to_string()).ok();
+    let requests: Vec<serde_json::Value> = requests
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "id": r.id,
+                "created": at(r.created),
+                "host": r.host,
+                "url": r.url,
+                "categories": r.categories,
+                "justification": r.justification,
+                "status": r.status.as_str(),
+                "scope": r.scope,
+                "until": r.until.and_then(at),
+                "decided_by": r.decided_by,
+                "decided_at": r.decided_at.and_then(at),
+                "message": r.message,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "subject": user,
+        "generated": jiff::Timestamp::try_from(crate::clock::now())
+            .map(|t| format!("{t:.3}"))
+            .unwrap_or_default(),
+        "what": "Données de journalisation vous concernant (charte §4.8, RGPD art. 15) : \
+                 vos accès tracés par le proxy, vos demandes de déblocage et les décisions prises.",
+        "trace": trace,
+        "unblock_requests": requests,
+    })
 }
 
 /// A CSV field, quoted when it must be. A field a spreadsheet would take for a formula

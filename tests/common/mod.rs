@@ -15,6 +15,27 @@ pub fn bin() -> Command {
     c
 }
 
+/// Adds a proxy user (name, password) to the users file `file` (`users add`), before
+/// the proxy that reads it starts.
+pub fn add_user(file: &Path, name: &str, password: &str) {
+    use std::io::Write as _;
+    let mut add = bin()
+        .args(["users", "--file"])
+        .arg(file)
+        .args(["add", name, "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    assert!(add.wait().unwrap().success(), "users add {name}");
+}
+
 /// Result of one run.
 pub struct Run {
     pub code: i32,
