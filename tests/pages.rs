@@ -217,3 +217,185 @@ fn sighup_reloads_the_templates_and_a_broken_set_keeps_the_previous_one() {
     assert!(log.contains("gabarits/block.html:2:"), "{log}");
     assert!(block_page(&p, up.port()).contains("<p>après casino-royal.example</p>"));
 }
+
+/// The shipped template `name` with `line` at the top of its content block.
+fn with_line(name: &str, line: &str) -> String {
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("templates")
+            .join(name),
+    )
+    .unwrap();
+    let page = shipped.replacen(
+        "{% block content %}\n",
+        &format!("{{% block content %}}\n{line}\n"),
+        1,
+    );
+    assert_ne!(page, shipped, "{name} has a content block");
+    page
+}
+
+#[test]
+fn an_override_folder_changes_the_portal_form_and_the_admin_list_and_values_stay_escaped() {
+    let up = common::proxy::Upstream::start();
+    let dir = fixture_dir();
+    std::fs::write(dir.path().join("policy.yaml"), POLICY).unwrap();
+    std::fs::create_dir(dir.path().join("gabarits")).unwrap();
+    std::fs::write(
+        dir.path().join("gabarits/portal-form.html"),
+        with_line(
+            "portal-form.html",
+            "<p id=\"marqueur-portail\">Formulaire de {{ town }} pour {{ url }}</p>",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("gabarits/admin-pending.html"),
+        with_line(
+            "admin-pending.html",
+            "<p id=\"marqueur-admin\">{{ requests|length }} demande(s) à {{ town }}, vues par {{ admin_name }}</p>",
+        ),
+    )
+    .unwrap();
+    let p = Proxy::start_in_with(
+        dir,
+        "pages: {templates: gabarits, town: \"Ville d'Arras\"}\n",
+        &[],
+        &["--no-inspect"],
+    );
+
+    // The block page's button leads to the overridden form on the portal listener.
+    let blocked = block_page(&p, up.port());
+    let start = blocked
+        .find("/demande?token=")
+        .unwrap_or_else(|| panic!("no button: {blocked}"));
+    let rest = &blocked[start..];
+    let path = rest[..rest.find('"').unwrap()].replace("&amp;", "&");
+    let (_, form, _) = common::proxy::curl(&[&format!("http://{}{path}", p.portal)]);
+    let url = format!("http://casino-royal.example:{}/jouer", up.port());
+    assert!(
+        form.contains(&format!(
+            "<p id=\"marqueur-portail\">Formulaire de Ville d&#39;Arras pour {url}</p>"
+        )),
+        "{form}"
+    );
+    // The rest is the shipped form: its fields, the token, the words.
+    for want in [
+        "<textarea id=\"justification\" name=\"justification\"",
+        "<input type=\"hidden\" name=\"token\" value=\"",
+        "<option value=\"7d\">7 jours</option>",
+        "Jeux d&#39;argent : usage privé (charte §6.1)",
+        "<span>Ville d&#39;Arras</span>",
+    ] {
+        assert!(form.contains(want), "{want} in: {form}");
+    }
+
+    // A hostile justification, then the overridden admin list.
+    let token = path.split("token=").nth(1).unwrap();
+    let (_, done, _) = common::proxy::curl(&[
+        "--data-urlencode",
+        &format!("token={token}"),
+        "--data-urlencode",
+        "justification=\"><script>alert('x')</script>",
+        &format!("http://{}/demande", p.portal),
+    ]);
+    assert!(done.contains("Demande n° 1 enregistrée"), "{done}");
+    common::admin::add_admin(&p, "alice", "correct horse");
+    let mut admin = common::admin::AdminClient::new(&p);
+    assert_eq!(admin.login("alice", "correct horse").status, 303);
+    let list = admin.get("/demandes");
+    assert_eq!(list.status, 200, "{}", list.body);
+    let list = list.body;
+    assert!(
+        list.contains(
+            "<p id=\"marqueur-admin\">1 demande(s) à Ville d&#39;Arras, vues par alice</p>"
+        ),
+        "{list}"
+    );
+    assert!(!list.contains("<script"), "{list}");
+    assert!(
+        list.contains(
+            "<div class=\"why\">&quot;&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;</div>"
+        ),
+        "{list}"
+    );
+    // Both forms (decision, logout) still carry the session's token.
+    let csrf = common::admin::csrf_of(&list);
+    assert_eq!(
+        list.matches(&format!("name=\"csrf\" value=\"{csrf}\""))
+            .count(),
+        2,
+        "{list}"
+    );
+}
+
+#[test]
+fn a_broken_portal_or_admin_override_is_refused_with_its_file_and_line() {
+    // A syntax error in the portal's form; a variable no admin page has.
+    for (name, line, (at, what)) in [
+        ("portal-form.html", "<p>{{ url }</p>", (4, "syntax error")),
+        (
+            "admin-history.html",
+            "<p>{{ no_such_value }}</p>",
+            (5, "undefined value"),
+        ),
+    ] {
+        let dir = fixture_dir();
+        std::fs::create_dir(dir.path().join("gabarits")).unwrap();
+        let src = format!(
+            "{{% extends \"page.html\" %}}\n{{% block title %}}x{{% endblock %}}\n{{% block content %}}\n{}{line}\n{{% endblock %}}\n",
+            "\n".repeat(at - 4)
+        );
+        std::fs::write(dir.path().join("gabarits").join(name), src).unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("server.yaml"), "pages:\n  templates: gabarits\n").unwrap();
+        let run = common::run(&[
+            "check",
+            "--policy",
+            &d.join("policy.yaml").display().to_string(),
+            "--config",
+            &d.join("server.yaml").display().to_string(),
+        ]);
+        assert_ne!(run.code, 0, "{name}");
+        let want = format!("{}:{at}:", d.join("gabarits").join(name).display());
+        assert!(run.stderr.contains(&want), "{want} in: {}", run.stderr);
+        assert!(run.stderr.contains(what), "{what} in: {}", run.stderr);
+    }
+}
+
+#[test]
+fn sighup_with_a_broken_admin_override_keeps_the_previous_pages() {
+    let dir = fixture_dir();
+    std::fs::create_dir(dir.path().join("gabarits")).unwrap();
+    let login = dir.path().join("gabarits/admin-login.html");
+    std::fs::write(&login, with_line("admin-login.html", "<p>avant</p>")).unwrap();
+    let p = Proxy::start_in_with(
+        dir,
+        "pages: {templates: gabarits}\n",
+        &[],
+        &["--no-inspect"],
+    );
+    assert!(p.admin_get("/connexion").contains("<p>avant</p>"));
+
+    std::fs::write(
+        &login,
+        with_line("admin-login.html", "<p>{{ t.admin.no_such_word }}</p>"),
+    )
+    .unwrap();
+    p.signal("HUP");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !p
+        .stderr
+        .lock()
+        .unwrap()
+        .contains("page templates not reloaded")
+    {
+        assert!(std::time::Instant::now() < deadline, "no error logged");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let log = p.stderr.lock().unwrap().clone();
+    assert!(log.contains("gabarits/admin-login.html:"), "{log}");
+    let page = p.admin_get("/connexion");
+    assert!(page.contains("<p>avant</p>"), "{page}");
+    assert!(page.contains("name=\"csrf\""), "{page}");
+}

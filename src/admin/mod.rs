@@ -26,8 +26,8 @@ use crate::action::respond::{html, text};
 use crate::identity::auth::UsersFile;
 use crate::identity::directory::Directory;
 use crate::metrics::Metrics;
+use crate::pages as block_page;
 use crate::pages::admin::{self as pages, Flash, Pending};
-use crate::pages::{self as block_page, render_admin_page};
 use crate::policy::Lang;
 use crate::snapshot::Live;
 use crate::tracker::Tracker;
@@ -238,9 +238,7 @@ fn session_of(st: &AdminState, headers: &HeaderMap) -> Option<(Session, String)>
 
 /// A small page with a title and a sentence.
 fn message(lang: Lang, status: StatusCode, title: &str, text: &str) -> Response<Body> {
-    let e = block_page::html_escape;
-    let body = format!("<h1>{}</h1>\n<p>{}</p>\n", e(title), e(text));
-    html(status, render_admin_page(lang, title, "", &body))
+    html(status, pages::message_page(lang, title, text))
 }
 
 fn not_found_words(lang: Lang) -> &'static str {

@@ -22,7 +22,6 @@ use super::{AdminState, message, query};
 use crate::action::body::{self, Body};
 use crate::action::respond::html;
 use crate::audit::search::{self, Criteria, Found};
-use crate::pages::admin::nav;
 use crate::pages::traces::{SHOWN, TracesPage, Typed, traces_page};
 use crate::policy::Lang;
 
@@ -106,10 +105,9 @@ pub async fn page(
     req: &Request<Incoming>,
     lang: Lang,
 ) -> Response<Body> {
-    let nav = nav(lang, &s.admin, &s.csrf);
     let mut p = TracesPage {
         admin: &s.admin,
-        nav: &nav,
+        csrf: &s.csrf,
         allowed: st.trace_access.allows(&s.admin),
         available: st.trace_access.live.is_some(),
         typed: typed(req),

@@ -1,6 +1,6 @@
-//! The frame every page shares (`layout.html`, `page.html`): the portal's and the admin
-//! pages around their card, the escaping of every reflected value, and times written
-//! for people.
+//! What every page shares besides its templates (`layout.html`, the frame, and
+//! `page.html`, the portal's and the admin pages' frame): the escaping of every reflected
+//! value, and times written for people.
 //!
 //! Self-contained on purpose: one HTML document with inline CSS and no external
 //! resource, since a page is served in place of a site the browser could not reach.
@@ -9,8 +9,6 @@
 //! no information carried by colour alone.
 
 use std::borrow::Cow;
-
-use minijinja::Value;
 
 use super::templates::{Pages, current};
 use crate::policy::Lang;
@@ -37,57 +35,19 @@ pub fn html_escape(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// A whole page around `body` (HTML the caller has escaped): the portal's and the admin
-/// pages share the block page's look (`page.html`).
-pub fn render_page(lang: Lang, title: &str, info: bool, body: &str) -> String {
-    current().page(lang, title, info, body)
-}
-
-/// An admin page: wider when it has `nav` (HTML the caller has escaped) above the card.
-/// Its referrer policy is `same-origin`: browsers then send the `Origin` of its forms,
-/// which the admin listener checks (with `no-referrer` they send `Origin: null`).
-pub fn render_admin_page(lang: Lang, title: &str, nav: &str, body: &str) -> String {
-    current().admin_page(lang, title, nav, body)
+/// A time as the pages show it: `shown` for people, in the town's time zone, and
+/// `machine` for a `<time datetime>`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(super) struct When {
+    pub shown: String,
+    pub machine: String,
 }
 
 impl Pages {
-    /// [`render_page`] with this set.
-    pub fn page(&self, lang: Lang, title: &str, info: bool, body: &str) -> String {
-        self.framed(lang, title, info, false, "", body)
-    }
-
-    /// [`render_admin_page`] with this set.
-    pub fn admin_page(&self, lang: Lang, title: &str, nav: &str, body: &str) -> String {
-        self.framed(lang, title, true, true, nav, body)
-    }
-
-    fn framed(
-        &self,
-        lang: Lang,
-        title: &str,
-        info: bool,
-        admin: bool,
-        nav: &str,
-        body: &str,
-    ) -> String {
-        let page = minijinja::context! {
-            title,
-            info,
-            admin,
-            nav => Value::from_safe_string(nav.to_owned()),
-            body => Value::from_safe_string(body.to_owned()),
-        };
-        match self.render("page.html", lang, page) {
-            Ok(html) => html,
-            Err(e) => {
-                tracing::error!(template = "page.html", "cannot render the page: {e:#}");
-                format!(
-                    "<!DOCTYPE html>\n<html lang=\"{}\">\n<head>\n<meta charset=\"utf-8\">\n<title>{t}</title>\n</head>\n<body>\n{body}</body>\n</html>\n",
-                    lang.code(),
-                    t = html_escape(title),
-                )
-            }
-        }
+    /// `t` (seconds since the epoch) as the pages show it.
+    pub(super) fn when(&self, t: i64, lang: Lang) -> When {
+        let (shown, machine) = self.time(t, lang);
+        When { shown, machine }
     }
 }
 

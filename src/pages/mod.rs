@@ -10,10 +10,11 @@
 //!   [`html_escape`]; nothing is ever placed in a script, a style or an unquoted attribute.
 //! - **Self-contained.** One HTML document with inline CSS and no external resource
 //!   (the town's logo is inlined as a `data:` URI), and no script.
-//! - **Templates.** The frame and the pages of the proxy listener come from minijinja
-//!   templates ([`templates`]): shipped in `templates/`, embedded in the binary, each
-//!   replaceable by a file of the folder `pages.templates` names. They are compiled and
-//!   tried at start; a broken one stops the start with its file and line.
+//! - **Templates.** Every page comes from minijinja templates ([`templates`]): shipped in
+//!   `templates/`, embedded in the binary, each replaceable by a file of the folder
+//!   `pages.templates` names. The modules here only give them plain values and the words
+//!   of each language; the templates escape what they print. They are compiled and tried
+//!   at start; a broken one stops the start with its file and line.
 //!
 //! Pages are built from values the handlers give; no page decides anything.
 
@@ -25,7 +26,7 @@ pub mod proxy;
 pub mod templates;
 pub mod traces;
 
-pub use frame::{date, html_escape, render_admin_page, render_page};
+pub use frame::{date, html_escape};
 pub use lang::{lang_of, negotiate_lang};
 pub use proxy::{
     BlockPage, URL_SHOWN_MAX, UnblockOffer, render_block_page, render_error_page, render_help_page,

@@ -7,7 +7,6 @@
 //! URL with its signed token, see [`crate::unblock::token`]); it is a plain link styled as
 //! a button so that it works without JavaScript.
 
-use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use minijinja::{Value, context};
@@ -192,22 +191,18 @@ fn words(lang: Lang) -> &'static Words {
 
 /// The words of `lang` as the templates' `t`: every field a safe string.
 pub(super) fn words_value(lang: Lang) -> Value {
-    let json = serde_json::to_value(words(lang)).unwrap_or_default();
-    let map: BTreeMap<String, Value> = json
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| {
-            let text = v.as_str().unwrap_or_default().to_owned();
-            (k.clone(), Value::from_safe_string(text))
-        })
-        .collect();
-    Value::from(map)
+    super::templates::safe_words(words(lang))
 }
 
 /// Renders `name`, or on error (which the samples tried at load make unlikely) logs it
 /// and answers a bare page with `heading`: never a blank page.
-fn render_or_bare(pages: &Pages, name: &str, lang: Lang, page: Value, heading: &str) -> String {
+pub(super) fn render_or_bare(
+    pages: &Pages,
+    name: &str,
+    lang: Lang,
+    page: Value,
+    heading: &str,
+) -> String {
     match pages.render(name, lang, page) {
         Ok(html) => html,
         Err(e) => {
@@ -321,11 +316,6 @@ pub(super) fn try_samples(pages: &Pages) -> Result<(), minijinja::Error> {
             )?;
             let page = context! { status => 502, title => "t", explanation => "e", detail => v, detail_cut => false };
             pages.render("error.html", lang, page)?;
-            let page = context! {
-                title => "t", info => v.is_empty(), admin => !v.is_empty(),
-                nav => Value::from_safe_string(v.into()), body => Value::from_safe_string(v.into()),
-            };
-            pages.render("page.html", lang, page)?;
         }
     }
     Ok(())

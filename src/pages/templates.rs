@@ -13,8 +13,8 @@
 //!   keeps the previous set ([`reload`]).
 //! - **Escaping stays automatic.** Every `.html` template escapes what it prints, with
 //!   [`super::html_escape`] (so a URL keeps its `/`); only the words of the pages (`t`,
-//!   HTML written here, like `&nbsp;`) and the pre-built bodies of the portal's and the
-//!   admin pages are marked safe.
+//!   HTML written in this crate, like `&nbsp;`) are marked safe. The Rust side gives the
+//!   templates plain values, never HTML.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,6 +37,56 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("help.html", include_str!("../../templates/help.html")),
     ("error.html", include_str!("../../templates/error.html")),
     ("page.html", include_str!("../../templates/page.html")),
+    // The portal's pages (`page.html` around them).
+    (
+        "portal-facts.html",
+        include_str!("../../templates/portal-facts.html"),
+    ),
+    (
+        "portal-form.html",
+        include_str!("../../templates/portal-form.html"),
+    ),
+    (
+        "portal-closed.html",
+        include_str!("../../templates/portal-closed.html"),
+    ),
+    (
+        "portal-done.html",
+        include_str!("../../templates/portal-done.html"),
+    ),
+    (
+        "portal-status.html",
+        include_str!("../../templates/portal-status.html"),
+    ),
+    (
+        "portal-request.html",
+        include_str!("../../templates/portal-request.html"),
+    ),
+    (
+        "portal-list.html",
+        include_str!("../../templates/portal-list.html"),
+    ),
+    // The administrators' pages (`page.html` around them).
+    (
+        "admin-nav.html",
+        include_str!("../../templates/admin-nav.html"),
+    ),
+    (
+        "admin-login.html",
+        include_str!("../../templates/admin-login.html"),
+    ),
+    (
+        "admin-pending.html",
+        include_str!("../../templates/admin-pending.html"),
+    ),
+    (
+        "admin-history.html",
+        include_str!("../../templates/admin-history.html"),
+    ),
+    (
+        "admin-message.html",
+        include_str!("../../templates/admin-message.html"),
+    ),
     (
         "admin-traces.html",
         include_str!("../../templates/admin-traces.html"),
@@ -75,7 +125,9 @@ pub struct Pages {
     logo: Option<String>,
     support: Support,
     tz: jiff::tz::TimeZone,
-    /// The words of each language, as the templates' `t` (French first).
+    /// The words of each language, as the templates' `t` (French first): the proxy
+    /// listener's pages' at the top, the portal's in `t.portal`, the admin pages' in
+    /// `t.admin`.
     words: [Value; 2],
 }
 
@@ -159,13 +211,13 @@ impl Pages {
                 mail: s.support_mail.clone(),
             },
             tz,
-            words: [
-                super::proxy::words_value(Lang::Fr),
-                super::proxy::words_value(Lang::En),
-            ],
+            words: [words(Lang::Fr), words(Lang::En)],
         };
-        super::proxy::try_samples(&pages).map_err(located)?;
-        super::traces::try_samples(&pages).map_err(located)?;
+        super::proxy::try_samples(&pages)
+            .and_then(|()| super::portal::try_samples(&pages))
+            .and_then(|()| super::admin::try_samples(&pages))
+            .and_then(|()| super::traces::try_samples(&pages))
+            .map_err(located)?;
         Ok(pages)
     }
 
@@ -214,6 +266,30 @@ impl Pages {
             zdt.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
         )
     }
+}
+
+/// The templates' `t` in `lang`.
+fn words(lang: Lang) -> Value {
+    minijinja::context! {
+        portal => safe_words(super::portal::words(lang)),
+        admin => safe_words(super::admin::words(lang)),
+        ..super::proxy::words_value(lang)
+    }
+}
+
+/// A table of words as a map of safe strings: they are HTML, written in this crate.
+pub(super) fn safe_words(words: &impl serde::Serialize) -> Value {
+    let json = serde_json::to_value(words).unwrap_or_default();
+    let map: BTreeMap<String, Value> = json
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            let text = v.as_str().unwrap_or_default().to_owned();
+            (k.clone(), Value::from_safe_string(text))
+        })
+        .collect();
+    Value::from(map)
 }
 
 /// Prints a value: strings through [`super::html_escape`] in `.html` templates (unless
@@ -476,7 +552,7 @@ mod tests {
             ..PagesSettings::default()
         };
         let pages = Pages::load(&s).unwrap();
-        let html = pages.page(Lang::En, "Title", true, "<p>body</p>\n");
+        let html = pages.done_page(3, false, "/mes-demandes/3", Lang::En);
         assert!(
             html.contains("<img src=\"data:image/png;base64,iVBORw0KGgo=\" alt=\"\">"),
             "{html}"
@@ -510,5 +586,20 @@ mod tests {
         };
         let e = Pages::load(&s).unwrap_err();
         assert_eq!(e.file, Path::new("/nonexistent/logo.bmp"));
+    }
+
+    #[test]
+    fn a_broken_part_of_the_portal_names_its_own_file_not_the_page_including_it() {
+        // portal-status.html is included by portal-request.html and portal-list.html.
+        let (dir, s) = with_folder(&[(
+            "portal-status.html",
+            "{% if request.status == \"pending\" %}\n{{ t.portal.no_such_word }}\n{% endif %}\n",
+        )]);
+        let e = Pages::load(&s).unwrap_err();
+        assert_eq!(
+            (e.file, e.line),
+            (dir.path().join("portal-status.html"), Some(2))
+        );
+        assert!(e.message.contains("undefined value"), "{}", e.message);
     }
 }

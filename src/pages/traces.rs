@@ -45,8 +45,8 @@ impl Typed {
 pub struct TracesPage<'a> {
     /// The logged-in administrator.
     pub admin: &'a str,
-    /// The navigation bar (HTML built and escaped by the admin pages).
-    pub nav: &'a str,
+    /// The session's CSRF token (the navigation bar's logout form).
+    pub csrf: &'a str,
     /// Whether this administrator is one of `trace.readers`.
     pub allowed: bool,
     /// Whether the trace is a JSON file the proxy can read.
@@ -155,7 +155,7 @@ impl Words {
 
     fn value(&self) -> Value {
         minijinja::context! {
-            h1 => self.h1, intro => self.intro, not_reader => self.not_reader,
+            title => self.title, h1 => self.h1, intro => self.intro, not_reader => self.not_reader,
             not_reader_how => self.not_reader_how, unavailable => self.unavailable,
             user => self.user, client => self.client, host => self.host, from => self.from,
             to => self.to, search => self.search, recorded => self.recorded,
@@ -219,17 +219,9 @@ pub fn traces_page(lang: Lang, p: &TracesPage) -> String {
 impl Pages {
     /// [`traces_page`] with this set.
     pub fn traces_page(&self, lang: Lang, p: &TracesPage) -> String {
-        let w = Words::of(lang);
-        match self.render("admin-traces.html", lang, self.traces_context(lang, p)) {
-            Ok(html) => html,
-            Err(e) => {
-                tracing::error!(
-                    template = "admin-traces.html",
-                    "cannot render the page: {e:#}"
-                );
-                self.admin_page(lang, w.title, p.nav, &format!("<h1>{}</h1>\n", w.h1))
-            }
-        }
+        let page = self.traces_context(lang, p);
+        let heading = Words::of(lang).h1;
+        super::proxy::render_or_bare(self, "admin-traces.html", lang, page, heading)
     }
 
     fn traces_context(&self, lang: Lang, p: &TracesPage) -> Value {
@@ -239,10 +231,7 @@ impl Pages {
             .append_pair("user", &p.typed.user)
             .finish();
         minijinja::context! {
-            title => w.title,
-            info => true,
-            admin => true,
-            nav => Value::from_safe_string(p.nav.to_owned()),
+            csrf => p.csrf,
             w => w.value(),
             admin_name => p.admin,
             allowed => p.allowed,
@@ -271,7 +260,7 @@ pub(super) fn try_samples(pages: &Pages) -> Result<(), minijinja::Error> {
         ] {
             let p = TracesPage {
                 admin: "dsi",
-                nav: "<nav></nav>",
+                csrf: "csrf",
                 allowed,
                 available,
                 typed: Typed {
@@ -298,7 +287,7 @@ mod tests {
         let hostile = r#"{"time":"2026-12-04T09:15:02Z","client":"10.0.0.1","user":"<script>x</script>","method":"GET","host":"a.example","path":"/\"><img src=x>","decision":"allow"}"#;
         let p = TracesPage {
             admin: "dsi",
-            nav: "",
+            csrf: "",
             allowed: true,
             available: true,
             typed: Typed {
