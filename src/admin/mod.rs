@@ -59,6 +59,10 @@ pub struct AdminState {
     pub directory: Option<Arc<Directory>>,
     /// What the trace's writer did last (rotation, purge, failures), for `/health`.
     pub trace: crate::audit::TraceStatus,
+    /// `trace.names_visible_to`: who sees names on the dashboard (others, pseudonyms).
+    pub names_visible_to: Vec<String>,
+    /// The key of the dashboard's pseudonyms (DATA/pseudonyms.key).
+    pub pseudonym_key: Arc<[u8]>,
 }
 
 impl AdminState {
@@ -81,6 +85,8 @@ impl AdminState {
             hashing: tokio::sync::Semaphore::new(1),
             directory: None,
             trace: Default::default(),
+            names_visible_to: Vec::new(),
+            pseudonym_key: Arc::from(&[][..]),
         }
     }
 }
@@ -132,8 +138,14 @@ pub async fn handle(
             Some((s, _)) => history(&st, &s, lang, path.ends_with(".csv")).await,
             None => redirect("/connexion"),
         },
+        "/tableau-de-bord" if get => match session_of(&st, req.headers()) {
+            Some((s, _)) => dashboard(&st, &s, lang).await,
+            None => redirect("/connexion"),
+        },
         "/metrics" | "/healthz" | "/health" | "/" | "/demandes" | "/historique"
-        | "/historique.csv" => text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into()),
+        | "/historique.csv" | "/tableau-de-bord" => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into())
+        }
         "/connexion" | "/deconnexion" => {
             text(StatusCode::METHOD_NOT_ALLOWED, "GET or POST\n".into())
         }
@@ -465,6 +477,33 @@ async fn pending(
                 flash,
             ),
         ),
+        Ok(Err(e)) => store_failed(lang, &e.to_string()),
+        Err(e) => store_failed(lang, &e.to_string()),
+    }
+}
+
+/// The dashboard: the figures read on the blocking pool, people shown by name only to
+/// the administrators of `trace.names_visible_to`.
+async fn dashboard(st: &AdminState, s: &Session, lang: Lang) -> Response<Body> {
+    let store = st.unblock.store().clone();
+    let names = st.names_visible_to.iter().any(|a| *a == s.admin);
+    let key = (!names).then(|| st.pseudonym_key.clone());
+    let t = crate::unblock::unix(crate::clock::now());
+    let started = Instant::now();
+    let d = tokio::task::spawn_blocking(move || {
+        crate::report::Dashboard::load(store.as_ref(), t, key.as_deref())
+    })
+    .await;
+    match d {
+        Ok(Ok(d)) => {
+            let page = crate::pages::dashboard::page(lang, &s.admin, &s.csrf, &d);
+            tracing::debug!(
+                admin = %s.admin,
+                ms = started.elapsed().as_millis() as u64,
+                "dashboard served"
+            );
+            html(StatusCode::OK, page)
+        }
         Ok(Err(e)) => store_failed(lang, &e.to_string()),
         Err(e) => store_failed(lang, &e.to_string()),
     }

@@ -92,7 +92,11 @@ pub fn shell_word(w: &str) -> String {
 }
 
 /// The navigation bar with the logout form.
-fn nav(lang: Lang, admin: &str, csrf: &str) -> String {
+pub(super) fn nav(lang: Lang, admin: &str, csrf: &str) -> String {
+    let dashboard = match lang {
+        Lang::Fr => "Tableau de bord",
+        Lang::En => "Dashboard",
+    };
     let (pending, history, csv, logout, who) = match lang {
         Lang::Fr => (
             "Demandes en attente",
@@ -112,6 +116,7 @@ fn nav(lang: Lang, admin: &str, csrf: &str) -> String {
     format!(
         "<nav aria-label=\"Administration\"><a href=\"/demandes\">{pending}</a>\
          <a href=\"/historique\">{history}</a><a href=\"/historique.csv\">{csv}</a>\
+         <a href=\"/tableau-de-bord\">{dashboard}</a>\
          <form method=\"post\" action=\"/deconnexion\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
          <span class=\"muted\">{who} : {}</span> <button type=\"submit\">{logout}</button></form></nav>\n",
         e(csrf),

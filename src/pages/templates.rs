@@ -37,6 +37,11 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("help.html", include_str!("../../templates/help.html")),
     ("error.html", include_str!("../../templates/error.html")),
     ("page.html", include_str!("../../templates/page.html")),
+    // The administrators' dashboard (`super::dashboard`).
+    (
+        "dashboard.html",
+        include_str!("../../templates/dashboard.html"),
+    ),
 ];
 
 /// The largest logo inlined in every page (as a `data:` URI).
@@ -161,6 +166,7 @@ impl Pages {
             ],
         };
         super::proxy::try_samples(&pages).map_err(located)?;
+        super::dashboard::try_samples(&pages).map_err(located)?;
         Ok(pages)
     }
 
@@ -193,6 +199,11 @@ impl Pages {
         let mut out = tmpl.render(minijinja::context! { ..page, ..common })?;
         out.push('\n');
         Ok(out)
+    }
+
+    /// The town's time zone.
+    pub(super) fn tz(&self) -> &jiff::tz::TimeZone {
+        &self.tz
     }
 
     /// A time for people in the town's zone, and its machine-readable form:
