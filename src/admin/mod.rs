@@ -486,7 +486,7 @@ async fn pending(
 /// the administrators of `trace.names_visible_to`.
 async fn dashboard(st: &AdminState, s: &Session, lang: Lang) -> Response<Body> {
     let store = st.unblock.store().clone();
-    let names = st.names_visible_to.iter().any(|a| *a == s.admin);
+    let names = st.names_visible_to.contains(&s.admin);
     let key = (!names).then(|| st.pseudonym_key.clone());
     let t = crate::unblock::unix(crate::clock::now());
     let started = Instant::now();
