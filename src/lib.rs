@@ -21,6 +21,8 @@
 //!   The pipeline composes the stages for each request or tunnel and emits its record.
 //! - [`pages`]: the HTML of every listener (block, help and error pages; the unblock
 //!   form; the administrators' pages), French by default, English on request.
+//! - [`report`]: the dashboard's counters, fed by the trace's writer (an
+//!   [`audit::Observer`]) and kept in the unblock store.
 //! - [`action`] (forward, tunnel, bump, CA, dial, pool, answers), [`unblock`] (the
 //!   request flow's token, store and approvals) and [`audit`] (the trace record and its
 //!   writer).
@@ -54,6 +56,7 @@ pub mod per_worker;
 pub mod pipeline;
 pub mod policy;
 pub mod portal;
+pub mod report;
 pub mod server;
 pub mod settings;
 pub mod snapshot;

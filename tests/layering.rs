@@ -25,6 +25,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("portal", 70),
     ("admin", 70),
     ("pages", 60),
+    ("report", 55),
     ("action", 50),
     ("unblock", 50),
     ("audit", 50),

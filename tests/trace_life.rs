@@ -268,11 +268,7 @@ fn a_retention_over_the_bound_or_an_unknown_time_zone_is_refused_with_its_line()
             "trace.access_retention_days",
             "outside 1 to 1095",
         ),
-        (
-            "trace:\n  readers: dsi\n",
-            "trace.readers",
-            "a sequence",
-        ),
+        ("trace:\n  readers: dsi\n", "trace.readers", "a sequence"),
     ] {
         let dir = fixture_dir();
         std::fs::write(dir.path().join("server.yaml"), yaml).unwrap();

@@ -62,6 +62,10 @@ pub struct AdminState {
     pub trace: crate::audit::TraceStatus,
     /// The trace's files and who may read them (`/traces`).
     pub trace_access: trace::TraceAccess,
+    /// `trace.names_visible_to`: who sees names on the dashboard (others, pseudonyms).
+    pub names_visible_to: Vec<String>,
+    /// The key of the dashboard's pseudonyms (DATA/pseudonyms.key).
+    pub pseudonym_key: Arc<[u8]>,
 }
 
 impl AdminState {
@@ -90,6 +94,9 @@ impl AdminState {
                 tz: jiff::tz::TimeZone::UTC,
                 readers: Default::default(),
             },
+            names_visible_to: Vec::new(),
+            // Random until the server sets the data folder's key: never a guessable one.
+            pseudonym_key: Arc::from(rand::random::<[u8; 32]>().as_slice()),
         }
     }
 }
@@ -156,10 +163,13 @@ pub async fn handle(
                 None => redirect("/connexion"),
             }
         }
+        "/tableau-de-bord" if get => match session_of(&st, req.headers()) {
+            Some((s, _)) => dashboard(&st, &s, lang).await,
+            None => redirect("/connexion"),
+        },
         "/metrics" | "/healthz" | "/health" | "/" | "/demandes" | "/historique"
-        | "/historique.csv" | "/traces" | "/traces.csv" | "/traces.json" | "/traces/export" => {
-            text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into())
-        }
+        | "/historique.csv" | "/traces" | "/traces.csv" | "/traces.json" | "/traces/export"
+        | "/tableau-de-bord" => text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into()),
         "/connexion" | "/deconnexion" => {
             text(StatusCode::METHOD_NOT_ALLOWED, "GET or POST\n".into())
         }
@@ -489,6 +499,33 @@ async fn pending(
                 flash,
             ),
         ),
+        Ok(Err(e)) => store_failed(lang, &e.to_string()),
+        Err(e) => store_failed(lang, &e.to_string()),
+    }
+}
+
+/// The dashboard: the figures read on the blocking pool, people shown by name only to
+/// the administrators of `trace.names_visible_to`.
+async fn dashboard(st: &AdminState, s: &Session, lang: Lang) -> Response<Body> {
+    let store = st.unblock.store().clone();
+    let names = st.names_visible_to.contains(&s.admin);
+    let key = (!names).then(|| st.pseudonym_key.clone());
+    let t = crate::unblock::unix(crate::clock::now());
+    let started = Instant::now();
+    let d = tokio::task::spawn_blocking(move || {
+        crate::report::Dashboard::load(store.as_ref(), t, key.as_deref())
+    })
+    .await;
+    match d {
+        Ok(Ok(d)) => {
+            let page = crate::pages::dashboard::page(lang, &s.admin, &s.csrf, &d);
+            tracing::debug!(
+                admin = %s.admin,
+                ms = started.elapsed().as_millis() as u64,
+                "dashboard served"
+            );
+            html(StatusCode::OK, page)
+        }
         Ok(Err(e)) => store_failed(lang, &e.to_string()),
         Err(e) => store_failed(lang, &e.to_string()),
     }

@@ -38,4 +38,4 @@ mod writer;
 mod tests;
 
 pub use record::{Format, Outcome, Record, Scheme, UnknownFormat};
-pub use writer::{AuditSink, AuditWriter, Destination, Life, LifeStatus, TraceStatus};
+pub use writer::{AuditSink, AuditWriter, Destination, Life, LifeStatus, Observer, TraceStatus};

@@ -48,6 +48,21 @@ pub struct Life {
     pub access_audit: Option<(PathBuf, u32)>,
 }
 
+/// Something else that reads every record on the writer task, off the request path: the
+/// dashboard's counters ([`crate::report`]). The writer knows nothing of what it does;
+/// it calls [`Observer::tick`] when [`Observer::due`] has come, and waits for what
+/// [`Observer::finish`] returns at shutdown, after the last record.
+pub trait Observer: Send + 'static {
+    /// One record, as it is encoded (an inspected tunnel's line included).
+    fn seen(&mut self, r: &Record);
+    /// When [`Observer::tick`] should run next.
+    fn due(&self) -> tokio::time::Instant;
+    /// Its periodic work; must not block (hand I/O to the blocking pool).
+    fn tick(&mut self);
+    /// The last work, at shutdown; the writer waits for the handle.
+    fn finish(&mut self) -> Option<JoinHandle<()>>;
+}
+
 /// What the files' life did last, for `/health`.
 #[derive(Debug, Clone, Default)]
 pub struct LifeStatus {
@@ -370,7 +385,7 @@ impl AuditWriter {
         capacity: usize,
         dropped: IntCounter,
     ) -> io::Result<(AuditSink, AuditWriter)> {
-        Self::start_living(outputs, capacity, dropped, None, None)
+        Self::start_living(outputs, capacity, dropped, None, None, None)
     }
 
     /// [`AuditWriter::start_many`] whose file outputs live as `life` says: a file left
@@ -386,6 +401,7 @@ impl AuditWriter {
         dropped: IntCounter,
         life: Option<Life>,
         durable: Option<prometheus::Histogram>,
+        observer: Option<Box<dyn Observer>>,
     ) -> io::Result<(AuditSink, AuditWriter)> {
         let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
         if let Some(l) = life.as_ref().filter(|l| l.rotate != Rotate::External) {
@@ -401,6 +417,7 @@ impl AuditWriter {
             sink = s;
             unstarted.0.durable = tap.0;
         }
+        unstarted.0.observer = observer;
         if let Some(l) = life.filter(|l| l.rotate != Rotate::External) {
             let next = clock::next_midnight(clock::now(), &l.tz);
             unstarted.0.life = Some(Living { life: l, next });
@@ -460,6 +477,7 @@ impl AuditWriter {
             life: None,
             status: Arc::new(std::sync::Mutex::new(LifeStatus::default())),
             durable: None,
+            observer: None,
         };
         Ok((sink, Unstarted(task)))
     }
@@ -882,6 +900,8 @@ struct Task {
     status: Arc<std::sync::Mutex<LifeStatus>>,
     /// The durable mode: records passed aside, room signalled, files synced.
     durable: Option<(mpsc::UnboundedReceiver<Record>, Arc<Durable>)>,
+    /// Reads every record too (the dashboard's counters).
+    observer: Option<Box<dyn Observer>>,
 }
 
 /// A life in progress: the next local midnight.
@@ -920,6 +940,11 @@ impl Task {
                     None => std::future::pending().await,
                 }
             };
+            let observing = self.observer.is_some();
+            let tick_at = self
+                .observer
+                .as_ref()
+                .map_or_else(tokio::time::Instant::now, |o| o.due());
             let (mut open, lingered) = match due {
                 // Records are waiting to be written: sleep until they are due without
                 // listening to the queue, so that a busy proxy wakes this task once per
@@ -929,6 +954,7 @@ impl Task {
                     () = self.control.wake.notified() => (true, false),
                     () = tokio::time::sleep_until(due) => (true, true),
                     () = tokio::time::sleep_until(midnight), if rotating => (true, false),
+                    () = tokio::time::sleep_until(tick_at), if observing => (true, false),
                 },
                 None => tokio::select! {
                     biased;
@@ -936,6 +962,7 @@ impl Task {
                     n = self.rx.recv_many(&mut batch, BATCH) => (n > 0, false),
                     () = arrived, if durable => (true, false),
                     () = tokio::time::sleep_until(midnight), if rotating => (true, false),
+                    () = tokio::time::sleep_until(tick_at), if observing => (true, false),
                 },
             };
             // Midnight: what was received before it goes into the day's file, then
@@ -944,6 +971,11 @@ impl Task {
                 self.encode(&mut batch, &mut pending);
                 self.write_out(&mut pending).await;
                 self.rotate(day).await;
+            }
+            if let Some(o) = &mut self.observer
+                && tokio::time::Instant::now() >= o.due()
+            {
+                o.tick();
             }
             if lingered {
                 // Take what came in meanwhile, without waiting, up to one write's worth
@@ -1018,6 +1050,9 @@ impl Task {
                 (false, Some(d)) => Some(d),
             };
             self.drops.warn_if_due(Instant::now());
+        }
+        if let Some(h) = self.observer.as_mut().and_then(|o| o.finish()) {
+            let _ = h.await;
         }
         self.drops.warn_rest();
         let lost = self.errors.take();
@@ -1154,6 +1189,9 @@ impl Task {
     fn encode(&mut self, batch: &mut Vec<Record>, pending: &mut Pending) {
         let mut line = Vec::new();
         for r in batch.drain(..) {
+            if let Some(o) = &mut self.observer {
+                o.seen(&r);
+            }
             let mut ok = true;
             for o in &mut self.outs {
                 let encoded = match &o.out {

@@ -338,6 +338,7 @@ pub(super) struct Words {
     nav_pending: &'static str,
     nav_history: &'static str,
     nav_traces: &'static str,
+    nav_dashboard: &'static str,
     nav_csv: &'static str,
     logout: &'static str,
     /// Before " : " and the administrator's name.
@@ -395,6 +396,7 @@ const FR: Words = Words {
     nav_pending: "Demandes en attente",
     nav_history: "Historique",
     nav_traces: "Trace",
+    nav_dashboard: "Tableau de bord",
     nav_csv: "Exporter l'historique (CSV)",
     logout: "Se déconnecter",
     logged_in: "Connecté :",
@@ -449,6 +451,7 @@ const EN: Words = Words {
     nav_pending: "Pending requests",
     nav_history: "History",
     nav_traces: "Trace",
+    nav_dashboard: "Dashboard",
     nav_csv: "Export the history (CSV)",
     logout: "Log out",
     logged_in: "Logged in:",

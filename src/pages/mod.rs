@@ -19,6 +19,7 @@
 //! Pages are built from values the handlers give; no page decides anything.
 
 pub mod admin;
+pub mod dashboard;
 mod frame;
 mod lang;
 pub mod portal;

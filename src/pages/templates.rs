@@ -91,6 +91,11 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "admin-traces.html",
         include_str!("../../templates/admin-traces.html"),
     ),
+    // The administrators' dashboard (`super::dashboard`).
+    (
+        "dashboard.html",
+        include_str!("../../templates/dashboard.html"),
+    ),
 ];
 
 /// The largest logo inlined in every page (as a `data:` URI).
@@ -217,6 +222,7 @@ impl Pages {
             .and_then(|()| super::portal::try_samples(&pages))
             .and_then(|()| super::admin::try_samples(&pages))
             .and_then(|()| super::traces::try_samples(&pages))
+            .and_then(|()| super::dashboard::try_samples(&pages))
             .map_err(located)?;
         Ok(pages)
     }
@@ -250,6 +256,11 @@ impl Pages {
         let mut out = tmpl.render(minijinja::context! { ..page, ..common })?;
         out.push('\n');
         Ok(out)
+    }
+
+    /// The town's time zone.
+    pub(super) fn tz(&self) -> &jiff::tz::TimeZone {
+        &self.tz
     }
 
     /// A time for people in the town's zone, and its machine-readable form:

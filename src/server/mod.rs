@@ -77,6 +77,8 @@ pub async fn serve(
     let (listeners, bound) = bind(&mut cfg).await?;
     let _claim = instance::claim(&cfg).map_err(|e| anyhow::anyhow!(ConfigError(e.to_string())))?;
     let Data { token_key, auth } = open_data(&cfg)?;
+    // Before the trace: its writer counts the dashboard's figures into this store.
+    let unblock = open_unblock(&cfg)?;
     let (audit, writer) = AuditWriter::start_living(
         trace_outputs(&cfg)?,
         cfg.trace_queue,
@@ -85,6 +87,10 @@ pub async fn serve(
         cfg.trace_life
             .durable
             .then(|| metrics.trace_wait_seconds.clone()),
+        Some(Box::new(crate::report::Counting::new(
+            unblock.store().clone(),
+            report_flush_every(),
+        ))),
     )
     .with_context(|| "cannot open the trace")?;
     let dialer = dialer(&cfg, &bound, &live);
@@ -93,7 +99,6 @@ pub async fn serve(
         Workers::start(n_workers, cfg.worker_spin).context("cannot start the worker threads")?,
     );
     let bumper = load_bumper(&cfg, dialer.clone(), n_workers)?;
-    let unblock = open_unblock(&cfg)?;
     let directory = open_directory(&cfg, &live)?;
     let _unblock_sync = tokio::spawn(unblock_sync(unblock.clone()));
     let _unblock_purge = tokio::spawn(unblock_purge(unblock.clone(), cfg.requests_retention_days));
@@ -120,6 +125,11 @@ pub async fn serve(
         )),
     };
     let readers = admin.trace_access.readers.clone();
+    admin.names_visible_to = cfg.trace_life.names_visible_to.clone();
+    let key_path = cfg.data_dir.join("pseudonyms.key");
+    admin.pseudonym_key = token::load_or_create_key(&key_path)
+        .with_context(|| format!("cannot use the key {}", key_path.display()))?
+        .into();
     let states = States {
         proxy: Arc::new(ProxyState {
             bumper: bumper.clone(),
@@ -396,6 +406,30 @@ fn dialer(cfg: &Settings, bound: &Bound, live: &Live) -> Dialer {
     )
 }
 
+/// How often the dashboard's counts are written: [`crate::report::FLUSH_EVERY`], or
+/// what [`crate::report::FLUSH_ENV`] says (tests).
+fn report_flush_every() -> Duration {
+    match std::env::var(crate::report::FLUSH_ENV) {
+        Ok(v) => match v.parse::<u64>() {
+            Ok(ms) if ms > 0 => {
+                tracing::warn!(
+                    "{}={ms}: the dashboard's counts are written every {ms} ms (for tests)",
+                    crate::report::FLUSH_ENV
+                );
+                Duration::from_millis(ms)
+            }
+            _ => {
+                tracing::warn!(
+                    "{}={v:?} is not a number of milliseconds; ignored",
+                    crate::report::FLUSH_ENV
+                );
+                crate::report::FLUSH_EVERY
+            }
+        },
+        Err(_) => crate::report::FLUSH_EVERY,
+    }
+}
+
 /// The unblock requests' store (SQLite in the data folder) and the approvals in force.
 fn open_unblock(cfg: &Settings) -> anyhow::Result<Arc<UnblockService>> {
     let db = cfg.data_dir.join("requests.db");
@@ -641,11 +675,14 @@ async fn unblock_purge(u: Arc<UnblockService>, days: u32) {
                 requests = total.requests,
                 decisions = total.decisions,
                 block_counts = total.blocks,
+                dashboard_counts = total.counts,
                 "unblock store purge: {} request(s), {} decision(s) and {} block count(s) \
-                 older than {up_to} deleted (retention {days} days)",
+                 older than {up_to} deleted (retention {days} days), and {} dashboard \
+                 count(s)",
                 total.requests,
                 total.decisions,
-                total.blocks
+                total.blocks,
+                total.counts
             );
         }
     }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::store::{
-    ApprovalRow, DecisionRow, NewRequest, Purged, RequestRow, Scope, Status, Store, StoreError,
-    Submitted,
+    ApprovalRow, DecisionRow, Dim, NewRequest, Purged, RequestRow, Scope, Status, Store,
+    StoreError, Submitted, Tallied, week_of, week_start,
 };
 
 /// Schema migrations; migration `i` brings the schema to version `i + 1`.
@@ -60,6 +60,17 @@ const MIGRATIONS: &[&str] = &[
         n INTEGER NOT NULL,
         PRIMARY KEY (requester, host, day)
      ) WITHOUT ROWID;",
+    // 2: the dashboard's counters (`Dim`: `bucket` is an hour or a day number, by
+    // dimension), and what its weekly unblock figures read by time.
+    "CREATE TABLE counts (
+        dim TEXT NOT NULL,
+        bucket INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (dim, bucket, key)
+     ) WITHOUT ROWID;
+     CREATE INDEX requests_created ON requests(created);
+     CREATE INDEX decisions_at ON decisions(at);",
 ];
 
 pub struct SqliteStore {
@@ -420,11 +431,20 @@ impl Store for SqliteStore {
                (SELECT requester, host, day FROM blocks WHERE day < ?1 LIMIT ?2)",
             params![before_day, batch],
         )? as u64;
+        let mut counts = 0;
+        for dim in Dim::ALL {
+            counts += tx.execute(
+                "DELETE FROM counts WHERE (dim, bucket, key) IN
+                   (SELECT dim, bucket, key FROM counts WHERE dim = ?1 AND bucket < ?2 LIMIT ?3)",
+                params![dim.as_str(), dim.bucket(before), batch],
+            )? as u64;
+        }
         tx.commit().map_err(|e| self.err(e))?;
         let done = Purged {
             requests,
             decisions,
             blocks,
+            counts,
         };
         if !done.is_empty() {
             self.wrote();
@@ -446,6 +466,86 @@ impl Store for SqliteStore {
         let conn = self.lock();
         let v: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
         Ok(v + self.writes.load(Ordering::SeqCst))
+    }
+
+    fn add_counts(&self, counts: &[Tallied]) -> Result<(), StoreError> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO counts (dim, bucket, key, n) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (dim, bucket, key) DO UPDATE SET n = n + excluded.n",
+            )?;
+            for c in counts {
+                st.execute(params![c.dim.as_str(), c.bucket, c.key, c.n])?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn counts(&self, dim: Dim, from: i64, to: i64) -> Result<Vec<(i64, String, i64)>, StoreError> {
+        let conn = self.lock();
+        let mut st = conn.prepare_cached(
+            "SELECT bucket, key, n FROM counts WHERE dim = ?1 AND bucket >= ?2 AND bucket < ?3
+             ORDER BY bucket, key",
+        )?;
+        let rows = st
+            .query_map(params![dim.as_str(), from, to], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn top(
+        &self,
+        dim: Dim,
+        from: i64,
+        to: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let conn = self.lock();
+        let mut st = conn.prepare_cached(
+            "SELECT key, SUM(n) AS total FROM counts
+             WHERE dim = ?1 AND bucket >= ?2 AND bucket < ?3
+             GROUP BY key ORDER BY total DESC, key LIMIT ?4",
+        )?;
+        let rows = st
+            .query_map(params![dim.as_str(), from, to, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn weekly_requests(&self, from_week: i64) -> Result<Vec<(i64, i64, i64, i64)>, StoreError> {
+        let conn = self.lock();
+        let since = week_start(from_week);
+        let mut weeks = std::collections::BTreeMap::<i64, (i64, i64, i64)>::new();
+        let mut st = conn.prepare_cached("SELECT created FROM requests WHERE created >= ?1")?;
+        for t in st.query_map([since], |r| r.get::<_, i64>(0))? {
+            weeks.entry(week_of(t?)).or_default().0 += 1;
+        }
+        let mut st = conn.prepare_cached("SELECT at, status FROM decisions WHERE at >= ?1")?;
+        for row in st.query_map([since], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })? {
+            let (at, status) = row?;
+            let w = weeks.entry(week_of(at)).or_default();
+            match status.as_str() {
+                "approved" => w.1 += 1,
+                "refused" => w.2 += 1,
+                _ => {}
+            }
+        }
+        Ok(weeks
+            .into_iter()
+            .map(|(w, (o, a, r))| (w, o, a, r))
+            .collect())
     }
 }
 

@@ -232,8 +232,118 @@ pub trait Store: Send + Sync {
     /// Deletes, at most `batch` rows of each kind, what is older than `before` (unix
     /// seconds): decided requests last changed before it, with their decisions (never a
     /// pending request, nor an approval still in force at `now`), and block counts of
-    /// days before it. Call again until it returns nothing.
+    /// days before it, and the dashboard's counters of hours and days before it. Call
+    /// again until it returns nothing.
     fn purge(&self, before: i64, now: i64, batch: usize) -> Result<Purged, StoreError>;
+
+    /// Adds to the dashboard's counters: each row's `n` is added to the count of its
+    /// (dimension, bucket, key), created at 0 (see [`crate::unblock::store::Dim`]).
+    fn add_counts(&self, counts: &[Tallied]) -> Result<(), StoreError>;
+    /// The counts of `dim` in buckets `from..to`, by bucket then key.
+    fn counts(&self, dim: Dim, from: i64, to: i64) -> Result<Vec<(i64, String, i64)>, StoreError>;
+    /// The `limit` keys of `dim` with the largest sums over buckets `from..to`, largest
+    /// first (ties by key).
+    fn top(
+        &self,
+        dim: Dim,
+        from: i64,
+        to: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Unblock requests opened, approved and refused per week (see [`week_of`]), for the
+    /// weeks from `from_week` on: (week, opened, approved, refused), weeks with none left
+    /// out.
+    fn weekly_requests(&self, from_week: i64) -> Result<Vec<(i64, i64, i64, i64)>, StoreError>;
+}
+
+/// What the dashboard counts, and at which granularity ([`Dim::bucket`]).
+///
+/// Small dimensions (totals, categories, rules, groups) are counted per hour: a year is
+/// 8 760 buckets of a few dozen keys. Sites and people are counted per day: their keys
+/// are many (thousands of sites), an hourly row for each would make a year of them 24
+/// times bigger, and the dashboard only shows them over 30 days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dim {
+    /// Per hour; keys [`Dim::TOTALS`].
+    Total,
+    /// Blocks by category, per hour; `""` for a block without category.
+    Category,
+    /// Blocks by rule id, per hour; `""` for the policy's default.
+    Rule,
+    /// Blocks by group, per hour; `""` for people in no group.
+    Group,
+    /// Blocks by site (host), per day.
+    Site,
+    /// Blocks by person (user name, or `ip:ADDRESS`), per day, stored as given:
+    /// pseudonymised only when shown.
+    User,
+}
+
+impl Dim {
+    pub const ALL: [Dim; 6] = [
+        Dim::Total,
+        Dim::Category,
+        Dim::Rule,
+        Dim::Group,
+        Dim::Site,
+        Dim::User,
+    ];
+    /// The keys of [`Dim::Total`]: requests (every record but an inspected tunnel's own
+    /// line), blocks, requests seen inside inspected tunnels, tunnels relayed without
+    /// inspection, plain HTTP requests, and bytes both ways.
+    pub const TOTALS: [&'static str; 6] = [
+        "requests",
+        "blocked",
+        "inspected",
+        "tunnelled",
+        "plain",
+        "bytes",
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dim::Total => "total",
+            Dim::Category => "category",
+            Dim::Rule => "rule",
+            Dim::Group => "group",
+            Dim::Site => "site",
+            Dim::User => "user",
+        }
+    }
+
+    /// Counted per day (else per hour).
+    pub fn daily(self) -> bool {
+        matches!(self, Dim::Site | Dim::User)
+    }
+
+    /// Seconds in one bucket.
+    pub fn span(self) -> i64 {
+        if self.daily() { 86_400 } else { 3_600 }
+    }
+
+    /// The bucket of `unix` seconds: hours or days since the epoch (UTC).
+    pub fn bucket(self, unix: i64) -> i64 {
+        unix.div_euclid(self.span())
+    }
+}
+
+/// The week of `unix` seconds: weeks since the Monday 1969-12-29, UTC.
+pub fn week_of(unix: i64) -> i64 {
+    (unix + 3 * 86_400).div_euclid(7 * 86_400)
+}
+
+/// The first second of `week` ([`week_of`]).
+pub fn week_start(week: i64) -> i64 {
+    week * 7 * 86_400 - 3 * 86_400
+}
+
+/// One counter to add to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tallied {
+    pub dim: Dim,
+    pub bucket: i64,
+    pub key: String,
+    pub n: i64,
 }
 
 /// What one [`Store::purge`] call deleted.
@@ -242,6 +352,8 @@ pub struct Purged {
     pub requests: u64,
     pub decisions: u64,
     pub blocks: u64,
+    /// Rows of the dashboard's counters.
+    pub counts: u64,
 }
 
 impl Purged {
@@ -253,5 +365,6 @@ impl Purged {
         self.requests += o.requests;
         self.decisions += o.decisions;
         self.blocks += o.blocks;
+        self.counts += o.counts;
     }
 }

@@ -183,6 +183,15 @@ impl Driver {
         }
     }
 
+    /// Runs `js` (a function body, `return …` for a value) in the page; returns its value.
+    pub fn script(&self, js: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": js, "args": [] })),
+        )
+    }
+
     /// Saves a PNG of the viewport at `path`.
     pub fn screenshot(&self, path: &Path) {
         let b64 = self.call("GET", "/screenshot", None);
