@@ -36,7 +36,7 @@ use crate::audit::Outcome;
 use crate::classify::{Classification, Host};
 use crate::identity::Identity;
 use crate::pages as block_page;
-use crate::policy::{Inspection, Reason, ReasonCode, RequestFacts, Verdict};
+use crate::policy::{Inspection, LocalTime, Reason, ReasonCode, RequestFacts, Verdict};
 
 /// What the requests of a bumped tunnel share.
 pub(super) struct Tunnel {
@@ -81,6 +81,7 @@ pub(super) async fn connect(
         path_visible: false,
         approved: super::approved(&st, &snap, &who, &host),
         inspectable: st.bumper.is_some(),
+        local: LocalTime::of(crate::clock::civil(cx.rec.time, &st.tz)),
     };
     let d = snap.policy.decide(&who, &class, &facts);
     cx.decided(&d);

@@ -38,7 +38,9 @@ use crate::identity::workstation::Workstations;
 use crate::metrics::Metrics;
 use crate::pages::{self as block_page};
 use crate::per_worker::PerWorker;
-use crate::policy::{Decision, Inspection, Lang, Reason, ReasonCode, RequestFacts, Verdict};
+use crate::policy::{
+    Decision, Inspection, Lang, LocalTime, Reason, ReasonCode, RequestFacts, Verdict,
+};
 use crate::settings::Settings;
 use crate::snapshot::{Live, Snapshot};
 use crate::tracker::Tracker;
@@ -70,6 +72,8 @@ pub struct ProxyState {
     pub bumper: Option<Arc<Bumper>>,
     /// Unblock requests: approvals in force, blocks counted for the admin pages.
     pub unblock: Arc<UnblockService>,
+    /// The town's time zone (`time_zone`): `schedule` conditions read its wall clock.
+    pub tz: jiff::tz::TimeZone,
 }
 
 /// What the pipeline knows of a request, filled in as the stages go; becomes the record.
@@ -476,6 +480,7 @@ fn decide(
         approved: approved(&st, &snap, who, host),
         // The request is in clear here: plain HTTP, or decrypted from a bumped tunnel.
         inspectable: true,
+        local: LocalTime::of(crate::clock::civil(cx.rec.time, &st.tz)),
     };
     let d = snap.policy.decide(who, &class, &facts);
     cx.classified(host, target.port, &class);
