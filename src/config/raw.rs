@@ -132,6 +132,9 @@ pub struct RawRule {
     pub reason: Option<RawText>,
 }
 
+/// `schedule` keys, for suggestions.
+pub const SCHEDULE_KEYS: &[&str] = &["days", "hours"];
+
 /// `schedule`: when a rule applies, on the town's wall clock.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -25,7 +25,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 
 use super::refuse::{self, bad_host, tunnel_refusal};
-use super::{Ctx, ProxyState, Target, exchange};
+use super::{Ctx, ProxyState, Target, exchange, local_time};
 use crate::action::body::{self, Body};
 use crate::action::bump::client_handshake_problem;
 use crate::action::client_hello::{self, ClientHello, HelloError, PeekError, Rewind};
@@ -36,7 +36,7 @@ use crate::audit::Outcome;
 use crate::classify::{Classification, Host};
 use crate::identity::Identity;
 use crate::pages as block_page;
-use crate::policy::{Inspection, LocalTime, Reason, ReasonCode, RequestFacts, Verdict};
+use crate::policy::{Inspection, Reason, ReasonCode, RequestFacts, Verdict};
 
 /// What the requests of a bumped tunnel share.
 pub(super) struct Tunnel {
@@ -81,7 +81,7 @@ pub(super) async fn connect(
         path_visible: false,
         approved: super::approved(&st, &snap, &who, &host),
         inspectable: st.bumper.is_some(),
-        local: LocalTime::of(crate::clock::civil(cx.rec.time, &st.tz)),
+        local: local_time(&st, &snap.policy, cx.rec.time),
     };
     let d = snap.policy.decide(&who, &class, &facts);
     cx.decided(&d);

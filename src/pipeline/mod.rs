@@ -455,6 +455,20 @@ async fn http(mut cx: Box<Ctx>, who: Identity, req: Request<Incoming>) -> Respon
     exchange(cx, who, req, target).await
 }
 
+/// The town's wall-clock time at `t`, for the policy's `schedule` conditions; Monday
+/// 00:00 (never read) when no rule has one.
+fn local_time(
+    st: &ProxyState,
+    policy: &crate::policy::Policy,
+    t: std::time::SystemTime,
+) -> LocalTime {
+    if policy.scheduled {
+        LocalTime::of(crate::clock::civil(t, &st.tz))
+    } else {
+        LocalTime::default()
+    }
+}
+
 /// Classifies the request with its path and decides; fills the record. `Some(page)`
 /// when it is blocked (the caller finishes the record with 403).
 fn decide(
@@ -480,7 +494,7 @@ fn decide(
         approved: approved(&st, &snap, who, host),
         // The request is in clear here: plain HTTP, or decrypted from a bumped tunnel.
         inspectable: true,
-        local: LocalTime::of(crate::clock::civil(cx.rec.time, &st.tz)),
+        local: local_time(&st, &snap.policy, cx.rec.time),
     };
     let d = snap.policy.decide(who, &class, &facts);
     cx.classified(host, target.port, &class);

@@ -199,6 +199,9 @@ pub struct Policy {
     pub no_inspect: TagSet,
     /// Internal networks and names the proxy may connect to (`internal_sites`).
     pub internal: std::sync::Arc<internal::InternalSites>,
+    /// A rule has a `schedule`: only then does the pipeline work out the local time of
+    /// each request (a time zone lookup, about 150 ns).
+    pub scheduled: bool,
 }
 
 /// What is known of the request besides who asks and what the site is.
