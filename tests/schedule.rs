@@ -105,4 +105,3 @@ fn deciding_with_a_schedule_allocates_nothing() {
     assert_eq!(ALLOCS.with(Cell::get) - before, 0, "allocations");
     assert_eq!(allowed, 120, "12:00-14:00 on a Monday");
 }
-
