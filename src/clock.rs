@@ -77,6 +77,12 @@ pub fn zoned(t: SystemTime, tz: &TimeZone) -> Zoned {
     ts.to_zoned(tz.clone())
 }
 
+/// The wall-clock date and time of `t` in `tz` (what `schedule` conditions test).
+pub fn civil(t: SystemTime, tz: &TimeZone) -> jiff::civil::DateTime {
+    let ts = Timestamp::try_from(t).unwrap_or(Timestamp::UNIX_EPOCH);
+    tz.to_datetime(ts)
+}
+
 /// The local date of `t` in `tz`.
 pub fn local_date(t: SystemTime, tz: &TimeZone) -> Date {
     zoned(t, tz).date()

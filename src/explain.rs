@@ -6,12 +6,16 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use jiff::civil::DateTime;
+use jiff::tz::TimeZone;
 use serde::Serialize;
 
 use crate::classify::psl::registrable_domain;
 use crate::classify::{Classification, Classifier, Host, TagKind};
 use crate::identity::DirectoryNames;
-use crate::policy::{Inspection, Lang, Mode, Observer, Policy, RequestFacts, RuleIdx, RuleOutcome};
+use crate::policy::{
+    Inspection, Lang, LocalTime, Mode, Observer, Policy, RequestFacts, RuleIdx, RuleOutcome,
+};
 use crate::snapshot::Snapshot;
 
 /// What to explain.
@@ -28,6 +32,44 @@ pub struct Query {
     /// Upper-case method; `CONNECT` explains the tunnel itself.
     pub method: String,
     pub lang: Lang,
+    /// When the request is imagined: the town's wall-clock time (`schedule` conditions).
+    pub at: At,
+}
+
+/// A time to explain a request at.
+#[derive(Debug, Clone)]
+pub struct At {
+    /// The town's wall-clock date and time.
+    pub local: DateTime,
+    /// The town's time zone, as named.
+    pub zone: String,
+    /// Asked for (`--at`), rather than now: always shown then.
+    pub given: bool,
+}
+
+impl At {
+    /// Now (the proxy's clock) on the wall clock of `tz`, named `zone`.
+    pub fn now(tz: &TimeZone, zone: &str) -> At {
+        At {
+            local: crate::clock::civil(crate::clock::now(), tz),
+            zone: zone.to_string(),
+            given: false,
+        }
+    }
+}
+
+/// `--at`: an RFC 3339 instant with its offset (`2026-12-07T12:30:00+01:00`, `…Z`),
+/// turned into the town's wall-clock time, or a wall-clock time already in the town's
+/// zone (`2026-12-07T12:30`, `2026-12-07 12:30`), taken as written.
+pub fn parse_at(s: &str, tz: &TimeZone) -> Result<DateTime, String> {
+    if let Ok(ts) = s.parse::<jiff::Timestamp>() {
+        return Ok(tz.to_datetime(ts));
+    }
+    s.parse::<DateTime>().map_err(|_| {
+        format!(
+            "--at {s:?}: not a time; write the town's local time (2026-12-07T12:30) or an RFC 3339 time with its offset (2026-12-07T12:30:00+01:00)"
+        )
+    })
 }
 
 /// A target, normalised.
@@ -140,6 +182,10 @@ pub struct Explanation {
     /// How the proxy would see the request: `http`, `https-inspected`, `tunnel`.
     pub seen_as: &'static str,
     pub method: String,
+    /// When the request is imagined (`Monday 2026-12-07 12:30 (Europe/Paris)`): shown
+    /// when asked for (`--at`) or when a rule has a `schedule`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
     pub rules: Vec<RuleReport>,
     /// The deciding rule's id, or `null` for the default.
     pub rule: Option<String>,
@@ -197,7 +243,7 @@ pub fn explain(snap: &Snapshot, q: &Query) -> Result<Explanation, String> {
         &mut scratch,
         &mut class,
     );
-    let facts = RequestFacts::for_method(method, path_visible);
+    let facts = RequestFacts::for_method(method, path_visible).at(LocalTime::of(q.at.local));
 
     let mut rec = Recorder(Vec::new());
     let d = policy.decide_observed(&who, &class, &facts, &mut rec);
@@ -279,6 +325,14 @@ pub fn explain(snap: &Snapshot, q: &Query) -> Result<Explanation, String> {
         inspection: d.inspection.as_str(),
         seen_as,
         method: method.to_string(),
+        at: (q.at.given || policy.rules.iter().any(|r| r.conds.schedule.is_some())).then(|| {
+            format!(
+                "{:?} {} ({})",
+                q.at.local.weekday(),
+                q.at.local.strftime("%Y-%m-%d %H:%M"),
+                q.at.zone
+            )
+        }),
         rules,
         rule: d.rule.map(|r| policy.rule(r).id.to_string()),
         action: d.action.as_str(),
@@ -402,6 +456,9 @@ pub fn render_text(e: &Explanation) -> String {
             _ => "CONNECT tunnel (method and path cannot be seen)".to_string(),
         }
     );
+    if let Some(at) = &e.at {
+        let _ = writeln!(s, "At           {at}");
+    }
     rules_text(&mut s, e);
     let _ = writeln!(
         s,

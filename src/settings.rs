@@ -316,7 +316,10 @@ impl Settings {
         check("tls", differ(&a.tls, &b.tls));
         check("limits", differ(&a.limits, &b.limits));
         check("pidfile", a.pidfile != b.pidfile);
-        check("time_zone (trace rotation)", a.time_zone != b.time_zone);
+        check(
+            "time_zone (trace rotation, schedules)",
+            a.time_zone != b.time_zone,
+        );
         check(
             "requests",
             a.requests_retention_days != b.requests_retention_days,

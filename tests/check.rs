@@ -89,6 +89,11 @@ fixture_test!(
     2
 );
 fixture_test!(bad_values_are_all_reported_at_once, "bad-values", 2);
+fixture_test!(
+    bad_days_and_hours_of_a_schedule_are_reported_with_the_forms_that_work,
+    "bad-schedule",
+    2
+);
 fixture_test!(missing_version, "no-version", 2);
 fixture_test!(
     warnings_unreachable_rule_public_suffix_and_bad_category_line,

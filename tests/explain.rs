@@ -458,3 +458,100 @@ fn explain_output_as_people_read_it() {
         insta::assert_snapshot!(format!("explain_{name}_json"), r.stdout);
     }
 }
+
+/// `--at` shows the decision at a time: the town's wall-clock time as written, or an
+/// RFC 3339 instant turned into the zone of the server file (Europe/Paris without one).
+#[test]
+fn explain_at_a_time_inside_and_outside_a_schedule() {
+    let policy = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/schedule-policy.yaml"
+    );
+    let explain = |extra: &[&str]| {
+        let mut a = vec!["explain", "--policy", policy];
+        a.extend_from_slice(extra);
+        a.push("casino-royal.example");
+        let r = run(&a);
+        assert_eq!(r.code, 0, "{extra:?}: {}", r.stderr);
+        r.stdout
+    };
+    // Monday 7 December 2026.
+    let lunch = explain(&["--at", "2026-12-07T12:30"]);
+    insta::assert_snapshot!("explain_schedule_lunch", lunch);
+    let morning = explain(&["--at", "2026-12-07T11:59"]);
+    insta::assert_snapshot!("explain_schedule_morning", morning);
+
+    let json = |extra: &[&str]| {
+        let mut a = vec!["--policy", policy];
+        a.extend_from_slice(extra);
+        explain_json(&a, "casino-royal.example")
+    };
+    for (at, want_rule, want_at) in [
+        // Summer: 10:30 UTC is 12:30 in Paris.
+        (
+            "2026-07-06T10:30:00Z",
+            "jeux-midi",
+            "Monday 2026-07-06 12:30 (Europe/Paris)",
+        ),
+        // Winter: 11:30 UTC is 12:30 in Paris, 10:30 UTC only 11:30.
+        (
+            "2026-12-07T11:30:00Z",
+            "jeux-midi",
+            "Monday 2026-12-07 12:30 (Europe/Paris)",
+        ),
+        (
+            "2026-12-07T10:30:00Z",
+            "jeux",
+            "Monday 2026-12-07 11:30 (Europe/Paris)",
+        ),
+        // Saturday lunch is not a weekday's.
+        (
+            "2026-12-12 12:30",
+            "jeux",
+            "Saturday 2026-12-12 12:30 (Europe/Paris)",
+        ),
+    ] {
+        let v = json(&["--at", at]);
+        assert_eq!(
+            (v["rule"].as_str(), v["at"].as_str()),
+            (Some(want_rule), Some(want_at)),
+            "{at}"
+        );
+    }
+
+    // The server file's time zone: 08:30 UTC is 12:30 in La Réunion.
+    let dir = tempfile::tempdir().unwrap();
+    let server = dir.path().join("server.yaml");
+    std::fs::write(&server, "time_zone: Indian/Reunion\n").unwrap();
+    let server = server.to_str().unwrap();
+    let v = json(&[
+        "--config",
+        server,
+        "--offline",
+        "--at",
+        "2026-12-07T08:30:00Z",
+    ]);
+    assert_eq!(v["rule"], "jeux-midi", "{v}");
+    assert_eq!(v["at"], "Monday 2026-12-07 12:30 (Indian/Reunion)");
+    let v = json(&["--at", "2026-12-07T08:30:00Z"]);
+    assert_eq!(v["rule"], "jeux", "{v}");
+
+    // Without --at: now, shown because the policy has a schedule.
+    let v = json(&[]);
+    assert!(v["at"].as_str().unwrap().ends_with("(Europe/Paris)"), "{v}");
+
+    let r = run(&[
+        "explain",
+        "--policy",
+        policy,
+        "--at",
+        "midi",
+        "casino-royal.example",
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("--at \"midi\": not a time"),
+        "{}",
+        r.stderr
+    );
+}

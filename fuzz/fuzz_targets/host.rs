@@ -188,6 +188,7 @@ fn decide(h: &Host) -> Vec<(String, Option<u32>, Vec<u32>)> {
                 path_visible: false,
                 approved: false,
                 inspectable: true,
+                local: Default::default(),
             };
             let d = c.policy.decide(&who, &class, &facts);
             out.push((

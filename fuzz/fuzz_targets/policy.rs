@@ -179,6 +179,7 @@ fn exercise(c: &Compiled) {
                         path_visible: path.is_some(),
                         approved: false,
                         inspectable: true,
+                        local: Default::default(),
                     };
                     let _ = c.policy.decide(&who, &class, &facts);
                 }

@@ -203,6 +203,7 @@ fn classify(host: &Host, path: Option<&str>, method: &str) -> Vec<String> {
             path_visible: path.is_some(),
             approved: false,
             inspectable: true,
+            local: Default::default(),
         };
         let d = c.policy.decide(&who, &class, &facts);
         out.push(format!("{:?} {:?} {:?}", d.verdict, d.rule, d.reason.code));

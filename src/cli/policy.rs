@@ -41,6 +41,10 @@ pub struct ExplainArgs {
     /// Language of the reason.
     #[arg(long, value_enum, default_value_t = LangArg::Fr)]
     pub lang: LangArg,
+    /// When: the town's local time (2026-12-07T12:30, in the server file's `time_zone`,
+    /// Europe/Paris by default) or an RFC 3339 time with its offset; now by default.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
     /// One JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -251,6 +255,39 @@ struct DirectoryAnswer {
 /// Asks the directory of the server file at `config`, if it names one, for `user`'s
 /// groups and the DNs of `names`. No answer is said on stderr and leaves the answer
 /// empty (groups from networks and users only); a broken server file is an error.
+/// When `explain` imagines the request: `--at`, or now, on the wall clock of the server
+/// file's `time_zone` (Europe/Paris without a server file).
+fn explain_at(config: Option<&Path>, at: Option<&str>) -> Result<explain::At, ExitCode> {
+    let zone = match config {
+        Some(c) => match crate::config::server::load(Some(c)) {
+            Ok(s) => s.time_zone,
+            Err(d) => {
+                print_diags(&d);
+                return Err(ExitCode::from(EXIT_CONFIG));
+            }
+        },
+        None => crate::clock::DEFAULT_TIME_ZONE.to_string(),
+    };
+    let tz = crate::clock::zone(&zone).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })?;
+    match at {
+        None => Ok(explain::At::now(&tz, &zone)),
+        Some(s) => match explain::parse_at(s, &tz) {
+            Ok(local) => Ok(explain::At {
+                local,
+                zone,
+                given: true,
+            }),
+            Err(e) => {
+                eprintln!("error: {e}");
+                Err(ExitCode::from(EXIT_CONFIG))
+            }
+        },
+    }
+}
+
 fn ask_directory(
     config: &Path,
     user: Option<&str>,
@@ -361,6 +398,10 @@ pub(super) fn explain_cmd(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     for p in &answer.problems {
         eprintln!("warning: {p}");
     }
+    let at = match explain_at(a.config.as_deref(), a.at.as_deref()) {
+        Ok(at) => at,
+        Err(code) => return Ok(code),
+    };
     let q = Query {
         target: a.target.clone(),
         ip: a.ip,
@@ -369,6 +410,7 @@ pub(super) fn explain_cmd(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         directory_names: answer.names,
         method: a.method.to_ascii_uppercase(),
         lang: a.lang.into(),
+        at,
     };
     match explain::explain(&snap, &q) {
         Ok(e) => {

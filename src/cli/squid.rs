@@ -90,6 +90,8 @@ fn decide<'a>(
         directory_names: Default::default(),
         method,
         lang,
+        // The helper has no server file: `schedule` rules read Paris's wall clock now.
+        at: explain::At::now(&paris(), crate::clock::DEFAULT_TIME_ZONE),
     };
     let e = explain::explain(snap, &q)?;
     let categories: Vec<&str> = e.categories.iter().map(|c| c.name.as_str()).collect();
@@ -103,6 +105,15 @@ fn decide<'a>(
     } else {
         format!("ERR{tag}")
     })
+}
+
+/// The default time zone, looked up once.
+fn paris() -> jiff::tz::TimeZone {
+    static TZ: std::sync::OnceLock<jiff::tz::TimeZone> = std::sync::OnceLock::new();
+    TZ.get_or_init(|| {
+        crate::clock::zone(crate::clock::DEFAULT_TIME_ZONE).unwrap_or(jiff::tz::TimeZone::UTC)
+    })
+    .clone()
 }
 
 /// A value as Squid reads it in a helper's `key=value`: in double quotes, with `"` and

@@ -104,6 +104,7 @@ pub const RULE_KEYS: &[&str] = &[
     "urls",
     "methods",
     "approved_requests",
+    "schedule",
     "action",
     "mode",
     "overridable",
@@ -124,8 +125,22 @@ pub struct RawRule {
     pub urls: Option<Vec<String>>,
     pub methods: Option<Vec<String>>,
     pub approved_requests: Option<bool>,
+    pub schedule: Option<RawSchedule>,
     pub action: RawAction,
     pub mode: Option<RawMode>,
     pub overridable: Option<bool>,
     pub reason: Option<RawText>,
+}
+
+/// `schedule` keys, for suggestions.
+pub const SCHEDULE_KEYS: &[&str] = &["days", "hours"];
+
+/// `schedule`: when a rule applies, on the town's wall clock.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchedule {
+    /// Days (`mon`, `lun`…) and ranges of days (`mon-fri`); every day when absent.
+    pub days: Option<Vec<String>>,
+    /// `HH:MM-HH:MM` ranges, the end excluded; the whole day when absent.
+    pub hours: Option<Vec<String>>,
 }

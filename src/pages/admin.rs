@@ -266,6 +266,7 @@ pub(super) fn try_samples(pages: &Pages) -> Result<(), minijinja::Error> {
         },
         no_inspect: crate::policy::TagSet::new(0),
         internal: std::sync::Arc::default(),
+        scheduled: false,
     };
     let items: Vec<Pending> = sample_rows(now)
         .into_iter()
@@ -539,6 +540,7 @@ pub(super) mod tests {
             },
             no_inspect: crate::policy::TagSet::new(0),
             internal: std::sync::Arc::default(),
+            scheduled: false,
         }
     }
 
@@ -581,6 +583,7 @@ pub(super) mod tests {
             },
             no_inspect: crate::policy::TagSet::new(0),
             internal: std::sync::Arc::default(),
+            scheduled: false,
         };
         let items = [Pending {
             row: row("casino.example", "<script>alert(1)</script>\"'"),

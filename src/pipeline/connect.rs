@@ -25,7 +25,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 
 use super::refuse::{self, bad_host, tunnel_refusal};
-use super::{Ctx, ProxyState, Target, exchange};
+use super::{Ctx, ProxyState, Target, exchange, local_time};
 use crate::action::body::{self, Body};
 use crate::action::bump::client_handshake_problem;
 use crate::action::client_hello::{self, ClientHello, HelloError, PeekError, Rewind};
@@ -81,6 +81,7 @@ pub(super) async fn connect(
         path_visible: false,
         approved: super::approved(&st, &snap, &who, &host),
         inspectable: st.bumper.is_some(),
+        local: local_time(&st, &snap.policy, cx.rec.time),
     };
     let d = snap.policy.decide(&who, &class, &facts);
     cx.decided(&d);

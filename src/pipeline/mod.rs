@@ -38,7 +38,9 @@ use crate::identity::workstation::Workstations;
 use crate::metrics::Metrics;
 use crate::pages::{self as block_page};
 use crate::per_worker::PerWorker;
-use crate::policy::{Decision, Inspection, Lang, Reason, ReasonCode, RequestFacts, Verdict};
+use crate::policy::{
+    Decision, Inspection, Lang, LocalTime, Reason, ReasonCode, RequestFacts, Verdict,
+};
 use crate::settings::Settings;
 use crate::snapshot::{Live, Snapshot};
 use crate::tracker::Tracker;
@@ -70,6 +72,8 @@ pub struct ProxyState {
     pub bumper: Option<Arc<Bumper>>,
     /// Unblock requests: approvals in force, blocks counted for the admin pages.
     pub unblock: Arc<UnblockService>,
+    /// The town's time zone (`time_zone`): `schedule` conditions read its wall clock.
+    pub tz: jiff::tz::TimeZone,
 }
 
 /// What the pipeline knows of a request, filled in as the stages go; becomes the record.
@@ -451,6 +455,20 @@ async fn http(mut cx: Box<Ctx>, who: Identity, req: Request<Incoming>) -> Respon
     exchange(cx, who, req, target).await
 }
 
+/// The town's wall-clock time at `t`, for the policy's `schedule` conditions; Monday
+/// 00:00 (never read) when no rule has one.
+fn local_time(
+    st: &ProxyState,
+    policy: &crate::policy::Policy,
+    t: std::time::SystemTime,
+) -> LocalTime {
+    if policy.scheduled {
+        LocalTime::of(crate::clock::civil(t, &st.tz))
+    } else {
+        LocalTime::default()
+    }
+}
+
 /// Classifies the request with its path and decides; fills the record. `Some(page)`
 /// when it is blocked (the caller finishes the record with 403).
 fn decide(
@@ -476,6 +494,7 @@ fn decide(
         approved: approved(&st, &snap, who, host),
         // The request is in clear here: plain HTTP, or decrypted from a bumped tunnel.
         inspectable: true,
+        local: local_time(&st, &snap.policy, cx.rec.time),
     };
     let d = snap.policy.decide(who, &class, &facts);
     cx.classified(host, target.port, &class);

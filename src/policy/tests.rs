@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use crate::classify::{Classification, Host};
 use crate::config::{Diags, compile_str};
-use crate::policy::{Inspection, ReasonCode, RequestFacts, Verdict};
+use crate::policy::{Inspection, LocalTime, ReasonCode, RequestFacts, Verdict};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -348,6 +348,7 @@ fn table() {
             path_visible: c.path.is_some(),
             approved: c.approved,
             inspectable: true,
+            local: Default::default(),
         };
         let d = f.c.policy.decide(&who, &class, &facts);
         let rule = d.rule.map(|r| &*f.c.policy.rule(r).id);
@@ -462,5 +463,179 @@ fn path_of_a_no_inspect_site_is_never_matched() {
     assert_eq!(
         (d.verdict, d.inspection),
         (Verdict::Allow, Inspection::Tunnel)
+    );
+}
+
+/// A policy allowing gambling on weekdays at lunch and at night, blocking it otherwise,
+/// over a category folder of its own.
+const SCHEDULED: &str = r#"
+version: 1
+categories: [cats]
+rules:
+  - id: jeux-midi
+    categories: [gambling]
+    schedule: {days: [mon-fri], hours: ["12:00-14:00", "22:00-06:00"]}
+    action: allow
+  - id: jeux-dimanche
+    categories: [gambling]
+    schedule: {days: [dim]}
+    action: allow
+  - id: jeux
+    categories: [gambling]
+    action: block
+    reason: Jeux d'argent
+default: allow
+"#;
+
+fn compile_scheduled(src: &str) -> (tempfile::TempDir, Result<crate::config::Compiled, Diags>) {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("cats/gambling")).unwrap();
+    fs::write(dir.path().join("cats/gambling/domains"), "casino.example\n").unwrap();
+    let c = compile_str(src, &dir.path().join("p.yaml"), Diags::default());
+    (dir, c)
+}
+
+/// The deciding rule for casino.example at a town's wall-clock time.
+fn rule_at(c: &crate::config::Compiled, local: &str) -> String {
+    let who = c.policy.groups.resolve("10.0.0.1".parse().unwrap(), None);
+    let mut class = Classification::default();
+    c.classifier.classify(
+        &Host::parse("casino.example").unwrap(),
+        None,
+        &mut String::new(),
+        &mut class,
+    );
+    let dt: jiff::civil::DateTime = local.parse().unwrap();
+    let facts = RequestFacts::for_method("GET", true).at(LocalTime::of(dt));
+    let d = c.policy.decide(&who, &class, &facts);
+    d.rule
+        .map_or("default".into(), |r| c.policy.rule(r).id.to_string())
+}
+
+#[test]
+fn a_schedule_holds_inside_its_hours_and_days_only() {
+    let (_dir, c) = compile_scheduled(SCHEDULED);
+    let c = c.unwrap_or_else(|d| panic!("{:#?}", d.items));
+    // 2026-12-07 is a Monday.
+    for (at, want) in [
+        ("2026-12-07T11:59", "jeux"),
+        ("2026-12-07T12:00", "jeux-midi"),
+        ("2026-12-07T13:59", "jeux-midi"),
+        ("2026-12-07T14:00", "jeux"),
+        ("2026-12-07T21:59", "jeux"),
+        ("2026-12-07T22:00", "jeux-midi"),
+        // Monday night runs into Tuesday morning, until 06:00 excluded.
+        ("2026-12-08T05:59", "jeux-midi"),
+        ("2026-12-08T06:00", "jeux"),
+        // Friday night runs into Saturday; Saturday at lunch is no weekday.
+        ("2026-12-12T03:00", "jeux-midi"),
+        ("2026-12-12T12:30", "jeux"),
+        // Sunday: the whole day (dim), but Sunday night is no weekday night.
+        ("2026-12-13T00:00", "jeux-dimanche"),
+        ("2026-12-13T23:59", "jeux-dimanche"),
+        ("2026-12-14T03:00", "jeux"),
+    ] {
+        assert_eq!(rule_at(&c, at), want, "at {at}");
+    }
+}
+
+/// The town's wall clock decides, not the offset: on the days the clocks change in
+/// Paris (Sundays 29 March and 25 October 2026), lunch is 12:00-14:00 local on both
+/// sides, and the night from Saturday 22:00 to Sunday 06:00 is 7 hours in spring, 9 in
+/// autumn.
+#[test]
+fn a_schedule_follows_the_wall_clock_across_dst_changes() {
+    let src = r#"
+version: 1
+categories: [cats]
+rules:
+  - id: jeux-midi
+    categories: [gambling]
+    schedule: {days: [sat-sun], hours: ["12:00-14:00", "22:00-06:00"]}
+    action: allow
+  - id: jeux
+    categories: [gambling]
+    action: block
+    reason: Jeux d'argent
+"#;
+    let (_dir, c) = compile_scheduled(src);
+    let c = c.unwrap_or_else(|d| panic!("{:#?}", d.items));
+    let paris = crate::clock::zone("Europe/Paris").unwrap();
+    for (utc, want) in [
+        // Spring: summer time (+2) from 02:00 local, so lunch is 10:00-12:00 UTC.
+        ("2026-03-29T09:59:00Z", "jeux"),
+        ("2026-03-29T10:00:00Z", "jeux-midi"),
+        ("2026-03-29T11:59:00Z", "jeux-midi"),
+        ("2026-03-29T12:00:00Z", "jeux"),
+        // Saturday 22:00 (+1) to Sunday 06:00 (+2): 21:00 to 04:00 UTC.
+        ("2026-03-28T20:59:00Z", "jeux"),
+        ("2026-03-28T21:00:00Z", "jeux-midi"),
+        ("2026-03-29T01:30:00Z", "jeux-midi"),
+        ("2026-03-29T03:59:00Z", "jeux-midi"),
+        ("2026-03-29T04:00:00Z", "jeux"),
+        // Autumn: winter time (+1) from 03:00 local, so lunch is 11:00-13:00 UTC.
+        ("2026-10-25T10:59:00Z", "jeux"),
+        ("2026-10-25T11:00:00Z", "jeux-midi"),
+        ("2026-10-25T12:59:00Z", "jeux-midi"),
+        ("2026-10-25T13:00:00Z", "jeux"),
+        // Saturday 22:00 (+2) to Sunday 06:00 (+1): 20:00 to 05:00 UTC, 02:30 local
+        // twice on the way.
+        ("2026-10-24T19:59:00Z", "jeux"),
+        ("2026-10-24T20:00:00Z", "jeux-midi"),
+        ("2026-10-25T00:30:00Z", "jeux-midi"),
+        ("2026-10-25T01:30:00Z", "jeux-midi"),
+        ("2026-10-25T04:59:00Z", "jeux-midi"),
+        ("2026-10-25T05:00:00Z", "jeux"),
+    ] {
+        let local = crate::clock::civil(crate::clock::parse_instant(utc).unwrap(), &paris);
+        assert_eq!(rule_at(&c, &local.to_string()), want, "at {utc} ({local})");
+    }
+}
+
+#[test]
+fn schedule_errors_name_the_place_and_say_how_to_write_it() {
+    let src = r#"version: 1
+categories: [cats]
+rules:
+  - id: a
+    schedule: {days: [mon-xyz, lundi], hours: ["25:00-26:00", "12:00-12:00", "midi", "24:00-02:00"]}
+    action: allow
+  - id: b
+    schedule: {hours: []}
+    action: allow
+  - id: c
+    schedule: {}
+    action: allow
+"#;
+    let (_dir, c) = compile_scheduled(src);
+    let Err(d) = c else { panic!("compiled") };
+    let got: Vec<String> = d
+        .errors()
+        .map(|e| {
+            format!(
+                "{}:{} {} {} {}",
+                e.line,
+                e.col,
+                e.code,
+                e.key.as_deref().unwrap_or(""),
+                e.message
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            r#"5:23 bad-day rules[0].schedule.days[0] unknown day "xyz" in "mon-xyz""#,
+            r#"5:48 bad-hours rules[0].schedule.hours[0] no such time of day: "25:00""#,
+            r#"5:63 bad-hours rules[0].schedule.hours[1] the range "12:00-12:00" is empty (it starts where it ends)"#,
+            r#"5:78 bad-hours rules[0].schedule.hours[2] not a range of hours: "midi""#,
+            r#"5:86 bad-hours rules[0].schedule.hours[3] "24:00" can only end a range (it is midnight at the end of the day)"#,
+            "8:16 empty-condition rules[1].schedule.hours `schedule.hours` is empty, so rule `b` can never match",
+            "11:5 empty-condition rules[2].schedule `schedule` of rule `c` names neither days nor hours",
+        ]
+    );
+    assert!(
+        d.errors().all(|e| e.help.is_some()),
+        "every error has a help"
     );
 }

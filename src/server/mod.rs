@@ -149,6 +149,7 @@ pub async fn serve(
             workstations: Workstations::new(cfg.reverse_dns, Duration::from_secs(600)),
             token_key: token_key.clone(),
             tunnels: tunnels.clone(),
+            tz: crate::clock::zone(&cfg.time_zone).map_err(|e| anyhow::anyhow!(ConfigError(e)))?,
             cfg: cfg.clone(),
         }),
         portal: Arc::new(PortalState {

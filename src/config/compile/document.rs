@@ -319,6 +319,15 @@ impl Cx<'_> {
         } else {
             format!("{full}.{field}")
         };
+        // A rule's `schedule` is a mapping of its own, with its own keys.
+        let in_schedule = at
+            .rsplit_once('.')
+            .is_some_and(|(parent, _)| parent.ends_with(".schedule"));
+        let keys = if in_schedule {
+            raw::SCHEDULE_KEYS
+        } else {
+            keys
+        };
         let help = suggest(field, keys.iter().copied()).or_else(|| {
             Some(format!(
                 "known keys here: {}",

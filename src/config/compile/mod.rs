@@ -274,6 +274,7 @@ impl Cx<'_> {
         let internal = self.internal_sites(&raw.internal_sites);
         let policy = Policy {
             internal: Arc::new(internal),
+            scheduled: rules.iter().any(|r| r.conds.schedule.is_some()),
             groups,
             rules,
             default: DefaultRule {

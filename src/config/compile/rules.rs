@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::classify::{TagId, TagInfo, TagKind};
 use crate::config::diag::{some_names, suggest};
-use crate::config::raw::{RawAction, RawMode, RawRule};
+use crate::config::raw::{RawAction, RawMode, RawRule, RawSchedule};
 use crate::identity::{GroupSet, GroupTable};
-use crate::policy::{Action, Conditions, Mode, Rule};
+use crate::policy::schedule::{DAY_MINUTES, day_number};
+use crate::policy::{Action, Conditions, Mode, Rule, Schedule};
 
 use super::{Cx, Tags, tag_set, text};
 
@@ -102,6 +103,7 @@ impl Cx<'_> {
             users: (r.users.as_ref()).map(|u| u.iter().map(|s| s.as_str().into()).collect()),
             methods: (r.methods.as_ref()).map(|ms| self.method_condition(&base, ms)),
             approved_requests: r.approved_requests,
+            schedule: (r.schedule.as_ref()).map(|s| self.schedule_condition(&base, &r.id, s)),
             ..Conditions::default()
         };
         let categories = r.categories.as_ref().map(|cs| {
@@ -261,6 +263,98 @@ impl Cx<'_> {
         out.into()
     }
 
+    /// `schedule`: its days (every day when absent) and hours (the whole day when
+    /// absent) as minutes of the week; what cannot be read is reported, with the forms
+    /// that can.
+    fn schedule_condition(&mut self, base: &str, id: &str, raw: &RawSchedule) -> Schedule {
+        let key = format!("{base}.schedule");
+        if raw.days.is_none() && raw.hours.is_none() {
+            let pos = self.pos.key(&key);
+            self.err(
+                "empty-condition",
+                &key,
+                pos,
+                format!("`schedule` of rule `{id}` names neither days nor hours"),
+                Some("add `days:` (mon-fri…), `hours:` (\"12:00-14:00\"…) or both, or remove `schedule`".into()),
+            );
+        }
+        for (part, list, what) in [
+            ("days", &raw.days, "a day or a range of days"),
+            ("hours", &raw.hours, "a range of hours"),
+        ] {
+            if list.as_ref().is_some_and(Vec::is_empty) {
+                let key = format!("{key}.{part}");
+                let pos = self.pos.key(&key);
+                self.err(
+                    "empty-condition",
+                    &key,
+                    pos,
+                    format!("`schedule.{part}` is empty, so rule `{id}` can never match"),
+                    Some(format!(
+                        "list {what}, or remove `{part}` (every day, the whole day)"
+                    )),
+                );
+            }
+        }
+        let mut days = [raw.days.is_none(); 7];
+        for (j, d) in raw.days.iter().flatten().enumerate() {
+            match parse_days(d) {
+                Ok((from, to)) => {
+                    let mut day = from;
+                    loop {
+                        days[day as usize] = true;
+                        if day == to {
+                            break;
+                        }
+                        day = (day + 1) % 7;
+                    }
+                }
+                Err(msg) => {
+                    let key = format!("{key}.days[{j}]");
+                    let pos = self.pos.value(&key);
+                    self.err(
+                        "bad-day",
+                        &key,
+                        pos,
+                        msg,
+                        Some("write days as mon, tue, wed, thu, fri, sat, sun (or lun, mar, mer, jeu, ven, sam, dim), and ranges as mon-fri".into()),
+                    );
+                }
+            }
+        }
+        let mut ranges = Vec::new();
+        match &raw.hours {
+            None => ranges.push((0, DAY_MINUTES)),
+            Some(hours) => {
+                for (j, h) in hours.iter().enumerate() {
+                    match parse_hours(h) {
+                        Ok(r) => ranges.push(r),
+                        Err(msg) => {
+                            let key = format!("{key}.hours[{j}]");
+                            let pos = self.pos.value(&key);
+                            self.err(
+                                "bad-hours",
+                                &key,
+                                pos,
+                                msg,
+                                Some("write \"HH:MM-HH:MM\" in the town's time, the end excluded: \"12:00-14:00\"; \"22:00-06:00\" runs past midnight; \"00:00-24:00\" is the whole day".into()),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        let mut s = Schedule::default();
+        for (day, on) in days.iter().enumerate() {
+            if *on {
+                for (start, end) in &ranges {
+                    s.add(day as u8, *start, *end);
+                }
+            }
+        }
+        s
+    }
+
     /// The tags of the categories or lists (`what`) named at `key`; unknown names are
     /// reported and left out.
     fn resolve_all(
@@ -319,6 +413,56 @@ fn covers(a: &Conditions, b: &Conditions) -> bool {
         && a.domains.is_none()
         && a.urls.is_none()
         && sub(&a.approved_requests, &b.approved_requests, |x, y| x == y)
+        && sub(&a.schedule, &b.schedule, |x, y| x.is_subset(y))
+}
+
+/// A day (`mon`) or a range of days (`mon-fri`; `fri-mon` runs over the weekend), as
+/// the first and last day (0 = Monday).
+fn parse_days(s: &str) -> Result<(u8, u8), String> {
+    let day = |d: &str| day_number(d).ok_or_else(|| format!("unknown day {:?} in {s:?}", d.trim()));
+    match s.split_once('-') {
+        Some((from, to)) => Ok((day(from)?, day(to)?)),
+        None => day(s)
+            .map(|d| (d, d))
+            .map_err(|_| format!("unknown day {s:?}")),
+    }
+}
+
+/// `HH:MM-HH:MM` as minutes of the day, the end excluded; the end may be `24:00`, and
+/// an end before the start runs past midnight.
+fn parse_hours(s: &str) -> Result<(u16, u16), String> {
+    let Some((from, to)) = s.split_once('-') else {
+        return Err(format!("not a range of hours: {s:?}"));
+    };
+    let start = parse_clock(from.trim(), false)?;
+    let end = parse_clock(to.trim(), true)?;
+    if start == end {
+        return Err(format!(
+            "the range {s:?} is empty (it starts where it ends)"
+        ));
+    }
+    Ok((start, end))
+}
+
+/// `HH:MM` (or `H:MM`) as a minute of the day; `24:00` only as an end.
+fn parse_clock(s: &str, end: bool) -> Result<u16, String> {
+    let bad = || format!("not a time of day: {s:?}");
+    let (h, m) = s.split_once(':').ok_or_else(bad)?;
+    let digits = |x: &str, n: std::ops::RangeInclusive<usize>| {
+        n.contains(&x.len()) && x.bytes().all(|b| b.is_ascii_digit())
+    };
+    if !digits(h, 1..=2) || !digits(m, 2..=2) {
+        return Err(bad());
+    }
+    let (h, m): (u16, u16) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    match (h, m) {
+        (24, 0) if end => Ok(DAY_MINUTES),
+        (24, 0) => Err(format!(
+            "{s:?} can only end a range (it is midnight at the end of the day)"
+        )),
+        (0..=23, 0..=59) => Ok(h * 60 + m),
+        _ => Err(format!("no such time of day: {s:?}")),
+    }
 }
 
 /// Whether every name of `x` is in `y`.
