@@ -694,7 +694,7 @@ impl Request {
     #[inline]
     fn facts(&self) -> RequestFacts<'static> {
         let mut f = RequestFacts::for_method(self.method, self.path.is_some());
-        f.sends_data = self.sends_data;
+        f.body = self.sends_data;
         f
     }
 }

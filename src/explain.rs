@@ -243,7 +243,15 @@ pub fn explain(snap: &Snapshot, q: &Query) -> Result<Explanation, String> {
         &mut scratch,
         &mut class,
     );
-    let facts = RequestFacts::for_method(method, path_visible).at(LocalTime::of(q.at.local));
+    // The query string counts as sending data to a `block-upload` site beyond
+    // `upload_query_max`, as in the proxy; the body and the answer are not known.
+    let query_len = path
+        .and_then(|p| p.split_once('?'))
+        .map_or(0, |(_, q)| q.split('#').next().unwrap_or("").len() as u32);
+    let facts = RequestFacts {
+        query_len,
+        ..RequestFacts::for_method(method, path_visible).at(LocalTime::of(q.at.local))
+    };
 
     let mut rec = Recorder(Vec::new());
     let d = policy.decide_observed(&who, &class, &facts, &mut rec);
@@ -292,6 +300,9 @@ pub fn explain(snap: &Snapshot, q: &Query) -> Result<Explanation, String> {
         let r = &mut rules[idx as usize];
         r.status = if out.matched {
             "matched"
+        } else if out.waiting {
+            // Every condition known holds; the body or the answer decides.
+            "waiting"
         } else {
             "not-matched"
         };
@@ -355,6 +366,7 @@ fn rules_text(s: &mut String, e: &Explanation) {
         let mark = match r.status {
             "matched" => "✓",
             "not-matched" => "✗",
+            "waiting" => "?",
             _ => "·",
         };
         let conds = if r.status == "not-reached" {
@@ -369,6 +381,11 @@ fn rules_text(s: &mut String, e: &Explanation) {
                 .join(", ")
         };
         let mode = if r.mode == "report" { " [report]" } else { "" };
+        let conds = if r.status == "waiting" {
+            format!("{conds} (decided by what the body or the answer carries)")
+        } else {
+            conds
+        };
         let decides = if Some(&r.id) == e.rule.as_ref() {
             "  ← decides"
         } else {

@@ -47,6 +47,7 @@ pub mod classify;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod content;
 pub mod explain;
 pub mod head;
 pub mod identity;

@@ -183,12 +183,8 @@ fn decide(h: &Host) -> Vec<(String, Option<u32>, Vec<u32>)> {
         let who = c.policy.groups.resolve(IpAddr::V4(ip), None);
         for (method, sends_data) in [("GET", false), ("POST", true)] {
             let facts = RequestFacts {
-                method,
-                sends_data,
-                path_visible: false,
-                approved: false,
-                inspectable: true,
-                local: Default::default(),
+                body: sends_data,
+                ..RequestFacts::for_method(method, false)
             };
             let d = c.policy.decide(&who, &class, &facts);
             out.push((

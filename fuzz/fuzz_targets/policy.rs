@@ -174,12 +174,8 @@ fn exercise(c: &Compiled) {
                 let who = c.policy.groups.resolve(ip, user);
                 for method in ["GET", "POST"] {
                     let facts = RequestFacts {
-                        method,
-                        sends_data: method == "POST",
-                        path_visible: path.is_some(),
-                        approved: false,
-                        inspectable: true,
-                        local: Default::default(),
+                        body: method == "POST",
+                        ..RequestFacts::for_method(method, path.is_some())
                     };
                     let _ = c.policy.decide(&who, &class, &facts);
                 }

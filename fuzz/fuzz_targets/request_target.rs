@@ -198,12 +198,8 @@ fn classify(host: &Host, path: Option<&str>, method: &str) -> Vec<String> {
     ] {
         let who = c.policy.groups.resolve(ip, None);
         let facts = RequestFacts {
-            method,
-            sends_data: method == "POST",
-            path_visible: path.is_some(),
-            approved: false,
-            inspectable: true,
-            local: Default::default(),
+            body: method == "POST",
+            ..RequestFacts::for_method(method, path.is_some())
         };
         let d = c.policy.decide(&who, &class, &facts);
         out.push(format!("{:?} {:?} {:?}", d.verdict, d.rule, d.reason.code));

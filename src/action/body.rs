@@ -147,10 +147,22 @@ pub struct ClientBody(#[source] pub hyper::Error);
 
 type ClientIncoming = http_body_util::combinators::MapErr<Incoming, fn(hyper::Error) -> ClientBody>;
 
-/// Request bodies on their way upstream, counted, ended if the client stalls.
+/// Sees each piece of a request body as it goes upstream, then its end (`None`); an
+/// error ends the body there (the site gets an incomplete request, never a complete one).
+pub type Watch = Box<dyn FnMut(Option<&[u8]>) -> Result<(), BoxError> + Send>;
+
+/// Request bodies on their way upstream, counted, ended if the client stalls. A body
+/// can be read ahead (held while it is checked) and then given out from the start
+/// ([`CountedIncoming::replay`]).
 pub struct CountedIncoming {
     inner: Idle<ClientIncoming>,
     count: Arc<AtomicU64>,
+    /// Frames read ahead, given out first.
+    held: std::collections::VecDeque<Frame<Bytes>>,
+    /// Data bytes in `held`.
+    held_bytes: u64,
+    /// Sees what comes after the held frames; `None` once it has seen the end.
+    watch: Option<Watch>,
 }
 
 impl CountedIncoming {
@@ -159,7 +171,22 @@ impl CountedIncoming {
         CountedIncoming {
             inner: Idle::new(tagged, "request", idle),
             count,
+            held: std::collections::VecDeque::new(),
+            held_bytes: 0,
+            watch: None,
         }
+    }
+
+    /// Gives `held` (frames read from this body) out again before the rest, and has
+    /// `watch` see the rest.
+    pub fn replay(&mut self, held: Vec<Frame<Bytes>>, watch: Option<Watch>) {
+        self.held_bytes = held
+            .iter()
+            .filter_map(Frame::data_ref)
+            .map(|d| d.len() as u64)
+            .sum();
+        self.held = held.into();
+        self.watch = watch;
     }
 }
 
@@ -171,21 +198,106 @@ impl HttpBody for CountedIncoming {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let p = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(f))) = &p
-            && let Some(d) = f.data_ref()
-        {
-            self.count.fetch_add(d.len() as u64, Ordering::Relaxed);
+        let this = &mut *self;
+        if let Some(f) = this.held.pop_front() {
+            // Counted when it was read ahead.
+            if let Some(d) = f.data_ref() {
+                this.held_bytes -= d.len() as u64;
+            }
+            return Poll::Ready(Some(Ok(f)));
+        }
+        let p = Pin::new(&mut this.inner).poll_frame(cx);
+        match &p {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    this.count.fetch_add(d.len() as u64, Ordering::Relaxed);
+                    if let Some(w) = &mut this.watch
+                        && let Err(e) = w(Some(d))
+                    {
+                        this.watch = None;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(mut w) = this.watch.take()
+                    && let Err(e) = w(None)
+                {
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+            _ => {}
         }
         p
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        // A watch must see the end: the body is not over before it has.
+        self.held.is_empty() && self.watch.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let inner = self.inner.size_hint();
+        let mut h = SizeHint::new();
+        h.set_lower(inner.lower() + self.held_bytes);
+        if let Some(u) = inner.upper() {
+            h.set_upper(u + self.held_bytes);
+        }
+        h
+    }
+}
+
+/// A body whose first frames were read ahead (to see what it is) and are given out
+/// again first.
+pub struct Prefixed<B> {
+    held: std::collections::VecDeque<Frame<Bytes>>,
+    inner: B,
+}
+
+impl<B> Prefixed<B> {
+    pub fn new(held: Vec<Frame<Bytes>>, inner: B) -> Self {
+        Prefixed {
+            held: held.into(),
+            inner,
+        }
+    }
+}
+
+impl<B> HttpBody for Prefixed<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.held.pop_front() {
+            Some(f) => Poll::Ready(Some(Ok(f))),
+            None => Pin::new(&mut self.inner).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.held.is_empty() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let held: u64 = self
+            .held
+            .iter()
+            .filter_map(Frame::data_ref)
+            .map(|d| d.len() as u64)
+            .sum();
+        let inner = self.inner.size_hint();
+        let mut h = SizeHint::new();
+        h.set_lower(inner.lower() + held);
+        if let Some(u) = inner.upper() {
+            h.set_upper(u + held);
+        }
+        h
     }
 }
 

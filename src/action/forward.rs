@@ -90,9 +90,9 @@ pub fn seen_by_us(h: &HeaderMap) -> bool {
         .any(|v| v.split(',').any(|p| p.trim() == VIA))
 }
 
-/// Whether a request carries data: a body (non-zero `Content-Length`, or any
-/// `Transfer-Encoding`) or a protocol upgrade.
-pub fn sends_data(h: &HeaderMap) -> bool {
+/// Whether a request's head announces a body (non-zero `Content-Length`, or any
+/// `Transfer-Encoding`) or a protocol upgrade: the `body` of the policy's facts.
+pub fn announces_body(h: &HeaderMap) -> bool {
     let cl = h
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -456,7 +456,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("connection", "Upgrade".parse().unwrap());
         h.insert("upgrade", "websocket".parse().unwrap());
-        assert!(wants_upgrade(&h) && sends_data(&h));
+        assert!(wants_upgrade(&h) && announces_body(&h));
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
@@ -490,13 +490,13 @@ mod tests {
     #[test]
     fn bodies() {
         let mut h = HeaderMap::new();
-        assert!(!sends_data(&h));
+        assert!(!announces_body(&h));
         h.insert("content-length", "0".parse().unwrap());
-        assert!(!sends_data(&h));
+        assert!(!announces_body(&h));
         h.insert("content-length", "12".parse().unwrap());
-        assert!(sends_data(&h));
+        assert!(announces_body(&h));
         let mut h = HeaderMap::new();
         h.insert("transfer-encoding", "chunked".parse().unwrap());
-        assert!(sends_data(&h));
+        assert!(announces_body(&h));
     }
 }

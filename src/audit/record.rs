@@ -162,6 +162,11 @@ pub struct Record {
     /// readable without accepting it).
     #[serde(serialize_with = "ser::opt_str")]
     pub user_tried: Option<Arc<str>>,
+    /// What the content checks found that decided: the dictionaries and identifiers of
+    /// an upload with their counts (`nir:2 confidentiel:1`), or the kind of a download
+    /// and the clue that showed it (`executable(magic)`). Never the text found.
+    #[serde(serialize_with = "ser::opt_str")]
+    pub found: Option<Arc<str>>,
 }
 
 /// Longest `User-Agent` kept in a record, in bytes (cut at a character boundary).
@@ -169,7 +174,7 @@ pub const USER_AGENT_MAX: usize = 512;
 
 /// The JSON record's keys, in the order every line writes them (the CSV columns of
 /// `trace search`).
-pub const FIELDS: [&str; 26] = [
+pub const FIELDS: [&str; 27] = [
     "time",
     "client",
     "workstation",
@@ -196,6 +201,7 @@ pub const FIELDS: [&str; 26] = [
     "user_agent",
     "content_type",
     "user_tried",
+    "found",
 ];
 
 /// How records are written, one line each.
@@ -622,6 +628,8 @@ mod json {
         opt_str(out, r.content_type.as_deref());
         out.extend_from_slice(b",\"user_tried\":");
         opt_str(out, r.user_tried.as_deref());
+        out.extend_from_slice(b",\"found\":");
+        opt_str(out, r.found.as_deref());
         out.push(b'}');
         Ok(())
     }

@@ -64,6 +64,7 @@ fn allowed_get() -> Record {
         user_agent: Some(s("Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")),
         content_type: Some(s("text/html; charset=utf-8")),
         user_tried: None,
+        found: None,
     }
 }
 
@@ -96,6 +97,7 @@ fn blocked() -> Record {
         user_agent: Some(s("curl/8.5.0")),
         content_type: Some(s("text/html; charset=utf-8")),
         user_tried: Some(s("c.mart1n")),
+        found: Some(s("nir:2")),
     }
 }
 
@@ -195,6 +197,7 @@ fn json_absent_values_are_null_not_missing() {
         "user_agent",
         "content_type",
         "user_tried",
+        "found",
     ] {
         assert!(v[key].is_null(), "{key} = {}", v[key]);
     }

@@ -12,6 +12,8 @@ pub const TOP_KEYS: &[&str] = &[
     "lists",
     "no_inspect",
     "internal_sites",
+    "content",
+    "upload_query_max",
     "rules",
     "default",
     "default_reason",
@@ -105,6 +107,8 @@ pub const RULE_KEYS: &[&str] = &[
     "methods",
     "approved_requests",
     "schedule",
+    "content",
+    "file_types",
     "action",
     "mode",
     "overridable",
@@ -126,6 +130,10 @@ pub struct RawRule {
     pub methods: Option<Vec<String>>,
     pub approved_requests: Option<bool>,
     pub schedule: Option<RawSchedule>,
+    /// Names of `content` detectors (dictionaries, identifiers): the body carries one.
+    pub content: Option<Vec<String>>,
+    /// Kinds of file (`executable`, `installer`, `script`): the answer is one.
+    pub file_types: Option<Vec<String>>,
     pub action: RawAction,
     pub mode: Option<RawMode>,
     pub overridable: Option<bool>,
@@ -143,4 +151,50 @@ pub struct RawSchedule {
     pub days: Option<Vec<String>>,
     /// `HH:MM-HH:MM` ranges, the end excluded; the whole day when absent.
     pub hours: Option<Vec<String>>,
+}
+
+/// `content` keys, for suggestions.
+pub const CONTENT_KEYS: &[&str] = &["dictionaries", "identifiers", "max_decoded_bytes"];
+
+/// `content`: what upload bodies are read for (DLP), named for the rules' `content`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawContent {
+    /// Keyword dictionaries, by name.
+    #[serde(default)]
+    pub dictionaries: serde_yaml::Mapping,
+    /// Validated identifiers (`type: nir | iban | card`), by name.
+    #[serde(default)]
+    pub identifiers: serde_yaml::Mapping,
+    /// The most a compressed body may expand to while it is read (bytes).
+    pub max_decoded_bytes: Option<u64>,
+}
+
+/// A keyword dictionary.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDictionary {
+    pub description: Option<String>,
+    /// Words and phrases, matched whatever their case and accents.
+    pub words: Vec<String>,
+    /// How many occurrences make a hit (default 1).
+    pub min: Option<u32>,
+}
+
+/// A validated identifier.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentifier {
+    pub description: Option<String>,
+    /// `nir`, `iban` or `card`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// How many valid numbers make a hit (default 1).
+    pub min: Option<u32>,
+    /// Words one of which must stand within `distance` characters of a number for it
+    /// to count.
+    #[serde(default)]
+    pub near: Vec<String>,
+    /// Default 200.
+    pub distance: Option<u32>,
 }

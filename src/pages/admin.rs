@@ -267,6 +267,8 @@ pub(super) fn try_samples(pages: &Pages) -> Result<(), minijinja::Error> {
         no_inspect: crate::policy::TagSet::new(0),
         internal: std::sync::Arc::default(),
         scheduled: false,
+        content: std::sync::Arc::default(),
+        upload_query_max: crate::policy::UPLOAD_QUERY_MAX,
     };
     let items: Vec<Pending> = sample_rows(now)
         .into_iter()

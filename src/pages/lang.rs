@@ -74,3 +74,18 @@ fn parse_q(s: &str) -> Option<u16> {
     let q = int + thousandths;
     (q <= 1000).then_some(q)
 }
+
+/// Whether the client reads HTML (a browser): its `Accept` names `text/html` or
+/// `application/xhtml+xml`. Other clients (curl, an update agent) get a short text
+/// instead of a page.
+pub fn wants_html(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.split(';').next().unwrap_or("").trim())
+        .any(|t| {
+            t.eq_ignore_ascii_case("text/html") || t.eq_ignore_ascii_case("application/xhtml+xml")
+        })
+}

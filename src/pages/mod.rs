@@ -28,7 +28,7 @@ pub mod templates;
 pub mod traces;
 
 pub use frame::{date, html_escape};
-pub use lang::{lang_of, negotiate_lang};
+pub use lang::{lang_of, negotiate_lang, wants_html};
 pub use proxy::{
     BlockPage, URL_SHOWN_MAX, UnblockOffer, render_block_page, render_error_page, render_help_page,
 };

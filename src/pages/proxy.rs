@@ -37,6 +37,9 @@ pub struct BlockPage<'a> {
     /// The user name, or the client address when the request was not authenticated.
     pub who: &'a str,
     pub unblock: UnblockOffer<'a>,
+    /// What the content checks found (`2 × nir (French social security number)`),
+    /// already in the right language; never the text found itself.
+    pub found: Option<&'a str>,
 }
 
 /// What the person can do about the block.
@@ -69,6 +72,7 @@ struct Words {
     category: &'static str,
     categories: &'static str,
     uncategorised: &'static str,
+    found: &'static str,
     when: &'static str,
     who: &'static str,
     rule: &'static str,
@@ -113,6 +117,7 @@ const FR: Words = Words {
     category: "Catégorie",
     categories: "Catégories",
     uncategorised: "Non catégorisé",
+    found: "Détecté",
     when: "Date et heure",
     who: "Identifié comme",
     rule: "Règle appliquée",
@@ -154,6 +159,7 @@ const EN: Words = Words {
     category: "Category",
     categories: "Categories",
     uncategorised: "Uncategorised",
+    found: "Found",
     when: "Date and time",
     who: "Identified as",
     rule: "Rule applied",
@@ -252,6 +258,7 @@ impl Pages {
             time => context! { shown => shown, machine => machine },
             who => p.who,
             offer_href => offer_href,
+            found => p.found,
         };
         render_or_bare(self, "block.html", p.lang, page, words(p.lang).block_h1)
     }
@@ -394,6 +401,7 @@ mod tests {
             time: fixed_time(),
             who: "a.dupont",
             unblock,
+            found: None,
         }
     }
 
@@ -530,6 +538,7 @@ mod tests {
             time: fixed_time(),
             who: HOSTILE,
             unblock: UnblockOffer::Offer { href: &href },
+            found: None,
         };
         let html = render_block_page(&p);
         assert_inert(&html);

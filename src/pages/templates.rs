@@ -458,6 +458,7 @@ mod tests {
             time: UNIX_EPOCH + Duration::from_secs(1_795_442_709),
             who: "10.0.0.1",
             unblock: UnblockOffer::NotOverridable,
+            found: None,
         }
     }
 

@@ -76,12 +76,10 @@ pub(super) async fn connect(
         return res;
     }
     let facts = RequestFacts {
-        method: "CONNECT",
-        sends_data: false,
-        path_visible: false,
         approved: super::approved(&st, &snap, &who, &host),
         inspectable: st.bumper.is_some(),
         local: local_time(&st, &snap.policy, cx.rec.time),
+        ..RequestFacts::for_method("CONNECT", false)
     };
     let d = snap.policy.decide(&who, &class, &facts);
     cx.decided(&d);

@@ -5,6 +5,7 @@
 
 mod connect;
 pub mod identify;
+mod late;
 mod refuse;
 
 pub use refuse::head_too_large;
@@ -23,7 +24,7 @@ use crate::action::body::{self, Body, CountedBody, CountedIncoming};
 use crate::action::bump::Bumper;
 use crate::action::dial::Dialer;
 use crate::action::forward::{
-    self, SendError, names_websocket_only, never_forwarded, seen_by_us, sends_data,
+    self, SendError, announces_body, names_websocket_only, never_forwarded, seen_by_us,
     websocket_handshake,
 };
 use crate::action::pool::Pool;
@@ -136,6 +137,7 @@ impl Ctx {
                 .map(|v| header_text(v, crate::audit::record::USER_AGENT_MAX)),
             content_type: None,
             user_tried: None,
+            found: None,
         };
         Box::new(Ctx {
             st: st.clone(),
@@ -469,14 +471,15 @@ fn local_time(
     }
 }
 
-/// Classifies the request with its path and decides; fills the record. `Some(page)`
-/// when it is blocked (the caller finishes the record with 403).
+/// Classifies the request with its path and decides; fills the record. `Err(page)`
+/// when it is blocked (the caller finishes the record with 403); otherwise the decision
+/// and the facts it had, for a late decision.
 fn decide(
     cx: &mut Ctx,
     who: &Identity,
     req: &Request<Incoming>,
     target: &Target,
-) -> Option<Response<Body>> {
+) -> Result<(Decision, late::Asked), Response<Body>> {
     use http_body::Body as _;
     let st = cx.st.clone();
     let host = &target.host;
@@ -487,14 +490,13 @@ fn decide(
     snap.classifier
         .classify(host, Some(path), &mut scratch, &mut class);
     let facts = RequestFacts {
-        method: req.method().as_str(),
         // HTTP/2 has no Content-Length to rely on: a body is a body.
-        sends_data: sends_data(req.headers()) || !req.body().is_end_stream(),
-        path_visible: true,
+        body: announces_body(req.headers()) || !req.body().is_end_stream(),
+        query_len: req.uri().query().map_or(0, |q| q.len() as u32),
         approved: approved(&st, &snap, who, host),
-        // The request is in clear here: plain HTTP, or decrypted from a bumped tunnel.
-        inspectable: true,
         local: local_time(&st, &snap.policy, cx.rec.time),
+        // The request is in clear here: plain HTTP, or decrypted from a bumped tunnel.
+        ..RequestFacts::for_method(req.method().as_str(), true)
     };
     let d = snap.policy.decide(who, &class, &facts);
     cx.classified(host, target.port, &class);
@@ -506,10 +508,17 @@ fn decide(
         cx.rec.inspection = Inspection::Inspect;
         cx.rec.path = Some(path.into());
     }
-    (d.verdict == Verdict::Block).then(|| {
+    if d.verdict == Verdict::Block {
         let url = format!("{}://{}{path}", target.scheme(), target.authority());
-        refuse::block_response(cx, who, &d, host, &url)
-    })
+        return Err(refuse::block_response(cx, who, &d, host, &url, None));
+    }
+    let asked = late::Asked {
+        approved: facts.approved,
+        local: facts.local,
+        body: facts.body,
+        query_len: facts.query_len,
+    };
+    Ok((d, asked))
 }
 
 /// One request, plain or from an inspected tunnel: classify with the path, decide,
@@ -523,14 +532,30 @@ async fn exchange(
     // The decision is synchronous and kept out of this future: what it needs (the
     // classification, the scratch buffers) does not live across the awaits below, so the
     // future that every request moves stays small.
-    if let Some(blocked) = decide(&mut cx, &who, &req, &target) {
-        cx.answered(&blocked, 0, None);
-        return blocked;
-    }
-    drop(who);
+    let (d, asked) = match decide(&mut cx, &who, &req, &target) {
+        Ok(x) => x,
+        Err(blocked) => {
+            cx.answered(&blocked, 0, None);
+            return blocked;
+        }
+    };
     if never_forwarded(req.method()) {
         return refuse::method_refused(cx);
     }
+    let accepts_html = block_page::wants_html(req.headers());
+    // A rule before the deciding one waits for the body or the answer: keep what a new
+    // decision needs (rare: only policies with `content` or `file_types` rules).
+    let again = (d.pending.body() || d.pending.answer()).then(|| {
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        Arc::new(late::Again::new(
+            &cx.snap,
+            who,
+            &target.host,
+            path,
+            req.method(),
+            asked,
+        ))
+    });
     let st = cx.st.clone();
     let lim = &st.cfg.limits;
     // Only a WebSocket handshake keeps its `Upgrade` (see [`websocket_handshake`] for why
@@ -549,10 +574,33 @@ async fn exchange(
         return refuse::bad_host(cx, &authority, &e.to_string());
     }
     let sent = Arc::new(AtomicU64::new(0));
-    let out = Request::from_parts(
-        parts,
-        CountedIncoming::new(body, sent.clone(), lim.body_idle_timeout),
-    );
+    let mut incoming = CountedIncoming::new(body, sent.clone(), lim.body_idle_timeout);
+    // The upload's content, when a rule waits for it.
+    let mut content = None;
+    let mut pending = d.pending;
+    let mut slot = None;
+    if let Some(again) = again.as_ref().filter(|_| d.pending.body()) {
+        if !asked.body {
+            content = Some(crate::policy::ContentHits::NONE);
+        } else {
+            match late::upload(&mut incoming, &parts.headers, again.clone()).await {
+                late::Upload::Whole(d2, found) => {
+                    cx.decided(&d2);
+                    pending = d2.pending;
+                    content = Some(found.hits());
+                }
+                late::Upload::Streaming(d2, s) => {
+                    cx.decided(&d2);
+                    pending = d2.pending;
+                    slot = Some(s);
+                }
+                late::Upload::Refused(r) => {
+                    return upload_refused(cx, again, r, &target, sent.load(Ordering::Relaxed));
+                }
+            }
+        }
+    }
+    let out = Request::from_parts(parts, incoming);
     let senders = forward::Senders {
         pool: st.upstream.get(),
         tls: st.bumper.as_deref().map(Bumper::upstream),
@@ -563,8 +611,17 @@ async fn exchange(
             cx.rec.upstream = peer;
             r
         }
-        Err(SendError::Timeout(e)) => return refuse::dial_failed(cx, &e, true),
-        Err(e) => return refuse::upstream_failed(cx, &e, sent.load(Ordering::Relaxed)),
+        Err(e) => {
+            // A long upload refused on its way: the block page, not an upstream error.
+            let refused = slot.and_then(|s| s.lock().ok().and_then(|mut g| g.take()));
+            if let (Some(r), Some(again)) = (refused, again.as_ref()) {
+                return upload_refused(cx, again, r, &target, sent.load(Ordering::Relaxed));
+            }
+            return match e {
+                SendError::Timeout(e) => refuse::dial_failed(cx, &e, true),
+                e => refuse::upstream_failed(cx, &e, sent.load(Ordering::Relaxed)),
+            };
+        }
     };
     let status = res.status();
     if status == StatusCode::SWITCHING_PROTOCOLS {
@@ -580,7 +637,29 @@ async fn exchange(
         forward::answer_head(&mut parts, true);
         return Response::from_parts(parts, body::empty());
     }
-    let (mut parts, body) = res.into_parts();
+    let (mut parts, mut body) = res.into_parts();
+    // A download a rule waits for: its first bytes say what it is.
+    let mut ahead = Vec::new();
+    if let Some(again) = again.as_ref().filter(|_| pending.answer()) {
+        ahead = match late::first_bytes(&mut body, lim.upstream_idle_timeout).await {
+            Ok(h) => h,
+            Err(e) => {
+                let e = SendError::Timeout(crate::action::dial::UpstreamError::Timeout {
+                    host: format!("{} ({e})", target.host),
+                });
+                return refuse::upstream_failed(cx, &e, sent.load(Ordering::Relaxed));
+            }
+        };
+        let path = cx.rec.path.clone().unwrap_or_else(|| "/".into());
+        let (kinds, words) = late::download_kinds(&path, &parts.headers, &ahead);
+        let d3 = again.decide(content, Some(kinds));
+        if d3.verdict == Verdict::Block {
+            cx.decided(&d3);
+            cx.rec.found = Some(words.into());
+            return download_refused(cx, again, &d3, kinds, &target, accepts_html);
+        }
+    }
+    let body = body::Prefixed::new(ahead, body);
     forward::answer_head(&mut parts, false);
     cx.rec.content_type = parts
         .headers
@@ -593,6 +672,75 @@ async fn exchange(
         cx.finish(code, sent.load(Ordering::Relaxed), received, err);
     });
     Response::from_parts(parts, counted.boxed())
+}
+
+/// An upload refused by the content checks (or unreadable for them): the block page,
+/// with what was found (never the text itself); nothing of the body was sent, or only
+/// an incomplete part of a body longer than the hold.
+fn upload_refused(
+    mut cx: Box<Ctx>,
+    again: &late::Again,
+    r: late::Refusal,
+    target: &Target,
+    sent: u64,
+) -> Response<Body> {
+    let path = cx.rec.path.clone().unwrap_or_else(|| "/".into());
+    let url = format!("{}://{}{path}", target.scheme(), target.authority());
+    match r {
+        late::Refusal::Content(d, found) => {
+            cx.decided(&d);
+            let s = &cx.snap.policy.content;
+            cx.rec.found = Some(found.trace(s).into());
+            let page = found.page(s, cx.lang);
+            let res = refuse::block_response(&cx, &again.who, &d, &target.host, &url, Some(&page));
+            cx.answered(&res, sent, None);
+            res
+        }
+        late::Refusal::Unchecked(e) => {
+            let d = Decision {
+                verdict: Verdict::Block,
+                reason: Reason::new(ReasonCode::ContentUnchecked, None),
+                rule: None,
+                ..again.decide(Some(crate::policy::ContentHits::NONE), None)
+            };
+            cx.decided(&d);
+            cx.rec.rule = None;
+            cx.rec.error = Some(e.code().into());
+            let res = refuse::block_response(&cx, &again.who, &d, &target.host, &url, None);
+            cx.answered(&res, sent, None);
+            res
+        }
+        late::Refusal::Client(e) => refuse::client_body_failed(cx, e.as_ref(), sent),
+    }
+}
+
+/// A download refused for its type: the block page for a browser, a short text for
+/// other clients; the site's answer is dropped unread.
+fn download_refused(
+    cx: Box<Ctx>,
+    again: &late::Again,
+    d: &Decision,
+    kinds: crate::policy::FileTypes,
+    target: &Target,
+    accepts_html: bool,
+) -> Response<Body> {
+    let path = cx.rec.path.clone().unwrap_or_else(|| "/".into());
+    let url = format!("{}://{}{path}", target.scheme(), target.authority());
+    let found = late::kinds_page(kinds, cx.lang);
+    let res = if accepts_html {
+        refuse::block_response(&cx, &again.who, d, &target.host, &url, Some(&found))
+    } else {
+        let reason = cx.snap.policy.reason_text(&d.reason, cx.lang).into_owned();
+        let mut res = text(StatusCode::FORBIDDEN, format!("{reason}\n{found}\n"));
+        reason_header(
+            &mut res,
+            d.reason.code,
+            d.rule.map(|r| &*cx.snap.policy.rule(r).id),
+        );
+        res
+    };
+    cx.answered(&res, 0, None);
+    res
 }
 
 /// Relays a switched (WebSocket) connection as bytes once both sides have handed it

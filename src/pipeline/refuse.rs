@@ -184,22 +184,24 @@ pub(super) fn upstream_failed(cx: Box<Ctx>, failed: &SendError, sent: u64) -> Re
     if let Some(d) = find_source::<UpstreamError>(e) {
         return dial_failed(cx, d, true);
     }
-    if let Some(bad) = find_source::<body::ClientBody>(e) {
-        // The client's own framing is wrong (a bad chunk size…): its fault, not the site's.
-        let mut cx = cx;
-        let detail = bad.to_string();
-        let title = match cx.lang {
-            Lang::Fr => "Requête mal formée : son contenu ne respecte pas HTTP/1.1",
-            Lang::En => "Malformed request: its body does not follow HTTP/1.1",
-        };
-        let page = block_page::render_error_page(cx.lang, 400, title, &detail);
-        cx.rec.reason_code = Some(ReasonCode::ClientBodyMalformed);
-        let mut res = html(StatusCode::BAD_REQUEST, page);
-        res.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        cx.answered(&res, sent, Some(detail));
-        return res;
+    if find_source::<body::ClientBody>(e).is_some() || find_source::<body::BodyIdle>(e).is_some() {
+        return client_body_failed(cx, e, sent);
     }
+    let kind = if failed.is_connect() {
+        "connect"
+    } else {
+        "other"
+    };
+    upstream_other(cx, failed, kind, sent)
+}
+
+/// The client's body failed: malformed (400) or stalled (408). Anything else is taken
+/// as malformed.
+pub(super) fn client_body_failed(
+    cx: Box<Ctx>,
+    e: &(dyn std::error::Error + 'static),
+    sent: u64,
+) -> Response<Body> {
     if let Some(idle) = find_source::<body::BodyIdle>(e) {
         // The client stopped sending its body (slow POST).
         let mut cx = cx;
@@ -216,11 +218,30 @@ pub(super) fn upstream_failed(cx: Box<Ctx>, failed: &SendError, sent: u64) -> Re
         cx.answered(&res, sent, Some(detail));
         return res;
     }
-    let kind = if failed.is_connect() {
-        "connect"
-    } else {
-        "other"
+    // The client's own framing is wrong (a bad chunk size…): its fault, not the site's.
+    let mut cx = cx;
+    let bad = e;
+    let detail = bad.to_string();
+    let title = match cx.lang {
+        Lang::Fr => "Requête mal formée : son contenu ne respecte pas HTTP/1.1",
+        Lang::En => "Malformed request: its body does not follow HTTP/1.1",
     };
+    let page = block_page::render_error_page(cx.lang, 400, title, &detail);
+    cx.rec.reason_code = Some(ReasonCode::ClientBodyMalformed);
+    let mut res = html(StatusCode::BAD_REQUEST, page);
+    res.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    cx.answered(&res, sent, Some(detail));
+    res
+}
+
+fn upstream_other(
+    cx: Box<Ctx>,
+    failed: &SendError,
+    kind: &'static str,
+    sent: u64,
+) -> Response<Body> {
+    let e = failed.error();
     cx.st
         .metrics
         .upstream_errors
@@ -342,6 +363,7 @@ pub(super) fn block_response(
     d: &Decision,
     host: &Host,
     url: &str,
+    found: Option<&str>,
 ) -> Response<Body> {
     let snap = &cx.snap;
     let p = &snap.policy;
@@ -397,6 +419,7 @@ pub(super) fn block_response(
         time: cx.rec.time,
         who: &who_text,
         unblock,
+        found,
     });
     let mut res = html(StatusCode::FORBIDDEN, page);
     reason_header(&mut res, d.reason.code, rule);

@@ -8,9 +8,11 @@
 //! have blocked. `explain` runs this same code with an observer that sees every rule.
 
 pub mod internal;
+pub mod late;
 mod reason;
 pub mod schedule;
 
+pub use late::{ContentHits, FileTypes, Pending};
 pub use reason::{Lang, Reason, ReasonCode, Text};
 pub use schedule::{LocalTime, Schedule};
 
@@ -136,6 +138,12 @@ pub struct Conditions {
     pub approved_requests: Option<bool>,
     /// The minutes of the week (town's wall clock) the rule applies.
     pub schedule: Option<Schedule>,
+    /// The body carries one of these (content detectors that reached their minimum);
+    /// known once the body is read ([`late`]).
+    pub content: Option<ContentHits>,
+    /// The answer is one of these kinds of file; known once its head and first bytes
+    /// are in ([`late`]).
+    pub file_types: Option<FileTypes>,
 }
 
 /// Which condition, for `explain`.
@@ -150,6 +158,8 @@ pub enum Cond {
     Methods,
     ApprovedRequests,
     Schedule,
+    Content,
+    FileTypes,
 }
 
 impl Cond {
@@ -164,6 +174,8 @@ impl Cond {
             Cond::Methods => "methods",
             Cond::ApprovedRequests => "approved_requests",
             Cond::Schedule => "schedule",
+            Cond::Content => "content",
+            Cond::FileTypes => "file_types",
         }
     }
 }
@@ -202,6 +214,24 @@ pub struct Policy {
     /// A rule has a `schedule`: only then does the pipeline work out the local time of
     /// each request (a time zone lookup, about 150 ns).
     pub scheduled: bool,
+    /// The content detectors (`content` section), built once for the snapshot; the
+    /// `content` conditions name them by index.
+    pub content: std::sync::Arc<crate::content::Scanner>,
+    /// A query string longer than this, to a `block-upload` site, is sending data
+    /// (`upload_query_max`): a prompt fits in a URL as well as in a body.
+    pub upload_query_max: u32,
+}
+
+/// The default of `upload_query_max`, in bytes.
+pub const UPLOAD_QUERY_MAX: u32 = 512;
+
+/// Whether a request sends data, for `block-upload`: a body (or a protocol upgrade), a
+/// method that sends one (POST, PUT, PATCH, with or without a body: an empty POST to an
+/// AI service can still carry a prompt in its URL or headers, and `explain`, which sees
+/// no body, must answer as the proxy does), or a query string longer than `query_max`.
+/// The one definition: the proxy and `explain` both go through [`Policy::decide`].
+pub fn sends_data(method: &str, body: bool, query_len: u32, query_max: u32) -> bool {
+    body || matches!(method, "POST" | "PUT" | "PATCH") || query_len > query_max
 }
 
 /// What is known of the request besides who asks and what the site is.
@@ -209,8 +239,11 @@ pub struct Policy {
 pub struct RequestFacts<'a> {
     /// Upper-case method; `CONNECT` for a tunnel whose requests cannot be seen.
     pub method: &'a str,
-    /// The request carries data: a body (Content-Length > 0 or chunked) or an upgrade.
-    pub sends_data: bool,
+    /// The request has a body (Content-Length > 0, chunked, an HTTP/2 stream that does
+    /// not end with its head) or asks for an upgrade. See [`sends_data`].
+    pub body: bool,
+    /// Length of the query string, in bytes (`?` excluded). See [`sends_data`].
+    pub query_len: u32,
     /// Whether the path is visible (plain HTTP, or inside an inspected tunnel).
     pub path_visible: bool,
     /// An approved unblock request covers this site for this client.
@@ -220,19 +253,27 @@ pub struct RequestFacts<'a> {
     pub inspectable: bool,
     /// The town's wall-clock time of the request, for `schedule` conditions.
     pub local: LocalTime,
+    /// What the body carries; `None` until it is read ([`late`]).
+    pub content: Option<ContentHits>,
+    /// What the answer is; `None` until it is in ([`late`]).
+    pub file_types: Option<FileTypes>,
 }
 
 impl<'a> RequestFacts<'a> {
-    /// A request as `explain` imagines it for a method: bodies for POST, PUT, PATCH; on
-    /// Monday at 00:00 unless [`RequestFacts::at`] says when.
+    /// A request as `explain` imagines it for a method: no body (a POST, PUT or PATCH
+    /// sends data all the same, see [`sends_data`]), no query string; on Monday at
+    /// 00:00 unless [`RequestFacts::at`] says when; body and answer not known yet.
     pub fn for_method(method: &'a str, path_visible: bool) -> RequestFacts<'a> {
         RequestFacts {
             method,
-            sends_data: matches!(method, "POST" | "PUT" | "PATCH"),
+            body: false,
+            query_len: 0,
             path_visible,
             approved: false,
             inspectable: true,
             local: LocalTime::default(),
+            content: None,
+            file_types: None,
         }
     }
 
@@ -258,13 +299,18 @@ pub struct Decision {
     pub inspection: Inspection,
     /// First report-mode rule that would have blocked this request, if any.
     pub would_block: Option<(RuleIdx, Reason)>,
+    /// Rules before the deciding one that wait for the body or the answer: decide again
+    /// once they are known ([`late`]).
+    pub pending: Pending,
 }
 
 /// How one rule fared, for `explain`.
 #[derive(Clone, Debug)]
 pub struct RuleOutcome {
-    pub conditions: SmallVec<[(Cond, bool); 9]>,
+    pub conditions: SmallVec<[(Cond, bool); 11]>,
     pub matched: bool,
+    /// Every condition known holds, and the rule waits for the body or the answer.
+    pub waiting: bool,
 }
 
 /// Sees every rule as `decide` evaluates it. The default observer does nothing and
@@ -323,20 +369,44 @@ impl Policy {
         // HTTP (§6.3); in a tunnel that is not decrypted it cannot be seen anyway.
         let path_visible = facts.path_visible && inspection == Inspection::Inspect;
         let mut would_block = None;
+        let mut pending = Pending::default();
         let mut outcome = RuleOutcome {
             conditions: SmallVec::new(),
             matched: false,
+            waiting: false,
         };
+        let sends = sends_data(
+            facts.method,
+            facts.body,
+            facts.query_len,
+            self.upload_query_max,
+        );
         for (i, rule) in self.rules.iter().enumerate() {
             let i = i as RuleIdx;
             outcome.conditions.clear();
+            outcome.waiting = false;
             outcome.matched =
                 rule_matches::<O>(rule, who, class, facts, path_visible, &mut outcome);
             obs.rule(i, &outcome);
+            if outcome.waiting {
+                if let Some(c) = rule.conds.content {
+                    pending.content.0 |= c.0;
+                }
+                if let Some(t) = rule.conds.file_types {
+                    pending.file_types.0 |= t.0;
+                }
+            }
             if !outcome.matched {
                 continue;
             }
-            let (verdict, code) = verdict_for(rule.action, facts, inspection, false);
+            let (verdict, mut code) = verdict_for(rule.action, sends, facts, inspection, false);
+            if verdict == Verdict::Block && code == ReasonCode::RuleBlock {
+                if rule.conds.content.is_some() {
+                    code = ReasonCode::ContentBlocked;
+                } else if rule.conds.file_types.is_some() {
+                    code = ReasonCode::FileTypeBlocked;
+                }
+            }
             let reason = Reason::new(code, Some(i));
             if rule.mode == Mode::Report {
                 if verdict == Verdict::Block && would_block.is_none() {
@@ -351,9 +421,10 @@ impl Policy {
                 reason,
                 inspection,
                 would_block,
+                pending,
             };
         }
-        let (verdict, code) = verdict_for(self.default.action, facts, inspection, true);
+        let (verdict, code) = verdict_for(self.default.action, sends, facts, inspection, true);
         Decision {
             verdict,
             action: self.default.action,
@@ -361,6 +432,7 @@ impl Policy {
             reason: Reason::new(code, None),
             inspection,
             would_block,
+            pending,
         }
     }
 
@@ -381,6 +453,7 @@ impl Policy {
 /// The verdict of an action for these facts, with the reason code.
 fn verdict_for(
     action: Action,
+    sends: bool,
     facts: &RequestFacts,
     inspection: Inspection,
     default: bool,
@@ -396,7 +469,7 @@ fn verdict_for(
             // Without inspection, reading cannot be told from sending: refuse it all.
             Inspection::Tunnel => (Verdict::Block, ReasonCode::UploadTunnelBlocked),
         },
-        Action::BlockUpload if facts.sends_data => (Verdict::Block, ReasonCode::UploadBlocked),
+        Action::BlockUpload if sends => (Verdict::Block, ReasonCode::UploadBlocked),
         Action::BlockUpload => (Verdict::Allow, ReasonCode::UploadReadAllowed),
     }
 }
@@ -457,7 +530,65 @@ fn rule_matches<O: Observer>(
         .any(|x| t.contains(x)));
     check!(c.urls, Cond::Urls, |t: &TagSet| path_visible
         && class.urls.iter().any(|u| t.contains(u.tag)));
-    all
+    // The late conditions, last: a rule whose other conditions hold waits for what it
+    // does not know yet. Content and answers are only seen where the path is (a
+    // request in clear); elsewhere they never match.
+    let mut known = all;
+    let mut unknown = false;
+    late::<O, _>(
+        c.content,
+        facts.content,
+        Cond::Content,
+        path_visible,
+        &mut known,
+        &mut unknown,
+        out,
+        |w, f| f.intersects(w),
+    );
+    late::<O, _>(
+        c.file_types,
+        facts.file_types,
+        Cond::FileTypes,
+        path_visible,
+        &mut known,
+        &mut unknown,
+        out,
+        |w, f| f.intersects(w),
+    );
+    out.waiting = known && unknown;
+    known && !unknown
+}
+
+/// One late condition: `want` (the rule's), `fact` (the request's, `None` until known).
+/// `known`: every known condition held so far; `unknown`: one waits for its fact.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn late<O: Observer, T: Copy>(
+    want: Option<T>,
+    fact: Option<T>,
+    kind: Cond,
+    path_visible: bool,
+    known: &mut bool,
+    unknown: &mut bool,
+    out: &mut RuleOutcome,
+    holds: impl Fn(T, T) -> bool,
+) {
+    let Some(want) = want else { return };
+    if !(O::DETAIL || *known) {
+        return;
+    }
+    let ok = match fact {
+        Some(f) => path_visible && holds(want, f),
+        None => false,
+    };
+    if O::DETAIL {
+        out.conditions.push((kind, ok));
+    }
+    if fact.is_none() && path_visible {
+        *unknown = true;
+    } else {
+        *known &= ok;
+    }
 }
 
 #[cfg(test)]

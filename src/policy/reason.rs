@@ -58,6 +58,14 @@ pub enum ReasonCode {
     UploadBlocked,
     /// A `block-upload` rule matched a tunnel that is not inspected.
     UploadTunnelBlocked,
+    /// A `block` rule with a `content` condition matched what the body carries.
+    ContentBlocked,
+    /// A `block` rule with a `file_types` condition matched what the answer is.
+    FileTypeBlocked,
+    /// A `content` rule waited for the body and it could not be read for checking:
+    /// compressed beyond the proxy's bound (a bomb), corrupt, or in an encoding the
+    /// proxy does not decode. It is refused rather than let through unread.
+    ContentUnchecked,
     /// A tunnel to a port the server configuration does not allow.
     PortNotAllowed,
     /// Proxy authentication is required and was missing or wrong.
@@ -130,7 +138,7 @@ pub enum ReasonCode {
 }
 
 impl ReasonCode {
-    pub const ALL: [ReasonCode; 45] = [
+    pub const ALL: [ReasonCode; 48] = [
         ReasonCode::RuleAllow,
         ReasonCode::DefaultAllow,
         ReasonCode::UploadReadAllowed,
@@ -138,6 +146,9 @@ impl ReasonCode {
         ReasonCode::DefaultBlock,
         ReasonCode::UploadBlocked,
         ReasonCode::UploadTunnelBlocked,
+        ReasonCode::ContentBlocked,
+        ReasonCode::FileTypeBlocked,
+        ReasonCode::ContentUnchecked,
         ReasonCode::PortNotAllowed,
         ReasonCode::AuthRequired,
         ReasonCode::BadHost,
@@ -187,6 +198,9 @@ impl ReasonCode {
             ReasonCode::DefaultBlock => "block-default",
             ReasonCode::UploadBlocked => "block-upload",
             ReasonCode::UploadTunnelBlocked => "block-upload-tunnel",
+            ReasonCode::ContentBlocked => "block-content",
+            ReasonCode::FileTypeBlocked => "block-file-type",
+            ReasonCode::ContentUnchecked => "block-content-unchecked",
             ReasonCode::PortNotAllowed => "block-port",
             ReasonCode::AuthRequired => "auth-required",
             ReasonCode::BadHost => "bad-host",
@@ -235,6 +249,9 @@ impl ReasonCode {
                 | ReasonCode::DefaultBlock
                 | ReasonCode::UploadBlocked
                 | ReasonCode::UploadTunnelBlocked
+                | ReasonCode::ContentBlocked
+                | ReasonCode::FileTypeBlocked
+                | ReasonCode::ContentUnchecked
                 | ReasonCode::PortNotAllowed
                 | ReasonCode::AuthRequired
                 | ReasonCode::BadHost
@@ -302,9 +319,20 @@ impl Policy {
                     format!("Lecture autorisée ; l'envoi de données est refusé. {base}")
                 })
             }
-            ReasonCode::RuleBlock | ReasonCode::UploadBlocked => {
-                Cow::Borrowed(configured.map_or("", |t| t.get(lang)))
-            }
+            ReasonCode::ContentUnchecked => Cow::Borrowed(if en {
+                "The data sent could not be checked against the charter (compressed beyond \
+                 the proxy's bound, damaged, or in an encoding it does not read): it is \
+                 refused rather than sent unread (charter §5.9 and §6.5)"
+            } else {
+                "Les données envoyées n'ont pas pu être vérifiées au regard de la charte \
+                 (compressées au-delà de la limite du proxy, abîmées ou dans un codage qu'il \
+                 ne lit pas) : elles sont refusées plutôt qu'envoyées sans contrôle (charte \
+                 §5.9 et §6.5)"
+            }),
+            ReasonCode::RuleBlock
+            | ReasonCode::UploadBlocked
+            | ReasonCode::ContentBlocked
+            | ReasonCode::FileTypeBlocked => Cow::Borrowed(configured.map_or("", |t| t.get(lang))),
             ReasonCode::DefaultBlock => Cow::Borrowed(match (configured, en) {
                 (Some(t), _) => t.get(lang),
                 (None, true) => DEFAULT_BLOCK_EN,

@@ -344,11 +344,10 @@ fn table() {
             .classify(&host, c.path, &mut scratch, &mut class);
         let facts = RequestFacts {
             method: c.method,
-            sends_data: c.body,
+            body: c.body,
             path_visible: c.path.is_some(),
             approved: c.approved,
-            inspectable: true,
-            local: Default::default(),
+            ..RequestFacts::for_method(c.method, true)
         };
         let d = f.c.policy.decide(&who, &class, &facts);
         let rule = d.rule.map(|r| &*f.c.policy.rule(r).id);

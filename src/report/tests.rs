@@ -49,6 +49,7 @@ fn rec(scheme: Scheme, decision: Outcome, host: &str, user: Option<&str>) -> Rec
         user_agent: None,
         content_type: None,
         user_tried: None,
+        found: None,
     }
 }
 

@@ -12,7 +12,7 @@ use crate::policy::Action;
 use super::{Cx, POLICY_VERSION};
 use crate::config::diag::{Pos, some_names, suggest};
 use crate::config::positions::Positions;
-use crate::config::raw::{self, RawGroup, RawList, RawNoInspect, RawRule, RawText};
+use crate::config::raw::{self, RawContent, RawGroup, RawList, RawNoInspect, RawRule, RawText};
 
 /// The top-level sections of the document, by key, not yet deserialized.
 pub(super) type Document = HashMap<&'static str, Value>;
@@ -25,6 +25,8 @@ pub(super) struct Sections {
     pub(super) lists: Vec<(String, RawList)>,
     pub(super) no_inspect: RawNoInspect,
     pub(super) internal_sites: Vec<String>,
+    pub(super) content: RawContent,
+    pub(super) upload_query_max: Option<u32>,
     /// A broken rule is `None` (and reported), so rule numbers stay those of the file.
     pub(super) rules: Vec<Option<RawRule>>,
     pub(super) default_reason: Option<RawText>,
@@ -149,6 +151,13 @@ impl Cx<'_> {
             .get("internal_sites")
             .and_then(|v| self.de(v, "internal_sites", &[]))
             .unwrap_or_default();
+        let content = doc
+            .get("content")
+            .and_then(|v| self.de(v, "content", raw::CONTENT_KEYS))
+            .unwrap_or_default();
+        let upload_query_max = doc
+            .get("upload_query_max")
+            .and_then(|v| self.de(v, "upload_query_max", &[]));
         let rules = self.section_rules(doc);
         let default_reason = doc
             .get("default_reason")
@@ -160,6 +169,8 @@ impl Cx<'_> {
             lists,
             no_inspect,
             internal_sites,
+            content,
+            upload_query_max,
             rules,
             default_reason,
             default,
@@ -196,8 +207,19 @@ impl Cx<'_> {
         section: &str,
         keys: &[&str],
     ) -> Vec<(String, T)> {
+        self.map_entries(doc.get(section), section, keys)
+    }
+
+    /// The entries of a mapping of names to entries at `section` (a key path), each
+    /// deserialized on its own.
+    pub(super) fn map_entries<T: DeserializeOwned>(
+        &mut self,
+        v: Option<&Value>,
+        section: &str,
+        keys: &[&str],
+    ) -> Vec<(String, T)> {
         let mut out = Vec::new();
-        let Some(v) = doc.get(section) else {
+        let Some(v) = v else {
             return out;
         };
         let Value::Mapping(m) = v else {

@@ -14,6 +14,7 @@
 //! - `rules`: `rules` (each one's head, conditions and inline sites), then the rules
 //!   that can never match.
 
+mod content;
 mod document;
 mod groups;
 mod rules;
@@ -252,10 +253,12 @@ impl Cx<'_> {
         let groups = self.groups(&raw.groups);
         let lists = self.lists(&raw.lists, &mut tags);
         let no_inspect = self.no_inspect(&raw.no_inspect, &categories.ids, &lists.ids, &mut tags);
+        let (scanner, content_names) = self.content(&raw.content);
         let known = rules::Known {
             groups: &groups,
             categories: &categories.ids,
             lists: &lists.ids,
+            content: &content_names,
         };
         let pending = self.rules(&raw.rules, &known, &mut tags);
         self.check_tag_count(&tags)?;
@@ -282,6 +285,10 @@ impl Cx<'_> {
                 reason: raw.default_reason.as_ref().map(text),
             },
             no_inspect: tag_set(n, &no_inspect),
+            content: scanner,
+            upload_query_max: raw
+                .upload_query_max
+                .unwrap_or(crate::policy::UPLOAD_QUERY_MAX),
         };
         Some((policy, classifier, stats))
     }

@@ -7,10 +7,12 @@ use std::collections::{BTreeMap, HashMap};
 use crate::classify::{TagId, TagInfo, TagKind};
 use crate::config::diag::{some_names, suggest};
 use crate::config::raw::{RawAction, RawMode, RawRule, RawSchedule};
+use crate::content::filetype::FileKind;
 use crate::identity::{GroupSet, GroupTable};
 use crate::policy::schedule::{DAY_MINUTES, day_number};
-use crate::policy::{Action, Conditions, Mode, Rule, Schedule};
+use crate::policy::{Action, Conditions, FileTypes, Mode, Rule, Schedule};
 
+use super::content::ContentNames;
 use super::{Cx, Tags, tag_set, text};
 
 /// The names a rule may use, with what each stands for.
@@ -18,6 +20,7 @@ pub(super) struct Known<'a> {
     pub(super) groups: &'a GroupTable,
     pub(super) categories: &'a BTreeMap<String, TagId>,
     pub(super) lists: &'a BTreeMap<String, TagId>,
+    pub(super) content: &'a ContentNames,
 }
 
 /// A rule with its names resolved. Its tag sets are made by [`Pending::finish`] once
@@ -104,6 +107,8 @@ impl Cx<'_> {
             methods: (r.methods.as_ref()).map(|ms| self.method_condition(&base, ms)),
             approved_requests: r.approved_requests,
             schedule: (r.schedule.as_ref()).map(|s| self.schedule_condition(&base, &r.id, s)),
+            content: (r.content.as_ref()).map(|c| self.content_condition(&base, c, known.content)),
+            file_types: (r.file_types.as_ref()).map(|t| self.file_types_condition(&base, t)),
             ..Conditions::default()
         };
         let categories = r.categories.as_ref().map(|cs| {
@@ -194,6 +199,8 @@ impl Cx<'_> {
             ("domains", &r.domains),
             ("urls", &r.urls),
             ("methods", &r.methods),
+            ("content", &r.content),
+            ("file_types", &r.file_types),
         ] {
             if list.as_ref().is_some_and(Vec::is_empty) {
                 let key = format!("{base}.{cond}");
@@ -207,6 +214,31 @@ impl Cx<'_> {
                 );
             }
         }
+    }
+
+    /// `file_types`: the kinds named; unknown names are reported.
+    fn file_types_condition(&mut self, base: &str, names: &[String]) -> FileTypes {
+        let mut set = FileTypes::NONE;
+        for (j, n) in names.iter().enumerate() {
+            match FileKind::parse(n) {
+                Some(k) => set = set.with(k),
+                None => {
+                    let key = format!("{base}.file_types[{j}]");
+                    let pos = self.pos.value(&key);
+                    let all = FileKind::ALL.map(FileKind::as_str);
+                    let help = suggest(n, all.iter().copied())
+                        .unwrap_or_else(|| format!("the kinds are {}", all.join(", ")));
+                    self.err(
+                        "bad-file-type",
+                        &key,
+                        pos,
+                        format!("unknown kind of file `{n}`"),
+                        Some(help),
+                    );
+                }
+            }
+        }
+        set
     }
 
     /// `groups`: the set of the groups named; unknown names are reported.
@@ -414,6 +446,8 @@ fn covers(a: &Conditions, b: &Conditions) -> bool {
         && a.urls.is_none()
         && sub(&a.approved_requests, &b.approved_requests, |x, y| x == y)
         && sub(&a.schedule, &b.schedule, |x, y| x.is_subset(y))
+        && sub(&a.content, &b.content, |x, y| x.0 & !y.0 == 0)
+        && sub(&a.file_types, &b.file_types, |x, y| x.0 & !y.0 == 0)
 }
 
 /// A day (`mon`) or a range of days (`mon-fri`; `fri-mon` runs over the weekend), as

@@ -1,0 +1,325 @@
+//! Upload and download checks through the real proxy, against a local site that records
+//! every request it receives (head and body bytes): uploads carrying two valid social
+//! security numbers (NIR) or a classification marking are refused before any byte of
+//! them reaches the site; one NIR, or one with a wrong key, passes; a marking split
+//! across two chunks is found; a long upload refused on its way reaches the site
+//! incomplete only; a compressed bomb is refused unread; an executable renamed `.pdf`
+//! is refused on download, with the block page for a browser and a short text for
+//! curl. The trace says what was found, never the text.
+
+mod common;
+
+use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use common::proxy::{Proxy, curl, fixture_dir, serve_on_loopback};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+
+const POLICY: &str = include_str!("fixtures/content-policy.yaml");
+
+/// Two valid NIRs (keys 91 and 43) and one whose key is wrong (22 would be right).
+const NIR_A: &str = "1 85 05 78 006 084 91";
+const NIR_B: &str = "2 93 03 75 120 005 43";
+const NIR_BAD_KEY: &str = "1 76 04 99 351 234 23";
+
+/// A request as the site received it: path, and the body bytes that arrived (all of
+/// them, or those before the body failed).
+#[derive(Clone, Debug)]
+struct Got {
+    path: String,
+    body: Vec<u8>,
+    complete: bool,
+}
+
+/// The local site: records each request; `/setup.pdf` is a Windows program served as
+/// a PDF, `/doc.pdf` a real PDF head, anything else "ok".
+struct Site {
+    port: u16,
+    got: Arc<Mutex<Vec<Got>>>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Site {
+    fn start() -> Site {
+        let got: Arc<Mutex<Vec<Got>>> = Arc::default();
+        let g = got.clone();
+        let (addr, stop) = serve_on_loopback(move |s| {
+            let g = g.clone();
+            async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let g = g.clone();
+                    async move { Ok::<_, Infallible>(answer(req, g).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            }
+        });
+        Site {
+            port: addr.port(),
+            got,
+            _stop: stop,
+        }
+    }
+
+    fn got(&self) -> Vec<Got> {
+        self.got.lock().unwrap().clone()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://depot.example:{}{path}", self.port)
+    }
+}
+
+async fn answer(req: Request<Incoming>, got: Arc<Mutex<Vec<Got>>>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let mut body = req.into_body();
+    let mut bytes = Vec::new();
+    let mut complete = true;
+    while let Some(f) = body.frame().await {
+        match f {
+            Ok(f) => {
+                if let Ok(d) = f.into_data() {
+                    bytes.extend_from_slice(&d);
+                }
+            }
+            Err(_) => {
+                complete = false;
+                break;
+            }
+        }
+    }
+    got.lock().unwrap().push(Got {
+        path: path.clone(),
+        body: bytes,
+        complete,
+    });
+    let (ctype, data): (&str, &[u8]) = match path.as_str() {
+        "/setup.pdf" => (
+            "application/pdf",
+            b"MZ\x90\x00\x03\x00\x00\x00\x04\x00PE program",
+        ),
+        "/doc.pdf" => ("application/pdf", b"%PDF-1.7\n%\xe2\xe3 a document"),
+        _ => ("text/plain", b"ok"),
+    };
+    let mut r = Response::new(Full::new(Bytes::from_static(data)));
+    r.headers_mut()
+        .insert("content-type", ctype.parse().unwrap());
+    r
+}
+
+fn start() -> (Proxy, Site) {
+    let site = Site::start();
+    let dir = fixture_dir();
+    std::fs::write(dir.path().join("policy.yaml"), POLICY).unwrap();
+    let p = Proxy::start_in_with(dir, "", &[], &["--host=depot.example=127.0.0.1"]);
+    (p, site)
+}
+
+/// A multipart upload of `text` as a file through the proxy: status, headers and body.
+fn upload(p: &Proxy, site: &Site, text: &str) -> (u16, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("export.csv");
+    std::fs::write(&file, text).unwrap();
+    let form = format!("fichier=@{};type=text/csv", file.display());
+    let (code, out, err) = curl(&[
+        "-x",
+        &p.url(),
+        "-s",
+        "-i",
+        "-H",
+        "Accept: text/html",
+        "-F",
+        &form,
+        "-F",
+        "objet=Export du fichier",
+        &site.url("/upload"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    (status(&out), out)
+}
+
+fn status(out: &str) -> u16 {
+    out.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn reason(out: &str) -> &str {
+    out.lines()
+        .find_map(|l| l.strip_prefix("x-charte-reason: "))
+        .unwrap_or_default()
+        .trim()
+}
+
+fn rows(nirs: &[&str]) -> String {
+    let mut s = String::from("nom;prenom;numero_securite_sociale\n");
+    for (i, n) in nirs.iter().enumerate() {
+        s.push_str(&format!("Agent{i};Prenom{i};{n}\n"));
+    }
+    s
+}
+
+#[test]
+fn an_upload_with_two_valid_nirs_is_refused_before_any_byte_reaches_the_site() {
+    let (p, site) = start();
+    let (st, out) = upload(&p, &site, &rows(&[NIR_A, NIR_B]));
+    assert_eq!(st, 403, "{out}");
+    assert_eq!(reason(&out), "block-content; rule=donnees-sensibles");
+    // The page says what was found and how many times, never the numbers.
+    assert!(out.contains("NIR"), "{out}");
+    assert!(out.contains("« nir ») : 2"), "{out}");
+    assert!(!out.contains("006 084"), "the page shows no number: {out}");
+    assert!(site.got().is_empty(), "the site received {:?}", site.got());
+    let r = p.trace_for("depot.example", "POST");
+    assert_eq!(r["reason_code"], "block-content", "{r}");
+    assert_eq!(r["found"], "nir:2", "{r}");
+    let line = r.to_string();
+    assert!(
+        !line.contains("006 084") && !line.contains("120 005"),
+        "{line}"
+    );
+}
+
+#[test]
+fn one_nir_or_a_wrong_key_stays_below_the_threshold_and_the_upload_goes_through() {
+    let (p, site) = start();
+    let text = rows(&[NIR_A, NIR_BAD_KEY]);
+    let (st, out) = upload(&p, &site, &text);
+    assert_eq!(st, 200, "{out}");
+    let got = site.got();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].complete);
+    let body = String::from_utf8_lossy(&got[0].body);
+    assert!(body.contains(&text), "the site got the whole file: {body}");
+    let r = p.trace_for("depot.example", "POST");
+    assert_eq!(r["status"], 200, "{r}");
+    assert_eq!(r["found"], serde_json::Value::Null, "{r}");
+}
+
+#[test]
+fn a_marking_split_across_two_chunks_is_found() {
+    let (p, site) = start();
+    let mut s = TcpStream::connect(p.proxy).unwrap();
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: depot.example:{}\r\nContent-Type: text/plain\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        site.url("/note"),
+        site.port
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let (a, b) = (
+        "Note interne. DIFFUSION RESTR",
+        "EINTE : ne pas transmettre.",
+    );
+    s.write_all(format!("{:x}\r\n{a}\r\n", a.len()).as_bytes())
+        .unwrap();
+    s.flush().unwrap();
+    // The second chunk in a write of its own, after a pause, so that it arrives as a
+    // frame of its own.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    s.write_all(format!("{:x}\r\n{b}\r\n0\r\n\r\n", b.len()).as_bytes())
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert_eq!(status(&out), 403, "{out}");
+    assert_eq!(reason(&out), "block-content; rule=donnees-sensibles");
+    assert!(site.got().is_empty(), "{:?}", site.got());
+    let r = p.trace_for("depot.example", "POST");
+    assert_eq!(r["found"], "diffusion-restreinte:1", "{r}");
+}
+
+#[test]
+fn a_long_upload_refused_on_its_way_reaches_the_site_incomplete_only() {
+    let (p, site) = start();
+    // 6 MiB of ordinary lines (past the 4 MiB hold), then the two numbers.
+    let mut text = "ligne ordinaire du tableau, sans rien de personnel\n".repeat(130_000);
+    text.push_str(&rows(&[NIR_A, NIR_B]));
+    let (st, out) = upload(&p, &site, &text);
+    assert_eq!(st, 403, "{}", &out[..out.len().min(2000)]);
+    assert_eq!(reason(&out), "block-content; rule=donnees-sensibles");
+    for g in site.got() {
+        assert!(!g.complete, "the site never gets a complete request");
+        assert!(g.body.len() < text.len(), "{} bytes", g.body.len());
+    }
+}
+
+#[test]
+fn a_compressed_bomb_is_refused_unread() {
+    use flate2::{Compression, write::GzEncoder};
+    let (p, site) = start();
+    // 512 MiB of zeros, about 500 KiB compressed.
+    let mut gz = GzEncoder::new(Vec::new(), Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..512 {
+        gz.write_all(&zeros).unwrap();
+    }
+    let bomb = gz.finish().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bomb.gz");
+    std::fs::write(&file, &bomb).unwrap();
+    let data = format!("@{}", file.display());
+    let (code, out, err) = curl(&[
+        "-x",
+        &p.url(),
+        "-s",
+        "-i",
+        "-H",
+        "Content-Encoding: gzip",
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        &data,
+        &site.url("/api"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(status(&out), 403, "{out}");
+    assert_eq!(reason(&out), "block-content-unchecked");
+    assert!(site.got().is_empty());
+    let r = p.trace_for("depot.example", "POST");
+    assert_eq!(r["error"], "too-large", "{r}");
+}
+
+#[test]
+fn an_executable_renamed_pdf_is_refused_on_download() {
+    let (p, site) = start();
+    // curl: a short text, 403.
+    let (code, out, err) = curl(&["-x", &p.url(), "-s", "-i", &site.url("/setup.pdf")]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(status(&out), 403, "{out}");
+    assert_eq!(reason(&out), "block-file-type; rule=logiciels");
+    assert!(out.contains("programme exécutable"), "{out}");
+    assert!(!out.contains("PE program"), "nothing of the file: {out}");
+    let r = p.trace_for("depot.example", "GET");
+    assert_eq!(r["found"], "executable(magic)", "{r}");
+    assert_eq!(r["reason_code"], "block-file-type", "{r}");
+    // A browser: the block page, in English when asked.
+    let (_, out, _) = curl(&[
+        "-x",
+        &p.url(),
+        "-s",
+        "-i",
+        "-H",
+        "Accept: text/html,application/xhtml+xml",
+        "-H",
+        "Accept-Language: en",
+        &site.url("/setup.pdf"),
+    ]);
+    assert_eq!(status(&out), 403);
+    assert!(
+        out.contains("<!doctype html") || out.contains("<!DOCTYPE html"),
+        "{out}"
+    );
+    assert!(out.contains("file type: executable program"), "{out}");
+    // A real PDF passes, whole.
+    let (_, out, _) = curl(&["-x", &p.url(), "-s", &site.url("/doc.pdf")]);
+    assert!(out.starts_with("%PDF-1.7"), "{out}");
+    assert!(out.ends_with("a document"), "{out}");
+}
