@@ -382,7 +382,15 @@ fn rules_text(s: &mut String, e: &Explanation) {
         };
         let mode = if r.mode == "report" { " [report]" } else { "" };
         let conds = if r.status == "waiting" {
-            format!("{conds} (decided by what the body or the answer carries)")
+            // The late condition is not known: `?`, not `✗`.
+            let conds = conds
+                .replace("content ✗", "content ?")
+                .replace("file_types ✗", "file_types ?");
+            if conds.contains("content ?") {
+                format!("{conds} (waits for the body)")
+            } else {
+                format!("{conds} (waits for the answer)")
+            }
         } else {
             conds
         };

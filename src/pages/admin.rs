@@ -257,19 +257,7 @@ fn pending_values(
 /// so that a template that would fail on a request fails at load instead.
 pub(super) fn try_samples(pages: &Pages) -> Result<(), minijinja::Error> {
     let now = 1_800_000_000;
-    let policy = Policy {
-        groups: crate::identity::GroupTable::default(),
-        rules: Vec::new(),
-        default: crate::policy::DefaultRule {
-            action: crate::policy::Action::Allow,
-            reason: None,
-        },
-        no_inspect: crate::policy::TagSet::new(0),
-        internal: std::sync::Arc::default(),
-        scheduled: false,
-        content: std::sync::Arc::default(),
-        upload_query_max: crate::policy::UPLOAD_QUERY_MAX,
-    };
+    let policy = Policy::empty();
     let items: Vec<Pending> = sample_rows(now)
         .into_iter()
         .zip([0, 1, 2, 3, 4])
@@ -509,7 +497,7 @@ pub(super) fn words(lang: Lang) -> &'static Words {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::policy::{Action, DefaultRule, Mode, Rule, Text};
+    use crate::policy::{Action, Mode, Rule, Text};
 
     /// A policy with an overridable rule (`jeux`) and one that is not (`loi`), built as
     /// the compiler would: the pages do not import `config`.
@@ -536,13 +524,7 @@ pub(super) mod tests {
                 ),
                 rule("loi", false, "Interdit par la loi", "Forbidden by law"),
             ],
-            default: DefaultRule {
-                action: Action::Allow,
-                reason: None,
-            },
-            no_inspect: crate::policy::TagSet::new(0),
-            internal: std::sync::Arc::default(),
-            scheduled: false,
+            ..Policy::empty()
         }
     }
 
@@ -576,17 +558,7 @@ pub(super) mod tests {
     fn pending_page_escapes_everything_and_carries_the_csrf_token() {
         // An empty policy (no group, no rule, allow), built as the compiler would: the
         // admin pages do not import `config`.
-        let policy = Policy {
-            groups: crate::identity::GroupTable::default(),
-            rules: Vec::new(),
-            default: crate::policy::DefaultRule {
-                action: crate::policy::Action::Allow,
-                reason: None,
-            },
-            no_inspect: crate::policy::TagSet::new(0),
-            internal: std::sync::Arc::default(),
-            scheduled: false,
-        };
+        let policy = Policy::empty();
         let items = [Pending {
             row: row("casino.example", "<script>alert(1)</script>\"'"),
             blocks_30d: 4,

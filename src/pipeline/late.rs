@@ -199,6 +199,7 @@ pub(super) async fn upload(
     incoming: &mut CountedIncoming,
     head: &HeaderMap,
     again: Arc<Again>,
+    first: &Decision,
 ) -> Upload {
     let s = again.scanner();
     let encoding =
@@ -233,7 +234,13 @@ pub(super) async fn upload(
             return Upload::Refused(Refusal::Unchecked(e));
         }
         let found = Found::of(&state, s);
-        let d = again.decide(Some(found.hits()), None);
+        // Nothing found: the rules that waited do not match, as the first decision
+        // took them; it stands.
+        let d = if found.0.is_empty() {
+            *first
+        } else {
+            again.decide(Some(found.hits()), None)
+        };
         if d.verdict == Verdict::Block {
             return Upload::Refused(Refusal::Content(d, found));
         }
@@ -242,7 +249,11 @@ pub(super) async fn upload(
     }
     // What was read so far already decides?
     let found = Found::of(&state, s);
-    let d = again.decide(Some(found.hits()), None);
+    let d = if found.0.is_empty() {
+        *first
+    } else {
+        again.decide(Some(found.hits()), None)
+    };
     if d.verdict == Verdict::Block {
         return Upload::Refused(Refusal::Content(d, found));
     }
@@ -272,7 +283,7 @@ fn watch_rest(mut state: ScanState, mut seen: ContentHits, again: Arc<Again>, sl
         }
         let found = Found::of(&state, s);
         let hits = found.hits();
-        if hits != seen || piece.is_none() {
+        if hits != seen || (piece.is_none() && !hits.is_empty()) {
             seen = hits;
             let d = again.decide(Some(hits), None);
             if d.verdict == Verdict::Block {

@@ -583,7 +583,7 @@ async fn exchange(
         if !asked.body {
             content = Some(crate::policy::ContentHits::NONE);
         } else {
-            match late::upload(&mut incoming, &parts.headers, again.clone()).await {
+            match late::upload(&mut incoming, &parts.headers, again.clone(), &d).await {
                 late::Upload::Whole(d2, found) => {
                     cx.decided(&d2);
                     pending = d2.pending;
@@ -652,8 +652,13 @@ async fn exchange(
         };
         let path = cx.rec.path.clone().unwrap_or_else(|| "/".into());
         let (kinds, words) = late::download_kinds(&path, &parts.headers, &ahead);
-        let d3 = again.decide(content, Some(kinds));
-        if d3.verdict == Verdict::Block {
+        // Nothing found: no `file_types` rule can match, the decision stands.
+        let d3 = if kinds.is_empty() {
+            None
+        } else {
+            Some(again.decide(content, Some(kinds)))
+        };
+        if let Some(d3) = d3.filter(|d3| d3.verdict == Verdict::Block) {
             cx.decided(&d3);
             cx.rec.found = Some(words.into());
             return download_refused(cx, again, &d3, kinds, &target, accepts_html);

@@ -331,6 +331,24 @@ impl Observer for NoObserver {
 }
 
 impl Policy {
+    /// A policy with no group and no rule that allows everything: what pages render
+    /// their samples with.
+    pub fn empty() -> Policy {
+        Policy {
+            groups: GroupTable::default(),
+            rules: Vec::new(),
+            default: DefaultRule {
+                action: Action::Allow,
+                reason: None,
+            },
+            no_inspect: TagSet::new(0),
+            internal: Arc::default(),
+            scheduled: false,
+            content: Arc::default(),
+            upload_query_max: UPLOAD_QUERY_MAX,
+        }
+    }
+
     /// Decides a request. This is the one decision function: the proxy, `check` and
     /// `explain` all go through it.
     #[inline]
