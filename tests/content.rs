@@ -32,6 +32,7 @@ const NIR_BAD_KEY: &str = "1 76 04 99 351 234 23";
 /// them, or those before the body failed).
 #[derive(Clone, Debug)]
 struct Got {
+    #[allow(dead_code)] // shown when an assertion prints what the site got
     path: String,
     body: Vec<u8>,
     complete: bool,
@@ -145,10 +146,12 @@ fn upload(p: &Proxy, site: &Site, text: &str) -> (u16, String) {
     (status(&out), out)
 }
 
+/// The final status of an answer (after any `100 Continue`).
 fn status(out: &str) -> u16 {
-    out.split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
+    out.lines()
+        .filter(|l| l.starts_with("HTTP/"))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .rfind(|s| *s != 100)
         .unwrap_or(0)
 }
 
@@ -322,4 +325,40 @@ fn an_executable_renamed_pdf_is_refused_on_download() {
     let (_, out, _) = curl(&["-x", &p.url(), "-s", &site.url("/doc.pdf")]);
     assert!(out.starts_with("%PDF-1.7"), "{out}");
     assert!(out.ends_with("a document"), "{out}");
+}
+
+/// What `block-upload` counts as sending, through the proxy and in `explain`, with the
+/// same answers: a POST without a body, a long query string.
+#[test]
+fn a_bodiless_post_and_a_long_query_send_data_to_a_block_upload_site_in_explain_and_in_the_proxy()
+{
+    let up = common::proxy::Upstream::start();
+    let dir = fixture_dir();
+    let policy = dir.path().join("policy.yaml").display().to_string();
+    let p = Proxy::start_in_with(dir, "", &[], &[]);
+    let base = format!("http://chat.example:{}", up.port());
+    let long = format!("/small?q={}", "mot+".repeat(200));
+    let cases: [(&str, String, &[&str], u16); 5] = [
+        ("GET", "/small?q=bonjour".into(), &[], 200),
+        ("GET", long.clone(), &[], 403),
+        ("POST", "/small".into(), &["-X", "POST"], 403),
+        ("POST", "/small".into(), &["-X", "POST", "-H", "Content-Length: 0"], 403),
+        ("HEAD", "/small".into(), &["-I"], 200),
+    ];
+    for (method, path, args, want) in cases {
+        let url = format!("{base}{path}");
+        let mut a = vec!["-x".to_string(), p.url(), "-s".into(), "-i".into()];
+        a.extend(args.iter().map(|s| s.to_string()));
+        a.push(url.clone());
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        let (code, out, err) = curl(&refs);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(status(&out), want, "{method} {path}: {out}");
+        let e = common::explain_json(
+            &["--policy", &policy, "--method", method, "--ip", "127.0.0.1"],
+            &format!("http://chat.example{path}"),
+        );
+        let blocked = e["decision"] == "block";
+        assert_eq!(blocked, want == 403, "explain {method} {path}: {e}");
+    }
 }
