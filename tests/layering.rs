@@ -35,6 +35,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("metrics", 35),
     ("policy", 30),
     ("classify", 20),
+    ("content", 20),
     ("identity", 20),
     ("atomic_file", 10),
     ("clock", 10),
