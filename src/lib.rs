@@ -34,7 +34,9 @@
 //! - [`policy`]: decides, purely: first matching rule, with a [`policy::Reason`].
 //! - [`classify`] (the host normalised once, [`classify::Host`], and every tag of a
 //!   request found in one pass: the hot path, synchronous, pure, no allocation per
-//!   lookup) and [`identity`] (which groups a client is in: address, user).
+//!   lookup), [`content`] (upload content checks, DLP: a request body scanned as it
+//!   streams for keyword dictionaries and validated identifiers; synchronous, pure,
+//!   bounded memory) and [`identity`] (which groups a client is in: address, user).
 //! - Small helpers below everything: [`settings`] (resolved server settings, plain
 //!   data), [`head`] (a request head's size), [`per_worker`], [`tracker`],
 //!   [`atomic_file`], [`clock`] (the proxy's now and the town's local dates).
