@@ -330,8 +330,7 @@ fn an_executable_renamed_pdf_is_refused_on_download() {
 /// What `block-upload` counts as sending, through the proxy and in `explain`, with the
 /// same answers: a POST without a body, a long query string.
 #[test]
-fn a_bodiless_post_and_a_long_query_send_data_to_a_block_upload_site_in_explain_and_in_the_proxy()
-{
+fn a_bodiless_post_and_a_long_query_send_data_to_a_block_upload_site_in_explain_and_in_the_proxy() {
     let up = common::proxy::Upstream::start();
     let dir = fixture_dir();
     let policy = dir.path().join("policy.yaml").display().to_string();
@@ -342,7 +341,12 @@ fn a_bodiless_post_and_a_long_query_send_data_to_a_block_upload_site_in_explain_
         ("GET", "/small?q=bonjour".into(), &[], 200),
         ("GET", long.clone(), &[], 403),
         ("POST", "/small".into(), &["-X", "POST"], 403),
-        ("POST", "/small".into(), &["-X", "POST", "-H", "Content-Length: 0"], 403),
+        (
+            "POST",
+            "/small".into(),
+            &["-X", "POST", "-H", "Content-Length: 0"],
+            403,
+        ),
         ("HEAD", "/small".into(), &["-I"], 200),
     ];
     for (method, path, args, want) in cases {
@@ -360,5 +364,71 @@ fn a_bodiless_post_and_a_long_query_send_data_to_a_block_upload_site_in_explain_
         );
         let blocked = e["decision"] == "block";
         assert_eq!(blocked, want == 403, "explain {method} {path}: {e}");
+    }
+}
+
+/// Inside an inspected tunnel, in HTTP/1.1 and HTTP/2: the same checks, the same
+/// answers (the site's `/upload` answers the byte count it read).
+#[test]
+fn uploads_inside_an_inspected_tunnel_are_checked_in_h1_and_h2() {
+    use common::tls::{HttpsUpstream, TestCa};
+    let up_ca = TestCa::new("Test upstream root");
+    let up = HttpsUpstream::start(&up_ca.leaf(&["allowed.test"]));
+    let dir = fixture_dir();
+    std::fs::write(dir.path().join("policy.yaml"), POLICY).unwrap();
+    let up_pem = dir.path().join("upstream-root.pem");
+    up_ca.write_pem(&up_pem);
+    let up_pem = up_pem.display().to_string();
+    let port = up.port().to_string();
+    let p = Proxy::start_in_with(
+        dir,
+        "",
+        &[],
+        &["--upstream-ca", &up_pem, "--connect-port", &port],
+    );
+    let org_pem = p.path("data/ca/ca.pem").display().to_string();
+    let files = tempfile::tempdir().unwrap();
+    let two = files.path().join("two.csv");
+    std::fs::write(&two, rows(&[NIR_A, NIR_B])).unwrap();
+    let one = files.path().join("one.csv");
+    let one_text = rows(&[NIR_B]);
+    std::fs::write(&one, &one_text).unwrap();
+    let url = format!("https://allowed.test:{}/upload", up.port());
+    for proto in ["--http1.1", "--http2"] {
+        let curl_up = |file: &std::path::Path| {
+            let form = format!("f=@{}", file.display());
+            let (code, out, err) = curl(&[
+                "-x",
+                &p.url(),
+                "--cacert",
+                &org_pem,
+                proto,
+                "-s",
+                "-i",
+                "-F",
+                &form,
+                &url,
+            ]);
+            assert_eq!(code, 0, "{proto}: {err}");
+            out
+        };
+        let out = curl_up(&two);
+        assert_eq!(status(&out), 403, "{proto}: {out}");
+        assert_eq!(
+            reason(&out),
+            "block-content; rule=donnees-sensibles",
+            "{proto}"
+        );
+        let out = curl_up(&one);
+        assert_eq!(status(&out), 200, "{proto}: {out}");
+        // The site read the whole multipart body (the file and the form around it).
+        let n: usize = out
+            .rsplit("\r\n\r\n")
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(n > one_text.len(), "{proto}: the site read {n} bytes");
     }
 }
