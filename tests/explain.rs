@@ -169,13 +169,41 @@ const CHARTER: &[Expected] = &[
     ),
     // §5.9 approved cloud
     (
-        "arras-my.sharepoint.com",
+        "cu-arras-my.sharepoint.com",
         "POST",
         Some("cloud-approuve"),
         "allow",
         "allow",
         "inspect",
         "approved-cloud",
+    ),
+    // Another organisation's SharePoint is not the town's tenant: no upload.
+    (
+        "other-my.sharepoint.com",
+        "POST",
+        Some("cloud-personnel"),
+        "block-upload",
+        "block",
+        "inspect",
+        "cloud-storage",
+    ),
+    (
+        "pastebin.com",
+        "POST",
+        Some("cloud-personnel"),
+        "block-upload",
+        "block",
+        "inspect",
+        "paste",
+    ),
+    (
+        "www.deepl.com",
+        "POST",
+        Some("ia-generative"),
+        "block-upload",
+        "block",
+        "inspect",
+        "ai",
     ),
     (
         "teams.microsoft.com",

@@ -267,6 +267,7 @@ pub(super) fn try_samples(pages: &Pages) -> Result<(), minijinja::Error> {
         no_inspect: crate::policy::TagSet::new(0),
         internal: std::sync::Arc::default(),
         scheduled: false,
+        tenant: Default::default(),
     };
     let items: Vec<Pending> = sample_rows(now)
         .into_iter()
@@ -541,6 +542,7 @@ pub(super) mod tests {
             no_inspect: crate::policy::TagSet::new(0),
             internal: std::sync::Arc::default(),
             scheduled: false,
+            tenant: Default::default(),
         }
     }
 
@@ -584,6 +586,7 @@ pub(super) mod tests {
             no_inspect: crate::policy::TagSet::new(0),
             internal: std::sync::Arc::default(),
             scheduled: false,
+            tenant: Default::default(),
         };
         let items = [Pending {
             row: row("casino.example", "<script>alert(1)</script>\"'"),

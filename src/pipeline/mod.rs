@@ -527,6 +527,11 @@ async fn exchange(
         cx.answered(&blocked, 0, None);
         return blocked;
     }
+    // Tenant restrictions go on what is seen in clear and may be inspected.
+    let restricted = (cx.rec.inspection == Inspection::Inspect
+        && !cx.snap.policy.tenant.is_empty()
+        && !cx.snap.policy.groups.inspection_off(&who.groups))
+    .then_some(who.groups);
     drop(who);
     if never_forwarded(req.method()) {
         return refuse::method_refused(cx);
@@ -547,6 +552,9 @@ async fn exchange(
     let (mut parts, body) = req.into_parts();
     if let Err(e) = forward::prepare(&mut parts, &site, websocket) {
         return refuse::bad_host(cx, &authority, &e.to_string());
+    }
+    if let Some(groups) = restricted {
+        forward::restrict(&mut parts, &cx.snap.policy.tenant, &target.host, &groups);
     }
     let sent = Arc::new(AtomicU64::new(0));
     let out = Request::from_parts(

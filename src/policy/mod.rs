@@ -10,6 +10,7 @@
 pub mod internal;
 mod reason;
 pub mod schedule;
+pub mod tenant;
 
 pub use reason::{Lang, Reason, ReasonCode, Text};
 pub use schedule::{LocalTime, Schedule};
@@ -202,6 +203,9 @@ pub struct Policy {
     /// A rule has a `schedule`: only then does the pipeline work out the local time of
     /// each request (a time zone lookup, about 150 ns).
     pub scheduled: bool,
+    /// Headers and search parameters added to allowed, inspected requests
+    /// (`tenant_restrictions`); empty when the policy has none.
+    pub tenant: tenant::TenantRestrictions,
 }
 
 /// What is known of the request besides who asks and what the site is.
