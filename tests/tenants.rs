@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::proxy::{Proxy, copy_dir, curl};
+use common::proxy::{Proxy, Upstream, copy_dir, curl};
 use common::tls::{HttpsUpstream, TestCa};
 
 const TENANT: &str = "11111111-2222-3333-4444-555555555555";
@@ -221,6 +221,12 @@ fn safe_search_rewrites_the_query_for_the_group_named_only() {
     assert_eq!(path(&e), "/search?q=x&safe=active", "{e}");
     let e = s.echo("127.0.0.2", "www.google.com", "/search?q=x&safe=off", &[]);
     assert_eq!(path(&e), "/search?q=x&safe=off", "{e}");
+    // Plain HTTP too: the request in clear goes to the site rewritten.
+    let plain = Upstream::start();
+    let url = format!("http://www.google.com:{}/search?safe=off&q=y", plain.port());
+    let e = s.curl_from("127.0.0.3", &[&url]);
+    assert_eq!(path(&e), "/search?q=y&safe=active", "{e}");
+    assert_eq!(values(&e, GOOGLE), ["arras.fr,cu-arras.fr"], "{e}");
 }
 
 #[test]
