@@ -197,6 +197,13 @@ pub struct Explanation {
     /// Whether a user may ask for the site to be opened.
     pub overridable: bool,
     pub would_block: Option<WouldBlock>,
+    /// Headers the proxy would set (`tenant_restrictions`), lower-case name and value:
+    /// only on an allowed request it sees in clear.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub adds_headers: Vec<(String, String)>,
+    /// The query parameter forced on a search (`safe=active`…), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forces_parameter: Option<String>,
 }
 
 struct Recorder(Vec<(RuleIdx, RuleOutcome)>);
@@ -313,7 +320,34 @@ pub fn explain(snap: &Snapshot, q: &Query) -> Result<Explanation, String> {
             .collect();
     }
 
+    // Tenant restrictions: what the pipeline adds to an allowed request seen in clear.
+    let restricted = d.verdict == crate::policy::Verdict::Allow
+        && seen_as != "tunnel"
+        && d.inspection == Inspection::Inspect
+        && !policy.groups.inspection_off(&who.groups);
+    let adds_headers = if restricted {
+        policy
+            .tenant
+            .headers_for(&target.host, &who.groups)
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let search_path = target.path.as_deref().unwrap_or("/");
+    let search_path = search_path.split('?').next().unwrap_or("/");
+    let forces_parameter = restricted
+        .then(|| {
+            policy
+                .tenant
+                .safe_search_for(&target.host, search_path, &who.groups)
+        })
+        .flatten()
+        .map(|p| format!("{}={}", p.name, p.value));
+
     Ok(Explanation {
+        adds_headers,
+        forces_parameter,
         target: q.target.clone(),
         host: target.host.to_string(),
         registrable_domain: registrable_domain(&target.host).map(str::to_string),
@@ -483,6 +517,15 @@ pub fn render_text(e: &Explanation) -> String {
     );
     if let Some(at) = &e.at {
         let _ = writeln!(s, "At           {at}");
+    }
+    for (n, v) in &e.adds_headers {
+        let _ = writeln!(s, "Adds header  {n}: {v} (tenant_restrictions)");
+    }
+    if let Some(p) = &e.forces_parameter {
+        let _ = writeln!(
+            s,
+            "Forces       {p} in the query (tenant_restrictions.safe_search)"
+        );
     }
     rules_text(&mut s, e);
     let _ = writeln!(

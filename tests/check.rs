@@ -102,6 +102,21 @@ fixture_test!(
 );
 fixture_test!(missing_category_folder_is_one_error, "missing-folder", 2);
 fixture_test!(
+    tenant_restrictions_never_inspected_are_warned_naming_the_host_and_group,
+    "tenant-not-inspected",
+    0
+);
+fixture_test!(
+    tenant_restrictions_bad_values_and_combinations_are_all_reported,
+    "tenant-bad",
+    2
+);
+fixture_test!(
+    tenant_restrictions_v1_and_v2_together_are_refused,
+    "tenant-versions",
+    2
+);
+fixture_test!(
     squid_spellings_are_read_with_a_note_and_bad_list_lines_skipped,
     "squid-spellings",
     0

@@ -169,13 +169,41 @@ const CHARTER: &[Expected] = &[
     ),
     // §5.9 approved cloud
     (
-        "arras-my.sharepoint.com",
+        "cu-arras-my.sharepoint.com",
         "POST",
         Some("cloud-approuve"),
         "allow",
         "allow",
         "inspect",
         "approved-cloud",
+    ),
+    // Another organisation's SharePoint is not the town's tenant: no upload.
+    (
+        "other-my.sharepoint.com",
+        "POST",
+        Some("cloud-personnel"),
+        "block-upload",
+        "block",
+        "inspect",
+        "cloud-storage",
+    ),
+    (
+        "pastebin.com",
+        "POST",
+        Some("cloud-personnel"),
+        "block-upload",
+        "block",
+        "inspect",
+        "paste",
+    ),
+    (
+        "www.deepl.com",
+        "POST",
+        Some("ia-generative"),
+        "block-upload",
+        "block",
+        "inspect",
+        "ai",
     ),
     (
         "teams.microsoft.com",
@@ -554,4 +582,29 @@ fn explain_at_a_time_inside_and_outside_a_schedule() {
         "{}",
         r.stderr
     );
+}
+
+/// `explain` says which tenant-restriction headers the proxy would add, and only where
+/// it would: for the group named, on a request it sees in clear.
+#[test]
+fn explain_names_the_tenant_restriction_headers_it_would_add() {
+    let policy = ["-p", "tests/fixtures/broken/tenant-not-inspected.yaml"];
+    let mut args = policy.to_vec();
+    args.extend(["--ip", "10.1.2.3"]);
+    let v = explain_json(&args, "https://www.youtube.com/watch");
+    assert_eq!(
+        v["adds_headers"],
+        serde_json::json!([["youtube-restrict", "Moderate"]]),
+        "{v:#}"
+    );
+    // `invites` is never inspected: nothing can be added.
+    let mut args = policy.to_vec();
+    args.extend(["--ip", "192.168.100.5"]);
+    let v = explain_json(&args, "https://www.youtube.com/watch");
+    assert!(v.get("adds_headers").is_none(), "{v:#}");
+    // The sign-in host is in `no_inspect`: a tunnel, nothing added.
+    let mut args = policy.to_vec();
+    args.extend(["--ip", "10.1.2.3"]);
+    let v = explain_json(&args, "https://login.microsoftonline.com/");
+    assert!(v.get("adds_headers").is_none(), "{v:#}");
 }

@@ -17,6 +17,8 @@ use super::bump::TlsUpstream;
 use super::dial::UpstreamError;
 use super::pool::{Pool, PoolError, SiteBody};
 use crate::classify::Host;
+use crate::identity::GroupSet;
+use crate::policy::tenant::{SafeParam, TenantRestrictions};
 
 /// The `Via` pseudonym of this proxy (RFC 9110 §7.6.3).
 pub const VIA: &str = "1.1 charte-proxy";
@@ -208,6 +210,59 @@ pub fn prepare(
 pub fn answer_head(parts: &mut http::response::Parts, websocket: bool) {
     strip_hop_by_hop(&mut parts.headers, websocket);
     add_via(&mut parts.headers);
+}
+
+/// Applies the policy's tenant restrictions to a request prepared by [`prepare`] for
+/// `host`, from a client in `groups`: every header of a restriction that concerns them
+/// replaces all copies the client sent (any case), and a search's SafeSearch parameter
+/// replaces any the client sent. Costs a test when the policy has none.
+pub fn restrict(
+    parts: &mut http::request::Parts,
+    tr: &TenantRestrictions,
+    host: &Host,
+    groups: &GroupSet,
+) {
+    if tr.is_empty() {
+        return;
+    }
+    for (name, value) in tr.headers_for(host, groups) {
+        // Both were checked when the policy was compiled; `insert` drops every earlier
+        // value of the name (header names are matched case-insensitively).
+        if let Ok(v) = HeaderValue::from_str(value) {
+            parts.headers.insert(HeaderName::from_static(name), v);
+        }
+    }
+    if let Some(p) = tr.safe_search_for(host, parts.uri.path(), groups)
+        && let Some(uri) = with_param(&parts.uri, p)
+    {
+        parts.uri = uri;
+    }
+}
+
+/// `uri` with the query parameter `p.name` set to `p.value`: every pair of that name
+/// removed, ours appended. `None` if the result makes no URI (it always does).
+fn with_param(uri: &Uri, p: SafeParam) -> Option<Uri> {
+    let mut q = String::with_capacity(uri.query().map_or(0, str::len) + 16);
+    for pair in uri.query().unwrap_or("").split('&') {
+        let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+        if pair.is_empty() || key == p.name {
+            continue;
+        }
+        q.push_str(pair);
+        q.push('&');
+    }
+    q.push_str(p.name);
+    q.push('=');
+    q.push_str(p.value);
+    let pq = format!("{}?{q}", uri.path());
+    let mut b = Uri::builder();
+    if let Some(s) = uri.scheme() {
+        b = b.scheme(s.clone());
+    }
+    if let Some(a) = uri.authority() {
+        b = b.authority(a.clone());
+    }
+    b.path_and_query(pq).build().ok()
 }
 
 /// Whether `name` appears exactly once in `h`, with the value `want`.
@@ -498,5 +553,65 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("transfer-encoding", "chunked".parse().unwrap());
         assert!(announces_body(&h));
+    }
+
+    #[test]
+    fn safe_search_parameter_replaces_every_copy_and_keeps_the_rest() {
+        let p = SafeParam {
+            name: "safe",
+            value: "active",
+        };
+        for (from, to) in [
+            ("/search?q=x&safe=off", "/search?q=x&safe=active"),
+            (
+                "/search?safe=off&q=x&safe=images",
+                "/search?q=x&safe=active",
+            ),
+            ("/search", "/search?safe=active"),
+            (
+                "/search?q=a%26safe%3Doff",
+                "/search?q=a%26safe%3Doff&safe=active",
+            ),
+            (
+                "https://www.google.com/search?q=x&safe",
+                "https://www.google.com/search?q=x&safe=active",
+            ),
+            (
+                "/search?q=x&safesearch=off",
+                "/search?q=x&safesearch=off&safe=active",
+            ),
+        ] {
+            let uri: Uri = from.parse().unwrap();
+            assert_eq!(with_param(&uri, p).unwrap().to_string(), to, "{from}");
+        }
+    }
+
+    #[test]
+    fn restrict_replaces_the_clients_headers_in_any_case() {
+        use crate::policy::tenant::{H_TRV2, HeaderRule, Hosts, TRV2_LOGIN};
+        let tr = TenantRestrictions {
+            headers: vec![HeaderRule {
+                hosts: Hosts::exact(TRV2_LOGIN),
+                name: H_TRV2,
+                value: "t:p".into(),
+                groups: None,
+            }],
+            safe_search: None,
+        };
+        let (mut parts, ()) = Request::builder()
+            .uri("https://login.live.com/")
+            .header("Sec-Restrict-Tenant-Access-Policy", "evil:1")
+            .header("SEC-RESTRICT-TENANT-ACCESS-POLICY", "evil:2")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let host = Host::parse("login.live.com").unwrap();
+        restrict(&mut parts, &tr, &host, &GroupSet::EMPTY);
+        let all: Vec<_> = parts.headers.get_all(H_TRV2).iter().collect();
+        assert_eq!(all, ["t:p"]);
+        let other = Host::parse("example.org").unwrap();
+        let (mut parts, ()) = Request::new(()).into_parts();
+        restrict(&mut parts, &tr, &other, &GroupSet::EMPTY);
+        assert!(parts.headers.is_empty());
     }
 }

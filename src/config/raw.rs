@@ -17,6 +17,7 @@ pub const TOP_KEYS: &[&str] = &[
     "rules",
     "default",
     "default_reason",
+    "tenant_restrictions",
 ];
 
 /// A group of clients.
@@ -197,4 +198,72 @@ pub struct RawIdentifier {
     pub near: Vec<String>,
     /// Default 200.
     pub distance: Option<u32>,
+}
+
+/// `tenant_restrictions` keys (the section's and its parts'), for suggestions.
+pub const TENANT_ALL_KEYS: &[&str] = &[
+    "microsoft",
+    "google",
+    "youtube",
+    "safe_search",
+    "tenant_id",
+    "policy_id",
+    "allowed_tenants",
+    "context",
+    "restrict_msa",
+    "allowed_domains",
+    "restrict",
+    "groups",
+];
+
+/// `tenant_restrictions`: headers added to allowed, inspected requests so that Microsoft
+/// and Google refuse accounts other than the town's (see `policy::tenant`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenantRestrictions {
+    pub microsoft: Option<RawMicrosoftTenant>,
+    pub google: Option<RawGoogleTenant>,
+    pub youtube: Option<RawYoutube>,
+    pub safe_search: Option<RawSafeSearch>,
+}
+
+/// Microsoft Entra tenant restrictions: v2 (`tenant_id` + `policy_id`) or v1
+/// (`allowed_tenants` + `context`), and `restrict_msa`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMicrosoftTenant {
+    pub tenant_id: Option<String>,
+    pub policy_id: Option<String>,
+    pub allowed_tenants: Option<Vec<String>>,
+    pub context: Option<String>,
+    pub restrict_msa: Option<bool>,
+}
+
+/// Google Workspace: the domains whose accounts may sign in.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGoogleTenant {
+    pub allowed_domains: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawYoutubeMode {
+    Strict,
+    Moderate,
+}
+
+/// YouTube restricted mode, for some groups (everyone when `groups` is absent).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawYoutube {
+    pub restrict: RawYoutubeMode,
+    pub groups: Option<Vec<String>>,
+}
+
+/// Forced SafeSearch, for some groups (everyone when `groups` is absent).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSafeSearch {
+    pub groups: Option<Vec<String>>,
 }

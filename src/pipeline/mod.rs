@@ -539,6 +539,11 @@ async fn exchange(
             return blocked;
         }
     };
+    // Tenant restrictions go on what is seen in clear and may be inspected.
+    let restricted = (cx.rec.inspection == Inspection::Inspect
+        && !cx.snap.policy.tenant.is_empty()
+        && !cx.snap.policy.groups.inspection_off(&who.groups))
+    .then_some(who.groups);
     if never_forwarded(req.method()) {
         return refuse::method_refused(cx);
     }
@@ -572,6 +577,9 @@ async fn exchange(
     let (mut parts, body) = req.into_parts();
     if let Err(e) = forward::prepare(&mut parts, &site, websocket) {
         return refuse::bad_host(cx, &authority, &e.to_string());
+    }
+    if let Some(groups) = restricted {
+        forward::restrict(&mut parts, &cx.snap.policy.tenant, &target.host, &groups);
     }
     let sent = Arc::new(AtomicU64::new(0));
     let mut incoming = CountedIncoming::new(body, sent.clone(), lim.body_idle_timeout);

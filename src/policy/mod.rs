@@ -11,6 +11,7 @@ pub mod internal;
 pub mod late;
 mod reason;
 pub mod schedule;
+pub mod tenant;
 
 pub use late::{ContentHits, FileTypes, Pending};
 pub use reason::{Lang, Reason, ReasonCode, Text};
@@ -220,6 +221,9 @@ pub struct Policy {
     /// A query string longer than this, to a `block-upload` site, is sending data
     /// (`upload_query_max`): a prompt fits in a URL as well as in a body.
     pub upload_query_max: u32,
+    /// Headers and search parameters added to allowed, inspected requests
+    /// (`tenant_restrictions`); empty when the policy has none.
+    pub tenant: tenant::TenantRestrictions,
 }
 
 /// The default of `upload_query_max`, in bytes.
@@ -346,6 +350,7 @@ impl Policy {
             scheduled: false,
             content: Arc::default(),
             upload_query_max: UPLOAD_QUERY_MAX,
+            tenant: tenant::TenantRestrictions::default(),
         }
     }
 

@@ -471,7 +471,8 @@ pub fn curl(args: &[&str]) -> (i32, String, String) {
 
 /// A local upstream web server, on its own thread and runtime. Routes:
 /// `/small` → "hello"; `/version` → the HTTP version it was asked in; `/big?n=N` → N bytes streamed; `POST /upload` → the byte count
-/// read; `/headers` → the request headers it received, one a line; `/ws` → 101 then
+/// read; `/headers` (and `/search`) → the request headers it received, one a line, and the
+/// request URI; `/ws` → 101 then
 /// echoes bytes; `/slow?ms=N` → waits N ms then "slow done"; `/stall?n=N` → promises N
 /// bytes, sends 10, then stalls.
 pub struct Upstream {
@@ -546,7 +547,8 @@ pub async fn route(mut req: Request<Incoming>) -> Result<Response<TestBody>, Inf
             r
         }
         "/version" => Response::new(full(format!("{:?}", req.version()))),
-        "/headers" => {
+        // `/search`: the same, for search engines whose query the proxy rewrites.
+        "/headers" | "/search" => {
             let mut s = String::new();
             for (k, v) in req.headers() {
                 s.push_str(&format!("{k}: {}\n", v.to_str().unwrap_or("?")));

@@ -12,7 +12,9 @@ use crate::policy::Action;
 use super::{Cx, POLICY_VERSION};
 use crate::config::diag::{Pos, some_names, suggest};
 use crate::config::positions::Positions;
-use crate::config::raw::{self, RawContent, RawGroup, RawList, RawNoInspect, RawRule, RawText};
+use crate::config::raw::{
+    self, RawContent, RawGroup, RawList, RawNoInspect, RawRule, RawTenantRestrictions, RawText,
+};
 
 /// The top-level sections of the document, by key, not yet deserialized.
 pub(super) type Document = HashMap<&'static str, Value>;
@@ -32,6 +34,7 @@ pub(super) struct Sections {
     pub(super) default_reason: Option<RawText>,
     /// `default`, already checked (`allow` when absent or wrong).
     pub(super) default: Action,
+    pub(super) tenant_restrictions: Option<RawTenantRestrictions>,
 }
 
 impl Cx<'_> {
@@ -163,6 +166,9 @@ impl Cx<'_> {
             .get("default_reason")
             .and_then(|v| self.de(v, "default_reason", &["fr", "en"]));
         let default = self.default_action(doc);
+        let tenant_restrictions = doc
+            .get("tenant_restrictions")
+            .and_then(|v| self.de(v, "tenant_restrictions", raw::TENANT_ALL_KEYS));
         Sections {
             categories,
             groups,
@@ -174,6 +180,7 @@ impl Cx<'_> {
             rules,
             default_reason,
             default,
+            tenant_restrictions,
         }
     }
 

@@ -12,13 +12,15 @@
 //!   `no_inspect`, `internal_sites`, and the site entries they hold;
 //! - `groups`: `groups`;
 //! - `rules`: `rules` (each one's head, conditions and inline sites), then the rules
-//!   that can never match.
+//!   that can never match;
+//! - `tenant`: `tenant_restrictions`, then the restrictions that can never apply.
 
 mod content;
 mod document;
 mod groups;
 mod rules;
 mod sites;
+mod tenant;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -251,6 +253,7 @@ impl Cx<'_> {
         let mut tags = Tags::new();
         let categories = self.categories(&raw.categories, &mut tags);
         let groups = self.groups(&raw.groups);
+        let (tenant, reach) = self.tenant_restrictions(raw.tenant_restrictions.as_ref(), &groups);
         let lists = self.lists(&raw.lists, &mut tags);
         let no_inspect = self.no_inspect(&raw.no_inspect, &categories.ids, &lists.ids, &mut tags);
         let (scanner, content_names) = self.content(&raw.content);
@@ -289,7 +292,11 @@ impl Cx<'_> {
             upload_query_max: raw
                 .upload_query_max
                 .unwrap_or(crate::policy::UPLOAD_QUERY_MAX),
+            tenant,
         };
+        if !self.categories_missing {
+            self.check_tenant_reach(&reach, &policy, &classifier);
+        }
         Some((policy, classifier, stats))
     }
 

@@ -242,7 +242,12 @@ impl Cx<'_> {
     }
 
     /// `groups`: the set of the groups named; unknown names are reported.
-    fn group_condition(&mut self, base: &str, names: &[String], groups: &GroupTable) -> GroupSet {
+    pub(super) fn group_condition(
+        &mut self,
+        base: &str,
+        names: &[String],
+        groups: &GroupTable,
+    ) -> GroupSet {
         let mut set = GroupSet::EMPTY;
         for (j, g) in names.iter().enumerate() {
             let key = format!("{base}.groups[{j}]");
