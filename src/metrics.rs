@@ -32,6 +32,10 @@ pub struct Metrics {
     /// Upstream failures by kind (`dns`, `connect`, `timeout`, `internal`, `tls`,
     /// `switch`: a 101 the proxy did not relay a WebSocket handshake for, `other`).
     pub upstream_errors: IntCounterVec,
+    /// Bodies read by the late checks, by `what` (`upload`, `download`) and `outcome`
+    /// (`clean`: nothing a rule named; `refused`; `unchecked`: an upload that could not
+    /// be read, refused; `streamed`: an upload longer than the hold, read on its way).
+    pub content_checks: IntCounterVec,
     /// Client connections refused at accept, by cap (`max-connections`, …).
     pub connections_refused: IntCounterVec,
     /// Policy reloads by result (`ok`, `error`).
@@ -133,6 +137,16 @@ impl Metrics {
             IntCounterVec::new(
                 Opts::new("upstream_errors_total", "Upstream failures by kind"),
                 &["kind"],
+            )
+            .unwrap()
+        );
+        let content_checks = reg!(
+            IntCounterVec::new(
+                Opts::new(
+                    "content_checks_total",
+                    "Uploads and downloads read by the content checks, by what and outcome",
+                ),
+                &["what", "outcome"],
             )
             .unwrap()
         );
@@ -335,6 +349,7 @@ impl Metrics {
             bytes,
             request_duration,
             upstream_errors,
+            content_checks,
             connections_refused,
             reloads,
             policy_generation,

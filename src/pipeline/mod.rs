@@ -593,11 +593,19 @@ async fn exchange(
         } else {
             match late::upload(&mut incoming, &parts.headers, again.clone(), &d).await {
                 late::Upload::Whole(d2, found) => {
+                    st.metrics
+                        .content_checks
+                        .with_label_values(&["upload", "clean"])
+                        .inc();
                     cx.decided(&d2);
                     pending = d2.pending;
                     content = Some(found.hits());
                 }
                 late::Upload::Streaming(d2, s) => {
+                    st.metrics
+                        .content_checks
+                        .with_label_values(&["upload", "streamed"])
+                        .inc();
                     cx.decided(&d2);
                     pending = d2.pending;
                     slot = Some(s);
@@ -666,6 +674,15 @@ async fn exchange(
         } else {
             Some(again.decide(content, Some(kinds)))
         };
+        let outcome = if d3.is_some_and(|d3| d3.verdict == Verdict::Block) {
+            "refused"
+        } else {
+            "clean"
+        };
+        st.metrics
+            .content_checks
+            .with_label_values(&["download", outcome])
+            .inc();
         if let Some(d3) = d3.filter(|d3| d3.verdict == Verdict::Block) {
             cx.decided(&d3);
             cx.rec.found = Some(words.into());
@@ -699,6 +716,18 @@ fn upload_refused(
 ) -> Response<Body> {
     let path = cx.rec.path.clone().unwrap_or_else(|| "/".into());
     let url = format!("{}://{}{path}", target.scheme(), target.authority());
+    let outcome = match &r {
+        late::Refusal::Content(..) => Some("refused"),
+        late::Refusal::Unchecked(_) => Some("unchecked"),
+        late::Refusal::Client(_) => None,
+    };
+    if let Some(o) = outcome {
+        cx.st
+            .metrics
+            .content_checks
+            .with_label_values(&["upload", o])
+            .inc();
+    }
     match r {
         late::Refusal::Content(d, found) => {
             cx.decided(&d);
