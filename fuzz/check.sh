@@ -18,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-TARGETS=(host policy request_target client_hello proxy_authorization)
+TARGETS=(host policy request_target client_hello proxy_authorization body_scanner)
 
 # libfuzzer-sys compiles libFuzzer, which is C++: a fresh Debian machine with only the
 # Rust toolchain may lack g++ (installed idempotently, as root or through sudo).

@@ -164,6 +164,9 @@ impl Decoder {
                         input = &input[used..];
                         if ended {
                             *st = Gz::Trailer(8);
+                        } else if used == 0 {
+                            // Input left that inflate does not take: not deflate data.
+                            return Err(ScanError::Corrupt);
                         }
                         continue;
                     }

@@ -94,55 +94,73 @@ impl Folder {
             }
         }
         let input = &input[i..];
-        // Room for the worst case: one output byte per input byte, plus "oe" for 2 bytes.
-        out.reserve(input.len() + 4);
+        // One resize for the worst case (never more bytes out than in: "oe" comes from
+        // two bytes), then writes by index: no capacity check nor branch per byte.
+        let start = out.len();
+        out.resize(start + input.len(), 0);
+        let mut j = start;
+        let mut last = self.last_space;
         let mut i = 0;
         while i < input.len() {
             let b = input[i];
+            i += 1;
             if b < 0x80 {
                 let c = ASCII[b as usize];
-                if c == b' ' {
-                    if !self.last_space {
-                        out.push(b' ');
-                        self.last_space = true;
-                    }
-                } else {
-                    out.push(c);
-                    self.last_space = false;
-                }
-                i += 1;
+                let space = c == b' ';
+                out[j] = c;
+                j += usize::from(!(space && last));
+                last = space;
                 continue;
             }
-            let need = match b {
+            let need: usize = match b {
                 0xC2..=0xDF => 2,
                 0xE0..=0xEF => 3,
                 0xF0..=0xF4 => 4,
                 _ => 0,
             };
-            if need == 0 {
-                out.push(b);
-                self.last_space = false;
-                i += 1;
+            let rest = &input[i..];
+            let k = rest
+                .iter()
+                .take(need.saturating_sub(1))
+                .take_while(|&&c| c & 0xC0 == 0x80)
+                .count();
+            if need == 0 || (k < need - 1 && k < rest.len()) {
+                // Not UTF-8 (or cut by a byte that does not continue it): as it is.
+                out[j] = b;
+                j += 1;
+                last = false;
                 continue;
             }
-            self.pending[0] = b;
-            self.pending_len = 1;
-            self.need = need;
-            i += 1;
-            while self.need != 0 && i < input.len() {
-                let b = input[i];
-                if b & 0xC0 != 0x80 {
-                    self.flush_pending(out);
-                    break;
+            if k < need - 1 {
+                // The input ends inside the sequence: the rest comes with the next call.
+                self.pending[0] = b;
+                self.pending[1..=k].copy_from_slice(rest);
+                self.pending_len = 1 + k as u8;
+                self.need = need as u8;
+                break;
+            }
+            let seq = &input[i - 1..i + k];
+            i += k;
+            match fold_char(decode(seq)) {
+                Fold::Space => {
+                    out[j] = b' ';
+                    j += usize::from(!last);
+                    last = true;
                 }
-                self.pending[self.pending_len as usize] = b;
-                self.pending_len += 1;
-                i += 1;
-                if self.pending_len == self.need {
-                    self.emit_sequence(out);
+                Fold::Ascii(a) => {
+                    out[j..j + a.len()].copy_from_slice(a);
+                    j += a.len();
+                    last = false;
+                }
+                Fold::Keep => {
+                    out[j..j + seq.len()].copy_from_slice(seq);
+                    j += seq.len();
+                    last = false;
                 }
             }
         }
+        self.last_space = last;
+        out.truncate(j);
     }
 
     /// The end of the text: a sequence left incomplete is written as it is.
@@ -166,30 +184,54 @@ impl Folder {
 
     fn emit_sequence(&mut self, out: &mut Vec<u8>) {
         let p = &self.pending[..self.pending_len as usize];
-        let cp = match p.len() {
-            2 => ((p[0] as u32 & 0x1F) << 6) | (p[1] as u32 & 0x3F),
-            3 => ((p[0] as u32 & 0x0F) << 12) | ((p[1] as u32 & 0x3F) << 6) | (p[2] as u32 & 0x3F),
-            _ => {
-                ((p[0] as u32 & 0x07) << 18)
-                    | ((p[1] as u32 & 0x3F) << 12)
-                    | ((p[2] as u32 & 0x3F) << 6)
-                    | (p[3] as u32 & 0x3F)
+        match fold_char(decode(p)) {
+            Fold::Space => {
+                if !self.last_space {
+                    out.push(b' ');
+                    self.last_space = true;
+                }
             }
-        };
-        if is_space(cp) {
-            if !self.last_space {
-                out.push(b' ');
-                self.last_space = true;
+            Fold::Ascii(a) => {
+                out.extend_from_slice(a);
+                self.last_space = false;
             }
-        } else if let Some(ascii) = latin(cp) {
-            out.extend_from_slice(ascii);
-            self.last_space = false;
-        } else {
-            out.extend_from_slice(p);
-            self.last_space = false;
+            Fold::Keep => {
+                out.extend_from_slice(p);
+                self.last_space = false;
+            }
         }
         self.pending_len = 0;
         self.need = 0;
+    }
+}
+
+/// The code point of a complete UTF-8 sequence (2 to 4 bytes).
+fn decode(p: &[u8]) -> u32 {
+    match p.len() {
+        2 => ((p[0] as u32 & 0x1F) << 6) | (p[1] as u32 & 0x3F),
+        3 => ((p[0] as u32 & 0x0F) << 12) | ((p[1] as u32 & 0x3F) << 6) | (p[2] as u32 & 0x3F),
+        _ => {
+            ((p[0] as u32 & 0x07) << 18)
+                | ((p[1] as u32 & 0x3F) << 12)
+                | ((p[2] as u32 & 0x3F) << 6)
+                | (p[3] as u32 & 0x3F)
+        }
+    }
+}
+
+enum Fold {
+    Space,
+    Ascii(&'static [u8]),
+    Keep,
+}
+
+fn fold_char(cp: u32) -> Fold {
+    if is_space(cp) {
+        Fold::Space
+    } else if let Some(a) = latin(cp) {
+        Fold::Ascii(a)
+    } else {
+        Fold::Keep
     }
 }
 

@@ -497,7 +497,13 @@ impl Multipart {
         let line = std::mem::take(&mut self.line);
         let token = line.strip_prefix(b"--").map(|t| t.trim_ascii_end());
         match token {
-            Some(t) if !t.is_empty() && t.len() <= 70 => {
+            // RFC 2046 boundary characters are printable: no control byte, so that
+            // the delimiter holds '\r' only at its start (see `body`).
+            Some(t)
+                if !t.is_empty()
+                    && t.len() <= 70
+                    && t.iter().all(|&b| b.is_ascii_graphic() || b == b' ') =>
+            {
                 let mut delim = b"\r\n--".to_vec();
                 delim.extend_from_slice(t);
                 self.finder = Some(memmem::Finder::new(&delim).into_owned());

@@ -222,6 +222,14 @@ impl Runs {
 
     /// Checks every candidate of the collected run, longest first from each group.
     fn eval(&mut self, at: u64, kinds: u8, out: &mut Vec<Found>) {
+        if self.n < 13 {
+            // Shorter than any identifier (a card has 13 digits at least): the common
+            // case of dates, amounts and phone numbers, dismissed at once.
+            self.n = 0;
+            self.g = 0;
+            self.in_group = false;
+            return;
+        }
         let groups = &self.groups[..self.g];
         let mut i = 0;
         while i < groups.len() {
