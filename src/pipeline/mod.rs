@@ -479,7 +479,7 @@ fn decide(
     who: &Identity,
     req: &Request<Incoming>,
     target: &Target,
-) -> Result<(Decision, late::Asked), Response<Body>> {
+) -> Result<(Decision, late::Asked), Box<Response<Body>>> {
     use http_body::Body as _;
     let st = cx.st.clone();
     let host = &target.host;
@@ -510,7 +510,9 @@ fn decide(
     }
     if d.verdict == Verdict::Block {
         let url = format!("{}://{}{path}", target.scheme(), target.authority());
-        return Err(refuse::block_response(cx, who, &d, host, &url, None));
+        return Err(Box::new(refuse::block_response(
+            cx, who, &d, host, &url, None,
+        )));
     }
     let asked = late::Asked {
         approved: facts.approved,
@@ -536,7 +538,7 @@ async fn exchange(
         Ok(x) => x,
         Err(blocked) => {
             cx.answered(&blocked, 0, None);
-            return blocked;
+            return *blocked;
         }
     };
     // Tenant restrictions go on what is seen in clear and may be inspected.
