@@ -29,6 +29,7 @@ if [[ -z "${CHARTE_BIN:-}" ]]; then
   (cd "$REPO" && cargo build --release --quiet)
   CHARTE_BIN=${CARGO_TARGET_DIR:-$REPO/target}/release/charte-proxy
 fi
+CHARTE_BIN=$(realpath "$CHARTE_BIN")
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
@@ -108,10 +109,21 @@ for mode in on off; do
      --no-inspect --host sink.bench.test=127.0.0.1 >stdout.log 2>stderr.log) & pids+=($!)
 done
 for mode in on off; do
+  up=""
   for _ in $(seq 100); do
-    curl -s -o /dev/null -x "127.0.0.1:${PORT[$mode]}" "http://sink.bench.test:$SINK/" 2>/dev/null && break
+    if curl -s -o /dev/null -x "127.0.0.1:${PORT[$mode]}" "http://sink.bench.test:$SINK/" 2>/dev/null; then
+      up=yes; break
+    fi
     sleep 0.1
   done
+  [[ -n $up ]] || { cat "$OUT/$mode/stderr.log" >&2; log "proxy $mode did not start"; exit 1; }
+done
+# The check is on: a body with a marking is refused by `on`, let through by `off`.
+for mode in on off; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -x "127.0.0.1:${PORT[$mode]}" \
+    --data-binary 'Note. Diffusion restreinte.' "http://sink.bench.test:$SINK/upload")
+  log "a marked body through DLP $mode: $code"
+  [[ $mode == on && $code == 403 || $mode == off && $code == 200 ]] || { log "unexpected"; exit 1; }
 done
 
 # Seconds for UPLOADS uploads through $1 (a proxy address, or "" for direct).
@@ -121,10 +133,10 @@ run() {
   for _ in $(seq "$UPLOADS"); do
     if [[ -n $via ]]; then
       curl -s -f -o /dev/null -H 'Expect:' -x "$via" -F "f=@$OUT/body.txt;type=text/plain" \
-        "http://sink.bench.test:$SINK/upload"
+        "http://sink.bench.test:$SINK/upload" || { log "upload through $via failed"; exit 1; }
     else
       curl -s -f -o /dev/null -H 'Expect:' -F "f=@$OUT/body.txt;type=text/plain" \
-        "http://127.0.0.1:$SINK/upload"
+        "http://127.0.0.1:$SINK/upload" || { log "direct upload failed"; exit 1; }
     fi
   done
   end=$(date +%s.%N)
@@ -135,9 +147,9 @@ mib=$((UPLOADS * SIZE_MIB))
 echo "| round | direct MiB/s | DLP off MiB/s | DLP on MiB/s | on / off |"
 echo "|---|---|---|---|---|"
 for r in $(seq "$ROUNDS"); do
-  d=$(run "")
-  off=$(run "127.0.0.1:${PORT[off]}")
-  on=$(run "127.0.0.1:${PORT[on]}")
+  d=$(run "") || exit 1
+  off=$(run "127.0.0.1:${PORT[off]}") || exit 1
+  on=$(run "127.0.0.1:${PORT[on]}") || exit 1
   python3 -c "
 d,off,on,m=$d,$off,$on,$mib
 print(f'| $r | {m/d:.0f} | {m/off:.0f} | {m/on:.0f} | {off/on:.2f} |')"
