@@ -94,6 +94,11 @@ fixture_test!(
     "bad-schedule",
     2
 );
+fixture_test!(
+    content_detectors_and_file_types_are_checked_with_what_to_write,
+    "bad-content",
+    2
+);
 fixture_test!(missing_version, "no-version", 2);
 fixture_test!(
     warnings_unreachable_rule_public_suffix_and_bad_category_line,

@@ -57,9 +57,11 @@ impl Cx<'_> {
             }
             self.words(&format!("{key}.words"), &d.words);
             let min = self.minimum(&key, d.min);
+            // An empty word is reported above; the rest is still built and checked.
+            let words = d.words.into_iter().filter(|w| !w.trim().is_empty());
             dict_specs.push(DictionarySpec {
                 name,
-                words: d.words,
+                words: words.collect(),
                 min,
             });
         }
@@ -86,7 +88,11 @@ impl Cx<'_> {
                 name,
                 kind,
                 min,
-                near: i.near,
+                near: i
+                    .near
+                    .into_iter()
+                    .filter(|w| !w.trim().is_empty())
+                    .collect(),
                 distance: i.distance.unwrap_or(NEAR_DISTANCE),
             });
         }
