@@ -180,11 +180,7 @@ impl CountedIncoming {
     /// Gives `held` (frames read from this body) out again before the rest, and has
     /// `watch` see the rest.
     pub fn replay(&mut self, held: Vec<Frame<Bytes>>, watch: Option<Watch>) {
-        self.held_bytes = held
-            .iter()
-            .filter_map(Frame::data_ref)
-            .map(|d| d.len() as u64)
-            .sum();
+        self.held_bytes = data_len(&held);
         self.held = held.into();
         self.watch = watch;
     }
@@ -237,13 +233,7 @@ impl HttpBody for CountedIncoming {
     }
 
     fn size_hint(&self) -> SizeHint {
-        let inner = self.inner.size_hint();
-        let mut h = SizeHint::new();
-        h.set_lower(inner.lower() + self.held_bytes);
-        if let Some(u) = inner.upper() {
-            h.set_upper(u + self.held_bytes);
-        }
-        h
+        plus(self.inner.size_hint(), self.held_bytes)
     }
 }
 
@@ -285,20 +275,27 @@ where
     }
 
     fn size_hint(&self) -> SizeHint {
-        let held: u64 = self
-            .held
-            .iter()
-            .filter_map(Frame::data_ref)
-            .map(|d| d.len() as u64)
-            .sum();
-        let inner = self.inner.size_hint();
-        let mut h = SizeHint::new();
-        h.set_lower(inner.lower() + held);
-        if let Some(u) = inner.upper() {
-            h.set_upper(u + held);
-        }
-        h
+        plus(self.inner.size_hint(), data_len(&self.held))
     }
+}
+
+/// The data bytes of `frames`.
+fn data_len<'a>(frames: impl IntoIterator<Item = &'a Frame<Bytes>>) -> u64 {
+    frames
+        .into_iter()
+        .filter_map(Frame::data_ref)
+        .map(|d| d.len() as u64)
+        .sum()
+}
+
+/// A body's size hint with `n` more bytes in front of it.
+fn plus(inner: SizeHint, n: u64) -> SizeHint {
+    let mut h = SizeHint::new();
+    h.set_lower(inner.lower() + n);
+    if let Some(u) = inner.upper() {
+        h.set_upper(u + n);
+    }
+    h
 }
 
 /// Response bodies on their way to the client, counted; `on_end` runs once, when the

@@ -38,7 +38,7 @@ pub(super) struct Again {
     snap: Arc<Snapshot>,
     pub(super) who: Identity,
     host: Host,
-    path: Box<str>,
+    path: Arc<str>,
     method: http::Method,
     pub(super) asked: Asked,
 }
@@ -57,7 +57,7 @@ impl Again {
         snap: &Arc<Snapshot>,
         who: Identity,
         host: &Host,
-        path: &str,
+        path: Arc<str>,
         method: &http::Method,
         asked: Asked,
     ) -> Again {
@@ -65,7 +65,7 @@ impl Again {
             snap: snap.clone(),
             who,
             host: host.clone(),
-            path: path.into(),
+            path,
             method: method.clone(),
             asked,
         }

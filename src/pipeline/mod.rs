@@ -425,6 +425,11 @@ impl Target {
     fn scheme(&self) -> &'static str {
         if self.https { "https" } else { "http" }
     }
+
+    /// The URL of `path` on this target (block pages, unblock tokens).
+    fn url(&self, path: &str) -> String {
+        format!("{}://{}{path}", self.scheme(), self.authority())
+    }
 }
 
 async fn http(mut cx: Box<Ctx>, who: Identity, req: Request<Incoming>) -> Response<Body> {
@@ -509,7 +514,7 @@ fn decide(
         cx.rec.path = Some(path.into());
     }
     if d.verdict == Verdict::Block {
-        let url = format!("{}://{}{path}", target.scheme(), target.authority());
+        let url = target.url(path);
         return Err(Box::new(refuse::block_response(
             cx, who, &d, host, &url, None,
         )));
@@ -552,8 +557,9 @@ async fn exchange(
     let accepts_html = block_page::wants_html(req.headers());
     // A rule before the deciding one waits for the body or the answer: keep what a new
     // decision needs (rare: only policies with `content` or `file_types` rules).
+    // (Something pending implies a path in clear, so the record holds it.)
     let again = (d.pending.body() || d.pending.answer()).then(|| {
-        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let path = cx.rec.path.clone().unwrap_or_else(|| "/".into());
         Arc::new(late::Again::new(
             &cx.snap,
             who,
@@ -716,8 +722,7 @@ fn upload_refused(
     target: &Target,
     sent: u64,
 ) -> Response<Body> {
-    let path = cx.rec.path.clone().unwrap_or_else(|| "/".into());
-    let url = format!("{}://{}{path}", target.scheme(), target.authority());
+    let url = target.url(cx.rec.path.as_deref().unwrap_or("/"));
     let outcome = match &r {
         late::Refusal::Content(..) => Some("refused"),
         late::Refusal::Unchecked(_) => Some("unchecked"),
@@ -768,8 +773,7 @@ fn download_refused(
     target: &Target,
     accepts_html: bool,
 ) -> Response<Body> {
-    let path = cx.rec.path.clone().unwrap_or_else(|| "/".into());
-    let url = format!("{}://{}{path}", target.scheme(), target.authority());
+    let url = target.url(cx.rec.path.as_deref().unwrap_or("/"));
     let found = late::kinds_page(kinds, cx.lang);
     let res = if accepts_html {
         refuse::block_response(&cx, &again.who, d, &target.host, &url, Some(&found))
