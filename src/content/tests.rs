@@ -563,3 +563,35 @@ fn findings_debug_never_shows_text() {
         "{shown}"
     );
 }
+
+/// Words that overlap or contain each other all count, whole words only, wherever they
+/// stand: the prefiltered search must not hide the second of two overlapping matches,
+/// nor a whole word behind a match that fails its word boundary.
+#[test]
+fn overlapping_words_all_count() {
+    let s = Scanner::build(
+        &[
+            dict("a", &["Strictement confidentiel", "Confidentiel"], 1),
+            dict("b", &["Confidentiel personnel", "nel"], 1),
+            dict("c", &["xne pas", "ne pas diffuser"], 1),
+        ],
+        &[],
+        Limits::default(),
+    )
+    .unwrap();
+    let text = "STRICTEMENT CONFIDENTIEL PERSONNEL. axne pas diffuser. ".repeat(3);
+    let f = assert_split_invariant(
+        &s,
+        BodyFormat::Raw,
+        ContentEncoding::Identity,
+        text.as_bytes(),
+    );
+    // a: both words, 3 times; b: "confidentiel personnel" but never "nel" inside a
+    // word; c: "ne pas diffuser" (after "axne", which is not a word of its own).
+    assert_eq!(counts(&s, &f), [6, 3, 0]);
+    let text = "axne pas diffuser";
+    let f = scan(&s, BodyFormat::Raw, text.as_bytes());
+    assert_eq!(counts(&s, &f), [0, 0, 0]);
+    let f = scan(&s, BodyFormat::Raw, b"x ne pas diffuser");
+    assert_eq!(counts(&s, &f), [0, 0, 1]);
+}
