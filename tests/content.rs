@@ -397,9 +397,10 @@ fn a_bodiless_post_and_a_long_query_send_data_to_a_block_upload_site_in_explain_
 }
 
 /// Inside an inspected tunnel, in HTTP/1.1 and HTTP/2: the same checks, the same
-/// answers (the site's `/upload` answers the byte count it read).
+/// answers (the site's `/upload` answers the byte count it read; its `/setup.pdf` is a
+/// program named and typed as a PDF).
 #[test]
-fn uploads_inside_an_inspected_tunnel_are_checked_in_h1_and_h2() {
+fn uploads_and_downloads_inside_an_inspected_tunnel_are_checked_in_h1_and_h2() {
     use common::tls::{HttpsUpstream, TestCa};
     let up_ca = TestCa::new("Test upstream root");
     let up = HttpsUpstream::start(&up_ca.leaf(&["allowed.test"]));
@@ -459,5 +460,34 @@ fn uploads_inside_an_inspected_tunnel_are_checked_in_h1_and_h2() {
             .parse()
             .unwrap();
         assert!(n > one_text.len(), "{proto}: the site read {n} bytes");
+        // Downloads: the program is refused, nothing of it reaches the client; a
+        // page of the same site passes.
+        let get = |path: &str| {
+            let url = format!("https://allowed.test:{}{path}", up.port());
+            let (code, out, err) = curl(&[
+                "-x",
+                &p.url(),
+                "--cacert",
+                &org_pem,
+                proto,
+                "-s",
+                "-i",
+                &url,
+            ]);
+            assert_eq!(code, 0, "{proto}: {err}");
+            out
+        };
+        let out = get("/setup.pdf");
+        assert_eq!(status(&out), 403, "{proto}: {out}");
+        assert_eq!(reason(&out), "block-file-type; rule=logiciels", "{proto}");
+        assert!(!out.contains("PE program"), "{proto}: {out}");
+        if proto == "--http1.1" {
+            // The first GET of the test: its trace line says what was found.
+            let r = p.trace_for("allowed.test", "GET");
+            assert_eq!(r["found"], "executable(magic)", "{r}");
+        }
+        let out = get("/small");
+        assert_eq!(status(&out), 200, "{proto}: {out}");
+        assert!(out.ends_with("hello"), "{proto}: {out}");
     }
 }

@@ -547,6 +547,13 @@ pub async fn route(mut req: Request<Incoming>) -> Result<Response<TestBody>, Inf
             r
         }
         "/version" => Response::new(full(format!("{:?}", req.version()))),
+        // A Windows program served as a PDF (the download checks must see through it).
+        "/setup.pdf" => {
+            let mut r = Response::new(full(&b"MZ\x90\x00\x03\x00\x00\x00\x04\x00PE program"[..]));
+            r.headers_mut()
+                .insert("content-type", "application/pdf".parse().unwrap());
+            r
+        }
         // `/search`: the same, for search engines whose query the proxy rewrites.
         "/headers" | "/search" => {
             let mut s = String::new();
