@@ -3,6 +3,9 @@
 //! identifiers, fed whole and in 16 KiB chunks. The body is generated with a fixed seed,
 //! and its expected counts are checked before anything is timed.
 //!
+//! The same body is also scanned with the shipped policy's detectors
+//! (`multipart_10MiB_shipped_policy`).
+//!
 //! ```sh
 //! cargo bench --bench dlp
 //! cargo bench --bench dlp -- --test     # each benchmark once
@@ -14,6 +17,7 @@ use charte_proxy::content::{
     BodyFormat, ContentEncoding, DictionarySpec, Findings, IdentifierKind, IdentifierSpec, Limits,
     Scanner,
 };
+use charte_proxy::snapshot::Snapshot;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 /// splitmix64: small, fixed-seed, no extra crate.
@@ -295,6 +299,26 @@ fn benches(c: &mut Criterion) {
             |b, &chunk| b.iter(|| scan(&scanner, black_box(&body), chunk)),
         );
     }
+    // The shipped policy's own detectors (policies/charte.yaml, `content`): its two
+    // dictionaries hit as the bench's first two; its identifiers (nir without `near`
+    // words) find at least what was inserted.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/charte.yaml");
+    let snap = Snapshot::load(&path, 1)
+        .unwrap_or_else(|d| panic!("the shipped policy does not compile: {d:?}"));
+    let shipped = snap.policy.content.clone();
+    let f = scan(&shipped, &body, 16 * 1024);
+    assert_eq!(f.count(0), want.counts[0], "shipped diffusion-restreinte");
+    assert_eq!(f.count(1), want.counts[1], "shipped donnees-de-sante");
+    for (d, inserted) in [
+        (2, want.counts[4]),
+        (3, want.counts[5]),
+        (4, want.counts[6]),
+    ] {
+        assert!(f.count(d) >= inserted, "shipped detector {d}");
+    }
+    g.bench_function("multipart_10MiB_shipped_policy", |b| {
+        b.iter(|| scan(&shipped, black_box(&body), body.len()))
+    });
     let text: Vec<u8> = body.iter().copied().filter(|&b| b != b'\r').collect();
     g.bench_function("raw_10MiB_16KiB", |b| {
         b.iter(|| {
