@@ -572,6 +572,51 @@ fn a_blocked_host_is_bumped_to_show_the_block_page_with_its_unblock_button() {
     );
 }
 
+/// A client that opens a new tunnel to a site it visited resumes its TLS session there
+/// (no new certificate, no new signature), as browsers do many times a page; the
+/// request inside works the same.
+#[test]
+fn a_new_tunnel_to_the_same_site_resumes_the_tls_session() {
+    use rustls::HandshakeKind;
+    let s = Setup::start(&[]);
+    let cfg = common::tls::client_config(&[s.org_der()], &[b"http/1.1"]);
+    let get = format!(
+        "GET /small HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        s.authority("allowed.test")
+    );
+    let mut kinds = Vec::new();
+    for _ in 0..3 {
+        let mut t = common::tls::tls_through_with(
+            s.p.proxy,
+            &s.authority("allowed.test"),
+            "allowed.test",
+            cfg.clone(),
+        )
+        .unwrap();
+        // Reading the whole answer also reads the session tickets sent after the
+        // handshake, for the next connection.
+        let out = h1_exchange(&mut t, &get);
+        assert!(out.ends_with("hello"), "{out}");
+        kinds.push(t.conn.handshake_kind());
+    }
+    assert_eq!(
+        kinds,
+        [
+            Some(HandshakeKind::Full),
+            Some(HandshakeKind::Resumed),
+            Some(HandshakeKind::Resumed)
+        ]
+    );
+    // Another site: its own certificate, a full handshake.
+    let mut t =
+        common::tls::tls_through_with(s.p.proxy, &s.authority("chat.example"), "chat.example", cfg)
+            .unwrap();
+    assert_eq!(t.conn.handshake_kind(), Some(HandshakeKind::Full));
+    let names = cert_names(t.conn.peer_certificates().unwrap()[0].as_ref()).2;
+    assert_eq!(names, ["chat.example"]);
+    let _ = h1_exchange(&mut t, &get.replace("allowed.test", "chat.example"));
+}
+
 #[test]
 fn concurrent_tunnels_to_twenty_hosts_mint_twenty_leaves() {
     let s = Setup::start(&["--connect-port", "443"]);

@@ -9,18 +9,21 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::io;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use lru::LruCache;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::{ServerSessionMemoryCache, StoresServerSessions};
 use rustls::{
     AlertDescription, CertificateError, DigitallySignedStruct, OtherError, PeerIncompatible,
     RootCertStore, SignatureScheme,
@@ -61,12 +64,28 @@ pub enum TlsSetupError {
     Rustls(#[from] rustls::Error),
 }
 
-/// What interception needs: the CA's leaves and their cache, and the upstream TLS client.
+/// Acceptors kept, by host (about 1 KiB each): a host's next tunnel reuses its
+/// configuration instead of building one.
+pub const ACCEPTORS: usize = 4096;
+/// TLS sessions the client side keeps for resumption, all hosts together (rustls's own
+/// default for one configuration is 256).
+pub const SESSIONS: usize = 8192;
+
+/// What interception needs: the CA's leaves and their cache, the client-side acceptors,
+/// and the upstream TLS client.
 pub struct Bumper {
     leaves: Arc<LeafCache>,
     provider: Arc<CryptoProvider>,
     /// One client (and pool) per worker thread.
     upstream: PerWorker<TlsUpstream>,
+    /// By canonical host. A tunnel used to build its own `ServerConfig`, with an empty
+    /// session cache of 256 slots: the work of every tunnel, and no client could ever
+    /// resume a session in the next tunnel to the same site.
+    acceptors: Mutex<LruCache<String, TlsAcceptor>>,
+    /// Shared by every acceptor. rustls resumes a session only for the server name it
+    /// was made for (RFC 6066), and the tunnel checked that name against the CONNECT
+    /// host before the handshake.
+    sessions: Arc<dyn StoresServerSessions>,
 }
 
 impl fmt::Debug for Bumper {
@@ -107,6 +126,10 @@ impl Bumper {
             leaves: Arc::new(LeafCache::new(ca, leaf_cache::DEFAULT_CAPACITY)),
             provider,
             upstream,
+            acceptors: Mutex::new(LruCache::new(
+                NonZeroUsize::new(ACCEPTORS).unwrap_or(NonZeroUsize::MIN),
+            )),
+            sessions: ServerSessionMemoryCache::new(SESSIONS),
         })
     }
 
@@ -124,16 +147,28 @@ impl Bumper {
         self.upstream.get()
     }
 
-    /// The acceptor for one tunnel to `host`: a leaf for `host` only (an SNI naming
-    /// another host gets no certificate), ALPN h2 and http/1.1, TLS 1.2 and 1.3.
+    /// The acceptor for a tunnel to `host`: a leaf for `host` only (an SNI naming
+    /// another host gets no certificate), ALPN h2 and http/1.1, TLS 1.2 and 1.3, and
+    /// session resumption. Built once per host and kept (the leaf itself is looked up
+    /// at each handshake, so a renewed leaf is served at once).
     pub fn acceptor(&self, host: &Host) -> Result<TlsAcceptor, rustls::Error> {
+        let mut kept = self
+            .acceptors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(a) = kept.get(host.as_str()) {
+            return Ok(a.clone());
+        }
         let resolver = LeafResolver::new(self.leaves.clone(), host.clone());
         let mut cfg = rustls::ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(resolver));
         cfg.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
-        Ok(TlsAcceptor::from(Arc::new(cfg)))
+        cfg.session_storage = self.sessions.clone();
+        let a = TlsAcceptor::from(Arc::new(cfg));
+        kept.put(host.as_str().to_string(), a.clone());
+        Ok(a)
     }
 }
 

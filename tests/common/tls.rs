@@ -144,8 +144,16 @@ pub fn tls_through(
     roots: &[CertificateDer<'static>],
     alpn: &[&[u8]],
 ) -> Result<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>, String> {
-    let s = super::wire::connect(proxy, connect_to)
-        .map_err(|head| format!("CONNECT refused: {head}"))?;
+    tls_through_with(proxy, connect_to, sni, client_config(roots, alpn))
+}
+
+/// A TLS client configuration trusting `roots` and offering `alpn`. Sessions made with
+/// one configuration are offered again by its later connections (rustls's client
+/// session cache), as a browser does.
+pub fn client_config(
+    roots: &[CertificateDer<'static>],
+    alpn: &[&[u8]],
+) -> Arc<rustls::ClientConfig> {
     let mut store = rustls::RootCertStore::empty();
     for r in roots {
         store.add(r.clone()).unwrap();
@@ -156,8 +164,20 @@ pub fn tls_through(
         .with_root_certificates(store)
         .with_no_client_auth();
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(cfg)
+}
+
+/// [`tls_through`] with a given client configuration.
+pub fn tls_through_with(
+    proxy: SocketAddr,
+    connect_to: &str,
+    sni: &str,
+    cfg: Arc<rustls::ClientConfig>,
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>, String> {
+    let s = super::wire::connect(proxy, connect_to)
+        .map_err(|head| format!("CONNECT refused: {head}"))?;
     let name = ServerName::try_from(sni.to_string()).unwrap();
-    let conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
+    let conn = rustls::ClientConnection::new(cfg, name).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, s);
     // Drive the handshake to its end (or its failure).
     while tls.conn.is_handshaking() {
