@@ -530,6 +530,15 @@ fn full(s: impl Into<Bytes>) -> TestBody {
     Full::new(s.into()).boxed()
 }
 
+/// `/slow` requests the test upstreams of this test executable have begun to answer.
+static SLOW_STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many `/slow` requests reached a test upstream (of any test in this executable):
+/// a condition to wait on rather than a sleep.
+pub fn slow_started() -> usize {
+    SLOW_STARTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 pub async fn route(mut req: Request<Incoming>) -> Result<Response<TestBody>, Infallible> {
     let q = req.uri().query().unwrap_or("").to_string();
     let num = |k: &str| -> u64 {
@@ -615,6 +624,7 @@ pub async fn route(mut req: Request<Incoming>) -> Result<Response<TestBody>, Inf
             r
         }
         "/slow" => {
+            SLOW_STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(num("ms"))).await;
             Response::new(full("slow done"))
         }
