@@ -60,6 +60,71 @@ fn a_lunch_time_rule_opens_the_site_at_noon_local_time() {
     assert_eq!(allowed["rule"], "jeux-midi", "{allowed}");
 }
 
+/// Inside an inspected tunnel, each request is decided at its own time: one connection
+/// opened before noon, kept alive across it (HTTP/1.1 and HTTP/2), gets the block page,
+/// then the site once noon has come, without a new connection.
+#[test]
+fn the_schedule_flips_inside_a_kept_alive_tunnel_in_h1_and_h2() {
+    use common::tls::{HttpsUpstream, TestCa};
+    let up_ca = TestCa::new("Test upstream root");
+    let up = HttpsUpstream::start(&up_ca.leaf(&["casino-royal.example"]));
+    let dir = fixture_dir();
+    std::fs::write(dir.path().join("policy.yaml"), POLICY).unwrap();
+    let up_pem = dir.path().join("upstream-root.pem");
+    up_ca.write_pem(&up_pem);
+    let up_pem = up_pem.display().to_string();
+    let port = up.port().to_string();
+    for proto in ["--http1.1", "--http2"] {
+        // Monday 7 December 2026, 11:59:58 in Paris, for each proxy started.
+        let env = [("CHARTE_FAKE_NOW", "2026-12-07T11:59:58+01:00".into())];
+        let d = fixture_dir();
+        std::fs::write(d.path().join("policy.yaml"), POLICY).unwrap();
+        let p = Proxy::start_in_with(
+            d,
+            "time_zone: Europe/Paris\n",
+            &env,
+            &["--upstream-ca", &up_pem, "--connect-port", &port],
+        );
+        let org_pem = p.path("data/ca/ca.pem").display().to_string();
+        let url = format!("https://casino-royal.example:{}/small", up.port());
+        // Sixteen requests, four a second, one after the other on one connection: they
+        // span the boundary.
+        let mut args = vec![
+            "-x".to_string(),
+            p.url(),
+            "--cacert".into(),
+            org_pem,
+            proto.into(),
+            "-s".into(),
+            "--rate".into(),
+            "4/s".into(),
+            "-w".into(),
+            "%{http_code} %{num_connects}\\n".into(),
+        ];
+        for _ in 0..16 {
+            args.extend(["-o".into(), "/dev/null".into(), url.clone()]);
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, out, err) = curl(&refs);
+        assert_eq!(code, 0, "{proto}: {err}");
+        let got: Vec<(&str, &str)> = out.lines().map(|l| l.split_once(' ').unwrap()).collect();
+        assert_eq!(got.len(), 16, "{proto}: {out}");
+        let statuses: Vec<&str> = got.iter().map(|g| g.0).collect();
+        let flip = statuses.iter().position(|s| *s == "200");
+        let flip = flip.unwrap_or_else(|| panic!("{proto}: never allowed: {out}"));
+        assert!(flip > 0, "{proto}: allowed before noon: {out}");
+        assert!(
+            statuses[..flip].iter().all(|s| *s == "403")
+                && statuses[flip..].iter().all(|s| *s == "200"),
+            "{proto}: {out}"
+        );
+        // One connection to the proxy, made by the first request, reused by the others.
+        assert_eq!(got[0].1, "1", "{proto}: {out}");
+        assert!(got[1..].iter().all(|g| g.1 == "0"), "{proto}: {out}");
+    }
+    let _ = dir;
+}
+
 /// Counts the allocations of the thread that asks.
 struct Counting;
 
