@@ -220,6 +220,32 @@ fn an_upload_with_two_valid_nirs_is_refused_before_any_byte_reaches_the_site() {
     );
 }
 
+/// A site that is never inspected (§6.3: banking and health) is not read, even over
+/// plain HTTP: the same upload passes whole, and nothing is found or counted.
+#[test]
+fn an_upload_to_a_never_inspected_site_is_not_read() {
+    let site = Site::start();
+    let dir = fixture_dir();
+    let policy = format!("{POLICY}no_inspect:\n  domains: [depot.example]\n");
+    std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
+    let p = Proxy::start_in_with(dir, "", &[], &["--host=depot.example=127.0.0.1"]);
+    let text = rows(&[NIR_A, NIR_B]);
+    let (st, out) = upload(&p, &site, &text);
+    assert_eq!(st, 200, "{out}");
+    let got = site.got();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].complete);
+    assert!(String::from_utf8_lossy(&got[0].body).contains(&text));
+    let r = p.trace_for("depot.example", "POST");
+    assert_eq!(r["status"], 200, "{r}");
+    assert!(r["found"].is_null() || r["found"] == "", "{r}");
+    let m = p.admin_get("/metrics");
+    assert!(
+        !m.contains("charte_content_checks_total{"),
+        "nothing scanned: {m}"
+    );
+}
+
 #[test]
 fn one_nir_or_a_wrong_key_stays_below_the_threshold_and_the_upload_goes_through() {
     let (p, site) = start();
