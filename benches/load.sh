@@ -7,10 +7,13 @@
 #   CHARTE_BIN=/path/after CHARTE_BIN_B=/path/before benches/load.sh   # two binaries, A/B
 #
 # It installs what it needs from Debian packages when missing (nginx squid wrk curl
-# openssl python3 iproute2 procps time; as root or through sudo), builds the proxy
-# (`cargo build --release`) unless CHARTE_BIN is given, then starts, on 127.0.0.1 only:
-#   * an nginx origin: /1k (1 KiB) and /64m (64 MiB) over HTTP and over HTTPS, with a
-#     certificate for *.bench.test signed by a throw-away test CA made with openssl;
+# openssl python3 iproute2 procps time, e2guardian for part 6; only those the parts asked
+# for; as root or through sudo), builds the proxy (`cargo build --release`) unless
+# CHARTE_BIN is given and part 6's client (`cargo build --release --bench tls_load`),
+# then starts, on 127.0.0.1 only:
+#   * an nginx origin: /1k (1 KiB) and /64m (64 MiB) over HTTP and over HTTPS (h2 and
+#     http/1.1; PUT into /up/ for part 6's uploads), with a certificate for *.bench.test
+#     signed by a throw-away test CA made with openssl; for part 6 also on 127.0.0.2:443;
 #   * Squid 5 with caching off (as shared/bench/anchors.sh), names from a hosts file;
 #   * charte-proxy with a bench policy (benches/load/policy.yaml.in) that loads DOMAINS
 #     generated names split into eight categories gen-00 … gen-07, plus the shipped
@@ -67,9 +70,9 @@
 #   COLD_HOSTS=2000     distinct names per round for the cold leaf-cache run
 #   BUMP_CONC=4         concurrent connections of the handshake runs (part 6)
 #   BUMP_CONNS=50       kept-alive tunnels of the part 6 request runs
-#   BUMP_RATES="50 100 200"   requests/s of part 6's open-loop runs (each one both
+#   BUMP_RATES="40 80 120"   requests/s of part 6's open-loop runs (each one both
 #                       proxies carry: e2guardian's ceiling, a new tunnel a request, is the
-#                       lower one, a few hundred a second here)
+#                       lower one: 150-380 a second on the shared 2-core VM)
 #   BUMP_BULK_TRIES=1   64 MiB downloads and uploads per target and round (best counts)
 #   E2G_PORT=13231      e2guardian's loopback port; its origin is nginx on 127.0.0.2:443
 #                       (e2guardian 5.3 bumps CONNECTs to port 443 only)
@@ -111,7 +114,7 @@ RELOAD_EVERY=${RELOAD_EVERY:-2}
 COLD_HOSTS=${COLD_HOSTS:-2000}
 BUMP_CONC=${BUMP_CONC:-4}
 BUMP_CONNS=${BUMP_CONNS:-50}
-BUMP_RATES=${BUMP_RATES-50 100 200}
+BUMP_RATES=${BUMP_RATES-40 80 120}
 BUMP_BULK_TRIES=${BUMP_BULK_TRIES:-1}
 E2G_PORT=${E2G_PORT:-13231}
 E2G_IP=127.0.0.2
@@ -1089,7 +1092,7 @@ CPU_MODEL=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
     if [[ -n "$BUMP_RATES" ]]; then
       echo "Open loop, 1 KiB requests at fixed rates in $BUMP_CONNS kept-alive HTTP/1.1 tunnels, latency from each request's due time:"
       echo
-      echo "| rate req/s | target | req/s done | p50 ms | p99 ms | p99.9 ms | errors | proxy CPU µs a request | p99, charte / e2guardian (per round) |"
+      echo "| rate req/s | target | req/s done | p50 ms | p99 ms | p99.9 ms | errors | proxy CPU µs a request | p99, e2guardian / charte (per round) |"
       echo "|---|---|---|---|---|---|---|---|---|"
       for q in $BUMP_RATES; do
         for t in "${B_TARGETS[@]}"; do
@@ -1098,7 +1101,7 @@ CPU_MODEL=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
           read -r l99 _ < <(med "b-ol-$q" "$t" 6)
           l999=$(awk -F'\t' -v ph="b-ol-$q" -v t="$t" 'NR>1 && $1==ph && $3==t {split($14,a,"p999="); split(a[2],b," "); if (b[1]!="NA") print b[1]}' "$RES" | sort -g | awk '{v[NR]=$1} END{print (NR? v[int((NR+1)/2)] : "NA")}')
           us=$(awk -F'\t' -v ph="b-ol-$q" -v t="$t" 'NR>1 && $1==ph && $3==t && $10!="NA" && $4!="NA" && $4>0 {printf "%s%.0f", sep, $10*1e4/$4; sep=", "}' "$RES")
-          cmp=""; [[ "$t" == charte && -n "$has_e2g" ]] && { read -r s99 _ < <(med "b-ol-$q" e2g 6); cmp="$(ratio "$l99" "$s99") ($(shares "b-ol-$q" charte e2g 6))"; }
+          cmp=""; [[ "$t" == charte && -n "$has_e2g" ]] && { read -r s99 _ < <(med "b-ol-$q" e2g 6); cmp="$(ratio "$s99" "$l99") ($(shares "b-ol-$q" e2g charte 6))"; }
           printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$q" "$(b_label "$t")" "$m" "$l50" "$l99" "$l999" "$(sumcol "b-ol-$q" "$t" 7)" "${us:--}" "${cmp:--}"
         done
       done
@@ -1110,6 +1113,10 @@ CPU_MODEL=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
     echo "connection to nginx as it does it) + GET /1k with Connection: close. Keep-alive runs: tunnels set up first, then ${DURATION} s of"
     echo "requests one at a time on each. Proxy CPU: utime+stime of its processes during the run. Leaves minted per charte cold run:"
     echo "$(awk -F'\t' 'NR>1 && $1=="b-cold" && $3=="charte" {split($14,a,"leaves_minted="); split(a[2],b," "); printf "%sr%s %s", sep, $2, b[1]; sep=", "}' "$RES")."
+    echo "Tunnels reopened in the keep-alive runs because the server closed them (the client reopens a closed connection inside the next"
+    echo "request's time; e2guardian 5.3 answers \`Connection: close\` inside its bumped tunnels, so each of its requests there is a new tunnel):"
+    echo "$(awk -F'\t' 'NR>1 && ($1 ~ /^b-ka/ || $1 ~ /^b-ol-/) {split($14,a,"reconnects="); split(a[2],b," "); if (b[1]+0>0) {printf "%s%s r%s %s %s", sep, $1, $2, $3, b[1]; sep=", "; f=1}} END{if(!f) printf "none"}' "$RES")."
+    echo "nginx offers h2 and http/1.1 on its HTTPS port: charte-proxy's own connections to it then speak HTTP/2 (pooled), e2guardian's HTTP/1.1."
     [[ -n "${HWM_E2G:-}" ]] && echo "e2guardian: $(e2guardian -v 2>&1 | head -n1) (Debian $(dpkg-query -W -f='${Version}' e2guardian 2>/dev/null || echo '?')), VmHWM $(mib "$HWM_E2G") MiB at the end of part 6, leaves minted with charte-proxy's CA."
     echo "First errors, if any: $(awk -F'\t' 'NR>1 && $1 ~ /^b-/ && index($14, "first_error=") {print $1 " r" $2 " " $3 ": " substr($14, index($14, "first_error=") + 12)}' "$RES" | sort -u -k1,1 -k3,3 | head -n 8 | paste -sd ';' - || true)"
     echo "Squid: not measured with ssl_bump (Debian's squid package is built with GnuTLS, without ssl_bump; squid-openssl would be needed)."
