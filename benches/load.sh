@@ -259,10 +259,14 @@ ports=("$HTTP_PORT" "$HTTPS_PORT" "$CHARTE_PORT")
 [[ "$SKIP_SQUID" == 1 ]] || ports+=("$SQUID_PORT")
 [[ -z "$CHARTE_BIN_B" ]] || ports+=("$CHARTE_PORT_B")
 if [[ "$SKIP_BUMP" != 1 && "$SKIP_E2G" != 1 ]]; then
-  ports+=("$E2G_PORT")
   # e2guardian's origin: nginx on 127.0.0.2:443 (the only port e2guardian bumps)
-  ss -Hltn "sport = :443" | grep -q "$E2G_IP:443" && die "$E2G_IP:443 already in use (e2guardian's origin; or SKIP_E2G=1)"
-  [[ "$(id -u)" == 0 ]] || die "e2guardian in part 6 needs root (nginx on port 443, a private /etc/hosts through unshare): run as root or SKIP_E2G=1"
+  if [[ "$(id -u)" != 0 ]]; then
+    NOTES+=("e2guardian left out of part 6: it needs root here (nginx on port 443, a private /etc/hosts through unshare)"); SKIP_E2G=1
+  elif ss -Hltn "sport = :443" | grep -q "$E2G_IP:443\|\*:443\|0\.0\.0\.0:443"; then
+    NOTES+=("e2guardian left out of part 6: port 443 of $E2G_IP (its origin) is taken"); SKIP_E2G=1
+  else
+    ports+=("$E2G_PORT")
+  fi
 fi
 for p in "${ports[@]}"; do port_busy "$p" && die "port $p already in use (set HTTP_PORT/HTTPS_PORT/SQUID_PORT/CHARTE_PORT/CHARTE_PORT_B)"; done
 
