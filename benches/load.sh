@@ -173,6 +173,9 @@ cleanup() {
   [[ -n "$CHILD" ]] && stop_pid "$CHILD"
   for ((i=${#STARTED[@]}-1; i>=0; i--)); do stop_pid "${STARTED[i]}"; done
   if [[ -n "$TMP" && -d "$TMP" ]]; then
+    # the proxies' own words, kept even when the run stops early (a proxy that died)
+    [[ -n "${RAW:-}" && -d "$RAW" ]] && cp "$TMP/charte/stderr.log" "$RAW/charte-stderr.log" 2>/dev/null
+    [[ -n "${RAW:-}" && -d "$RAW" && -n "$E2D" ]] && cp "$E2D/stderr.log" "$RAW/e2g-stderr.log" 2>/dev/null
     if [[ "$KEEP_TMP" == 1 ]]; then log "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
   fi
   if [[ -n "$E2D" && -d "$E2D" ]]; then
@@ -554,8 +557,8 @@ if [[ -n "$CHARTE_BIN_B" ]]; then
   NOTES+=("B ($CHARTE_BIN_B) ran beside A ($CHARTE_BIN) in parts 1, 2, 4 and 7; parts 5 (reload) and 6 (bumped HTTPS) measure A only")
 fi
 
-metric() { # name-with-labels-prefix -> sum of matching series values (admin /metrics)
-  curl -s --max-time 10 "http://$ADMIN/metrics" | awk -v m="$1" 'index($0, m)==1 {s+=$NF; f=1} END{if(f) printf "%.15g\n", s; else print "NA"}'
+metric() { # name-with-labels-prefix -> sum of matching series values (admin /metrics); NA when unreachable
+  { curl -s --max-time 10 "http://$ADMIN/metrics" || true; } | awk -v m="$1" 'index($0, m)==1 {s+=$NF; f=1} END{if(f) printf "%.15g\n", s; else print "NA"}'
 }
 curl -s --max-time 10 "http://$ADMIN/metrics" >"$RAW/metrics-start.txt" || true
 curl -s --max-time 10 "http://$ADMIN/health" >"$RAW/health-start.json" || true
@@ -864,6 +867,7 @@ EOC
 
 if [[ "$SKIP_BUMP" != 1 ]]; then
   B_TARGETS=(direct charte)
+  declare -A GONE=()
   if [[ "$SKIP_E2G" != 1 ]] && start_e2guardian; then
     E2G_SMOKE=$(curl -s --http1.1 --cacert "$PROXY_CA" -o /dev/null --max-time 10 -w '%{http_code} %{size_download}' --proxy "http://${ADDR[e2g]}" "https://$ORIGIN/1k" || true)
     log "e2guardian pid ${PID[e2g]} on ${ADDR[e2g]}; bumped https through it -> $E2G_SMOKE (want 200 1024)"
@@ -898,6 +902,16 @@ if [[ "$SKIP_BUMP" != 1 ]]; then
     esac
     out=$RAW/bump-$kind-r$r-$t.json
     p=$(b_pid "$t")
+    if [[ -n "$p" ]] && ! kill -0 "$p" 2>/dev/null; then
+      # a proxy that died: said once with its exit status, its runs recorded as not made
+      if [[ -z "${GONE[$t]:-}" ]]; then
+        local st=0; wait "$p" 2>/dev/null || st=$?
+        GONE[$t]="$t stopped during part 6 (exit status $st, before round $r $kind): see raw/$t-stderr.log"
+        NOTES+=("${GONE[$t]}"); log "${GONE[$t]}"
+      fi
+      rec "b-$kind" "$r" "$t" NA NA NA NA NA NA NA NA NA NA "ok=0 first_error=not running"
+      return 0
+    fi
     [[ "$t" == charte && "$kind" == cold ]] && m0=$(metric 'charte_tls_leaves_minted')
     cpu_begin "$p"
     [[ "$kind" == down || "$kind" == up ]] || args+=(--expect-bytes 1024)
