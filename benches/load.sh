@@ -7,10 +7,13 @@
 #   CHARTE_BIN=/path/after CHARTE_BIN_B=/path/before benches/load.sh   # two binaries, A/B
 #
 # It installs what it needs from Debian packages when missing (nginx squid wrk curl
-# openssl python3 iproute2 procps time; as root or through sudo), builds the proxy
-# (`cargo build --release`) unless CHARTE_BIN is given, then starts, on 127.0.0.1 only:
-#   * an nginx origin: /1k (1 KiB) and /64m (64 MiB) over HTTP and over HTTPS, with a
-#     certificate for *.bench.test signed by a throw-away test CA made with openssl;
+# openssl python3 iproute2 procps time, e2guardian for part 6; only those the parts asked
+# for; as root or through sudo), builds the proxy (`cargo build --release`) unless
+# CHARTE_BIN is given and part 6's client (`cargo build --release --bench tls_load`),
+# then starts, on 127.0.0.1 only:
+#   * an nginx origin: /1k (1 KiB) and /64m (64 MiB) over HTTP and over HTTPS (h2 and
+#     http/1.1; PUT into /up/ for part 6's uploads), with a certificate for *.bench.test
+#     signed by a throw-away test CA made with openssl; for part 6 also on 127.0.0.2:443;
 #   * Squid 5 with caching off (as shared/bench/anchors.sh), names from a hosts file;
 #   * charte-proxy with a bench policy (benches/load/policy.yaml.in) that loads DOMAINS
 #     generated names split into eight categories gen-00 … gen-07, plus the shipped
@@ -30,10 +33,16 @@
 #   5. Policy reload under load: a 1 KiB wrk run through charte-proxy with SIGHUP every
 #      RELOAD_EVERY s (the whole policy and its DOMAINS names re-read each time), next to
 #      a run without reloads: errors, non-2xx, req/s, p99, reloads done.
-#   6. Bumped HTTPS (TLS interception): handshakes/s with the leaf cache warm (one host)
-#      and cold (COLD_HOSTS distinct names per round, each needing a fresh leaf), and
-#      requests/s in one kept-alive bumped tunnel; each next to a direct TLS connection
-#      to nginx with the same Python client (benches/load/tls_bench.py).
+#   6. Bumped HTTPS (TLS interception, issue 26), through charte-proxy and e2guardian 5.3
+#      with sslmitm (Debian's e2guardian; its own setup below), each next to direct TLS to
+#      the same nginx, with one Rust client (benches/tls_load.rs, built as a bench
+#      target): requests/s inside BUMP_CONNS kept-alive tunnels, 1 KiB, HTTP/1.1 and
+#      HTTP/2, with proxy CPU a request; new connections/s (full handshake both sides)
+#      with the leaf cache warm (one host) and cold (COLD_HOSTS new names a round); a
+#      64 MiB download and a 64 MiB upload (PUT) in one tunnel, MiB/s; and p50/p99/p99.9
+#      at fixed request rates (BUMP_RATES, open loop, latency from each request's due
+#      time) in kept-alive HTTP/1.1 tunnels, charte-proxy against e2guardian.
+#      Part 6 alone: SKIP_PLAIN=1 SKIP_SQUID=1 SKIP_IDLE=1 SKIP_RELOAD=1 SKIP_OPEN_LOOP=1.
 #   7. Open-loop latency (run right after 1 and 2): `oha` sends requests at fixed rates
 #      (OPEN_LOOP_RATES, each one Squid can carry), 50 connections, latency counted
 #      from when each request was due (--latency-correction), through each proxy and
@@ -59,13 +68,23 @@
 #   IDLE_TUNNELS=10000  idle tunnels to hold (0: skip); IDLE_PARALLEL=200 set up at once
 #   RELOAD_EVERY=2      seconds between SIGHUPs in the reload run
 #   COLD_HOSTS=2000     distinct names per round for the cold leaf-cache run
-#   BUMP_CONC=4         client threads for the handshake runs
+#   BUMP_CONC=4         concurrent connections of the handshake runs (part 6)
+#   BUMP_CONNS=50       kept-alive tunnels of the part 6 request runs
+#   BUMP_RATES="40 80 120"   requests/s of part 6's open-loop runs (each one both
+#                       proxies carry: e2guardian's ceiling, a new tunnel a request, is the
+#                       lower one: 150-380 a second on the shared 2-core VM)
+#   BUMP_BULK_TRIES=1   64 MiB downloads and uploads per target and round (best counts)
+#   E2G_PORT=13231      e2guardian's loopback port; its origin is nginx on 127.0.0.2:443
+#                       (e2guardian 5.3 bumps CONNECTs to port 443 only)
+#   TLS_LOAD_BIN=path   the part 6 client (default: cargo build --release --bench tls_load)
 #   COMPILED=1          1: compile the bench policy's lists first (`categories compile`,
 #                       bench.idx beside it), so that start and every reload map the
 #                       compiled index instead of parsing the text lists (0: text lists)
 #   OPEN_LOOP_RATES="5000 10000 14000"   requests/s of the open-loop runs (Squid's
 #                       ceiling here is about 15 000 in part 1)
-#   SKIP_SQUID=0  SKIP_IDLE=0  SKIP_RELOAD=0  SKIP_BUMP=0  SKIP_OPEN_LOOP=0   (1: leave that part out)
+#   SKIP_PLAIN=0  SKIP_SQUID=0  SKIP_IDLE=0  SKIP_RELOAD=0  SKIP_BUMP=0  SKIP_OPEN_LOOP=0
+#   SKIP_E2G=0          (1: leave that part out; SKIP_PLAIN: parts 1-2; SKIP_E2G: e2guardian
+#                       in part 6)
 #   CHARTE_BIN=path     use this binary instead of building (cargo build --release)
 #   CHARTE_BIN_B=path   a second binary to compare with the first (see above; unset: none)
 #   NGINX_WORKERS=1     nginx worker processes
@@ -94,6 +113,14 @@ IDLE_PARALLEL=${IDLE_PARALLEL:-200}
 RELOAD_EVERY=${RELOAD_EVERY:-2}
 COLD_HOSTS=${COLD_HOSTS:-2000}
 BUMP_CONC=${BUMP_CONC:-4}
+BUMP_CONNS=${BUMP_CONNS:-50}
+BUMP_RATES=${BUMP_RATES-40 80 120}
+BUMP_BULK_TRIES=${BUMP_BULK_TRIES:-1}
+E2G_PORT=${E2G_PORT:-13231}
+E2G_IP=127.0.0.2
+TLS_LOAD_BIN=${TLS_LOAD_BIN:-}
+SKIP_PLAIN=${SKIP_PLAIN:-0}
+SKIP_E2G=${SKIP_E2G:-0}
 COMPILED=${COMPILED:-1}
 SKIP_SQUID=${SKIP_SQUID:-0}
 SKIP_IDLE=${SKIP_IDLE:-0}
@@ -120,7 +147,8 @@ TUNNEL=tunnel.bench.test     # no_inspect name: CONNECT relayed as bytes
 
 declare -A PID=()   # name -> pid of a process this script started
 STARTED=()          # pids in start order (for cleanup)
-CHILD=""            # client running now (wrk, curl, python)
+CHILD=""            # client running now (wrk, curl, python, tls_load)
+E2D=""              # e2guardian's own dir (lower-case path), removed at exit
 HUPPER=""           # SIGHUP loop of the reload run
 TMP=""
 NOTES=()            # lines for the report's notes
@@ -145,7 +173,13 @@ cleanup() {
   [[ -n "$CHILD" ]] && stop_pid "$CHILD"
   for ((i=${#STARTED[@]}-1; i>=0; i--)); do stop_pid "${STARTED[i]}"; done
   if [[ -n "$TMP" && -d "$TMP" ]]; then
+    # the proxies' own words, kept even when the run stops early (a proxy that died)
+    [[ -n "${RAW:-}" && -d "$RAW" ]] && cp "$TMP/charte/stderr.log" "$RAW/charte-stderr.log" 2>/dev/null
+    [[ -n "${RAW:-}" && -d "$RAW" && -n "$E2D" ]] && cp "$E2D/stderr.log" "$RAW/e2g-stderr.log" 2>/dev/null
     if [[ "$KEEP_TMP" == 1 ]]; then log "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
+  fi
+  if [[ -n "$E2D" && -d "$E2D" ]]; then
+    if [[ "$KEEP_TMP" == 1 ]]; then log "e2guardian dir kept: $E2D"; else rm -rf "$E2D"; fi
   fi
   [[ $rc -ne 0 ]] && log "exited with status $rc (every process it started is stopped)"
   exit "$rc"
@@ -205,7 +239,11 @@ cpu_end() { # proxy-pid|""
 SUDO=()
 if [[ "$(id -u)" != 0 ]]; then SUDO=(sudo); fi
 need=()
-for pair in nginx:nginx squid:squid wrk:wrk curl:curl openssl:openssl python3:python3 ss:iproute2 ps:procps /usr/bin/time:time; do
+pairs=(nginx:nginx curl:curl openssl:openssl python3:python3 ss:iproute2 ps:procps /usr/bin/time:time)
+[[ "$SKIP_SQUID" == 1 ]] || pairs+=(squid:squid)
+[[ "$SKIP_PLAIN" == 1 && "$SKIP_RELOAD" == 1 ]] || pairs+=(wrk:wrk)
+[[ "$SKIP_BUMP" == 1 || "$SKIP_E2G" == 1 ]] || pairs+=(e2guardian:e2guardian unshare:util-linux)
+for pair in "${pairs[@]}"; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
 done
 if [[ ${#need[@]} -gt 0 ]]; then
@@ -215,14 +253,24 @@ if [[ ${#need[@]} -gt 0 ]]; then
 fi
 
 # ---------------------------------------------------------------- preflight
-for v in ROUNDS DURATION CONNS WARMUP CONNECT_TRIES DOMAINS FALLBACK_DOMAINS IDLE_TUNNELS IDLE_PARALLEL RELOAD_EVERY COLD_HOSTS BUMP_CONC NGINX_WORKERS HTTP_PORT HTTPS_PORT SQUID_PORT CHARTE_PORT CHARTE_PORT_B; do
+for v in ROUNDS DURATION CONNS WARMUP CONNECT_TRIES DOMAINS FALLBACK_DOMAINS IDLE_TUNNELS IDLE_PARALLEL RELOAD_EVERY COLD_HOSTS BUMP_CONC BUMP_CONNS BUMP_BULK_TRIES E2G_PORT NGINX_WORKERS HTTP_PORT HTTPS_PORT SQUID_PORT CHARTE_PORT CHARTE_PORT_B; do
   [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 [[ "$ROUNDS" -ge 1 && "$DURATION" -ge 1 ]] || die "ROUNDS and DURATION must be at least 1"
-for q in $OPEN_LOOP_RATES; do [[ "$q" =~ ^[1-9][0-9]*$ ]] || die "OPEN_LOOP_RATES must be whole numbers of requests a second, got '$q'"; done
+for q in $OPEN_LOOP_RATES $BUMP_RATES; do [[ "$q" =~ ^[1-9][0-9]*$ ]] || die "OPEN_LOOP_RATES and BUMP_RATES must be whole numbers of requests a second, got '$q'"; done
 ports=("$HTTP_PORT" "$HTTPS_PORT" "$CHARTE_PORT")
 [[ "$SKIP_SQUID" == 1 ]] || ports+=("$SQUID_PORT")
 [[ -z "$CHARTE_BIN_B" ]] || ports+=("$CHARTE_PORT_B")
+if [[ "$SKIP_BUMP" != 1 && "$SKIP_E2G" != 1 ]]; then
+  # e2guardian's origin: nginx on 127.0.0.2:443 (the only port e2guardian bumps)
+  if [[ "$(id -u)" != 0 ]]; then
+    NOTES+=("e2guardian left out of part 6: it needs root here (nginx on port 443, a private /etc/hosts through unshare)"); SKIP_E2G=1
+  elif ss -Hltn "sport = :443" | grep -q "$E2G_IP:443\|\*:443\|0\.0\.0\.0:443"; then
+    NOTES+=("e2guardian left out of part 6: port 443 of $E2G_IP (its origin) is taken"); SKIP_E2G=1
+  else
+    ports+=("$E2G_PORT")
+  fi
+fi
 for p in "${ports[@]}"; do port_busy "$p" && die "port $p already in use (set HTTP_PORT/HTTPS_PORT/SQUID_PORT/CHARTE_PORT/CHARTE_PORT_B)"; done
 
 # file descriptors: idle tunnels need two a tunnel in the proxy, one in the client
@@ -249,6 +297,17 @@ if [[ -z "$CHARTE_BIN" ]]; then
 fi
 [[ -x "$CHARTE_BIN" ]] || die "not an executable: $CHARTE_BIN"
 log "binary $CHARTE_BIN ($("$CHARTE_BIN" --version 2>/dev/null || echo 'version unknown'))"
+if [[ "$SKIP_BUMP" != 1 && -z "$TLS_LOAD_BIN" ]]; then
+  command -v cargo >/dev/null || die "cargo not found: needed to build the part 6 client (or TLS_LOAD_BIN=path, or SKIP_BUMP=1)"
+  log "building the part 6 client: cargo build --release --bench tls_load"
+  TLS_LOAD_BIN=$(cd "$REPO" && cargo build --release --bench tls_load --message-format=json 2>/dev/null \
+    | python3 -c 'import json, sys
+exe = [m["executable"] for m in map(json.loads, sys.stdin) if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "tls_load"]
+print(exe[-1] if exe else "")') || true
+  [[ -n "$TLS_LOAD_BIN" ]] || die "cargo build --release --bench tls_load failed (run it to see why)"
+fi
+[[ "$SKIP_BUMP" == 1 || -x "$TLS_LOAD_BIN" ]] || die "not an executable: TLS_LOAD_BIN=$TLS_LOAD_BIN"
+[[ "$SKIP_BUMP" == 1 ]] || log "part 6 client $TLS_LOAD_BIN"
 if [[ -n "$CHARTE_BIN_B" ]]; then
   [[ -x "$CHARTE_BIN_B" ]] || die "not an executable: CHARTE_BIN_B=$CHARTE_BIN_B"
   log "binary B $CHARTE_BIN_B ($("$CHARTE_BIN_B" --version 2>/dev/null || echo 'version unknown'))"
@@ -324,8 +383,11 @@ mkdir -p "$TMP/pki" "$TMP/www" "$TMP/nginx/tmp"
 ) >"$TMP/pki/openssl.log" 2>&1 || { cat "$TMP/pki/openssl.log" >&2; die "openssl failed"; }
 TEST_CA=$TMP/pki/ca.pem
 head -c 1024 /dev/urandom >"$TMP/www/1k"
+mkdir -p "$TMP/www/up"   # part 6 uploads land here (nginx's workers write them)
 head -c $((64*1024*1024)) /dev/urandom >"$TMP/www/64m"
-chmod 755 "$TMP/www"; chmod 644 "$TMP/www"/*
+chmod 755 "$TMP/www"; chmod 644 "$TMP/www"/1k "$TMP/www"/64m; chmod 1777 "$TMP/www/up"
+E2G_LISTEN=""
+[[ "$SKIP_BUMP" == 1 || "$SKIP_E2G" == 1 ]] || E2G_LISTEN="    listen $E2G_IP:443 ssl http2;"
 cat >"$TMP/nginx/nginx.conf" <<EOF
 worker_processes $NGINX_WORKERS;
 worker_rlimit_nofile $(( IDLE_TUNNELS * 2 + 4096 ));
@@ -354,11 +416,19 @@ http {
     location / { }
   }
   server {
-    listen 127.0.0.1:$HTTPS_PORT ssl;
+    listen 127.0.0.1:$HTTPS_PORT ssl http2;
+$E2G_LISTEN
     ssl_certificate $TMP/pki/origin.pem;
     ssl_certificate_key $TMP/pki/origin.key;
     root $TMP/www;
     location / { }
+    # part 6 uploads: WebDAV PUT answers once the whole body is stored
+    location /up/ {
+      dav_methods PUT;
+      create_full_put_path on;
+      client_max_body_size 128m;
+      client_body_buffer_size 1m;
+    }
   }
 }
 EOF
@@ -487,8 +557,8 @@ if [[ -n "$CHARTE_BIN_B" ]]; then
   NOTES+=("B ($CHARTE_BIN_B) ran beside A ($CHARTE_BIN) in parts 1, 2, 4 and 7; parts 5 (reload) and 6 (bumped HTTPS) measure A only")
 fi
 
-metric() { # name-with-labels-prefix -> sum of matching series values (admin /metrics)
-  curl -s --max-time 10 "http://$ADMIN/metrics" | awk -v m="$1" 'index($0, m)==1 {s+=$NF; f=1} END{if(f) printf "%.15g\n", s; else print "NA"}'
+metric() { # name-with-labels-prefix -> sum of matching series values (admin /metrics); NA when unreachable
+  { curl -s --max-time 10 "http://$ADMIN/metrics" || true; } | awk -v m="$1" 'index($0, m)==1 {s+=$NF; f=1} END{if(f) printf "%.15g\n", s; else print "NA"}'
 }
 curl -s --max-time 10 "http://$ADMIN/metrics" >"$RAW/metrics-start.txt" || true
 curl -s --max-time 10 "http://$ADMIN/health" >"$RAW/health-start.json" || true
@@ -506,7 +576,7 @@ smoke() { # target -> 1 KiB over HTTP and over a CONNECT tunnel give 200 + 1024 
   read -r -a px <<<"$(px_args "$t")"
   out=$(curl -s -o /dev/null --max-time 10 -w '%{http_code} %{size_download}' "${px[@]}" "http://$ORIGIN:$HTTP_PORT/1k" || true)
   [[ "$out" == "200 1024" ]] || { echo "HTTP 1k via $t: got '$out'"; return 1; }
-  out=$(curl -s --cacert "$TEST_CA" -o /dev/null --max-time 10 -w '%{http_code} %{size_download}' "${px[@]}" "https://$TUNNEL:$HTTPS_PORT/1k" || true)
+  out=$(curl -s --http1.1 --cacert "$TEST_CA" -o /dev/null --max-time 10 -w '%{http_code} %{size_download}' "${px[@]}" "https://$TUNNEL:$HTTPS_PORT/1k" || true)
   [[ "$out" == "200 1024" ]] || { echo "CONNECT 1k via $t: got '$out'"; return 1; }
 }
 OKT=()
@@ -572,8 +642,9 @@ in_turn() { # k -> TARGETS rotated by k, charte and charte_b swapped when k is o
 }
 
 # ---------------------------------------------------------------- 1 + 2: 1 KiB and CONNECT
-log "part 1-2: ${TARGETS[*]}; $ROUNDS rounds x (1 KiB wrk ${DURATION}s c$CONNS + $CONNECT_TRIES x 64 MiB CONNECT)"
+[[ "$SKIP_PLAIN" == 1 ]] || log "part 1-2: ${TARGETS[*]}; $ROUNDS rounds x (1 KiB wrk ${DURATION}s c$CONNS + $CONNECT_TRIES x 64 MiB CONNECT)"
 for ((r=1; r<=ROUNDS; r++)); do
+  [[ "$SKIP_PLAIN" == 1 ]] && break
   for t in $(in_turn $((r - 1))); do
     p=${PID[$t]:-}
     [[ "$WARMUP" -gt 0 ]] && run_wrk "$t" "$WARMUP" "$RAW/warmup-r$r-$t.txt"
@@ -590,7 +661,7 @@ for ((r=1; r<=ROUNDS; r++)); do
       p=${PID[$t]:-}
       read -r -a px <<<"$(px_args "$t")"
       cpu_begin "$p"
-      fg_run /usr/bin/time -f 'CLIENTCPU %e %U %S' curl -s --cacert "$TEST_CA" -o /dev/null --max-time 120 \
+      fg_run /usr/bin/time -f 'CLIENTCPU %e %U %S' curl -s --http1.1 --cacert "$TEST_CA" -o /dev/null --max-time 120 \
         -w 'CURL %{http_code} %{size_download} %{speed_download}\n' "${px[@]}" "https://$TUNNEL:$HTTPS_PORT/64m" >"$TMP/curl.out" 2>&1
       read -r pc nc mc < <(cpu_end "$p")
       cc=$(client_cpu "$TMP/curl.out")
@@ -734,46 +805,160 @@ if [[ "$SKIP_RELOAD" != 1 ]]; then
 fi
 
 # ---------------------------------------------------------------- 6: bumped HTTPS
+# e2guardian 5.3 with sslmitm, set up here: its own copy of /etc/e2guardian in a lower-case
+# dir (it lower-cases the paths in its list files), charte-proxy's CA to mint its leaves
+# (one key for every leaf, its way), the test CA to check nginx, leaf dates around now
+# (the packaged defaults start in 2014 and ended in 2024), and a private /etc/hosts in a
+# mount namespace: the bench names on 127.0.0.2, where nginx listens on 443, the only
+# port e2guardian 5.3 bumps.
+start_e2guardian() {
+  local now c
+  E2D=${TMPDIR:-/tmp}/bench-tmp/e2g-$$-$(date +%s)
+  if [[ "$E2D" != "${E2D,,}" ]]; then NOTES+=("e2guardian left out: its dir $E2D is not lower-case (set TMPDIR)"); E2D=""; return 1; fi
+  mkdir -p "$E2D/cache" "$E2D/generatedcerts" "$E2D/upstream-ca" "$E2D/ssl"
+  chmod 755 "$E2D"
+  cp -r /etc/e2guardian "$E2D/etc"
+  grep -rl '/etc/e2guardian' "$E2D/etc" | xargs sed -i "s#/etc/e2guardian#$E2D/etc#g"
+  cp "$C/data/ca/ca.pem" "$E2D/ssl/mitm-ca.pem"
+  cp "$C/data/ca/ca.key" "$E2D/ssl/mitm-ca.key"
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$E2D/ssl/leaf.key" 2>/dev/null
+  cp "$TEST_CA" "$E2D/upstream-ca/test-ca.pem"
+  ln -s test-ca.pem "$E2D/upstream-ca/$(openssl x509 -hash -noout -in "$TEST_CA").0"
+  c=$E2D/etc/e2guardian.conf
+  sed -i -E \
+    -e "s#^filterip *=.*#filterip = 127.0.0.1#" \
+    -e "s#^filterports *=.*#filterports = $E2G_PORT#" \
+    -e "s#^transparenthttpsport *=.*##" \
+    -e "s#^loglevel *=.*#loglevel = 0#" \
+    -e "s#^filecachedir *=.*#filecachedir = '$E2D/cache'#" \
+    -e "s#^nodaemon *=.*#nodaemon = on#" \
+    -e "s#^enablessl *=.*#enablessl = on#" \
+    -e "s#^cacertificatepath *=.*#cacertificatepath = '$E2D/ssl/mitm-ca.pem'#" \
+    -e "s#^caprivatekeypath *=.*#caprivatekeypath = '$E2D/ssl/mitm-ca.key'#" \
+    -e "s#^certprivatekeypath *=.*#certprivatekeypath = '$E2D/ssl/leaf.key'#" \
+    -e "s#^generatedcertpath *=.*#generatedcertpath = '$E2D/generatedcerts/'#" \
+    "$c"
+  now=$(date +%s)
+  cat >>"$c" <<EOC
+
+# --- benches/load.sh part 6
+loglocation = '$E2D/access.log'
+pidfilename = '$E2D/e2guardian.pid'
+sslcertificatepath = '$E2D/upstream-ca'
+generatedcertstart = $((now - 86400))
+generatedcertend = $((now + 2 * 86400))
+EOC
+  sed -i -E -e "s#^sslmitm *=.*#sslmitm = on#" -e "s#^mitmcheckcert *=.*#mitmcheckcert = on#" "$E2D/etc/e2guardianf1.conf"
+  if ! { grep -q '^sslmitm = on' "$E2D/etc/e2guardianf1.conf" && grep -q '^enablessl = on' "$c"; }; then
+    NOTES+=("e2guardian left out: its configuration could not be edited (sslmitm/enablessl)"); return 1
+  fi
+  { echo "127.0.0.1 localhost"; echo "$E2G_IP $ORIGIN"; sed "s/^/$E2G_IP /" "$TMP"/cold-r*.txt; } >"$E2D/hosts"
+  chmod 644 "$E2D/hosts"
+  chown -R e2guardian:e2guardian "$E2D"
+  chmod 600 "$E2D/ssl/"*.key
+  launch e2g "$E2D/stderr.log" unshare -m sh -c "mount --make-rprivate / && mount --bind '$E2D/hosts' /etc/hosts && exec e2guardian -N -c '$c'"
+  if ! wait_port "$E2G_PORT" "${PID[e2g]}" 60; then
+    tail -n 20 "$E2D/stderr.log" >&2 || true
+    NOTES+=("e2guardian did not start (raw/e2g-stderr.log)"); cp "$E2D/stderr.log" "$RAW/e2g-stderr.log" 2>/dev/null || true
+    stop_pid "${PID[e2g]}"; unset "PID[e2g]"; return 1
+  fi
+  ADDR[e2g]=127.0.0.1:$E2G_PORT
+}
+
 if [[ "$SKIP_BUMP" != 1 ]]; then
-  p=${PID[charte]}
-  log "part 6: bumped HTTPS, $ROUNDS rounds x (warm handshakes, cold handshakes, keep-alive requests), direct vs charte"
-  # mint the warm host's leaf first
-  python3 "$LOAD_DIR/tls_bench.py" --mode handshake --proxy "${ADDR[charte]}" --port "$HTTPS_PORT" --host "$ORIGIN" \
-    --cafile "$TEST_CA" --cafile "$PROXY_CA" --duration 1 --concurrency 1 >"$RAW/bump-prewarm.json" 2>&1 || true
-  bump() { # kind target round
-    local kind=$1 t=$2 r=$3 args=() out=$RAW/bump-$1-r$3-$2.json m0 m1 extra pc nc mc
-    case $kind in
-      warm) args=(--mode handshake --host "$ORIGIN" --concurrency "$BUMP_CONC") ;;
-      cold) args=(--mode handshake --hosts-file "$TMP/cold-r$r.txt" --concurrency "$BUMP_CONC") ;;
-      keepalive) args=(--mode keepalive --host "$ORIGIN") ;;
+  B_TARGETS=(direct charte)
+  declare -A GONE=()
+  if [[ "$SKIP_E2G" != 1 ]] && start_e2guardian; then
+    E2G_SMOKE=$(curl -s --http1.1 --cacert "$PROXY_CA" -o /dev/null --max-time 10 -w '%{http_code} %{size_download}' --proxy "http://${ADDR[e2g]}" "https://$ORIGIN/1k" || true)
+    log "e2guardian pid ${PID[e2g]} on ${ADDR[e2g]}; bumped https through it -> $E2G_SMOKE (want 200 1024)"
+    if [[ "$E2G_SMOKE" == "200 1024" ]]; then B_TARGETS+=(e2g)
+    else NOTES+=("e2guardian smoke test (bumped GET https://$ORIGIN/1k) gave '$E2G_SMOKE': left out of part 6"); fi
+  fi
+  # tls_load arguments of a target: direct to nginx, or CONNECT through a proxy
+  b_args() {
+    case $1 in
+      direct) echo "--connect 127.0.0.1:$HTTPS_PORT --port $HTTPS_PORT";;
+      charte) echo "--proxy ${ADDR[charte]} --port $HTTPS_PORT";;
+      e2g) echo "--proxy ${ADDR[e2g]} --port 443";;
     esac
-    [[ "$t" == charte ]] && args+=(--proxy "${ADDR[charte]}")
-    [[ "$t" == charte && "$kind" == cold ]] && m0=$(metric 'charte_tls_leaves_minted')
-    local tw0 tw1 es1
-    tw0=$(ss -Htan state time-wait "( dport = :$HTTPS_PORT )" | wc -l)
-    cpu_begin "$([[ "$t" == charte ]] && echo "$p")"
-    fg_run /usr/bin/time -f 'CLIENTCPU %e %U %S' python3 "$LOAD_DIR/tls_bench.py" "${args[@]}" --port "$HTTPS_PORT" \
-      --cafile "$TEST_CA" --cafile "$PROXY_CA" --duration "$DURATION" >"$out" 2>&1
-    read -r pc nc mc < <(cpu_end "$([[ "$t" == charte ]] && echo "$p")")
-    # sockets towards nginx's HTTPS port: in a charte run these are the proxy's upstream
-    # connections (pooled ones stay established; closed ones go to TIME-WAIT)
-    tw1=$(ss -Htan state time-wait "( dport = :$HTTPS_PORT )" | wc -l)
-    es1=$(ss -Htan state established "( dport = :$HTTPS_PORT )" | wc -l)
-    extra="to_origin_established=$es1 to_origin_time_wait_new=$((tw1 - tw0))"
-    if [[ "$t" == charte && "$kind" == cold ]]; then m1=$(metric 'charte_tls_leaves_minted'); extra="$extra leaves_minted=$(awk -v a="$m0" -v b="$m1" 'BEGIN{print (a=="NA"||b=="NA")?"NA":b-a}')"; fi
-    local j rate p50 p99 okn errs
-    j=$(grep '^{' "$out" | tail -n1 || true)
-    if [[ -n "$j" ]]; then
-      read -r rate p50 p99 okn errs < <(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["rate"], d["p50_ms"], d["p99_ms"], d["ok"], d["errors"])' "$j")
-    else rate=NA; p50=NA; p99=NA; okn=0; errs=NA; fi
-    rec "bump-$kind" "$r" "$t" "$rate" "$p50" "$p99" "$errs" NA NA "$pc" "$nc" "$(client_cpu "$out")" "$mc" "ok=$okn $extra"
-    log "round $r bumped $kind $t: $rate /s p50 $p50 p99 $p99 ms ok $okn errors $errs | cpu %: proxy $pc nginx $nc client $(client_cpu "$out") machine $mc $extra"
   }
+  b_pid() { [[ "$1" == direct ]] || echo "${PID[$1]}"; }
+  b_label() { case $1 in direct) echo "direct (nginx)";; charte) echo charte-proxy;; e2g) echo "e2guardian (sslmitm)";; esac; }
+  # one run: kind target round [extra tls_load args...]; records phase b-<kind>
+  bump() {
+    local kind=$1 t=$2 r=$3 p out m0="" extra pc nc mc cc j rate p50 p99 p999 mib okn errs alpn reco ferr
+    shift 3
+    local ta=() args=()
+    read -r -a ta <<<"$(b_args "$t")"
+    case $kind in
+      ka1) args=(--mode keepalive --http 1 --conns "$BUMP_CONNS" --duration "$DURATION");;
+      ka2) args=(--mode keepalive --http 2 --conns "$BUMP_CONNS" --duration "$DURATION");;
+      warm) args=(--mode handshake --conns "$BUMP_CONC" --duration "$DURATION");;
+      cold) args=(--mode handshake --hosts-file "$TMP/cold-r$r.txt" --conns "$BUMP_CONC" --duration "$DURATION");;
+      down) args=(--mode download --path /64m --expect-bytes $((64 << 20)));;
+      # no file extension: e2guardian's stock bannedextensionlist refuses .bin and others
+      up) args=(--mode upload --path "/up/upload-$t-r$r" --size $((64 << 20)));;
+      ol-*) args=(--mode keepalive --http 1 --conns "$BUMP_CONNS" --duration "$DURATION" --rate "${kind#ol-}");;
+    esac
+    out=$RAW/bump-$kind-r$r-$t.json
+    p=$(b_pid "$t")
+    if [[ -n "$p" ]] && ! kill -0 "$p" 2>/dev/null; then
+      # a proxy that died: said once with its exit status, its runs recorded as not made
+      if [[ -z "${GONE[$t]:-}" ]]; then
+        local st=0; wait "$p" 2>/dev/null || st=$?
+        GONE[$t]="$t stopped during part 6 (exit status $st, before round $r $kind): see raw/$t-stderr.log"
+        NOTES+=("${GONE[$t]}"); log "${GONE[$t]}"
+      fi
+      rec "b-$kind" "$r" "$t" NA NA NA NA NA NA NA NA NA NA "ok=0 first_error=not running"
+      return 0
+    fi
+    [[ "$t" == charte && "$kind" == cold ]] && m0=$(metric 'charte_tls_leaves_minted')
+    cpu_begin "$p"
+    [[ "$kind" == down || "$kind" == up ]] || args+=(--expect-bytes 1024)
+    fg_run /usr/bin/time -f 'CLIENTCPU %e %U %S' timeout $((DURATION + 150)) "$TLS_LOAD_BIN" "${args[@]}" "${ta[@]}" \
+      --host "$ORIGIN" --cafile "$TEST_CA" --cafile "$PROXY_CA" "$@" >"$out" 2>&1
+    read -r pc nc mc < <(cpu_end "$p")
+    cc=$(client_cpu "$out")
+    j=$(grep '^{' "$out" | tail -n1 || true)
+    read -r rate p50 p99 p999 mib okn errs alpn reco < <(python3 -c 'import json, sys
+d = json.loads(sys.argv[1])
+f = lambda k, fmt: "NA" if d.get(k) is None else fmt % d[k]
+print(f("rate", "%.1f"), f("p50_ms", "%.3f"), f("p99_ms", "%.3f"), f("p999_ms", "%.3f"), f("mib_s", "%.1f"), d["ok"], d["errors"], d.get("alpn") or "none", d.get("reconnects", 0))' "$j" 2>/dev/null \
+      || echo "NA NA NA NA NA 0 NA none 0")
+    ferr=$(python3 -c 'import json, sys; print((json.loads(sys.argv[1]).get("first_error") or "")[:160])' "$j" 2>/dev/null || head -c 160 "$out")
+    ferr=${ferr//[$'\t\n']/ }
+    [[ "$okn" == 0 ]] && { rate=NA; mib=NA; }
+    extra="ok=$okn p999=$p999 alpn=$alpn reconnects=$reco"
+    if [[ -n "$m0" ]]; then extra="$extra leaves_minted=$(awk -v a="$m0" -v b="$(metric 'charte_tls_leaves_minted')" 'BEGIN{print (a=="NA"||b=="NA")?"NA":b-a}')"; fi
+    [[ -n "$ferr" ]] && extra="$extra first_error=$ferr"
+    rec "b-$kind" "$r" "$t" "$rate" "$p50" "$p99" "$errs" NA "$mib" "$pc" "$nc" "$cc" "$mc" "$extra"
+    log "round $r bumped $kind $t: $rate /s p50 $p50 p99 $p99 p99.9 $p999 ms ${mib/#NA/-} MiB/s ok $okn errors $errs | cpu %: proxy $pc nginx $nc client $cc machine $mc${ferr:+ | first error: $ferr}"
+  }
+  log "part 6: bumped HTTPS, ${B_TARGETS[*]}; $ROUNDS rounds x (h1 and h2 keep-alive c$BUMP_CONNS ${DURATION}s, warm and cold handshakes, 64 MiB down and up, open loop at ${BUMP_RATES:-no rate})"
+  # mint the warm host's leaf in each proxy first
+  for t in "${B_TARGETS[@]}"; do
+    read -r -a ta <<<"$(b_args "$t")"
+    "$TLS_LOAD_BIN" --mode handshake --conns 1 --duration 1 "${ta[@]}" --host "$ORIGIN" --cafile "$TEST_CA" --cafile "$PROXY_CA" >"$RAW/bump-prewarm-$t.json" 2>&1 || true
+  done
   for ((r=1; r<=ROUNDS; r++)); do
-    for kind in warm cold keepalive; do
-      for t in $(rotate $((r - 1)) direct charte); do bump "$kind" "$t" "$r"; done
+    for kind in ka1 ka2 warm cold; do
+      for t in $(rotate $((r - 1)) "${B_TARGETS[@]}"); do bump "$kind" "$t" "$r"; done
+    done
+    for ((k=1; k<=BUMP_BULK_TRIES; k++)); do
+      for kind in down up; do
+        for t in $(rotate $((r + k)) "${B_TARGETS[@]}"); do bump "$kind" "$t" "$r"; done
+      done
+    done
+    for q in $BUMP_RATES; do
+      for t in $(rotate $((r - 1)) "${B_TARGETS[@]}"); do bump "ol-$q" "$t" "$r"; done
     done
   done
+  if [[ -n "${PID[e2g]:-}" ]]; then
+    kill -0 "${PID[e2g]}" 2>/dev/null || NOTES+=("e2guardian is NOT running at the end of part 6 (crashed?): see raw/e2g-stderr.log")
+    HWM_E2G=$(status_kb VmHWM "${PID[e2g]}")
+    cp "$E2D/stderr.log" "$RAW/e2g-stderr.log" 2>/dev/null || true
+    cp "$E2D/etc/e2guardian.conf" "$E2D/etc/e2guardianf1.conf" "$RAW/" 2>/dev/null || true
+  fi
 fi
 
 declare -A HWM2=() RSS2=()
@@ -833,38 +1018,40 @@ CPU_MODEL=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
   echo "## charte-proxy load bench ($(date -u '+%Y-%m-%d %H:%M UTC'))"
   echo
   echo "Machine: $(hostname), $NPROC cores ($CPU_MODEL), kernel $(uname -r), load average at the end $(cut -d' ' -f1-3 /proc/loadavg)."
-  echo "**Caveat**: the client (wrk, curl, Python), the proxies and the nginx origin share these $NPROC cores over loopback,"
+  echo "**Caveat**: the clients (wrk, curl, oha, Python, tls_load), the proxies and the nginx origin share these $NPROC cores over loopback,"
   echo "and the machine may be shared with other work: quote ratios to the reference measured in the same run, not absolute figures."
   echo "Command: \`${CHARTE_BIN_B:+CHARTE_BIN=$CHARTE_BIN CHARTE_BIN_B=$CHARTE_BIN_B }ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS DOMAINS=$DOMAINS COMPILED=$COMPILED benches/load.sh\`; $ROUNDS interleaved rounds."
   echo "charte-proxy policy: benches/load/policy.yaml.in with $DATA_NOTE in gen-00…gen-07 plus the shipped categories:"
   echo "Index: $INDEX_NOTE; index entries $INDEX_ENTRIES, index bytes $INDEX_BYTES, policy build $BUILD_S s, start to listening ${START_S} s, RSS at idle $(mib "$RSS_IDLE_CHARTE") MiB${RSS_IDLE_CHARTE_B:+ (B $(mib "$RSS_IDLE_CHARTE_B") MiB)}${RSS_IDLE_SQUID:+ (Squid $(mib "$RSS_IDLE_SQUID") MiB)}."
   echo "A gen-00 name through charte-proxy: HTTP $BLOCK_CODE (403 = blocked by rule gen-agents for the client's group); the bench origin ends on \`default: allow\`."
   echo
-  echo "| target | 1 KiB req/s (min-max) | share of direct | p50 ms | p99 ms | non-2xx / socket errors | CPU % of a core: proxy / nginx / wrk | CONNECT 64 MiB MB/s | share | RSS MiB (VmHWM / VmRSS) |"
-  echo "|---|---|---|---|---|---|---|---|---|---|"
-  for t in "${TARGETS[@]}"; do
-    read -r m mn mx _ < <(med 1k "$t" 4)
-    mb=$(best connect "$t" 9)
-    if [[ "$t" == direct ]]; then rss="(origin)"; else rss="$(mib "${HWM1[$t]}") / $(mib "${RSS1[$t]}")"; fi
-    printf '| %s | %.0f (%.0f-%.0f) | %s | %s | %s | %s / %s | %s / %s / %s | %s | %s | %s |\n' "$(label "$t")" "$m" "$mn" "$mx" \
-      "$(ratio "$m" "$D_RPS")" "$(at_median 1k "$t" 5)" "$(at_median 1k "$t" 6)" "$(sumcol 1k "$t" 7)" "$(sumcol 1k "$t" 8)" \
-      "$(at_median 1k "$t" 10)" "$(at_median 1k "$t" 11)" "$(at_median 1k "$t" 12)" "$mb" "$(ratio "$mb" "$D_MB")" "$rss"
-  done
-  echo
-  for t in $(proxies); do
-    echo "Per-round share of direct, $(label "$t"): 1 KiB req/s $(shares 1k "$t" direct); CONNECT (best of the round) $(connect_shares "$t")." \
-      "Proxy CPU per 1 KiB request (less sensitive to the machine's other load): $(awk -F'\t' -v t="$t" 'NR>1 && $1=="1k" && $3==t && $10!="NA" && $4>0 {printf "%sr%s %.0f µs", sep, $2, $10*1e4/$4; sep=", "}' "$RES")."
-  done
-  if [[ -n "${ADDR[charte_b]:-}" ]]; then
-    echo "**B against A**, $(label charte_b) / $(label charte), each round's runs of the two (they swap places every other round):" \
-      "1 KiB req/s $(shares 1k charte_b charte); p99 $(shares 1k charte_b charte 6); proxy CPU a request $(cpu_shares 1k charte_b charte);" \
-      "CONNECT (best of the round) $(connect_shares charte_b charte)."
+  if [[ "$SKIP_PLAIN" == 1 ]]; then echo "Parts 1-2 (1 KiB HTTP, CONNECT 64 MiB) not measured (SKIP_PLAIN=1)."; else
+    echo "| target | 1 KiB req/s (min-max) | share of direct | p50 ms | p99 ms | non-2xx / socket errors | CPU % of a core: proxy / nginx / wrk | CONNECT 64 MiB MB/s | share | RSS MiB (VmHWM / VmRSS) |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
+    for t in "${TARGETS[@]}"; do
+      read -r m mn mx _ < <(med 1k "$t" 4)
+      mb=$(best connect "$t" 9)
+      if [[ "$t" == direct ]]; then rss="(origin)"; else rss="$(mib "${HWM1[$t]}") / $(mib "${RSS1[$t]}")"; fi
+      printf '| %s | %.0f (%.0f-%.0f) | %s | %s | %s | %s / %s | %s / %s / %s | %s | %s | %s |\n' "$(label "$t")" "$m" "$mn" "$mx" \
+        "$(ratio "$m" "$D_RPS")" "$(at_median 1k "$t" 5)" "$(at_median 1k "$t" 6)" "$(sumcol 1k "$t" 7)" "$(sumcol 1k "$t" 8)" \
+        "$(at_median 1k "$t" 10)" "$(at_median 1k "$t" 11)" "$(at_median 1k "$t" 12)" "$mb" "$(ratio "$mb" "$D_MB")" "$rss"
+    done
+    echo
+    for t in $(proxies); do
+      echo "Per-round share of direct, $(label "$t"): 1 KiB req/s $(shares 1k "$t" direct); CONNECT (best of the round) $(connect_shares "$t")." \
+        "Proxy CPU per 1 KiB request (less sensitive to the machine's other load): $(awk -F'\t' -v t="$t" 'NR>1 && $1=="1k" && $3==t && $10!="NA" && $4>0 {printf "%sr%s %.0f µs", sep, $2, $10*1e4/$4; sep=", "}' "$RES")."
+    done
+    if [[ -n "${ADDR[charte_b]:-}" ]]; then
+      echo "**B against A**, $(label charte_b) / $(label charte), each round's runs of the two (they swap places every other round):" \
+        "1 KiB req/s $(shares 1k charte_b charte); p99 $(shares 1k charte_b charte 6); proxy CPU a request $(cpu_shares 1k charte_b charte);" \
+        "CONNECT (best of the round) $(connect_shares charte_b charte)."
+    fi
+    echo "req/s: median of $ROUNDS rounds of \`wrk -t1 -c$CONNS -d${DURATION}s\` (absolute-form through the proxies); p50/p99 and CPU from the median round."
+    echo "CONNECT: best of $((ROUNDS * CONNECT_TRIES)) downloads (curl, TLS to nginx through a plain tunnel; for charte-proxy a no_inspect host), 10^6 bytes/s."
+    echo "RSS: summed over the proxy's processes after parts 1-2 (before the idle tunnels, reloads and bumped runs)."
+    echo "CPU left to other work on the machine during the 1 KiB runs (whole-machine busy time less proxy, nginx and wrk, % of a core; $NPROC cores = $((NPROC * 100))):" \
+      "$(awk -F'\t' 'NR>1 && $1=="1k" && $13!="NA" {o=$13-$12-$11-($10=="NA"?0:$10); printf "%s%s r%s %d", sep, $3, $2, o; sep=", "} END{print ""}' "$RES")."
   fi
-  echo "req/s: median of $ROUNDS rounds of \`wrk -t1 -c$CONNS -d${DURATION}s\` (absolute-form through the proxies); p50/p99 and CPU from the median round."
-  echo "CONNECT: best of $((ROUNDS * CONNECT_TRIES)) downloads (curl, TLS to nginx through a plain tunnel; for charte-proxy a no_inspect host), 10^6 bytes/s."
-  echo "RSS: summed over the proxy's processes after parts 1-2 (before the idle tunnels, reloads and bumped runs)."
-  echo "CPU left to other work on the machine during the 1 KiB runs (whole-machine busy time less proxy, nginx and wrk, % of a core; $NPROC cores = $((NPROC * 100))):" \
-    "$(awk -F'\t' 'NR>1 && $1=="1k" && $13!="NA" {o=$13-$12-$11-($10=="NA"?0:$10); printf "%s%s r%s %d", sep, $3, $2, o; sep=", "} END{print ""}' "$RES")."
   echo
   echo "### Idle CONNECT tunnels"
   if [[ ${#IDLE[@]} -eq 0 ]]; then echo "Not measured (SKIP_IDLE=1 or IDLE_TUNNELS=0)."; fi
@@ -886,27 +1073,70 @@ CPU_MODEL=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
     echo "/health after the reload runs: \`$(head -c 300 "$RAW/health-after-reload.json" 2>/dev/null | tr -d '\n')\`"
   fi
   echo
-  echo "### Bumped HTTPS (TLS interception), same Python client direct and through charte-proxy"
+  echo "### Bumped HTTPS (TLS interception, part 6): charte-proxy and e2guardian against direct TLS, same client"
   if [[ "$SKIP_BUMP" == 1 ]]; then echo "Not measured (SKIP_BUMP=1 or its smoke test failed)."; else
-    echo "| test | direct /s | charte-proxy /s | share of direct (per round) | p99 ms direct / proxy | errors direct / proxy | proxy CPU % |"
-    echo "|---|---|---|---|---|---|---|"
-    for kind in warm cold keepalive; do
-      read -r dm _ < <(med "bump-$kind" direct 4)
-      read -r cm _ < <(med "bump-$kind" charte 4)
+    has_e2g=""; [[ " ${B_TARGETS[*]} " == *" e2g "* ]] && has_e2g=1
+    echo "| test | direct | charte-proxy | share of direct | e2guardian | share of direct | charte / e2guardian | p99 ms direct / charte / e2guardian | proxy CPU µs a request (or per MiB), charte / e2guardian | errors direct / charte / e2guardian |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
+    for kind in ka1 ka2 warm cold down up; do
+      col=4; per=request
       case $kind in
-        warm) what="handshakes, leaf cache warm ($ORIGIN every time), $BUMP_CONC threads";;
-        cold) what="handshakes, leaf cache cold ($COLD_HOSTS new names a round), $BUMP_CONC threads";;
-        keepalive) what="requests in one kept-alive tunnel (sequential)";;
+        ka1) what="1 KiB requests/s, HTTP/1.1, $BUMP_CONNS kept-alive tunnels";;
+        ka2) what="1 KiB requests/s, HTTP/2, $BUMP_CONNS kept-alive tunnels";;
+        warm) what="new connections/s, leaf cache warm ($ORIGIN every time), $BUMP_CONC at once";;
+        cold) what="new connections/s, leaf cache cold ($COLD_HOSTS new names a round), $BUMP_CONC at once";;
+        down) what="64 MiB download, MiB/s (best)"; col=9; per=MiB;;
+        up) what="64 MiB upload (PUT), MiB/s (best)"; col=9; per=MiB;;
       esac
-      printf '| %s | %s | %s | %s (%s) | %s / %s | %s / %s | %s |\n' "$what" "$dm" "$cm" "$(ratio "$cm" "$dm")" "$(shares "bump-$kind" charte direct)" \
-        "$(at_median "bump-$kind" direct 6)" "$(at_median "bump-$kind" charte 6)" "$(sumcol "bump-$kind" direct 7)" "$(sumcol "bump-$kind" charte 7)" "$(at_median "bump-$kind" charte 10)"
+      v=()
+      for t in direct charte e2g; do
+        if [[ $col == 9 ]]; then v+=("$(best "b-$kind" "$t" 9)"); else read -r m _ < <(med "b-$kind" "$t" 4); v+=("$m"); fi
+      done
+      cpu=""
+      for t in charte e2g; do
+        # proxy CPU % of a core * 10^4 / (requests or MiB a second) = µs each, median over rounds
+        u=$(awk -F'\t' -v ph="b-$kind" -v t="$t" -v c="$col" 'NR>1 && $1==ph && $3==t && $10!="NA" && $c!="NA" && $c>0 {print $10*1e4/$c}' "$RES" \
+          | sort -g | awk '{v[NR]=$1} END{if (NR) printf "%.0f", v[int((NR+1)/2)]; else printf "NA"}')
+        cpu="$cpu${cpu:+ / }$u"
+      done
+      e2=("${v[2]}" "$(ratio "${v[2]}" "${v[0]}")" "$(ratio "${v[1]}" "${v[2]}")")
+      [[ -n "$has_e2g" ]] || e2=(- - -)
+      printf '| %s | %s | %s | %s (%s) | %s | %s | %s | %s / %s / %s | %s %s | %s / %s / %s |\n' "$what" "${v[0]}" "${v[1]}" \
+        "$(ratio "${v[1]}" "${v[0]}")" "$(shares "b-$kind" charte direct "$col")" "${e2[@]}" \
+        "$(at_median "b-$kind" direct 6)" "$(at_median "b-$kind" charte 6)" "$(at_median "b-$kind" e2g 6)" "$cpu" "($per)" \
+        "$(sumcol "b-$kind" direct 7)" "$(sumcol "b-$kind" charte 7)" "$(sumcol "b-$kind" e2g 7)"
     done
     echo
-    echo "Medians of $ROUNDS rounds. A handshake = TCP connect (+ CONNECT), full TLS handshake (no resumption), GET /1k with"
-    echo "Connection: close, read, close. Cold runs stop after the names or ${DURATION} s; leaves minted per cold run:"
-    echo "$(awk -F'\t' 'NR>1 && $1=="bump-cold" && $3=="charte" {printf "%s%s", sep, $14; sep="; "}' "$RES")."
-    echo "Proxy-to-origin sockets after each keep-alive run through charte-proxy (pooling evidence):"
-    echo "$(awk -F'\t' 'NR>1 && $1=="bump-keepalive" && $3=="charte" {printf "%sr%s %s", sep, $2, $14; sep="; "}' "$RES")."
+    if [[ -n "$BUMP_RATES" ]]; then
+      echo "Open loop, 1 KiB requests at fixed rates in $BUMP_CONNS kept-alive HTTP/1.1 tunnels, latency from each request's due time:"
+      echo
+      echo "| rate req/s | target | req/s done | p50 ms | p99 ms | p99.9 ms | errors | proxy CPU µs a request | p99, e2guardian / charte (per round) |"
+      echo "|---|---|---|---|---|---|---|---|---|"
+      for q in $BUMP_RATES; do
+        for t in "${B_TARGETS[@]}"; do
+          read -r m _ < <(med "b-ol-$q" "$t" 4)
+          read -r l50 _ < <(med "b-ol-$q" "$t" 5)
+          read -r l99 _ < <(med "b-ol-$q" "$t" 6)
+          l999=$(awk -F'\t' -v ph="b-ol-$q" -v t="$t" 'NR>1 && $1==ph && $3==t {split($14,a,"p999="); split(a[2],b," "); if (b[1]!="NA") print b[1]}' "$RES" | sort -g | awk '{v[NR]=$1} END{print (NR? v[int((NR+1)/2)] : "NA")}')
+          us=$(awk -F'\t' -v ph="b-ol-$q" -v t="$t" 'NR>1 && $1==ph && $3==t && $10!="NA" && $4!="NA" && $4>0 {printf "%s%.0f", sep, $10*1e4/$4; sep=", "}' "$RES")
+          cmp=""; [[ "$t" == charte && -n "$has_e2g" ]] && { read -r s99 _ < <(med "b-ol-$q" e2g 6); cmp="$(ratio "$s99" "$l99") ($(shares "b-ol-$q" e2g charte 6))"; }
+          printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$q" "$(b_label "$t")" "$m" "$l50" "$l99" "$l999" "$(sumcol "b-ol-$q" "$t" 7)" "${us:--}" "${cmp:--}"
+        done
+      done
+      echo
+    fi
+    echo "Client: benches/tls_load.rs (rustls, hyper; one client thread, as wrk -t1), the same for every target; medians of $ROUNDS rounds,"
+    echo "targets in turn. direct = TLS straight to nginx; charte = CONNECT $ORIGIN:$HTTPS_PORT; e2guardian = CONNECT $ORIGIN:443 (nginx on $E2G_IP:443,"
+    echo "the same server block). A new connection = TCP + CONNECT + full TLS handshake (no resumption on the client's side; the proxy's own"
+    echo "connection to nginx as it does it) + GET /1k with Connection: close. Keep-alive runs: tunnels set up first, then ${DURATION} s of"
+    echo "requests one at a time on each. Proxy CPU: utime+stime of its processes during the run. Leaves minted per charte cold run:"
+    echo "$(awk -F'\t' 'NR>1 && $1=="b-cold" && $3=="charte" {split($14,a,"leaves_minted="); split(a[2],b," "); printf "%sr%s %s", sep, $2, b[1]; sep=", "}' "$RES")."
+    echo "Tunnels reopened in the keep-alive runs because the server closed them (the client reopens a closed connection inside the next"
+    echo "request's time; e2guardian 5.3 answers \`Connection: close\` inside its bumped tunnels, so each of its requests there is a new tunnel):"
+    echo "$(awk -F'\t' 'NR>1 && ($1 ~ /^b-ka/ || $1 ~ /^b-ol-/) {split($14,a,"reconnects="); split(a[2],b," "); if (b[1]+0>0) {printf "%s%s r%s %s %s", sep, $1, $2, $3, b[1]; sep=", "; f=1}} END{if(!f) printf "none"}' "$RES")."
+    echo "nginx offers h2 and http/1.1 on its HTTPS port: charte-proxy's own connections to it then speak HTTP/2 (pooled), e2guardian's HTTP/1.1."
+    [[ -n "${HWM_E2G:-}" ]] && echo "e2guardian: $(e2guardian -v 2>&1 | head -n1) (Debian $(dpkg-query -W -f='${Version}' e2guardian 2>/dev/null || echo '?')), VmHWM $(mib "$HWM_E2G") MiB at the end of part 6, leaves minted with charte-proxy's CA."
+    echo "First errors, if any: $(awk -F'\t' 'NR>1 && $1 ~ /^b-/ && index($14, "first_error=") {print $1 " r" $2 " " $3 ": " substr($14, index($14, "first_error=") + 12)}' "$RES" | sort -u -k1,1 -k3,3 | head -n 8 | paste -sd ';' - || true)"
     echo "Squid: not measured with ssl_bump (Debian's squid package is built with GnuTLS, without ssl_bump; squid-openssl would be needed)."
   fi
   echo
@@ -945,7 +1175,7 @@ CPU_MODEL=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
   echo "- charte-proxy trace: $TRACE_LINES lines in DATA/trace.log, charte_trace_dropped_total $TRACE_DROPPED."
   if [[ ${#NOTES[@]} -gt 0 ]]; then echo; echo "### Notes"; for n in "${NOTES[@]}"; do echo "- $n"; done; fi
   echo
-  echo "Versions: $("$CHARTE_BIN" --version 2>/dev/null || echo charte-proxy)${CHARTE_BIN_B:+ (A: $CHARTE_BIN; B: $CHARTE_BIN_B, $("$CHARTE_BIN_B" --version 2>/dev/null || echo charte-proxy))}; $(nginx -v 2>&1 | sed 's/^nginx version: //'); squid $(squid -v | head -n1 | sed 's/.*Version //'); $(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}'); $(curl --version | head -n1 | awk '{print $1, $2}'); $(python3 --version)."
+  echo "Versions: $("$CHARTE_BIN" --version 2>/dev/null || echo charte-proxy)${CHARTE_BIN_B:+ (A: $CHARTE_BIN; B: $CHARTE_BIN_B, $("$CHARTE_BIN_B" --version 2>/dev/null || echo charte-proxy))}; $(nginx -v 2>&1 | sed 's/^nginx version: //'); squid $(squid -v 2>/dev/null | head -n1 | sed 's/.*Version //'); $(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}'); $(curl --version | head -n1 | awk '{print $1, $2}'); $(python3 --version)."
   echo "Raw results: $RES (one line a run: CPU columns in % of one core), outputs in $RAW."
 } | tee "$OUT_DIR/summary.md"
 
