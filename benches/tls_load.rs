@@ -144,6 +144,12 @@ impl Tally {
             *f = Some(e.to_string());
         }
     }
+    /// One exchange done: `bytes` read or sent, `took` long (kept in `lat`).
+    fn success(&self, bytes: u64, took: Duration, lat: &mut Vec<u32>) {
+        self.ok.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        lat.push(took.as_micros().min(u32::MAX as u128) as u32);
+    }
     fn add_latencies(&self, mut v: Vec<u32>) {
         self.latencies_us.lock().unwrap().append(&mut v);
     }
@@ -401,11 +407,7 @@ async fn keepalive_conn(t: Arc<Target>, tally: Arc<Tally>, c: usize, gate: Arc<G
             Ok::<_, BoxError>(n)
         };
         match timed(a.timeout, one).await {
-            Ok(n) => {
-                lat.push(start.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                tally.ok.fetch_add(1, Ordering::Relaxed);
-                tally.bytes.fetch_add(n, Ordering::Relaxed);
-            }
+            Ok(n) => tally.success(n, start.elapsed(), &mut lat),
             Err(e) => tally.error(e),
         }
     }
@@ -439,11 +441,7 @@ async fn handshake_task(
             Ok::<_, BoxError>(n)
         };
         match timed(a.timeout, one).await {
-            Ok(n) => {
-                lat.push(start.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                tally.ok.fetch_add(1, Ordering::Relaxed);
-                tally.bytes.fetch_add(n, Ordering::Relaxed);
-            }
+            Ok(n) => tally.success(n, start.elapsed(), &mut lat),
             Err(e) => tally.error(e),
         }
     }
@@ -539,9 +537,9 @@ async fn run(t: Arc<Target>, tally: Arc<Tally>) -> f64 {
             };
             match timed(a.timeout.max(120.0), one).await {
                 Ok((n, took)) => {
-                    tally.ok.fetch_add(1, Ordering::Relaxed);
-                    tally.bytes.fetch_add(n, Ordering::Relaxed);
-                    tally.add_latencies(vec![took.as_micros().min(u32::MAX as u128) as u32]);
+                    let mut lat = Vec::with_capacity(1);
+                    tally.success(n, took, &mut lat);
+                    tally.add_latencies(lat);
                     return took.as_secs_f64();
                 }
                 Err(e) => tally.error(e),

@@ -131,10 +131,7 @@ async fn answer(req: Request<Incoming>, got: Arc<Mutex<Vec<Got>>>) -> Response<F
         complete,
     });
     let (ctype, data): (&str, &[u8]) = match path.as_str() {
-        "/setup.pdf" => (
-            "application/pdf",
-            b"MZ\x90\x00\x03\x00\x00\x00\x04\x00PE program",
-        ),
+        "/setup.pdf" => ("application/pdf", common::proxy::PE_AS_PDF),
         "/doc.pdf" => ("application/pdf", b"%PDF-1.7\n%\xe2\xe3 a document"),
         _ => ("text/plain", b"ok"),
     };
@@ -427,21 +424,10 @@ fn a_bodiless_post_and_a_long_query_send_data_to_a_block_upload_site_in_explain_
 /// program named and typed as a PDF).
 #[test]
 fn uploads_and_downloads_inside_an_inspected_tunnel_are_checked_in_h1_and_h2() {
-    use common::tls::{HttpsUpstream, TestCa};
-    let up_ca = TestCa::new("Test upstream root");
-    let up = HttpsUpstream::start(&up_ca.leaf(&["allowed.test"]));
     let dir = fixture_dir();
     std::fs::write(dir.path().join("policy.yaml"), POLICY).unwrap();
-    let up_pem = dir.path().join("upstream-root.pem");
-    up_ca.write_pem(&up_pem);
-    let up_pem = up_pem.display().to_string();
-    let port = up.port().to_string();
-    let p = Proxy::start_in_with(
-        dir,
-        "",
-        &[],
-        &["--upstream-ca", &up_pem, "--connect-port", &port],
-    );
+    let up = common::tls::TrustedUpstream::start(&["allowed.test"], dir.path());
+    let p = Proxy::start_in_with(dir, "", &[], &up.args());
     let org_pem = p.path("data/ca/ca.pem").display().to_string();
     let files = tempfile::tempdir().unwrap();
     let two = files.path().join("two.csv");

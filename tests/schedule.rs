@@ -65,26 +65,14 @@ fn a_lunch_time_rule_opens_the_site_at_noon_local_time() {
 /// then the site once noon has come, without a new connection.
 #[test]
 fn the_schedule_flips_inside_a_kept_alive_tunnel_in_h1_and_h2() {
-    use common::tls::{HttpsUpstream, TestCa};
-    let up_ca = TestCa::new("Test upstream root");
-    let up = HttpsUpstream::start(&up_ca.leaf(&["casino-royal.example"]));
-    let dir = fixture_dir();
-    std::fs::write(dir.path().join("policy.yaml"), POLICY).unwrap();
-    let up_pem = dir.path().join("upstream-root.pem");
-    up_ca.write_pem(&up_pem);
-    let up_pem = up_pem.display().to_string();
-    let port = up.port().to_string();
+    let pki = tempfile::tempdir().unwrap();
+    let up = common::tls::TrustedUpstream::start(&["casino-royal.example"], pki.path());
     for proto in ["--http1.1", "--http2"] {
         // Monday 7 December 2026, 11:59:58 in Paris, for each proxy started.
         let env = [("CHARTE_FAKE_NOW", "2026-12-07T11:59:58+01:00".into())];
         let d = fixture_dir();
         std::fs::write(d.path().join("policy.yaml"), POLICY).unwrap();
-        let p = Proxy::start_in_with(
-            d,
-            "time_zone: Europe/Paris\n",
-            &env,
-            &["--upstream-ca", &up_pem, "--connect-port", &port],
-        );
+        let p = Proxy::start_in_with(d, "time_zone: Europe/Paris\n", &env, &up.args());
         let org_pem = p.path("data/ca/ca.pem").display().to_string();
         let url = format!("https://casino-royal.example:{}/small", up.port());
         // Sixteen requests, four a second, one after the other on one connection: they
@@ -122,7 +110,6 @@ fn the_schedule_flips_inside_a_kept_alive_tunnel_in_h1_and_h2() {
         assert_eq!(got[0].1, "1", "{proto}: {out}");
         assert!(got[1..].iter().all(|g| g.1 == "0"), "{proto}: {out}");
     }
-    let _ = dir;
 }
 
 /// Counts the allocations of the thread that asks.

@@ -109,6 +109,16 @@ impl Found {
         Found(state.findings().hits(s).collect())
     }
 
+    /// The decision with what was found. Nothing found: the rules that waited do not
+    /// match, as the first decision took them; it stands.
+    fn decision(&self, again: &Again, first: &Decision) -> Decision {
+        if self.0.is_empty() {
+            *first
+        } else {
+            again.decide(Some(self.hits()), None)
+        }
+    }
+
     pub(super) fn hits(&self) -> ContentHits {
         self.0
             .iter()
@@ -234,13 +244,7 @@ pub(super) async fn upload(
             return Upload::Refused(Refusal::Unchecked(e));
         }
         let found = Found::of(&state, s);
-        // Nothing found: the rules that waited do not match, as the first decision
-        // took them; it stands.
-        let d = if found.0.is_empty() {
-            *first
-        } else {
-            again.decide(Some(found.hits()), None)
-        };
+        let d = found.decision(&again, first);
         if d.verdict == Verdict::Block {
             return Upload::Refused(Refusal::Content(d, found));
         }
@@ -249,11 +253,7 @@ pub(super) async fn upload(
     }
     // What was read so far already decides?
     let found = Found::of(&state, s);
-    let d = if found.0.is_empty() {
-        *first
-    } else {
-        again.decide(Some(found.hits()), None)
-    };
+    let d = found.decision(&again, first);
     if d.verdict == Verdict::Block {
         return Upload::Refused(Refusal::Content(d, found));
     }

@@ -530,6 +530,9 @@ fn full(s: impl Into<Bytes>) -> TestBody {
     Full::new(s.into()).boxed()
 }
 
+/// The head of a Windows program (`MZ`, then a PE marker), served as `/setup.pdf`.
+pub const PE_AS_PDF: &[u8] = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00PE program";
+
 /// `/slow` requests the test upstreams of this test executable have begun to answer.
 static SLOW_STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -558,7 +561,7 @@ pub async fn route(mut req: Request<Incoming>) -> Result<Response<TestBody>, Inf
         "/version" => Response::new(full(format!("{:?}", req.version()))),
         // A Windows program served as a PDF (the download checks must see through it).
         "/setup.pdf" => {
-            let mut r = Response::new(full(&b"MZ\x90\x00\x03\x00\x00\x00\x04\x00PE program"[..]));
+            let mut r = Response::new(full(PE_AS_PDF));
             r.headers_mut()
                 .insert("content-type", "application/pdf".parse().unwrap());
             r

@@ -135,6 +135,39 @@ impl HttpsUpstream {
     }
 }
 
+/// An HTTPS upstream for `names`, signed by a fresh test root whose PEM is written in
+/// `dir`, and the proxy arguments that trust that root and allow CONNECT to its port.
+pub struct TrustedUpstream {
+    pub up: HttpsUpstream,
+    _ca: TestCa,
+    args: [String; 4],
+}
+
+impl TrustedUpstream {
+    pub fn start(names: &[&str], dir: &Path) -> TrustedUpstream {
+        let ca = TestCa::new("Test upstream root");
+        let up = HttpsUpstream::start(&ca.leaf(names));
+        let pem = dir.join("upstream-root.pem");
+        ca.write_pem(&pem);
+        let args = [
+            "--upstream-ca".to_string(),
+            pem.display().to_string(),
+            "--connect-port".to_string(),
+            up.port().to_string(),
+        ];
+        TrustedUpstream { up, _ca: ca, args }
+    }
+
+    /// `--upstream-ca PEM --connect-port PORT`.
+    pub fn args(&self) -> Vec<&str> {
+        self.args.iter().map(String::as_str).collect()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.up.port()
+    }
+}
+
 /// Opens a CONNECT tunnel to `connect_to` through `proxy`, then a TLS session naming
 /// `sni`, trusting `roots`. Returns the TLS stream or the handshake error.
 pub fn tls_through(
