@@ -218,7 +218,7 @@ pub fn client_config(
     let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| TlsSetupError::Rustls(rustls::Error::General(e.to_string())))?;
-    let verifier = Arc::new(Verifier { inner });
+    let verifier = Arc::new(Verifier::new(inner));
     // `dangerous()` only because the verifier is ours: it is WebPKI's, unchanged, with a
     // clearer error for a self-signed certificate.
     let cfg = rustls::ClientConfig::builder_with_provider(provider)
@@ -229,10 +229,85 @@ pub fn client_config(
     Ok(cfg)
 }
 
-/// WebPKI verification, with "self-signed" told apart from "unknown issuer".
-#[derive(Debug)]
+/// Chains verified, kept (about 100 bytes each): a site's next connection, or another
+/// site serving the same certificate, skips the chain's signature checks.
+pub const VERIFIED: usize = 4096;
+/// How long a verified chain is trusted without checking it again, at most (and never
+/// past the end of any certificate in it).
+pub const VERIFIED_FOR: u64 = 300;
+
+/// WebPKI verification, with "self-signed" told apart from "unknown issuer", and the
+/// chains found good kept for a while. A kept chain is keyed by a SHA-256 of what the
+/// chain check reads (the site's certificate, the intermediates it sent, the OCSP
+/// answer), so only the very same chain reuses it; it ends at the earliest notAfter of
+/// the chain (a certificate that expires is checked again), and the name is checked at
+/// every connection: one certificate serves many names (a CDN, `*.example.org`), and a
+/// name it does not cover is refused as before. Failures are never kept. The
+/// handshake's own signature (proof that the site holds the key) is checked at every
+/// connection.
 struct Verifier {
     inner: Arc<WebPkiServerVerifier>,
+    verified: Mutex<LruCache<[u8; 32], u64>>,
+    /// Full chain checks made (the others were kept results).
+    full_checks: std::sync::atomic::AtomicU64,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier").finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    fn new(inner: Arc<WebPkiServerVerifier>) -> Verifier {
+        Verifier {
+            inner,
+            verified: Mutex::new(LruCache::new(
+                NonZeroUsize::new(VERIFIED).unwrap_or(NonZeroUsize::MIN),
+            )),
+            full_checks: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// What a kept result is found by: each part with its length, so that no two
+    /// different inputs give the same bytes.
+    fn key(
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        ocsp_response: &[u8],
+    ) -> [u8; 32] {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        let mut part = |b: &[u8]| {
+            h.update((b.len() as u64).to_be_bytes());
+            h.update(b);
+        };
+        part(ocsp_response);
+        part(end_entity);
+        for c in intermediates {
+            part(c);
+        }
+        h.finalize().into()
+    }
+
+    /// The earliest notAfter (unix seconds) of the chain; `None` if one does not parse.
+    fn chain_end(
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+    ) -> Option<u64> {
+        std::iter::once(end_entity)
+            .chain(intermediates)
+            .map(|c| {
+                let (_, c) = x509_parser::parse_x509_certificate(c).ok()?;
+                u64::try_from(c.validity().not_after.timestamp()).ok()
+            })
+            .try_fold(u64::MAX, |end, t| Some(end.min(t?)))
+    }
+
+    #[cfg(test)]
+    fn full_checks(&self) -> u64 {
+        self.full_checks.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// The marker error for a self-signed site certificate.
@@ -256,7 +331,29 @@ impl ServerCertVerifier for Verifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner
+        let key = Verifier::key(end_entity, intermediates, ocsp_response);
+        let at = now.as_secs();
+        let kept = {
+            let mut kept = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+            match kept.get(&key) {
+                Some(&until) if at < until => true,
+                Some(_) => {
+                    kept.pop(&key);
+                    false
+                }
+                None => false,
+            }
+        };
+        if kept {
+            // The chain is good until `until`; the name is this connection's own.
+            let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_name(&cert, server_name)?;
+            return Ok(ServerCertVerified::assertion());
+        }
+        self.full_checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let verified = self
+            .inner
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
             .map_err(|e| match e {
                 rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)
@@ -267,7 +364,17 @@ impl ServerCertVerifier for Verifier {
                     )))
                 }
                 e => e,
-            })
+            })?;
+        // Kept until the chain's first end, and never longer than VERIFIED_FOR. The
+        // checks at `at` passed, so every notAfter is after it.
+        if let Some(end) = Verifier::chain_end(end_entity, intermediates) {
+            let until = end.min(at.saturating_add(VERIFIED_FOR));
+            self.verified
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .put(key, until);
+        }
+        Ok(verified)
     }
 
     fn verify_tls12_signature(
@@ -489,5 +596,101 @@ mod tests {
             assert!(p.code().starts_with("upstream-"));
             assert_ne!(p.title(Lang::Fr), p.title(Lang::En));
         }
+    }
+
+    /// A CA and a site certificate for `names`, valid from a day ago for `days` days.
+    fn site(names: &[&str], days: i64) -> (CertificateDer<'static>, CertificateDer<'static>) {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let now = time::OffsetDateTime::now_utc();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.not_before = now - time::Duration::days(1);
+        ca.not_after = now + time::Duration::days(30);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let mut leaf =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        leaf.not_before = now - time::Duration::days(1);
+        leaf.not_after = now + time::Duration::days(days);
+        let leaf = leaf
+            .signed_by(&KeyPair::generate().unwrap(), &issuer)
+            .unwrap();
+        (ca_cert.der().clone(), leaf.der().clone())
+    }
+
+    fn verifier(root: &CertificateDer<'static>) -> Verifier {
+        let mut roots = RootCertStore::empty();
+        roots.add(root.clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        Verifier::new(
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_chain_found_good_is_kept_but_names_and_ends_are_checked_every_time() {
+        let (root, leaf) = site(&["a.test", "*.b.test"], 2);
+        let v = verifier(&root);
+        let name = |n: &str| ServerName::try_from(n.to_string()).unwrap();
+        let now = UnixTime::now();
+        let check = |n: &str, at: UnixTime| v.verify_server_cert(&leaf, &[], &name(n), &[], at);
+        check("a.test", now).unwrap();
+        assert_eq!(v.full_checks(), 1);
+        // Another name the same certificate covers: the chain is not checked again.
+        check("www.b.test", now).unwrap();
+        assert_eq!(v.full_checks(), 1, "kept");
+        // A name it does not cover is refused, kept chain or not.
+        let e = check("c.test", now).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                rustls::Error::InvalidCertificate(
+                    CertificateError::NotValidForName
+                        | CertificateError::NotValidForNameContext { .. }
+                )
+            ),
+            "{e:?}"
+        );
+        // Past the certificate's end the kept result is not used: it is expired.
+        let later = UnixTime::since_unix_epoch(Duration::from_secs(now.as_secs() + 3 * 86_400));
+        let e = check("a.test", later).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                rustls::Error::InvalidCertificate(
+                    CertificateError::Expired | CertificateError::ExpiredContext { .. }
+                )
+            ),
+            "{e:?}"
+        );
+        assert_eq!(v.full_checks(), 2);
+        // Kept at most VERIFIED_FOR: after it, checked in full again (and still good).
+        let after = UnixTime::since_unix_epoch(Duration::from_secs(now.as_secs() + VERIFIED_FOR));
+        check("a.test", after).unwrap();
+        assert_eq!(v.full_checks(), 3);
+        // Another certificate for the same names is checked on its own.
+        let (_, other) = site(&["a.test"], 2);
+        let e = v
+            .verify_server_cert(&other, &[], &name("a.test"), &[], now)
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                rustls::Error::InvalidCertificate(
+                    CertificateError::UnknownIssuer | CertificateError::BadSignature
+                )
+            ),
+            "a certificate from another CA (of the same empty name): {e:?}"
+        );
+        // Failures are not kept.
+        assert!(
+            v.verify_server_cert(&other, &[], &name("a.test"), &[], now)
+                .is_err()
+        );
+        assert_eq!(v.full_checks(), 5);
     }
 }

@@ -25,7 +25,7 @@
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -50,6 +50,11 @@ pub const LEAF_LIFETIME: Duration = Duration::days(7);
 /// A leaf is valid from this long before it was minted, for workstations whose clock
 /// is a little behind.
 pub const LEAF_BACKDATE: Duration = Duration::hours(1);
+/// How long one leaf key serves: the leaves minted within this time share a key pair,
+/// generated when the first of them is minted. Key generation (with its pairwise check)
+/// and loading the key for rustls were a third of a mint; a leaf key is only ever in
+/// this process's memory, like the leaves themselves, and a leaf lives a week at most.
+pub const LEAF_KEY_LIFETIME: std::time::Duration = std::time::Duration::from_secs(3600);
 /// Lifetime of a CA made by [`init`]: about ten years.
 pub const CA_LIFETIME: Duration = Duration::days(3653);
 /// A new CA is valid from a day before its creation (clock skew, time zones).
@@ -320,6 +325,16 @@ pub struct CertAuthority {
     /// Subject, key identifier and signing key, as rcgen needs them to issue.
     issuer: Issuer<'static, CaSigner>,
     provider: Arc<CryptoProvider>,
+    /// The key pair of the leaves minted now ([`LEAF_KEY_LIFETIME`]).
+    leaf_key: Mutex<Option<LeafKey>>,
+}
+
+/// A leaf key pair: as rcgen issues with it and as rustls signs with it.
+#[derive(Clone)]
+struct LeafKey {
+    pair: Arc<KeyPair>,
+    signer: Arc<dyn rustls::sign::SigningKey>,
+    born: std::time::Instant,
 }
 
 /// A leaf minted by [`CertAuthority::mint`]: the chain `[leaf, CA, …]` with its key, and
@@ -408,6 +423,7 @@ impl CertAuthority {
             info,
             issuer,
             provider,
+            leaf_key: Mutex::new(None),
         };
         ca.self_test().map_err(|why| {
             bad_cert(format!(
@@ -450,8 +466,7 @@ impl CertAuthority {
             host: host.to_string(),
             why,
         };
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-            .map_err(|e| err(e.to_string()))?;
+        let key = self.leaf_key().map_err(err)?;
         let mut params = CertificateParams::default();
         params.subject_alt_names = vec![match host.ip() {
             Some(ip) => SanType::IpAddress(ip),
@@ -476,22 +491,43 @@ impl CertAuthority {
         // earlier one with different contents (Firefox refuses that).
         params.serial_number = Some(random_serial());
         let cert = params
-            .signed_by(&key, &self.issuer)
-            .map_err(|e| err(e.to_string()))?;
-        let signing_key = self
-            .provider
-            .key_provider
-            .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-                key.serialize_der(),
-            )))
+            .signed_by(&*key.pair, &self.issuer)
             .map_err(|e| err(e.to_string()))?;
         let mut chain = Vec::with_capacity(1 + self.chain.len());
         chain.push(cert.der().clone());
         chain.extend(self.chain.iter().cloned());
         Ok(Leaf {
-            key: Arc::new(CertifiedKey::new(chain, signing_key)),
+            key: Arc::new(CertifiedKey::new(chain, key.signer)),
             not_after: params.not_after,
         })
+    }
+
+    /// The leaf key pair in use, made anew when the last one is [`LEAF_KEY_LIFETIME`]
+    /// old.
+    fn leaf_key(&self) -> Result<LeafKey, String> {
+        let mut kept = self.leaf_key.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(k) = kept
+            .as_ref()
+            .filter(|k| k.born.elapsed() < LEAF_KEY_LIFETIME)
+        {
+            return Ok(k.clone());
+        }
+        let pair =
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
+        let signer = self
+            .provider
+            .key_provider
+            .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+                pair.serialize_der(),
+            )))
+            .map_err(|e| e.to_string())?;
+        let k = LeafKey {
+            pair: Arc::new(pair),
+            signer,
+            born: std::time::Instant::now(),
+        };
+        *kept = Some(k.clone());
+        Ok(k)
     }
 
     /// Mints a leaf for a reserved name and verifies it against the CA as a browser
@@ -1018,6 +1054,39 @@ nLCOFL81sa9mNcfxProwygfiegkalAIOo6JXCDoOA0k4v9UNavxB
         let v6: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
         assert_eq!(sans, vec![(0x87, v6.octets().to_vec())]);
         verify(ca.cert_der(), &leaf.cert, "2001:db8::1").unwrap();
+    }
+
+    /// The public key a leaf certifies.
+    fn leaf_spki(der: &[u8]) -> Vec<u8> {
+        let (_, c) = x509_parser::parse_x509_certificate(der).unwrap();
+        c.public_key().raw.to_vec()
+    }
+
+    #[test]
+    fn leaves_share_a_key_for_an_hour_then_get_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, ca) = new_ca(dir.path());
+        let a = ca.mint(&host("a.example")).unwrap().key;
+        let b = ca.mint(&host("b.example")).unwrap().key;
+        assert_eq!(leaf_spki(&a.cert[0]), leaf_spki(&b.cert[0]));
+        verify(ca.cert_der(), &b.cert, "b.example").unwrap();
+        // The key is older than its lifetime: the next leaf gets a new one, and the
+        // leaves minted before keep theirs.
+        {
+            let mut kept = ca.leaf_key.lock().unwrap();
+            let k = kept.as_mut().unwrap();
+            k.born = std::time::Instant::now()
+                .checked_sub(LEAF_KEY_LIFETIME + std::time::Duration::from_secs(1))
+                .unwrap();
+        }
+        let c = ca.mint(&host("c.example")).unwrap().key;
+        assert_ne!(leaf_spki(&a.cert[0]), leaf_spki(&c.cert[0]));
+        verify(ca.cert_der(), &c.cert, "c.example").unwrap();
+        verify(ca.cert_der(), &a.cert, "a.example").unwrap();
+        // Each leaf signs with the key its certificate names.
+        for leaf in [&a, &c] {
+            assert_eq!(leaf.keys_match().map_err(|e| e.to_string()), Ok(()));
+        }
     }
 
     #[test]
