@@ -90,7 +90,7 @@ fn a_wrong_pac_entry_stops_the_start_with_its_line() {
         "pac:\n  proxies:\n    - p1.mairie.example:3128\n    - 'p2.mairie.example:3128; DIRECT'\n",
     )
     .unwrap();
-    let out = common::bin()
+    let mut child = common::bin()
         .current_dir(dir.path())
         .args([
             "serve",
@@ -107,11 +107,26 @@ fn a_wrong_pac_entry_stops_the_start_with_its_line() {
             "--data-dir",
             "data",
         ])
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    // A refusal ends the process at once; one still running after this has started.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success(),
+        status.is_some_and(|s| !s.success()),
         "started with a broken PAC entry: {err}"
     );
     assert!(
