@@ -1176,7 +1176,7 @@ impl File<'_> {
 /// Why `p` cannot stand as one proxy of the PAC file (`PROXY p`), or `None`. It is
 /// written inside a JavaScript string and a `;`-separated list: a quote, backslash,
 /// semicolon or space would break the script or add to the list.
-pub fn pac_proxy_error(p: &str) -> Option<String> {
+fn pac_proxy_error(p: &str) -> Option<String> {
     if let Some(c) = p
         .chars()
         .find(|c| matches!(c, '"' | '\'' | '\\' | ';') || c.is_whitespace())
