@@ -56,18 +56,23 @@ pub async fn portal(
     };
     let res = match path.as_str() {
         "/proxy.pac" | "/wpad.dat" => {
-            let mut r = Response::new(full(pac(&st.cfg)));
+            let mut r = Response::new(full(pac(&st.cfg, peer.ip())));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/x-ns-proxy-autoconfig"),
             );
+            // Orders by network make the file differ by workstation: no shared cache.
             r.headers_mut().insert(
                 header::CACHE_CONTROL,
-                HeaderValue::from_static("max-age=300"),
+                HeaderValue::from_static(if st.cfg.pac.by_network.is_empty() {
+                    "max-age=300"
+                } else {
+                    "private, max-age=300"
+                }),
             );
             r
         }
-        "/" => html(StatusCode::OK, index_page(&st.cfg, lang)),
+        "/" => html(StatusCode::OK, index_page(&st.cfg, peer.ip(), lang)),
         "/demande" if is_get => {
             let token = query("token").unwrap_or_default();
             match token::verify(&st.token_key, &token, SystemTime::now(), TOKEN_MAX_AGE) {
@@ -274,15 +279,19 @@ async fn submit(st: &Arc<PortalState>, req: Request<Incoming>, lang: Lang) -> Re
     res
 }
 
-fn index_page(cfg: &Settings, lang: Lang) -> String {
+/// The help page; its manual proxy is the first the PAC file gives this workstation.
+fn index_page(cfg: &Settings, client: std::net::IpAddr, lang: Lang) -> String {
     let pac = format!("{}/proxy.pac", cfg.portal_url);
-    block_page::render_help_page(lang, &cfg.public_proxy, &pac, &cfg.portal_url)
+    let proxy = cfg.proxies_for(client).first().map_or("", String::as_str);
+    block_page::render_help_page(lang, proxy, &pac, &cfg.portal_url)
 }
 
-/// The PAC file: plain host names, internal domains and networks, and the portal go
-/// DIRECT; everything else goes to the proxy. No fallback to DIRECT: a workstation that
-/// cannot reach the proxy must not bypass the filter.
-pub fn pac(cfg: &Settings) -> String {
+/// The PAC file for the workstation at `client`: plain host names, internal domains and
+/// networks, and the portal go DIRECT; everything else goes to the proxies in the order
+/// [`Settings::proxies_for`] gives it (the browser tries the next when one does not
+/// answer). No fallback to DIRECT: a workstation that cannot reach any proxy must not
+/// bypass the filter.
+pub fn pac(cfg: &Settings, client: std::net::IpAddr) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "// charte-proxy: proxy auto-configuration");
     let _ = writeln!(s, "function FindProxyForURL(url, host) {{");
@@ -327,11 +336,14 @@ pub fn pac(cfg: &Settings) -> String {
         }
         let _ = writeln!(s, "  }}");
     }
-    let _ = writeln!(
-        s,
-        "  return \"PROXY {}\";",
-        cfg.public_proxy.replace(['"', '\\'], "")
-    );
+    // `pac` entries are checked when the server file is read; `public_proxy` (a flag
+    // too) is cleaned here, as it always was.
+    let proxies: Vec<String> = cfg
+        .proxies_for(client)
+        .iter()
+        .map(|p| format!("PROXY {}", p.replace(['"', '\\', ';'], "")))
+        .collect();
+    let _ = writeln!(s, "  return \"{}\";", proxies.join("; "));
     let _ = writeln!(s, "}}");
     s
 }
@@ -349,7 +361,7 @@ mod tests {
             internal_networks: vec!["10.0.0.0/8".parse().unwrap()],
             ..Settings::default()
         };
-        let p = pac(&cfg);
+        let p = pac(&cfg, "10.1.2.3".parse().unwrap());
         assert!(
             p.contains("if (isPlainHostName(host)) return \"DIRECT\";"),
             "{p}"
@@ -369,5 +381,101 @@ mod tests {
             !p.contains("; DIRECT"),
             "no fallback that bypasses the filter"
         );
+    }
+
+    fn cluster() -> Settings {
+        use crate::settings::{PacGroup, PacSettings};
+        let s = |v: &[&str]| v.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+        Settings {
+            public_proxy: "proxy.mairie.example:3128".into(),
+            pac: PacSettings {
+                proxies: s(&["p1.mairie.example:3128", "p2.mairie.example:3128"]),
+                by_network: vec![
+                    PacGroup {
+                        networks: vec!["10.1.0.0/16".parse().unwrap()],
+                        proxies: s(&["p1.mairie.example:3128", "p2.mairie.example:3128"]),
+                    },
+                    PacGroup {
+                        networks: vec![
+                            "10.2.0.0/16".parse().unwrap(),
+                            "10.3.0.0/16".parse().unwrap(),
+                        ],
+                        proxies: s(&["p2.mairie.example:3128", "p1.mairie.example:3128"]),
+                    },
+                ],
+            },
+            ..Settings::default()
+        }
+    }
+
+    /// The last line of the function: what a site outside the internal ones gets.
+    fn last_return(p: &str) -> &str {
+        p.lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with("return"))
+            .unwrap()
+            .trim()
+    }
+
+    #[test]
+    fn pac_lists_the_proxies_in_the_order_of_the_workstations_network() {
+        let cfg = cluster();
+        for (client, want) in [
+            (
+                "10.1.4.5",
+                "return \"PROXY p1.mairie.example:3128; PROXY p2.mairie.example:3128\";",
+            ),
+            (
+                "10.3.0.9",
+                "return \"PROXY p2.mairie.example:3128; PROXY p1.mairie.example:3128\";",
+            ),
+            // Outside every group: the default order.
+            (
+                "192.168.1.20",
+                "return \"PROXY p1.mairie.example:3128; PROXY p2.mairie.example:3128\";",
+            ),
+            // An IPv4 client seen on an IPv6 socket.
+            (
+                "::ffff:10.2.0.1",
+                "return \"PROXY p2.mairie.example:3128; PROXY p1.mairie.example:3128\";",
+            ),
+        ] {
+            let p = pac(&cfg, client.parse().unwrap());
+            assert_eq!(last_return(&p), want, "{client}: {p}");
+            assert!(!last_return(&p).contains("DIRECT"), "no fallback: {p}");
+        }
+    }
+
+    #[test]
+    fn pac_without_its_own_proxies_names_public_proxy_alone_for_every_network() {
+        use crate::settings::{PacGroup, PacSettings};
+        let mut cfg = cluster();
+        cfg.pac.proxies.clear();
+        let p = pac(&cfg, "192.168.1.20".parse().unwrap());
+        assert_eq!(
+            last_return(&p),
+            "return \"PROXY proxy.mairie.example:3128\";"
+        );
+        cfg.pac = PacSettings {
+            proxies: Vec::new(),
+            by_network: vec![PacGroup {
+                networks: vec!["10.1.0.0/16".parse().unwrap()],
+                proxies: vec!["p2.mairie.example:3128".into()],
+            }],
+        };
+        let p = pac(&cfg, "10.1.0.1".parse().unwrap());
+        assert_eq!(last_return(&p), "return \"PROXY p2.mairie.example:3128\";");
+    }
+
+    #[test]
+    fn the_help_page_names_the_first_proxy_of_the_workstations_order() {
+        let cfg = cluster();
+        let page = index_page(&cfg, "10.2.0.7".parse().unwrap(), Lang::En);
+        assert!(
+            page.contains("<code>p2.mairie.example:3128</code>"),
+            "{page}"
+        );
+        let page = index_page(&Settings::default(), "10.2.0.7".parse().unwrap(), Lang::En);
+        assert!(page.contains("<code>127.0.0.1:3128</code>"), "{page}");
     }
 }

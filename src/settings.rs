@@ -246,6 +246,45 @@ pub struct Settings {
     pub categories_update: CategoriesUpdate,
     /// The pages' templates and the town's details they show (`pages`).
     pub pages: PagesSettings,
+    /// The proxies the PAC file lists, in order, by the workstation's network (`pac`).
+    pub pac: PacSettings,
+}
+
+/// The proxies the PAC file names (`pac:` in the server file), for several proxies
+/// (README, "Several proxies"). Empty: the PAC names `public_proxy` alone, as with one
+/// proxy. Every entry is a checked `host:port`, safe to write inside a JS string.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PacSettings {
+    /// The default order (`pac.proxies`).
+    pub proxies: Vec<String>,
+    /// Orders by the address of the workstation that fetches the PAC file
+    /// (`pac.by_network`); the first group whose networks hold it wins.
+    pub by_network: Vec<PacGroup>,
+}
+
+/// One `pac.by_network` entry: the workstations of these networks get these proxies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PacGroup {
+    pub networks: Vec<IpNet>,
+    pub proxies: Vec<String>,
+}
+
+impl Settings {
+    /// The proxies, in order, for the workstation at `client`: the first `pac.by_network`
+    /// group that holds it, else `pac.proxies`, else `public_proxy` alone. Chosen by the
+    /// portal from the address that fetches the PAC file, not by `myIpAddress()` in the
+    /// script (which answers any of a multi-homed machine's addresses).
+    pub fn proxies_for(&self, client: IpAddr) -> &[String] {
+        let ip = client.to_canonical();
+        self.pac
+            .by_network
+            .iter()
+            .find(|g| g.networks.iter().any(|n| n.contains(&ip)))
+            .map(|g| &g.proxies[..])
+            .filter(|p| !p.is_empty())
+            .or(Some(&self.pac.proxies[..]).filter(|p| !p.is_empty()))
+            .unwrap_or(std::slice::from_ref(&self.public_proxy))
+    }
 }
 
 impl Settings {
@@ -270,6 +309,7 @@ impl Settings {
         );
         check("public_proxy", differ(&a.public_proxy, &b.public_proxy));
         check("portal_url", differ(&a.portal_url, &b.portal_url));
+        check("pac", a.pac != b.pac);
         check("connect_ports", differ(&a.connect_ports, &b.connect_ports));
         check("hosts", differ(&a.hosts, &b.hosts));
         check(
@@ -539,6 +579,7 @@ impl Default for Settings {
             requests_retention_days: 365,
             categories_update: CategoriesUpdate::default(),
             pages: PagesSettings::default(),
+            pac: PacSettings::default(),
             data_dir: data,
         }
     }

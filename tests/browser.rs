@@ -26,21 +26,6 @@ rules:
 default: allow
 "#;
 
-fn chromium() -> &'static str {
-    for c in ["chromium", "chromium-browser"] {
-        if Command::new(c)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-        {
-            return c;
-        }
-    }
-    panic!("Chromium is needed: run the suite with tests/run.sh, which installs it");
-}
-
 /// Trusts `ca_pem` in the NSS store Chromium reads under `home`.
 fn trust(home: &Path, ca_pem: &Path) {
     let db = home.join(".pki/nssdb");
@@ -115,7 +100,7 @@ fn dump_dom(browser: &str, home: &Path, proxy: &Proxy, url: &str, lang: &str) ->
 
 #[test]
 fn chromium_loads_an_allowed_https_page_and_shows_the_block_page_for_a_blocked_one() {
-    let browser = chromium();
+    let browser = common::chromium();
     let up_ca = TestCa::new("Test upstream root");
     let up = HttpsUpstream::start(&up_ca.leaf(&["allowed.test", "casino-royal.example"]));
     let dir = tempfile::tempdir().unwrap();

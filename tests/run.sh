@@ -30,6 +30,9 @@ PACKAGES+=(prometheus)
 # sarg and calamaris: the access.log analysers administrators run on Squid's log; they
 # read the proxy's Squid-format trace (tests/access_log_tools.rs).
 PACKAGES+=(sarg calamaris)
+# haproxy: `haproxy -c` checks the example configuration for several proxies
+# (deploy/haproxy.cfg, tests/cluster_docs.rs); the package's own service is not used.
+PACKAGES+=(haproxy)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

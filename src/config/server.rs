@@ -54,6 +54,29 @@ pub struct RawServer {
     /// `categories update`: where the UT1 archive comes from, and its bounds.
     pub categories_update: Option<RawCategoriesUpdate>,
     pub pages: Option<RawPages>,
+    /// The proxies the PAC file lists, by the workstation's network.
+    pub pac: Option<RawPac>,
+}
+
+/// `pac:`: several proxies in the PAC file, in order, with orders by network.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPac {
+    /// The default order; absent: `public_proxy` alone.
+    pub proxies: Option<Vec<String>>,
+    #[serde(default)]
+    pub by_network: Vec<RawPacGroup>,
+}
+
+/// One `pac.by_network` entry. Networks as text, so that a wrong one is reported with
+/// its place and the others still read.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPacGroup {
+    #[serde(default)]
+    pub networks: Vec<String>,
+    #[serde(default)]
+    pub proxies: Vec<String>,
 }
 
 /// `requests:`: the unblock store.
@@ -358,6 +381,9 @@ fn load_file(path: Option<&Path>) -> Result<(Settings, Given), Diags> {
     }
     if let Some(p) = raw.pages {
         file.pages(&mut cfg, p);
+    }
+    if let Some(p) = raw.pac {
+        file.pac(&mut cfg, p);
     }
     if file.diags.has_errors() {
         Err(file.diags)
@@ -851,6 +877,79 @@ impl File<'_> {
         }
     }
 
+    /// `pac`: the proxies the PAC file lists, each a `host:port` safe inside the
+    /// script's strings, every list non-empty, every network parsed.
+    fn pac(&mut self, cfg: &mut Settings, p: RawPac) {
+        if let Some(list) = p.proxies {
+            cfg.pac.proxies = self.pac_proxies("pac.proxies", list);
+        }
+        for (i, g) in p.by_network.into_iter().enumerate() {
+            let at = format!("pac.by_network[{i}]");
+            let mut networks = Vec::new();
+            if g.networks.is_empty() {
+                let key = format!("{at}.networks");
+                let pos = self.pos.key(&at);
+                self.invalid(
+                    pos,
+                    &key,
+                    "this group of networks names no network".into(),
+                    Some("list the workstations' networks, e.g. `networks: [10.2.0.0/16]`"),
+                );
+            }
+            for (j, n) in g.networks.iter().enumerate() {
+                let parsed = n
+                    .parse::<IpNet>()
+                    .or_else(|_| n.parse::<IpAddr>().map(IpNet::from));
+                match parsed {
+                    Ok(net) => networks.push(net),
+                    Err(_) => {
+                        let key = format!("{at}.networks[{j}]");
+                        let pos = self.pos.value(&key);
+                        self.invalid(
+                            pos,
+                            &key,
+                            format!("{n:?} is not a network"),
+                            Some("write ADDRESS/PREFIX, e.g. 10.2.0.0/16, or one address"),
+                        );
+                    }
+                }
+            }
+            let proxies = self.pac_proxies(&format!("{at}.proxies"), g.proxies);
+            cfg.pac
+                .by_network
+                .push(crate::settings::PacGroup { networks, proxies });
+        }
+    }
+
+    /// One list of `pac` proxies: at least one, each checked by [`pac_proxy_error`].
+    fn pac_proxies(&mut self, key: &str, list: Vec<String>) -> Vec<String> {
+        if list.is_empty() {
+            let pos = self.pos.key(key);
+            self.invalid(
+                pos,
+                key,
+                "the list of proxies is empty".into(),
+                Some(
+                    "name at least one proxy as HOST:PORT, e.g. [p1.mairie.example:3128]; \
+                     the PAC file never falls back to DIRECT",
+                ),
+            );
+        }
+        for (i, p) in list.iter().enumerate() {
+            if let Some(why) = pac_proxy_error(p) {
+                let k = format!("{key}[{i}]");
+                let pos = self.pos.value(&k);
+                self.invalid(
+                    pos,
+                    &k,
+                    format!("{p:?} is not a proxy address: {why}"),
+                    Some("write HOST:PORT, e.g. p1.mairie.example:3128 or 10.1.0.5:3128"),
+                );
+            }
+        }
+        list
+    }
+
     /// The top-level switches of the running server: `reverse_dns`,
     /// `shutdown_grace_seconds`, `workers`, `worker_spin_microseconds`, `watch`.
     fn runtime(&mut self, cfg: &mut Settings, raw: &RawServer) {
@@ -1074,6 +1173,45 @@ impl File<'_> {
     }
 }
 
+/// Why `p` cannot stand as one proxy of the PAC file (`PROXY p`), or `None`. It is
+/// written inside a JavaScript string and a `;`-separated list: a quote, backslash,
+/// semicolon or space would break the script or add to the list.
+fn pac_proxy_error(p: &str) -> Option<String> {
+    if let Some(c) = p
+        .chars()
+        .find(|c| matches!(c, '"' | '\'' | '\\' | ';') || c.is_whitespace())
+    {
+        return Some(format!(
+            "{c:?} would break the PAC file (no quotes, backslashes, semicolons or spaces)"
+        ));
+    }
+    let Some((host, port)) = p.rsplit_once(':') else {
+        return Some("the port is missing".into());
+    };
+    if !port.parse::<u16>().is_ok_and(|n| n > 0) {
+        return Some(format!("{port:?} is not a port (1 to 65535)"));
+    }
+    let ok_host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !host.is_empty()
+                && host.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && !l.starts_with('-')
+                        && !l.ends_with('-')
+                        && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                })
+        }
+    };
+    if !ok_host {
+        return Some(format!(
+            "{host:?} is not a host name or an address (an IPv6 address goes in brackets)"
+        ));
+    }
+    None
+}
+
 /// The `serve` flags, as plain data: `cli` turns its command-line arguments into this,
 /// so that `config` never depends on the command line. `None` or empty: not given.
 #[derive(Debug, Default, Clone)]
@@ -1143,7 +1281,12 @@ fn check_public_addresses(c: &Settings, file: Option<&Path>, given: &Given, f: &
         (Some(path), _) => (path.to_path_buf(), Pos::default()),
         (None, _) => (PathBuf::from("serve"), Pos::default()),
     };
-    if c.proxy.ip().is_unspecified() && !given.public_proxy && f.public_proxy.is_none() {
+    // With `pac.proxies`, the PAC file and the help page name those, not the listener.
+    if c.proxy.ip().is_unspecified()
+        && !given.public_proxy
+        && f.public_proxy.is_none()
+        && c.pac.proxies.is_empty()
+    {
         let (path, pos) = place(given.proxy_listen, f.listen.is_some());
         diags.error(
             "public-proxy-missing",
@@ -1405,5 +1548,85 @@ mod tests {
         let text: Vec<String> = diags.errors().map(|d| d.to_string()).collect();
         assert_eq!(text.len(), 1, "{text:?}");
         assert!(text[0].contains("--public-proxy"), "{text:?}");
+    }
+
+    #[test]
+    fn pac_proxies_and_orders_by_network_are_read() {
+        let s = load(
+            "pac:\n  proxies: [p1.mairie.example:3128, '10.0.0.2:3128']\n  by_network:\n    - networks: [10.2.0.0/16, 10.3.0.7]\n      proxies: ['[2001:db8::1]:3128', p1.mairie.example:3128]\n",
+        )
+        .expect("valid");
+        assert_eq!(s.pac.proxies, ["p1.mairie.example:3128", "10.0.0.2:3128"]);
+        assert_eq!(s.pac.by_network.len(), 1);
+        let g = &s.pac.by_network[0];
+        assert_eq!(
+            g.networks,
+            [
+                "10.2.0.0/16".parse::<IpNet>().unwrap(),
+                "10.3.0.7/32".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            s.proxies_for("10.3.0.7".parse().unwrap())[0],
+            "[2001:db8::1]:3128"
+        );
+        assert_eq!(
+            s.proxies_for("10.3.0.8".parse().unwrap())[0],
+            "p1.mairie.example:3128"
+        );
+        // Without `pac`, `public_proxy` alone, as with one proxy.
+        let s = load("public_proxy: proxy.mairie.example:3128\n").expect("valid");
+        assert_eq!(
+            s.proxies_for("10.3.0.7".parse().unwrap()),
+            ["proxy.mairie.example:3128"]
+        );
+    }
+
+    #[test]
+    fn a_pac_entry_that_would_break_the_script_is_refused_with_its_line() {
+        let yaml = "pac:\n  proxies:\n    - p1.mairie.example:3128\n    - 'p2.mairie.example:3128\"; DIRECT'\n    - p3.mairie.example\n    - p4 .example:3128\n    - 'p5\\.example:3128'\n  by_network:\n    - networks: [10.2.0.0/33]\n      proxies: []\n    - proxies: [p1.mairie.example:0]\n";
+        let diags = load(yaml).expect_err("refused");
+        let text: Vec<String> = diags.errors().map(|d| d.to_string()).collect();
+        let want = [
+            (":4:", "pac.proxies[1]", "would break the PAC file"),
+            (":5:", "pac.proxies[2]", "the port is missing"),
+            (":6:", "pac.proxies[3]", "would break the PAC file"),
+            (":7:", "pac.proxies[4]", "would break the PAC file"),
+            (":9:", "pac.by_network[0].networks[0]", "is not a network"),
+            (
+                ":10:",
+                "pac.by_network[0].proxies",
+                "the list of proxies is empty",
+            ),
+            (":11:", "pac.by_network[1].networks", "names no network"),
+            (":11:", "pac.by_network[1].proxies[0]", "is not a port"),
+        ];
+        assert_eq!(text.len(), want.len(), "{text:#?}");
+        for (t, (line, key, msg)) in text.iter().zip(want) {
+            assert!(
+                t.contains(line) && t.contains(&format!("(at `{key}`)")) && t.contains(msg),
+                "{t}\nwanted {line} {key} {msg}"
+            );
+            assert!(t.contains("help: "), "says what to fix: {t}");
+        }
+        let diags = load("pac:\n  proxies: []\n").expect_err("refused");
+        let t = diags.errors().next().unwrap().to_string();
+        assert!(
+            t.contains(":2:") && t.contains("never falls back to DIRECT"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn pac_proxies_stand_for_public_proxy_on_a_wildcard_listener() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("server.yaml");
+        let yaml = "listen:\n  proxy: 0.0.0.0:3128\nportal_url: http://portail.mairie.example:3129\npac:\n  proxies: [p1.mairie.example:3128, p2.mairie.example:3128]\n";
+        std::fs::write(&path, yaml).expect("written");
+        let s = resolve_serve(Some(&path), &Flags::default()).expect("valid");
+        assert_eq!(
+            s.proxies_for("10.0.0.1".parse().unwrap())[0],
+            "p1.mairie.example:3128"
+        );
     }
 }

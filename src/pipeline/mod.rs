@@ -283,10 +283,15 @@ pub async fn handle(
         return Ok(refuse::listener_head_refused(&st, peer, &req, head, lang));
     }
     if req.method() != Method::CONNECT && req.uri().authority().is_none() {
-        // Someone browsed to the proxy itself: explain, do not loop.
+        // Someone browsed to the proxy itself: explain, do not loop. The manual proxy
+        // shown is the first the PAC file gives this workstation.
         let pac = format!("{}/proxy.pac", st.cfg.portal_url);
-        let page =
-            block_page::render_help_page(lang, &st.cfg.public_proxy, &pac, &st.cfg.portal_url);
+        let proxy = st
+            .cfg
+            .proxies_for(peer.ip())
+            .first()
+            .map_or("", String::as_str);
+        let page = block_page::render_help_page(lang, proxy, &pac, &st.cfg.portal_url);
         return Ok(html(StatusCode::OK, page));
     }
     let kind = if req.method() == Method::CONNECT {

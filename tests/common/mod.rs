@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 /// The binary under test.
 pub fn bin() -> Command {
@@ -85,6 +85,22 @@ pub fn closed_pipe() -> std::fs::File {
     let (r, w) = pipe();
     drop(r);
     w
+}
+
+/// The Chromium command on this machine (Debian's `chromium`, installed by tests/run.sh).
+pub fn chromium() -> &'static str {
+    for c in ["chromium", "chromium-browser"] {
+        if Command::new(c)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            return c;
+        }
+    }
+    panic!("Chromium is needed: run the suite with tests/run.sh, which installs it");
 }
 
 /// The shared UT1 snapshot beside the repository, when present.
