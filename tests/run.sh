@@ -30,6 +30,10 @@ PACKAGES+=(prometheus)
 # sarg and calamaris: the access.log analysers administrators run on Squid's log; they
 # read the proxy's Squid-format trace (tests/access_log_tools.rs).
 PACKAGES+=(sarg calamaris)
+# postgresql: initdb, pg_ctl, pg_isready (a throw-away cluster on a free loopback port for
+# the PostgreSQL store, tests/common/postgres.rs; run as the `postgres` user the package
+# creates, since PostgreSQL refuses root); postgresql-client: psql, which sets it up.
+PACKAGES+=(postgresql postgresql-client)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
