@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -246,6 +246,58 @@ pub struct Settings {
     pub categories_update: CategoriesUpdate,
     /// The pages' templates and the town's details they show (`pages`).
     pub pages: PagesSettings,
+    /// Where the unblock requests are kept (`store`): SQLite in the data folder, or a
+    /// PostgreSQL database several proxies share.
+    pub store: StoreSettings,
+}
+
+/// `store:`: the unblock store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StoreSettings {
+    /// `DATA_DIR/requests.db`.
+    #[default]
+    Sqlite,
+    Postgres(PgSettings),
+}
+
+/// `store.postgres`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgSettings {
+    /// The file holding the database URL with its password (mode 0600 or 0400); the
+    /// URL itself is read when the store opens, and never kept in the settings.
+    pub url_file: PathBuf,
+    /// Most connections to the database.
+    pub pool_size: usize,
+    /// The CA of the database's certificate: TLS on, verified against it.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Reads the database URL from `path`, which only its owner may read (mode 0600 or
+/// 0400): it holds a password.
+pub fn read_url_file(path: &Path) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} holds the database password and is readable by others (mode {mode:04o}); \
+             run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let url = text.trim();
+    if url.is_empty() {
+        return Err(format!(
+            "{} is empty; write the database URL in it: \
+             postgres://USER:PASSWORD@HOST:5432/DATABASE",
+            path.display()
+        ));
+    }
+    Ok(url.to_string())
 }
 
 impl Settings {
@@ -328,6 +380,7 @@ impl Settings {
             "categories_update",
             differ(&a.categories_update, &b.categories_update),
         );
+        check("store", a.store != b.store);
         out
     }
 }
@@ -539,6 +592,7 @@ impl Default for Settings {
             requests_retention_days: 365,
             categories_update: CategoriesUpdate::default(),
             pages: PagesSettings::default(),
+            store: StoreSettings::default(),
             data_dir: data,
         }
     }
