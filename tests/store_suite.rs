@@ -591,3 +591,155 @@ fn a_database_of_a_newer_schema_is_refused() {
     );
     assert!(e.to_string().contains("newer charte-proxy"), "{e}");
 }
+
+/// A server file naming the database `url` (its URL file mode 0600), in `dir`.
+fn server_file(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let url_file = dir.join("pg-url");
+    std::fs::write(&url_file, format!("{url}\n")).unwrap();
+    std::fs::set_permissions(&url_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let yaml = dir.join("server.yaml");
+    std::fs::write(
+        &yaml,
+        format!(
+            "data_dir: {}\nstore:\n  postgres:\n    url_file: {}\n    pool_size: 2\n",
+            dir.join("data").display(),
+            url_file.display()
+        ),
+    )
+    .unwrap();
+    yaml
+}
+
+/// Spaces squeezed, for lines printed in columns.
+fn squeeze(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn migrate_from_sqlite_copies_everything_once_and_requests_reads_postgres() {
+    if !postgres::available() {
+        return;
+    }
+    let pg = Postgres::start();
+    let url = pg.database("import");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("requests.db");
+    {
+        let s = SqliteStore::open(&db).unwrap();
+        let a = s
+            .submit(&req("user:c.martin", "a.example"), 100)
+            .unwrap()
+            .id();
+        let b = s
+            .submit(&req("ip:10.0.0.2", "b.example"), 110)
+            .unwrap()
+            .id();
+        s.submit(&req("ip:10.0.0.3", "c.example"), 120).unwrap();
+        s.submit(&req("ip:10.0.0.3", "c.example"), 130).unwrap();
+        s.approve(
+            a,
+            "admin",
+            &Scope::Group("agents".into()),
+            None,
+            Some("ok"),
+            140,
+        )
+        .unwrap();
+        s.refuse(b, "admin", "non", 150).unwrap();
+        s.count_blocks(&[
+            ("ip:10.0.0.2".into(), "b.example".into(), 1, 4),
+            ("ip:10.0.0.3".into(), "c.example".into(), 1, 2),
+        ])
+        .unwrap();
+        s.add_counts(&[Tallied {
+            dim: Dim::Total,
+            bucket: 7,
+            key: "blocked".into(),
+            n: 6,
+        }])
+        .unwrap();
+    }
+    let yaml = server_file(dir.path(), &url);
+    let args = [
+        "store",
+        "migrate-from-sqlite",
+        db.to_str().unwrap(),
+        "--config",
+        yaml.to_str().unwrap(),
+    ];
+    let first = common::run(&args);
+    assert_eq!(first.code, 0, "{}{}", first.stdout, first.stderr);
+    let out = squeeze(&first.stdout);
+    for line in [
+        "requests 3 copied, 0 already there",
+        "decisions 2 copied, 0 already there",
+        "blocks 2 copied, 0 already there",
+        "counters 1 copied, 0 already there",
+    ] {
+        assert!(out.contains(line), "{line:?} in {out}");
+    }
+    assert!(
+        !first.stdout.contains(postgres::PASSWORD),
+        "{}",
+        first.stdout
+    );
+    let again = common::run(&args);
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    let out = squeeze(&again.stdout);
+    for line in [
+        "requests 0 copied, 3 already there",
+        "decisions 0 copied, 2 already there",
+        "blocks 0 copied, 2 already there",
+        "counters 0 copied, 1 already there",
+    ] {
+        assert!(out.contains(line), "{line:?} in {out}");
+    }
+    // The same rows, numbers and all.
+    let src = SqliteStore::open(&db).unwrap();
+    let dest = PgStore::open(&PgOptions::new(url)).unwrap();
+    assert_eq!(dest.list(None).unwrap(), src.list(None).unwrap());
+    assert_eq!(dest.history().unwrap(), src.history().unwrap());
+    assert_eq!(dest.approvals(200).unwrap(), src.approvals(200).unwrap());
+    assert_eq!(dest.blocks("ip:10.0.0.2", "b.example", 0).unwrap(), 4);
+    assert_eq!(
+        dest.counts(Dim::Total, 0, 10).unwrap(),
+        src.counts(Dim::Total, 0, 10).unwrap()
+    );
+    // New requests are numbered after the copied ones.
+    let next = dest
+        .submit(&req("ip:10.0.0.9", "d.example"), 200)
+        .unwrap()
+        .id();
+    assert_eq!(next, 4);
+    // `requests` reads the database the server file names.
+    let listed = common::run(&[
+        "requests",
+        "list",
+        "--status",
+        "all",
+        "--config",
+        yaml.to_str().unwrap(),
+    ]);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert!(listed.stdout.contains("d.example"), "{}", listed.stdout);
+    assert!(listed.stdout.contains("a.example"), "{}", listed.stdout);
+}
+
+#[test]
+fn a_url_file_others_may_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = server_file(dir.path(), "postgres://charte:secret@127.0.0.1:1/x");
+    let url_file = dir.path().join("pg-url");
+    std::fs::set_permissions(&url_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = common::run(&["requests", "list", "--config", yaml.to_str().unwrap()]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr
+            .contains(&format!("chmod 600 {}", url_file.display())),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("secret"), "{}", r.stderr);
+}

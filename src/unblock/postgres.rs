@@ -1200,6 +1200,10 @@ impl Store for PgStore {
         Ok(self.shared.version())
     }
 
+    fn available(&self) -> bool {
+        PgStore::available(self)
+    }
+
     fn purge(&self, before: i64, now: i64, batch: usize) -> Result<Purged, StoreError> {
         let pool = self.pool.clone();
         let batch = batch as i64;

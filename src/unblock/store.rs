@@ -242,7 +242,14 @@ pub trait Store: Send + Sync {
     /// Blocks of `host` for `requester` since `since_day` (days since the epoch).
     fn blocks(&self, requester: &str, host: &str, since_day: i64) -> Result<i64, StoreError>;
     /// A number that changes whenever the data changes, in this process or another.
+    /// Never waits long: a store that cannot reach its database returns the last value
+    /// it knows.
     fn version(&self) -> Result<i64, StoreError>;
+    /// Whether the store's database answered lately (always, for an embedded file); for
+    /// `/health` and the metrics.
+    fn available(&self) -> bool {
+        true
+    }
     /// Deletes, at most `batch` rows of each kind, what is older than `before` (unix
     /// seconds): decided requests last changed before it, with their decisions (never a
     /// pending request, nor an approval still in force at `now`), and block counts of
