@@ -13,6 +13,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use charte_proxy::unblock::approvals::{BlockCounter, Requester};
 use charte_proxy::unblock::postgres::{PgOptions, PgStore};
 use charte_proxy::unblock::sqlite::SqliteStore;
 use charte_proxy::unblock::store::{
@@ -549,6 +550,12 @@ fn the_database_stopped_gives_a_quick_clear_error_and_its_return_is_noticed() {
     );
     assert!(!text.contains(postgres::PASSWORD), "{text}");
     assert!(!s.available());
+    // Blocks counted meanwhile are kept for the next flush.
+    let counter = BlockCounter::default();
+    let who = Requester::Ip("10.0.0.7".parse().unwrap());
+    counter.add(&who, "a.example");
+    assert!(counter.flush(&s).is_err());
+    counter.add(&who, "a.example");
     // The version does not wait on the dead database.
     let start = Instant::now();
     let v = s.version().unwrap();
@@ -565,6 +572,8 @@ fn the_database_stopped_gives_a_quick_clear_error_and_its_return_is_noticed() {
     let id2 = s.submit(&req("ip:10.0.0.2", "b.example"), 4).unwrap().id();
     assert_ne!(id2, id);
     assert_eq!(s.approvals(5).unwrap().len(), 1);
+    counter.flush(&s).unwrap();
+    assert_eq!(s.blocks(&who.key(), "a.example", 0).unwrap(), 2);
     assert!(s.available());
 }
 

@@ -517,6 +517,7 @@ impl PgStore {
         });
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn decide(
         &self,
         id: i64,
@@ -949,6 +950,7 @@ impl Store for PgStore {
             })
             .unwrap_or_default();
         let added = format!("\n\n[{stamp}] {}", r.justification);
+        let db = self.shared.db.clone();
         let out = self.run(async move {
             let mut c = pool.get().await?;
             // Two proxies may take the same person's request for the same site at once:
@@ -1014,7 +1016,7 @@ impl Store for PgStore {
                 return Ok(out);
             }
             Err(StoreError::Postgres {
-                db: String::new(),
+                db: db.to_string(),
                 detail: "the request kept changing under this one; try again".into(),
             }
             .into())
