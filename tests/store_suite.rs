@@ -752,3 +752,61 @@ fn a_url_file_others_may_read_is_refused() {
     );
     assert!(!r.stderr.contains("secret"), "{}", r.stderr);
 }
+
+/// PEM of one DER block.
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+#[test]
+fn tls_to_the_database_verifies_its_certificate() {
+    if !postgres::available() {
+        return;
+    }
+    let pg = Postgres::start();
+    let ca = common::tls::TestCa::new("Base de test");
+    let leaf = ca.leaf(&["127.0.0.1"]);
+    pg.enable_tls(
+        &pem("CERTIFICATE", &leaf.chain[0]),
+        &pem("PRIVATE KEY", &leaf.key_der),
+    );
+    let url = pg.database("tls");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    ca.write_pem(&ca_file);
+    let mut o = PgOptions::new(url.clone());
+    o.ca_file = Some(ca_file);
+    let s = PgStore::open(&o).unwrap();
+    s.submit(&req("ip:10.0.0.1", "a.example"), 1).unwrap();
+    let encrypted = pg.psql(
+        "tls",
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+         WHERE a.datname = 'tls' AND s.ssl AND a.application_name = 'charte-proxy'",
+    );
+    assert_ne!(encrypted, "0", "the store's connections use TLS");
+    let plain = pg.psql(
+        "tls",
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+         WHERE a.datname = 'tls' AND NOT s.ssl AND a.application_name = 'charte-proxy'",
+    );
+    assert_eq!(plain, "0");
+    // A certificate from another CA, or only the system's roots: refused, and said so
+    // (a setting to fix, not an outage).
+    let other = common::tls::TestCa::new("Autre");
+    let other_file = dir.path().join("other.pem");
+    other.write_pem(&other_file);
+    o.ca_file = Some(other_file);
+    let e = PgStore::open(&o).unwrap_err();
+    assert!(matches!(e, StoreError::Postgres { .. }), "{e:?}");
+    assert!(e.to_string().contains("certificate"), "{e}");
+    let e = PgStore::open(&PgOptions::new(format!("{url}?sslmode=verify-full"))).unwrap_err();
+    assert!(e.to_string().contains("certificate"), "{e}");
+}

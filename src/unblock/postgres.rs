@@ -216,13 +216,13 @@ fn tls_config(ca_file: Option<&Path>, db: &str) -> Result<rustls::ClientConfig, 
             }
         }
     }
-    Ok(
-        rustls::ClientConfig::builder_with_provider(crate::action::ca::crypto_provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| bad(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
 }
 
 /// Why a call on the store's runtime failed, before it becomes a [`StoreError`] that
@@ -272,7 +272,16 @@ impl Fail {
 /// A driver error, with its cause, as [`StoreError::Unavailable`] when the database could
 /// not be reached or went away, else [`StoreError::Postgres`].
 fn pg_error(e: &tokio_postgres::Error, db: &str) -> StoreError {
-    let io = std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>());
+    // A socket error, but not a TLS failure (tokio-rustls reports a certificate that
+    // does not verify as `InvalidData`): that one is a setting to fix, not an outage.
+    let io = std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| {
+            !matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
+            )
+        });
     let gone = e.code().is_some_and(|c| {
         let c = c.code();
         // Connection exceptions, operator intervention (shutdown, starting up), too many

@@ -230,6 +230,40 @@ impl Postgres {
         format!("postgres://charte:{PASSWORD}@127.0.0.1:{}/{db}", self.port)
     }
 
+    /// Turns TLS on with this certificate and key (PEM), for connections opened from
+    /// now on; returns once the server says `ssl` is on.
+    pub fn enable_tls(&self, cert_pem: &str, key_pem: &str) {
+        let cert = self.dir.path().join("server.crt");
+        let key = self.dir.path().join("server.key");
+        std::fs::write(&cert, cert_pem).unwrap();
+        std::fs::write(&key, key_pem).unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        if self.as_postgres {
+            let (uid, gid) = postgres_ids();
+            for f in [&cert, &key] {
+                std::os::unix::fs::chown(f, Some(uid), Some(gid)).unwrap();
+            }
+        }
+        self.psql(
+            "postgres",
+            &format!("ALTER SYSTEM SET ssl_cert_file = '{}'", cert.display()),
+        );
+        self.psql(
+            "postgres",
+            &format!("ALTER SYSTEM SET ssl_key_file = '{}'", key.display()),
+        );
+        self.psql("postgres", "ALTER SYSTEM SET ssl = on");
+        self.psql("postgres", "SELECT pg_reload_conf()");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.psql("postgres", "SHOW ssl") != "on" {
+            assert!(Instant::now() < deadline, "ssl not on after the reload");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Stops the server (fast shutdown: open connections are closed).
     pub fn stop(&mut self) {
         if !self.running {
