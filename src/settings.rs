@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -248,6 +248,9 @@ pub struct Settings {
     pub pages: PagesSettings,
     /// The proxies the PAC file lists, in order, by the workstation's network (`pac`).
     pub pac: PacSettings,
+    /// Where the unblock requests are kept (`store`): SQLite in the data folder, or a
+    /// PostgreSQL database several proxies share.
+    pub store: StoreSettings,
 }
 
 /// The proxies the PAC file names (`pac:` in the server file), for several proxies
@@ -285,6 +288,55 @@ impl Settings {
             .or(Some(&self.pac.proxies[..]).filter(|p| !p.is_empty()))
             .unwrap_or(std::slice::from_ref(&self.public_proxy))
     }
+}
+
+/// `store:`: the unblock store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StoreSettings {
+    /// `DATA_DIR/requests.db`.
+    #[default]
+    Sqlite,
+    Postgres(PgSettings),
+}
+
+/// `store.postgres`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgSettings {
+    /// The file holding the database URL with its password (mode 0600 or 0400); the
+    /// URL itself is read when the store opens, and never kept in the settings.
+    pub url_file: PathBuf,
+    /// Most connections to the database.
+    pub pool_size: usize,
+    /// The CA of the database's certificate: TLS on, verified against it.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Reads the database URL from `path`, which only its owner may read (mode 0600 or
+/// 0400): it holds a password.
+pub fn read_url_file(path: &Path) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} holds the database password and is readable by others (mode {mode:04o}); \
+             run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let url = text.trim();
+    if url.is_empty() {
+        return Err(format!(
+            "{} is empty; write the database URL in it: \
+             postgres://USER:PASSWORD@HOST:5432/DATABASE",
+            path.display()
+        ));
+    }
+    Ok(url.to_string())
 }
 
 impl Settings {
@@ -368,6 +420,7 @@ impl Settings {
             "categories_update",
             differ(&a.categories_update, &b.categories_update),
         );
+        check("store", a.store != b.store);
         out
     }
 }
@@ -580,6 +633,7 @@ impl Default for Settings {
             categories_update: CategoriesUpdate::default(),
             pages: PagesSettings::default(),
             pac: PacSettings::default(),
+            store: StoreSettings::default(),
             data_dir: data,
         }
     }

@@ -33,6 +33,10 @@ PACKAGES+=(sarg calamaris)
 # haproxy: `haproxy -c` checks the example configuration for several proxies
 # (deploy/haproxy.cfg, tests/cluster_docs.rs); the package's own service is not used.
 PACKAGES+=(haproxy)
+# postgresql: initdb, pg_ctl, pg_isready (a throw-away cluster on a free loopback port for
+# the PostgreSQL store, tests/common/postgres.rs; run as the `postgres` user the package
+# creates, since PostgreSQL refuses root); postgresql-client: psql, which sets it up.
+PACKAGES+=(postgresql postgresql-client)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -18,6 +18,7 @@ pub mod policy;
 pub mod requests;
 pub mod serve;
 pub mod squid;
+pub mod store;
 pub mod trace;
 pub mod users;
 
@@ -126,6 +127,9 @@ pub enum Command {
     Ca(ca::CaArgs),
     /// Unblock requests: list, show, approve, refuse, export.
     Requests(requests::RequestsArgs),
+    /// The unblock store: copy a single proxy's SQLite history into PostgreSQL.
+    #[command(subcommand)]
+    Store(store::StoreCmd),
     /// The trace: search it (a user, a workstation, a site, dates), export a person's
     /// data; each search and export is recorded in DATA/trace-access.log.
     #[command(subcommand)]
@@ -184,7 +188,11 @@ impl Command {
     /// ignored (see [`closed_pipe_ends_the_process`]); one added later must say.
     fn uses_sockets(&self) -> bool {
         match self {
-            Command::Serve(_) | Command::Categories(CategoriesCmd::Update(_)) => true,
+            // `store` talks to PostgreSQL. (`requests` and `trace export` may too, with
+            // `store.postgres`; a reset connection there ends the command silently.)
+            Command::Serve(_)
+            | Command::Store(_)
+            | Command::Categories(CategoriesCmd::Update(_)) => true,
             Command::Check { .. }
             | Command::Explain(_)
             | Command::Categories(_)
@@ -268,6 +276,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Admins(a) => users::run_admins(a),
         Command::Ca(a) => ca::run(a),
         Command::Requests(a) => requests::run(a),
+        Command::Store(c) => store::run(c),
         Command::Trace(c) => trace::run(c),
         Command::Reload(a) => instance::signal(&a, instance::Order::Reload),
         Command::Rotate(a) => instance::signal(&a, instance::Order::Rotate),

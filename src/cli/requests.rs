@@ -9,13 +9,12 @@ use super::{EXIT_CONFIG, EXIT_RUNTIME};
 use crate::unblock::approvals::now;
 use crate::unblock::export;
 use crate::unblock::parse_duration;
-use crate::unblock::sqlite::SqliteStore;
-use crate::unblock::store::{RequestRow, Scope, Status, Store};
+use crate::unblock::store::{RequestRow, Scope, Status};
 
 #[derive(clap::Args, Debug)]
 pub struct RequestsArgs {
     /// The data folder (the requests live in its requests.db), or the server file that
-    /// names it.
+    /// names it (or names the PostgreSQL database of `store.postgres`).
     #[command(flatten)]
     pub data: super::DataArgs,
     #[command(subcommand)]
@@ -79,8 +78,7 @@ pub fn run(a: RequestsArgs) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    let path = cfg.data_dir.join("requests.db");
-    let store = match SqliteStore::open(&path) {
+    let store = match crate::server::open_store(&cfg) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");

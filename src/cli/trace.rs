@@ -161,8 +161,6 @@ fn search_cmd(a: &SearchArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn export_cmd(a: &ExportArgs) -> anyhow::Result<ExitCode> {
-    use crate::unblock::sqlite::SqliteStore;
-    use crate::unblock::store::Store as _;
     let (cfg, live) = match trace_of(&a.data) {
         Ok(v) => v,
         Err(code) => return Ok(code),
@@ -178,8 +176,9 @@ fn export_cmd(a: &ExportArgs) -> anyhow::Result<ExitCode> {
         Ok(())
     })?;
     let db = cfg.data_dir.join("requests.db");
-    let requests = if db.exists() {
-        let store = SqliteStore::open(&db).map_err(|e| anyhow::anyhow!("{}: {e}", db.display()))?;
+    let shared = !matches!(cfg.store, crate::settings::StoreSettings::Sqlite);
+    let requests = if shared || db.exists() {
+        let store = crate::server::open_store(&cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
         let key =
             crate::unblock::approvals::Requester::new(Some(&a.user), [0, 0, 0, 0].into()).key();
         store.list_for(&key).map_err(|e| anyhow::anyhow!("{e}"))?

@@ -56,6 +56,9 @@ pub struct RawServer {
     pub pages: Option<RawPages>,
     /// The proxies the PAC file lists, by the workstation's network.
     pub pac: Option<RawPac>,
+    /// Where the unblock requests are kept: SQLite in the data folder (the default), or
+    /// `postgres:` for several proxies sharing one database.
+    pub store: Option<RawStore>,
 }
 
 /// `pac:`: several proxies in the PAC file, in order, with orders by network.
@@ -77,6 +80,25 @@ pub struct RawPacGroup {
     pub networks: Vec<String>,
     #[serde(default)]
     pub proxies: Vec<String>,
+}
+
+/// `store:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub postgres: Option<RawPostgres>,
+}
+
+/// `store.postgres:` (README, "Several proxies: PostgreSQL").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPostgres {
+    /// A file holding `postgres://USER:PASSWORD@HOST:PORT/DATABASE`, mode 0600.
+    pub url_file: Option<PathBuf>,
+    /// Most connections to the database (default 8).
+    pub pool_size: Option<usize>,
+    /// The CA of the database's certificate (turns TLS on).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `requests:`: the unblock store.
@@ -384,6 +406,9 @@ fn load_file(path: Option<&Path>) -> Result<(Settings, Given), Diags> {
     }
     if let Some(p) = raw.pac {
         file.pac(&mut cfg, p);
+    }
+    if let Some(s) = raw.store {
+        file.store(&mut cfg, s);
     }
     if file.diags.has_errors() {
         Err(file.diags)
@@ -950,6 +975,56 @@ impl File<'_> {
         list
     }
 
+    /// `store`: SQLite unless `postgres` is given; its URL file must exist and be
+    /// readable by its owner only (it holds the password; read again when the store
+    /// opens, never kept in the settings).
+    fn store(&mut self, cfg: &mut Settings, s: RawStore) {
+        let Some(pg) = s.postgres else {
+            return;
+        };
+        let Some(url_file) = pg.url_file.map(|p| self.rel(p)) else {
+            let pos = self.pos.key("store.postgres");
+            self.invalid(
+                pos,
+                "store.postgres.url_file",
+                "store.postgres needs url_file".into(),
+                Some("a file, mode 0600, holding postgres://USER:PASSWORD@HOST:5432/DATABASE"),
+            );
+            return;
+        };
+        if let Err(e) = crate::settings::read_url_file(&url_file) {
+            let pos = self.pos.value("store.postgres.url_file");
+            self.invalid(pos, "store.postgres.url_file", e, None);
+        }
+        let pool_size = pg.pool_size.unwrap_or(8);
+        if !(1..=200).contains(&pool_size) {
+            let pos = self.pos.value("store.postgres.pool_size");
+            self.invalid(
+                pos,
+                "store.postgres.pool_size",
+                format!("a pool of {pool_size} connections is outside 1 to 200"),
+                Some("8, the default, is plenty for a proxy"),
+            );
+        }
+        let ca_file = pg.ca_file.map(|p| self.rel(p));
+        if let Some(ca) = &ca_file
+            && !ca.is_file()
+        {
+            let pos = self.pos.value("store.postgres.ca_file");
+            self.invalid(
+                pos,
+                "store.postgres.ca_file",
+                format!("no file {}", ca.display()),
+                None,
+            );
+        }
+        cfg.store = crate::settings::StoreSettings::Postgres(crate::settings::PgSettings {
+            url_file,
+            pool_size,
+            ca_file,
+        });
+    }
+
     /// The top-level switches of the running server: `reverse_dns`,
     /// `shutdown_grace_seconds`, `workers`, `worker_spin_microseconds`, `watch`.
     fn runtime(&mut self, cfg: &mut Settings, raw: &RawServer) {
@@ -1420,6 +1495,46 @@ mod tests {
         let path = dir.path().join("server.yaml");
         std::fs::write(&path, yaml).expect("written");
         super::load(Some(&path))
+    }
+
+    #[test]
+    fn the_store_is_sqlite_by_default_and_postgres_needs_a_private_url_file() {
+        use crate::settings::{PgSettings, StoreSettings};
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(
+            load("workers: 1\n").expect("valid").store,
+            StoreSettings::Sqlite
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = dir.path().join("pg-url");
+        std::fs::write(&url, "postgres://charte:secret@db:5432/charte\n").expect("written");
+        std::fs::set_permissions(&url, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let yaml = format!(
+            "store:\n  postgres:\n    url_file: {}\n    pool_size: 4\n",
+            url.display()
+        );
+        assert_eq!(
+            load(&yaml).expect("valid").store,
+            StoreSettings::Postgres(PgSettings {
+                url_file: url.clone(),
+                pool_size: 4,
+                ca_file: None,
+            })
+        );
+        std::fs::set_permissions(&url, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        let diags = load(&yaml).expect_err("refused");
+        let text: Vec<String> = diags.errors().map(|d| d.to_string()).collect();
+        assert_eq!(text.len(), 1, "{text:?}");
+        assert!(text[0].contains(":3:"), "{}", text[0]);
+        assert!(
+            text[0].contains(&format!("chmod 600 {}", url.display())),
+            "{}",
+            text[0]
+        );
+        assert!(!text[0].contains("secret"), "{}", text[0]);
+        let diags = load("store:\n  postgres:\n    url: postgres://x\n").expect_err("refused");
+        let text: Vec<String> = diags.errors().map(|d| d.to_string()).collect();
+        assert!(text[0].contains("url"), "{text:?}");
     }
 
     #[test]

@@ -432,10 +432,34 @@ fn report_flush_every() -> Duration {
 }
 
 /// The unblock requests' store (SQLite in the data folder) and the approvals in force.
+/// The unblock store the settings name: SQLite in the data folder (`requests.db`), or
+/// the PostgreSQL database of `store.postgres` (its URL read from its file now).
+pub fn open_store(
+    cfg: &Settings,
+) -> Result<Arc<dyn crate::unblock::store::Store>, crate::unblock::store::StoreError> {
+    use crate::settings::StoreSettings;
+    use crate::unblock::postgres::{PgOptions, PgStore};
+    match &cfg.store {
+        StoreSettings::Sqlite => Ok(Arc::new(SqliteStore::open(
+            &cfg.data_dir.join("requests.db"),
+        )?)),
+        StoreSettings::Postgres(pg) => {
+            let url = crate::settings::read_url_file(&pg.url_file).map_err(|detail| {
+                crate::unblock::store::StoreError::Postgres {
+                    db: "(store.postgres.url_file)".into(),
+                    detail,
+                }
+            })?;
+            let mut o = PgOptions::new(url);
+            o.pool_size = pg.pool_size;
+            o.ca_file = pg.ca_file.clone();
+            Ok(Arc::new(PgStore::open(&o)?))
+        }
+    }
+}
+
 fn open_unblock(cfg: &Settings) -> anyhow::Result<Arc<UnblockService>> {
-    let db = cfg.data_dir.join("requests.db");
-    let store: Arc<dyn crate::unblock::store::Store> =
-        Arc::new(SqliteStore::open(&db).map_err(|e| anyhow::anyhow!(ConfigError(e.to_string())))?);
+    let store = open_store(cfg).map_err(|e| anyhow::anyhow!(ConfigError(e.to_string())))?;
     Ok(Arc::new(UnblockService::new(store).map_err(|e| {
         anyhow::anyhow!(ConfigError(e.to_string()))
     })?))

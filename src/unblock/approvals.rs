@@ -209,7 +209,8 @@ impl BlockCounter {
             .or_default() += 1;
     }
 
-    /// Writes what was counted since the last call. Blocking (SQLite).
+    /// Writes what was counted since the last call. Blocking (SQLite, PostgreSQL). What
+    /// could not be written is kept for the next call (a database down for a while).
     pub fn flush(&self, store: &dyn Store) -> Result<(), StoreError> {
         let batch: Vec<(String, String, i64, i64)> = {
             let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -218,7 +219,14 @@ impl BlockCounter {
                 .map(|((r, h, d), n)| (r, h, d, n))
                 .collect()
         };
-        store.count_blocks(&batch)
+        let r = store.count_blocks(&batch);
+        if r.is_err() {
+            let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            for (r, h, d, n) in batch {
+                *p.entry((r, h, d)).or_default() += n;
+            }
+        }
+        r
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod approvals;
 pub mod export;
+pub mod postgres;
 pub mod sqlite;
 pub mod store;
 pub mod token;

@@ -550,6 +550,17 @@ impl Store for SqliteStore {
 }
 
 impl SqliteStore {
+    /// Every block count, (requester, host, day, n): for copying a single proxy's store
+    /// into PostgreSQL (`store migrate-from-sqlite`).
+    pub fn all_blocks(&self) -> Result<Vec<(String, String, i64, i64)>, StoreError> {
+        let conn = self.lock();
+        let mut st = conn.prepare("SELECT requester, host, day, n FROM blocks ORDER BY 1, 2, 3")?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn decide(
         &self,

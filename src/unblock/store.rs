@@ -1,6 +1,7 @@
 //! What the unblock flow keeps: requests, the administrators' decisions, and the count
 //! of blocks per person and site. Behind a small trait so that several proxies can later
-//! share one database; [`super::sqlite::SqliteStore`] is the embedded implementation.
+//! share one database; [`super::sqlite::SqliteStore`] is the embedded implementation,
+//! [`super::postgres::PgStore`] the one several proxies share.
 
 use std::fmt;
 use std::str::FromStr;
@@ -197,6 +198,19 @@ pub enum StoreError {
     AlreadyDecided(i64),
     #[error("request database: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// The PostgreSQL database did not answer: refused, lost or timed out connection.
+    /// The proxy keeps filtering with the approvals it has; calls succeed again when the
+    /// database is back.
+    #[error(
+        "the PostgreSQL database {db} cannot be reached ({detail}); check that PostgreSQL \
+         runs, that this machine reaches it (address, port, firewall, TLS), and the URL in \
+         the file of `store.postgres.url_file`"
+    )]
+    Unavailable { db: String, detail: String },
+    /// Any other PostgreSQL error (a refused password, a certificate that does not
+    /// verify, a query the database rejects).
+    #[error("PostgreSQL database {db}: {detail}")]
+    Postgres { db: String, detail: String },
 }
 
 /// The store of unblock requests. Every write that a user or an administrator is told
@@ -228,7 +242,14 @@ pub trait Store: Send + Sync {
     /// Blocks of `host` for `requester` since `since_day` (days since the epoch).
     fn blocks(&self, requester: &str, host: &str, since_day: i64) -> Result<i64, StoreError>;
     /// A number that changes whenever the data changes, in this process or another.
+    /// Never waits long: a store that cannot reach its database returns the last value
+    /// it knows.
     fn version(&self) -> Result<i64, StoreError>;
+    /// Whether the store's database answered lately (always, for an embedded file); for
+    /// `/health` and the metrics.
+    fn available(&self) -> bool {
+        true
+    }
     /// Deletes, at most `batch` rows of each kind, what is older than `before` (unix
     /// seconds): decided requests last changed before it, with their decisions (never a
     /// pending request, nor an approval still in force at `now`), and block counts of

@@ -110,6 +110,7 @@ pub fn shared_ut1() -> Option<std::path::PathBuf> {
 }
 pub mod admin;
 pub mod kdc;
+pub mod postgres;
 pub mod proxy;
 pub mod slapd;
 pub mod tls;
