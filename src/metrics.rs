@@ -58,6 +58,8 @@ pub struct Metrics {
     /// The directory: whether its last exchange succeeded, and its counters since start
     /// (copied from `identity::directory` when scraped).
     pub directory_up: IntGauge,
+    /// 1 when the unblock store's database answers (always, for SQLite); set at scrape.
+    pub store_up: IntGauge,
     pub directory_lookups: IntCounter,
     pub directory_cache_hits: IntCounter,
     pub directory_failures: IntCounter,
@@ -251,6 +253,14 @@ impl Metrics {
             )
             .unwrap()
         );
+        let store_up = reg!(
+            IntGauge::new(
+                "store_up",
+                "1 when the unblock store's database answers (always 1 for SQLite); 0: \
+                 filtering goes on with the approvals known, new requests are refused"
+            )
+            .unwrap()
+        );
         let directory_lookups = reg!(
             IntCounter::new(
                 "directory_lookups_total",
@@ -363,6 +373,7 @@ impl Metrics {
             auth_failures,
             auth_challenges,
             directory_up,
+            store_up,
             directory_lookups,
             directory_cache_hits,
             directory_failures,

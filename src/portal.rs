@@ -76,6 +76,8 @@ pub async fn portal(
         "/demande" if is_get => {
             let token = query("token").unwrap_or_default();
             match token::verify(&st.token_key, &token, SystemTime::now(), TOKEN_MAX_AGE) {
+                // Said before the user writes a justification that could not be kept.
+                Ok(_) if !st.unblock.store().available() => store_unavailable(lang),
                 Ok(c) => html(
                     StatusCode::OK,
                     pages::form_page(&st.live.get().policy, &c, &token, lang, None),
@@ -153,13 +155,22 @@ fn bad_token(lang: Lang) -> Response<Body> {
 }
 
 fn store_unavailable(lang: Lang) -> Response<Body> {
-    let title = match lang {
-        Lang::Fr => "Les demandes sont momentanément indisponibles",
-        Lang::En => "Requests are unavailable for a moment",
+    let (title, detail) = match lang {
+        Lang::Fr => (
+            "Les demandes sont momentanément indisponibles",
+            "Le service qui enregistre les demandes de déblocage ne répond pas. Le filtrage \
+             continue comme avant. Réessayez dans quelques minutes ; si c'est urgent, \
+             appelez le service informatique.",
+        ),
+        Lang::En => (
+            "Requests are unavailable for a moment",
+            "The service that keeps unblock requests does not answer. Filtering goes on as \
+             before. Try again in a few minutes; if it is urgent, call the IT service.",
+        ),
     };
     html(
         StatusCode::SERVICE_UNAVAILABLE,
-        block_page::render_error_page(lang, 503, title, ""),
+        block_page::render_error_page(lang, 503, title, detail),
     )
 }
 

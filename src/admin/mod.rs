@@ -77,13 +77,14 @@ impl AdminState {
         bumper: Option<Arc<Bumper>>,
         admins_file: PathBuf,
     ) -> AdminState {
+        let sessions = Sessions::for_store(unblock.store());
         AdminState {
             live,
             unblock,
             metrics,
             tunnels,
             bumper,
-            sessions: Sessions::default(),
+            sessions,
             admins_file,
             hashing: tokio::sync::Semaphore::new(1),
             directory: None,
@@ -121,14 +122,14 @@ pub async fn handle(
         "/connexion" if post => login(&st, peer, req, lang).await,
         "/deconnexion" if post => match authorised(&st, req, lang).await {
             Ok((_, sid, _)) => {
-                st.sessions.end(&sid);
+                st.sessions.close(&sid).await;
                 let mut r = redirect("/connexion");
                 set_cookie(&mut r, &format!("{COOKIE}=; {}; Max-Age=0", COOKIE_ATTRS));
                 r
             }
             Err(r) => r,
         },
-        "/demandes" if get => match session_of(&st, req.headers()) {
+        "/demandes" if get => match session_of(&st, req.headers()).await {
             Some((s, _)) => {
                 let flash = query(&req, "fait").map(|n| {
                     Flash::Done(match lang {
@@ -144,12 +145,12 @@ pub async fn handle(
             Ok(id) => decide(&st, id, req, lang).await,
             Err(_) => message(lang, StatusCode::NOT_FOUND, not_found_words(lang), ""),
         },
-        "/historique" | "/historique.csv" if get => match session_of(&st, req.headers()) {
+        "/historique" | "/historique.csv" if get => match session_of(&st, req.headers()).await {
             Some((s, _)) => history(&st, &s, lang, path.ends_with(".csv")).await,
             None => redirect("/connexion"),
         },
         "/traces" | "/traces.csv" | "/traces.json" | "/traces/export" if get => {
-            match session_of(&st, req.headers()) {
+            match session_of(&st, req.headers()).await {
                 Some((s, _)) => match path.as_str() {
                     "/traces" => trace::page(&st, &s, &req, lang).await,
                     "/traces.csv" => {
@@ -163,7 +164,7 @@ pub async fn handle(
                 None => redirect("/connexion"),
             }
         }
-        "/tableau-de-bord" if get => match session_of(&st, req.headers()) {
+        "/tableau-de-bord" if get => match session_of(&st, req.headers()).await {
             Some((s, _)) => dashboard(&st, &s, lang).await,
             None => redirect("/connexion"),
         },
@@ -240,9 +241,9 @@ fn query(req: &Request<Incoming>, k: &str) -> Option<String> {
 }
 
 /// The live session named by the request's cookie, with its id.
-fn session_of(st: &AdminState, headers: &HeaderMap) -> Option<(Session, String)> {
+async fn session_of(st: &AdminState, headers: &HeaderMap) -> Option<(Session, String)> {
     let sid = cookie(headers, COOKIE)?;
-    let s = st.sessions.get(sid, Instant::now())?;
+    let s = st.sessions.find(sid).await?;
     Some((s, sid.to_string()))
 }
 
@@ -298,7 +299,7 @@ async fn authorised(
     req: Request<Incoming>,
     lang: Lang,
 ) -> Result<(Session, String, Vec<(String, String)>), Response<Body>> {
-    let Some((s, sid)) = session_of(st, req.headers()) else {
+    let Some((s, sid)) = session_of(st, req.headers()).await else {
         let (t, x) = match lang {
             Lang::Fr => (
                 "Session expirée",
@@ -413,7 +414,9 @@ async fn login(
     match checked {
         Ok(Ok(true)) => {
             attempt.succeeded();
-            let sid = st.sessions.start(&user, Instant::now());
+            let Some(sid) = st.sessions.open(&user).await else {
+                return store_failed(lang, "");
+            };
             tracing::info!(admin = %user, client = %ip, "administrator logged in");
             let mut r = redirect("/demandes");
             set_cookie(&mut r, &format!("{COOKIE}={sid}; {COOKIE_ATTRS}"));
@@ -739,6 +742,9 @@ fn metrics(st: &AdminState) -> Response<Body> {
     if let Some(d) = &st.directory {
         st.metrics.observe_directory(d);
     }
+    st.metrics
+        .store_up
+        .set(i64::from(st.unblock.store().available()));
     let mut r = Response::new(full(st.metrics.render()));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -764,8 +770,14 @@ fn trace_health(st: &AdminState) -> serde_json::Value {
 
 fn health(st: &AdminState) -> Response<Body> {
     let (snap, status) = st.live.state();
+    let store = st.unblock.store();
+    let (kind, place) = store.describe();
+    let store_up = store.available();
     let body = serde_json::json!({
-        "status": if status.stale { "stale" } else { "ok" },
+        // `stale`: the policy in force is not the files' (a reload failed); `degraded`:
+        // the store's database does not answer (filtering goes on, requests cannot be
+        // taken).
+        "status": if status.stale { "stale" } else if !store_up { "degraded" } else { "ok" },
         "policy": st.live.policy_path().display().to_string(),
         "generation": snap.generation,
         "loaded_at": httpdate::fmt_http_date(snap.loaded_at),
@@ -776,6 +788,12 @@ fn health(st: &AdminState) -> Response<Body> {
         "last_error": status.last_error,
         "tunnels": st.tunnels.active(),
         "trace": trace_health(st),
+        "store": {
+            "kind": kind,
+            "at": place,
+            "available": store_up,
+            "approvals_in_force": st.unblock.approvals.get().len(),
+        },
         "directory": st.directory.as_ref().map(|d| {
             let h = d.health();
             serde_json::json!({

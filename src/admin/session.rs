@@ -1,6 +1,9 @@
 //! Administrators' sessions: an unguessable id in an `HttpOnly`, `SameSite=Strict` cookie,
-//! and a per-session CSRF token that every form carries back. Kept in memory: a restart
-//! logs administrators out, which costs one login.
+//! and a per-session CSRF token that every form carries back. Kept in memory with the
+//! embedded store (a restart logs administrators out, which costs one login); kept in
+//! the store when several proxies share it ([`Store::shares_sessions`], PostgreSQL), so
+//! that whichever proxy serves the admin pages knows the session, and a logout on one
+//! ends it on all. The store holds the SHA-256 of each id, never the id.
 //!
 //! Also the login throttle: [`MAX_FAILURES`] failed logins from an address within
 //! [`FAIL_WINDOW`] suspend logins from it. An attempt is reserved before its password is
@@ -9,8 +12,10 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::unblock::store::Store;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -74,10 +79,26 @@ impl Tally {
     }
 }
 
-/// Live sessions and the login throttle.
+/// Live sessions and the login throttle (always this proxy's own).
 #[derive(Default)]
 pub struct Sessions {
     inner: Mutex<Inner>,
+    /// Where the sessions are kept when proxies share a store.
+    shared: Option<Arc<dyn Store>>,
+}
+
+/// What the shared store keeps for a session id: its SHA-256, hex (the cookie's value
+/// cannot be rebuilt from the database).
+fn store_key(id: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(id.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn unix_now() -> i64 {
+    crate::unblock::approvals::now()
 }
 
 /// 256 random bits, base64url.
@@ -96,6 +117,82 @@ pub fn same_secret(a: &str, b: &str) -> bool {
 }
 
 impl Sessions {
+    /// Sessions kept in `store` if proxies share it, else in memory.
+    pub fn for_store(store: &Arc<dyn Store>) -> Sessions {
+        Sessions {
+            inner: Mutex::default(),
+            shared: store.shares_sessions().then(|| store.clone()),
+        }
+    }
+
+    /// Starts a session for `admin`; returns its id (for the cookie). `None`: the shared
+    /// store could not keep it (logged).
+    pub async fn open(&self, admin: &str) -> Option<String> {
+        let Some(store) = self.shared.clone() else {
+            return Some(self.start(admin, Instant::now()));
+        };
+        let id = random_token();
+        let (key, admin, csrf) = (store_key(&id), admin.to_string(), random_token());
+        let done = tokio::task::spawn_blocking(move || {
+            store.session_start(&key, &admin, &csrf, unix_now())
+        })
+        .await;
+        match done {
+            Ok(Ok(())) => Some(id),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot keep an administrator's session in the store");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// The live session with this id (marked used), from memory or the shared store.
+    pub async fn find(&self, id: &str) -> Option<Session> {
+        let Some(store) = self.shared.clone() else {
+            return self.get(id, Instant::now());
+        };
+        let key = store_key(id);
+        let found = tokio::task::spawn_blocking(move || {
+            store.session_get(
+                &key,
+                unix_now(),
+                IDLE.as_secs() as i64,
+                ABSOLUTE.as_secs() as i64,
+            )
+        })
+        .await;
+        match found {
+            Ok(Ok(Some((admin, csrf)))) => {
+                let now = Instant::now();
+                Some(Session {
+                    admin,
+                    csrf,
+                    started: now,
+                    last: now,
+                })
+            }
+            Ok(Ok(None)) => None,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read an administrator's session from the store");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Ends the session (logout), on every proxy when they share the store.
+    pub async fn close(&self, id: &str) {
+        let Some(store) = self.shared.clone() else {
+            self.end(id);
+            return;
+        };
+        let key = store_key(id);
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.session_end(&key)).await {
+            tracing::warn!(error = %e, "cannot end an administrator's session in the store");
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }

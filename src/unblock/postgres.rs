@@ -42,7 +42,13 @@ use super::store::{
 };
 
 /// Schema migrations; migration `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/pg/0001_init.sql")];
+/// Ended administrators' sessions are deleted this long (seconds) after their last use.
+const SESSION_KEPT: i64 = 86_400;
+
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/pg/0001_init.sql"),
+    include_str!("../../migrations/pg/0002_admin_sessions.sql"),
+];
 
 /// The advisory lock key the migrations are applied under ("charte" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6368_6172_7465;
@@ -1213,6 +1219,75 @@ impl Store for PgStore {
 
     fn available(&self) -> bool {
         PgStore::available(self)
+    }
+
+    fn describe(&self) -> (&'static str, String) {
+        ("postgres", self.db().to_string())
+    }
+
+    fn shares_sessions(&self) -> bool {
+        true
+    }
+
+    fn session_start(
+        &self,
+        key: &str,
+        admin: &str,
+        csrf: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let pool = self.pool.clone();
+        let (key, admin, csrf) = (key.to_string(), admin.to_string(), csrf.to_string());
+        self.run(async move {
+            let c = pool.get().await?;
+            // Sessions that ended long ago go with each login (a handful a day).
+            c.execute(
+                "DELETE FROM admin_sessions WHERE last < $1",
+                &[&(now - SESSION_KEPT)],
+            )
+            .await?;
+            c.execute(
+                "INSERT INTO admin_sessions (key, admin, csrf, started, last)
+                 VALUES ($1, $2, $3, $4, $4)",
+                &[&key, &admin, &csrf, &now],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn session_get(
+        &self,
+        key: &str,
+        now: i64,
+        idle: i64,
+        absolute: i64,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let pool = self.pool.clone();
+        let key = key.to_string();
+        self.run(async move {
+            let c = pool.get().await?;
+            let row = c
+                .query_opt(
+                    "UPDATE admin_sessions SET last = $2
+                     WHERE key = $1 AND last > $3 AND started > $4
+                     RETURNING admin, csrf",
+                    &[&key, &now, &(now - idle), &(now - absolute)],
+                )
+                .await?;
+            Ok(row.map(|r| (r.get(0), r.get(1))))
+        })
+    }
+
+    fn session_end(&self, key: &str) -> Result<(), StoreError> {
+        let pool = self.pool.clone();
+        let key = key.to_string();
+        self.run(async move {
+            let c = pool.get().await?;
+            c.execute("DELETE FROM admin_sessions WHERE key = $1", &[&key])
+                .await?;
+            Ok(())
+        })
     }
 
     fn purge(&self, before: i64, now: i64, batch: usize) -> Result<Purged, StoreError> {

@@ -462,6 +462,10 @@ impl Store for SqliteStore {
         Ok(n.unwrap_or(0))
     }
 
+    fn describe(&self) -> (&'static str, String) {
+        ("sqlite", self.path.display().to_string())
+    }
+
     fn version(&self) -> Result<i64, StoreError> {
         let conn = self.lock();
         let v: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;

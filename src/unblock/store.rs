@@ -250,6 +250,43 @@ pub trait Store: Send + Sync {
     fn available(&self) -> bool {
         true
     }
+    /// What the store is, for `/health`: `sqlite` or `postgres`, and where (a file, or
+    /// `host:port/database`; never a password).
+    fn describe(&self) -> (&'static str, String);
+
+    /// Whether several proxies share this store: administrators' sessions are then kept
+    /// in it, so that any proxy serves the admin pages. An embedded store does not, and
+    /// the sessions stay in the proxy's memory (the `session_*` methods are then never
+    /// called).
+    fn shares_sessions(&self) -> bool {
+        false
+    }
+    /// Keeps a new administrator's session. `key`: the SHA-256 (hex) of the session id,
+    /// never the id itself.
+    fn session_start(
+        &self,
+        _key: &str,
+        _admin: &str,
+        _csrf: &str,
+        _now: i64,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// The administrator and CSRF value of the session `key` if it is live at `now`
+    /// (used within `idle` seconds, started within `absolute`), marked as used now.
+    fn session_get(
+        &self,
+        _key: &str,
+        _now: i64,
+        _idle: i64,
+        _absolute: i64,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        Ok(None)
+    }
+    /// Ends the session `key` (logout), on every proxy.
+    fn session_end(&self, _key: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Deletes, at most `batch` rows of each kind, what is older than `before` (unix
     /// seconds): decided requests last changed before it, with their decisions (never a
     /// pending request, nor an approval still in force at `now`), and block counts of

@@ -43,6 +43,12 @@ impl AdminClient {
         }
     }
 
+    /// The same browser (cookies and all) going to `p`'s admin pages: another proxy of a
+    /// cluster behind one name.
+    pub fn to(&mut self, p: &Proxy) {
+        self.base = format!("http://{}", p.admin);
+    }
+
     fn keep(&mut self, r: reqwest::blocking::Response) -> Answer {
         let set_cookies: Vec<String> = r
             .headers()

@@ -45,6 +45,18 @@ pub fn bin_dir() -> Option<PathBuf> {
     best.map(|(_, b)| b)
 }
 
+/// How many numbered migrations the product ships (`migrations/pg`): the schema version
+/// of a database it has set up.
+pub fn migrations() -> usize {
+    std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/pg"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".sql"))
+        })
+        .count()
+}
+
 /// Whether the PostgreSQL tests can run here. Under CI (`CI` set) a missing PostgreSQL
 /// is a failure: `tests/run.sh` installs it.
 pub fn available() -> bool {
