@@ -649,6 +649,9 @@ impl Reload {
 /// seen within half a second) and writes the counted blocks, off the request path.
 async fn unblock_sync(u: Arc<UnblockService>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    // Said once when the sync starts failing and once when it works again, not at
+    // every tick of an outage.
+    let mut failing = false;
     loop {
         tick.tick().await;
         let u = u.clone();
@@ -657,8 +660,16 @@ async fn unblock_sync(u: Arc<UnblockService>) {
             u.blocks.flush(u.store().as_ref())
         })
         .await;
-        if let Ok(Err(e)) = r {
-            tracing::warn!(error = %e, "unblock requests: cannot sync with the store");
+        match r {
+            Ok(Err(e)) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "unblock requests: cannot sync with the store");
+            }
+            Ok(Ok(())) if failing => {
+                failing = false;
+                tracing::info!("unblock requests: in step with the store again");
+            }
+            _ => {}
         }
     }
 }

@@ -161,7 +161,15 @@ impl LiveApprovals {
             seen: AtomicI64::new(i64::MIN),
             refreshing: Mutex::new(()),
         };
-        live.refresh()?;
+        match live.refresh() {
+            Ok(_) => {}
+            // A shared store that does not answer at start: no approval yet, so nothing
+            // opens that was not approved; the sync loads them when it answers.
+            Err(e @ StoreError::Unavailable { .. }) => {
+                tracing::warn!(error = %e, "no approval known yet: the store does not answer");
+            }
+            Err(e) => return Err(e),
+        }
         Ok(live)
     }
 

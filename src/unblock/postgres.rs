@@ -328,6 +328,9 @@ struct Shared {
     born: Instant,
     /// A background read of the counter is under way.
     reading: AtomicBool,
+    /// The schema is known to be up to date (set at `open`, or later when the database
+    /// did not answer at start); until then every call is refused as unavailable.
+    ready: AtomicBool,
 }
 
 impl Shared {
@@ -430,6 +433,7 @@ impl PgStore {
             read_at: AtomicI64::new(0),
             born: Instant::now(),
             reading: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
         });
         let store = PgStore {
             handle: rt.handle().clone(),
@@ -438,24 +442,43 @@ impl PgStore {
             shared,
             timeout: o.timeout,
         };
-        let schema = store.run_for(MIGRATION_TIME, migrate(store.pool.clone(), db.clone()))?;
-        let n = store.run(read_counter(store.pool.clone()))?;
-        store.shared.counter.store(n, Ordering::SeqCst);
-        store
-            .shared
-            .read_at
-            .store(store.shared.since_born(), Ordering::SeqCst);
+        match store.run_for(MIGRATION_TIME, migrate(store.pool.clone(), db.clone())) {
+            Ok(schema) => {
+                store.shared.ready.store(true, Ordering::SeqCst);
+                let n = store.run(read_counter(store.pool.clone()))?;
+                store.shared.counter.store(n, Ordering::SeqCst);
+                store
+                    .shared
+                    .read_at
+                    .store(store.shared.since_born(), Ordering::SeqCst);
+                tracing::info!(%db, schema, "unblock requests in PostgreSQL");
+            }
+            // A proxy rebooted while the database is down still starts, and filters
+            // with no approval until the database answers: it never opens more than
+            // was approved. Anything else (a wrong password, a certificate, a newer
+            // schema) stops the start.
+            Err(e @ StoreError::Unavailable { .. }) => {
+                tracing::warn!(
+                    error = %e,
+                    "the PostgreSQL store does not answer at start: filtering goes on with no \
+                     approval until it does, and requests cannot be taken"
+                );
+                store
+                    .handle
+                    .spawn(prepare_later(store.pool.clone(), store.shared.clone()));
+            }
+            Err(e) => return Err(e),
+        }
         store
             .handle
             .spawn(listen(config, tls, store.shared.clone()));
-        tracing::info!(%db, schema, "unblock requests in PostgreSQL");
         Ok(store)
     }
 
     /// Whether the database answered the last call, and the listening connection is up.
     /// For `/health` and the metrics; the request path never needs it.
     pub fn available(&self) -> bool {
-        self.shared.available.load(Ordering::SeqCst)
+        self.shared.ready.load(Ordering::SeqCst) && self.shared.available.load(Ordering::SeqCst)
     }
 
     /// `host:port/database`, for messages.
@@ -468,6 +491,12 @@ impl PgStore {
         F: Future<Output = Result<T, Fail>> + Send + 'static,
         T: Send + 'static,
     {
+        if !self.shared.ready.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable {
+                db: self.shared.db.to_string(),
+                detail: "not answered since the start (the schema is not checked yet)".into(),
+            });
+        }
         self.run_for(self.timeout, fut)
     }
 
@@ -829,6 +858,33 @@ async fn migrate(pool: Pool, db: Arc<str>) -> Result<i32, Fail> {
     }
     tx.commit().await?;
     Ok(known)
+}
+
+/// For a store opened while the database did not answer: migrates as soon as it does
+/// (retried with a backoff from 0.1 s to 5 s), then counts one change so that every
+/// reader loads the approvals.
+async fn prepare_later(pool: Pool, shared: Arc<Shared>) {
+    let mut wait = Duration::from_millis(100);
+    loop {
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(5));
+        let done =
+            tokio::time::timeout(MIGRATION_TIME, migrate(pool.clone(), shared.db.clone())).await;
+        let Ok(Ok(schema)) = done else {
+            continue;
+        };
+        let Ok(Ok(n)) = tokio::time::timeout(MIGRATION_TIME, read_counter(pool.clone())).await
+        else {
+            continue;
+        };
+        shared.counter.store(n, Ordering::SeqCst);
+        shared.read_at.store(shared.since_born(), Ordering::SeqCst);
+        shared.ready.store(true, Ordering::SeqCst);
+        shared.changed();
+        shared.set_available(true, None);
+        tracing::info!(db = %shared.db, schema, "unblock requests in PostgreSQL");
+        return;
+    }
 }
 
 async fn read_counter(pool: Pool) -> Result<i64, Fail> {
