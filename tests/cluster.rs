@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use common::admin::{AdminClient, add_admin, csrf_of};
 use common::postgres::{self, Postgres};
 use common::proxy::{Proxy, Upstream, curl};
+use common::unblock::{status_of, submit, token_of, unblock_link, wait_status};
 
 /// The server file of every node: the shared database, its URL in a 0600 file.
 struct Cluster {
@@ -67,65 +68,6 @@ fn requests(p: &Proxy, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn status_of(p: &Proxy, url: &str, from: &str) -> String {
-    curl(&[
-        "-x",
-        &p.url(),
-        "--interface",
-        from,
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        url,
-    ])
-    .1
-}
-
-/// Waits until `url` answers `want` through `p` (10 s at most); returns how long it took.
-fn wait_status(p: &Proxy, url: &str, from: &str, want: &str) -> Duration {
-    let t0 = Instant::now();
-    loop {
-        let got = status_of(p, url, from);
-        if got == want {
-            return t0.elapsed();
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "{url} from {from} through {}: still {got}, want {want}",
-            p.proxy
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The block page's unblock link, as a URL on `p`'s portal.
-fn unblock_link(p: &Proxy, url: &str, from: &str) -> String {
-    let (_, page, _) = curl(&["-x", &p.url(), "--interface", from, url]);
-    let start = page
-        .find("/demande?token=")
-        .unwrap_or_else(|| panic!("no button: {page}"));
-    let rest = &page[start..];
-    let end = rest.find('"').unwrap();
-    format!("http://{}{}", p.portal, &rest[..end].replace("&amp;", "&"))
-}
-
-/// Sends the form of `link` with a justification; returns (status, page).
-fn submit(p: &Proxy, link: &str, why: &str) -> (u16, String) {
-    let token = link.split("token=").nth(1).unwrap();
-    let (_, out, _) = curl(&[
-        "-i",
-        "--data-urlencode",
-        &format!("token={token}"),
-        "--data-urlencode",
-        &format!("justification={why}"),
-        "--data-urlencode",
-        "wanted=7d",
-        &format!("http://{}/demande", p.portal),
-    ]);
-    (out[9..12].parse().unwrap(), out)
-}
-
 fn health(p: &Proxy) -> serde_json::Value {
     serde_json::from_str(&p.admin_get("/health")).unwrap()
 }
@@ -178,7 +120,7 @@ fn a_request_through_one_proxy_is_decided_on_the_other() {
 
     // A request through A, acknowledged, then A killed at once: nothing is lost.
     let link = unblock_link(&a, &site, "127.0.0.2");
-    let (status, page) = submit(&a, &link, "Contrôle des jeux, police municipale");
+    let (status, page) = submit(&a, &token_of(&link), "Contrôle des jeux, police municipale");
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("Demande n° 1 enregistrée"), "{page}");
     a.signal("KILL");
@@ -216,9 +158,9 @@ fn a_request_through_one_proxy_is_decided_on_the_other() {
         "{}",
         r.body
     );
-    let took = wait_status(&a, &site, "127.0.0.2", "200");
+    let took = wait_status(&a, &site, "127.0.0.2", 200);
     assert!(took <= Duration::from_secs(1), "opened on A after {took:?}");
-    wait_status(&b, &site, "127.0.0.2", "200");
+    wait_status(&b, &site, "127.0.0.2", 200);
     let t = a.trace_find(|v| v["host"] == "casino-royal.example" && v["status"] == 200);
     assert_eq!(t["rule"], "demandes");
 
@@ -258,8 +200,8 @@ fn a_request_through_one_proxy_is_decided_on_the_other() {
         &b,
         &["approve", "1", "--scope", "group:agents", "--for", "3s"],
     );
-    wait_status(&a, &site, "127.0.0.2", "403");
-    wait_status(&b, &site, "127.0.0.2", "403");
+    wait_status(&a, &site, "127.0.0.2", 403);
+    wait_status(&b, &site, "127.0.0.2", 403);
     let shown = requests(&a, &["show", "1"]);
     assert!(shown.contains("approved"), "{shown}");
 }
@@ -282,13 +224,13 @@ fn the_database_stopped_keeps_both_filtering_and_its_return_needs_no_restart() {
 
     // Asked and approved (for the agents, a week) while the database is up.
     let link = unblock_link(&a, &casino, "127.0.0.2");
-    assert_eq!(submit(&a, &link, "Enquête").0, 200);
+    assert_eq!(submit(&a, &token_of(&link), "Enquête").0, 200);
     requests(
         &a,
         &["approve", "1", "--scope", "group:agents", "--for", "7d"],
     );
-    wait_status(&a, &casino, "127.0.0.2", "200");
-    wait_status(&b, &casino, "127.0.0.2", "200");
+    wait_status(&a, &casino, "127.0.0.2", 200);
+    wait_status(&b, &casino, "127.0.0.2", 200);
 
     pg.stop();
     for p in [&a, &b] {
@@ -308,7 +250,7 @@ fn the_database_stopped_keeps_both_filtering_and_its_return_needs_no_restart() {
         "{form}"
     );
     assert!(!form.contains("<textarea"), "{form}");
-    let (status, page) = submit(&a, &link, "Pendant la panne");
+    let (status, page) = submit(&a, &token_of(&link), "Pendant la panne");
     assert_eq!(status, 503, "{page}");
     // A proxy (re)started during the outage starts, knows no approval yet, so opens
     // nothing that the others had opened.
@@ -322,14 +264,14 @@ fn the_database_stopped_keeps_both_filtering_and_its_return_needs_no_restart() {
     for p in [&a, &b, &c] {
         wait_store(p, true);
     }
-    wait_status(&c, &casino, "127.0.0.2", "200");
-    let (status, page) = submit(&a, &link, "Après la panne");
+    wait_status(&c, &casino, "127.0.0.2", 200);
+    let (status, page) = submit(&a, &token_of(&link), "Après la panne");
     assert_eq!(status, 200, "{page}");
     requests(
         &b,
         &["approve", "1", "--scope", "group:agents", "--for", "1s"],
     );
     for p in [&a, &b, &c] {
-        wait_status(p, &casino, "127.0.0.2", "403");
+        wait_status(p, &casino, "127.0.0.2", 403);
     }
 }

@@ -8,37 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::admin::{AdminClient, add_admin, csrf_of};
 use common::proxy::{Proxy, Upstream, curl};
-
-/// The unblock link of the block page `url` shows to a client at `from`.
-fn unblock_link(p: &Proxy, url: &str, from: &str) -> String {
-    let (_, page, _) = curl(&["-x", &p.url(), "--interface", from, url]);
-    let start = page
-        .find("/demande?token=")
-        .unwrap_or_else(|| panic!("no button: {page}"));
-    let rest = &page[start..];
-    let end = rest.find('"').unwrap();
-    format!("http://{}{}", p.portal, &rest[..end].replace("&amp;", "&"))
-}
-
-fn token_of(link: &str) -> String {
-    link.split("token=").nth(1).unwrap().to_string()
-}
-
-/// POSTs the form; returns (status, page, Set-Cookie).
-fn submit(p: &Proxy, token: &str, why: &str) -> (u16, String) {
-    let (_, out, _) = curl(&[
-        "-i",
-        "--data-urlencode",
-        &format!("token={token}"),
-        "--data-urlencode",
-        &format!("justification={why}"),
-        "--data-urlencode",
-        "wanted=7d",
-        &format!("http://{}/demande", p.portal),
-    ]);
-    let status = out[9..12].parse().unwrap();
-    (status, out)
-}
+use common::unblock::{status_of, submit, token_of, unblock_link, wait_status};
 
 fn requests(p: &Proxy, args: &[&str]) -> String {
     let out = common::bin()
@@ -54,21 +24,6 @@ fn requests(p: &Proxy, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
-}
-
-fn wait_status(p: &Proxy, url: &str, from: &str, want: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = status_of(p, url, from);
-        if out == want.to_string() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{url} from {from}: still {out}, want {want}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -238,21 +193,6 @@ fn an_acknowledged_request_survives_kill_9() {
     p.signal("KILL");
     p.wait_exit(Duration::from_secs(10));
     assert!(requests(&p, &["list"]).contains("casino-royal.example"));
-}
-
-fn status_of(p: &Proxy, url: &str, from: &str) -> String {
-    curl(&[
-        "-x",
-        &p.url(),
-        "--interface",
-        from,
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        url,
-    ])
-    .1
 }
 
 #[test]

@@ -114,5 +114,6 @@ pub mod postgres;
 pub mod proxy;
 pub mod slapd;
 pub mod tls;
+pub mod unblock;
 pub mod webdriver;
 pub mod wire;
